@@ -1,0 +1,461 @@
+//! The store: keys with etcd's revisions, transactions, history for watches, compaction.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use octopus_core::{Event, EventKind, Header, KeyValue, Revision};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::lease::LeaseState;
+use crate::watch::Watcher;
+use crate::Error;
+
+/// A key range in etcd's terms: `range_end` empty is the single key `key`;
+/// `range_end == [0]` is every key from `key` on; otherwise `[key, range_end)`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyRange {
+    /// First key.
+    pub key: Vec<u8>,
+    /// End (exclusive), see the type's docs.
+    pub range_end: Vec<u8>,
+}
+
+impl KeyRange {
+    /// The single key `key`.
+    pub fn key(key: impl Into<Vec<u8>>) -> Self {
+        KeyRange {
+            key: key.into(),
+            range_end: Vec::new(),
+        }
+    }
+
+    /// Every key that starts with `prefix` (every key, for an empty prefix).
+    pub fn prefix(prefix: impl Into<Vec<u8>>) -> Self {
+        let key = prefix.into();
+        let range_end = prefix_end(&key);
+        KeyRange { key, range_end }
+    }
+
+    /// True if `k` is in the range.
+    pub fn contains(&self, k: &[u8]) -> bool {
+        match self.range_end.as_slice() {
+            [] => k == self.key.as_slice(),
+            [0] => k >= self.key.as_slice(),
+            end => k >= self.key.as_slice() && k < end,
+        }
+    }
+
+    fn bounds(&self) -> (std::ops::Bound<&[u8]>, std::ops::Bound<&[u8]>) {
+        use std::ops::Bound::*;
+        match self.range_end.as_slice() {
+            [] => (Included(self.key.as_slice()), Included(self.key.as_slice())),
+            [0] => (Included(self.key.as_slice()), Unbounded),
+            end if end <= self.key.as_slice() => (Included(self.key.as_slice()), Excluded(self.key.as_slice())),
+            end => (Included(self.key.as_slice()), Excluded(end)),
+        }
+    }
+}
+
+/// The end of the prefix range of `prefix`, as etcd computes it.
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0] // every byte was 0xff (or empty): the range is open-ended
+}
+
+/// What a transaction compares.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CompareTarget {
+    /// The key's version (0: absent).
+    Version(i64),
+    /// The key's create revision (0: absent).
+    Create(Revision),
+    /// The key's mod revision (0: absent).
+    Mod(Revision),
+    /// The key's value.
+    Value(Vec<u8>),
+    /// The key's lease (0: none or absent).
+    Lease(i64),
+}
+
+/// How a transaction compares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CompareOp {
+    /// `==`
+    Equal,
+    /// `!=`
+    NotEqual,
+    /// `<`
+    Less,
+    /// `>`
+    Greater,
+}
+
+/// One comparison of a transaction, on every key of `range` (etcd compares each).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Compare {
+    /// The keys compared.
+    pub range: KeyRange,
+    /// The operator.
+    pub op: CompareOp,
+    /// The field and the value to compare with.
+    pub target: CompareTarget,
+}
+
+/// One operation of a transaction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// Read a range (at the transaction's revision).
+    Range(KeyRange),
+    /// Write `key = value`, attached to `lease` (0: none).
+    Put {
+        /// Key.
+        key: Vec<u8>,
+        /// Value.
+        value: Vec<u8>,
+        /// Lease (0: none).
+        lease: i64,
+    },
+    /// Delete a range.
+    Delete(KeyRange),
+}
+
+/// The result of one [`Op`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OpResult {
+    /// The keys read.
+    Range(Vec<KeyValue>),
+    /// The key before the put, if any.
+    Put(Option<KeyValue>),
+    /// The keys deleted, as they were.
+    Delete(Vec<KeyValue>),
+}
+
+/// The result of a transaction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TxnResult {
+    /// The store's header after it.
+    pub header: Header,
+    /// Whether every comparison held (then `success` ran, else `failure`).
+    pub succeeded: bool,
+    /// One result per operation that ran.
+    pub results: Vec<OpResult>,
+}
+
+static NEXT_CLUSTER: AtomicU64 = AtomicU64::new(0x0c70_0000_0000_0001);
+
+/// An in-memory store with etcd's data model. Cloning shares the store.
+///
+/// Time is `tokio::time`, so leases expire in paused and simulated time too.
+/// Expired leases are collected before every operation, and by
+/// [`MemBackend`](crate::MemBackend)'s expiry task when nothing else happens.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pub(crate) inner: Arc<Mutex<Inner>>,
+    pub(crate) wake: Arc<Notify>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) cluster_id: u64,
+    pub(crate) revision: Revision,
+    pub(crate) compact_revision: Revision,
+    pub(crate) kvs: BTreeMap<Vec<u8>, KeyValue>,
+    pub(crate) leases: BTreeMap<i64, LeaseState>,
+    pub(crate) next_lease: i64,
+    /// Events at revisions ≥ the compaction point, for watches that start in the past.
+    pub(crate) history: Vec<(Revision, Vec<Event>)>,
+    pub(crate) watchers: BTreeMap<i64, Watcher>,
+    pub(crate) next_watcher: i64,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Store::new()
+    }
+}
+
+impl Store {
+    /// An empty store with a cluster id of its own (distinct within this process).
+    pub fn new() -> Self {
+        Store::with_cluster_id(NEXT_CLUSTER.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// An empty store with the given cluster id (the simulator draws it from its seed).
+    pub fn with_cluster_id(cluster_id: u64) -> Self {
+        Store {
+            inner: Arc::new(Mutex::new(Inner {
+                cluster_id,
+                revision: 1, // etcd starts at 1 as well
+                compact_revision: 0,
+                kvs: BTreeMap::new(),
+                leases: BTreeMap::new(),
+                next_lease: 0x7e57_0000_0000_0000,
+                history: Vec::new(),
+                watchers: BTreeMap::new(),
+                next_watcher: 1,
+            })),
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Locks the store after collecting expired leases.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.expire(Instant::now());
+        inner
+    }
+
+    /// The current header.
+    pub fn header(&self) -> Header {
+        self.lock().header()
+    }
+
+    /// The compaction revision (0: never compacted).
+    pub fn compact_revision(&self) -> Revision {
+        self.lock().compact_revision
+    }
+
+    /// Reads `range` at `revision` (0: current), at most `limit` keys (0: all).
+    /// Returns the keys, and whether more were left out by the limit.
+    pub fn range(&self, range: &KeyRange, revision: Revision, limit: usize) -> Result<(Header, Vec<KeyValue>, bool), Error> {
+        let inner = self.lock();
+        let mut kvs = inner.range_at(range, revision)?;
+        let more = limit > 0 && kvs.len() > limit;
+        if more {
+            kvs.truncate(limit);
+        }
+        Ok((inner.header(), kvs, more))
+    }
+
+    /// Writes `key = value` attached to `lease` (0: none); returns the previous value.
+    pub fn put(&self, key: &[u8], value: &[u8], lease: i64) -> Result<(Header, Option<KeyValue>), Error> {
+        let r = self.txn(&[], &[Op::Put { key: key.to_vec(), value: value.to_vec(), lease }], &[])?;
+        match r.results.into_iter().next() {
+            Some(OpResult::Put(prev)) => Ok((r.header, prev)),
+            _ => unreachable!("a put yields a put result"),
+        }
+    }
+
+    /// Deletes `range`; returns the deleted keys as they were.
+    pub fn delete(&self, range: &KeyRange) -> Result<(Header, Vec<KeyValue>), Error> {
+        let r = self.txn(&[], &[Op::Delete(range.clone())], &[])?;
+        match r.results.into_iter().next() {
+            Some(OpResult::Delete(prev)) => Ok((r.header, prev)),
+            _ => unreachable!("a delete yields a delete result"),
+        }
+    }
+
+    /// Runs a transaction atomically, as one revision.
+    pub fn txn(&self, compare: &[Compare], success: &[Op], failure: &[Op]) -> Result<TxnResult, Error> {
+        let mut inner = self.lock();
+        let succeeded = compare.iter().all(|c| inner.compare(c));
+        let ops = if succeeded { success } else { failure };
+        // Check before writing anything: a transaction applies whole or not at all.
+        for op in ops {
+            if let Op::Put { lease, .. } = op {
+                if *lease != 0 && !inner.leases.contains_key(lease) {
+                    return Err(Error::LeaseNotFound(*lease));
+                }
+            }
+        }
+        let rev = inner.revision + 1;
+        let mut events = Vec::new();
+        let mut results = Vec::with_capacity(ops.len());
+        for op in ops {
+            results.push(match op {
+                Op::Range(range) => OpResult::Range(inner.range_at(range, 0)?),
+                Op::Put { key, value, lease } => OpResult::Put(inner.apply_put(rev, key, value, *lease, &mut events)),
+                Op::Delete(range) => OpResult::Delete(inner.apply_delete(rev, range, &mut events)),
+            });
+        }
+        inner.commit(rev, events);
+        Ok(TxnResult {
+            header: inner.header(),
+            succeeded,
+            results,
+        })
+    }
+
+    /// Compacts history up to `revision`: reads and watches before it fail with
+    /// [`Error::Compacted`].
+    pub fn compact(&self, revision: Revision) -> Result<Header, Error> {
+        let mut inner = self.lock();
+        if revision > inner.revision {
+            return Err(Error::FutureRevision {
+                requested: revision,
+                current: inner.revision,
+            });
+        }
+        if revision <= inner.compact_revision {
+            return Err(Error::Compacted {
+                requested: revision,
+                compacted: inner.compact_revision,
+            });
+        }
+        inner.compact_revision = revision;
+        inner.history.retain(|(rev, _)| *rev >= revision);
+        Ok(inner.header())
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.lock().kvs.len()
+    }
+
+    /// True when the store holds no key.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Inner {
+    pub(crate) fn header(&self) -> Header {
+        Header {
+            cluster_id: self.cluster_id,
+            revision: self.revision,
+        }
+    }
+
+    pub(crate) fn check_revision(&self, revision: Revision) -> Result<(), Error> {
+        if revision > self.revision {
+            return Err(Error::FutureRevision {
+                requested: revision,
+                current: self.revision,
+            });
+        }
+        if revision > 0 && revision < self.compact_revision {
+            return Err(Error::Compacted {
+                requested: revision,
+                compacted: self.compact_revision,
+            });
+        }
+        Ok(())
+    }
+
+    /// The keys of `range` as they were at `revision` (0: now), rebuilt by undoing
+    /// the history after it.
+    fn range_at(&self, range: &KeyRange, revision: Revision) -> Result<Vec<KeyValue>, Error> {
+        self.check_revision(revision)?;
+        let mut view: BTreeMap<&[u8], &KeyValue> =
+            self.kvs.range::<[u8], _>(range.bounds()).map(|(k, v)| (k.as_slice(), v)).collect();
+        if revision > 0 && revision < self.revision {
+            for (_, events) in self.history.iter().rev().take_while(|(rev, _)| *rev > revision) {
+                for ev in events.iter().rev().filter(|ev| range.contains(&ev.kv.key)) {
+                    match &ev.prev {
+                        Some(prev) => view.insert(prev.key.as_slice(), prev),
+                        None => view.remove(ev.kv.key.as_slice()),
+                    };
+                }
+            }
+        }
+        Ok(view.into_values().cloned().collect())
+    }
+
+    fn compare(&self, c: &Compare) -> bool {
+        let absent = KeyValue {
+            key: c.range.key.clone(),
+            value: Vec::new(),
+            create_revision: 0,
+            mod_revision: 0,
+            version: 0,
+            lease: 0,
+        };
+        let kvs: Vec<&KeyValue> = if c.range.range_end.is_empty() {
+            vec![self.kvs.get(&c.range.key).unwrap_or(&absent)]
+        } else {
+            self.kvs.range::<[u8], _>(c.range.bounds()).map(|(_, v)| v).collect()
+        };
+        kvs.into_iter().all(|kv| {
+            let ord = match &c.target {
+                CompareTarget::Version(v) => kv.version.cmp(v),
+                CompareTarget::Create(v) => kv.create_revision.cmp(v),
+                CompareTarget::Mod(v) => kv.mod_revision.cmp(v),
+                CompareTarget::Lease(v) => kv.lease.cmp(v),
+                CompareTarget::Value(v) => kv.value.as_slice().cmp(v.as_slice()),
+            };
+            match c.op {
+                CompareOp::Equal => ord.is_eq(),
+                CompareOp::NotEqual => ord.is_ne(),
+                CompareOp::Less => ord.is_lt(),
+                CompareOp::Greater => ord.is_gt(),
+            }
+        })
+    }
+
+    fn apply_put(&mut self, rev: Revision, key: &[u8], value: &[u8], lease: i64, events: &mut Vec<Event>) -> Option<KeyValue> {
+        let prev = self.kvs.get(key).cloned();
+        if let Some(old) = prev.as_ref().filter(|p| p.lease != 0 && p.lease != lease) {
+            if let Some(l) = self.leases.get_mut(&old.lease) {
+                l.keys.remove(key);
+            }
+        }
+        if lease != 0 {
+            if let Some(l) = self.leases.get_mut(&lease) {
+                l.keys.insert(key.to_vec());
+            }
+        }
+        let kv = KeyValue {
+            key: key.to_vec(),
+            value: value.to_vec(),
+            create_revision: prev.as_ref().map_or(rev, |p| p.create_revision),
+            mod_revision: rev,
+            version: prev.as_ref().map_or(1, |p| p.version + 1),
+            lease,
+        };
+        self.kvs.insert(key.to_vec(), kv.clone());
+        events.push(Event {
+            kind: EventKind::Put,
+            kv,
+            prev: prev.clone(),
+        });
+        prev
+    }
+
+    pub(crate) fn apply_delete(&mut self, rev: Revision, range: &KeyRange, events: &mut Vec<Event>) -> Vec<KeyValue> {
+        let keys: Vec<Vec<u8>> = self.kvs.range::<[u8], _>(range.bounds()).map(|(k, _)| k.clone()).collect();
+        let mut deleted = Vec::with_capacity(keys.len());
+        for key in keys {
+            let Some(prev) = self.kvs.remove(&key) else { continue };
+            if let Some(l) = self.leases.get_mut(&prev.lease) {
+                l.keys.remove(&key);
+            }
+            events.push(Event {
+                kind: EventKind::Delete,
+                kv: KeyValue {
+                    key,
+                    value: Vec::new(),
+                    create_revision: 0,
+                    mod_revision: rev,
+                    version: 0,
+                    lease: 0,
+                },
+                prev: Some(prev.clone()),
+            });
+            deleted.push(prev);
+        }
+        deleted
+    }
+
+    /// Makes `events` revision `rev` (if there are any) and tells the watchers.
+    pub(crate) fn commit(&mut self, rev: Revision, events: Vec<Event>) {
+        if events.is_empty() {
+            return; // like etcd: a write that changes nothing takes no revision
+        }
+        self.revision = rev;
+        self.notify(rev, &events);
+        self.history.push((rev, events));
+    }
+
+    /// Keys attached to `lease`, sorted.
+    pub(crate) fn lease_keys(&self, lease: i64) -> BTreeSet<Vec<u8>> {
+        self.leases.get(&lease).map(|l| l.keys.clone()).unwrap_or_default()
+    }
+}

@@ -1,0 +1,341 @@
+//! [`WatchDiscovery`]: one shared, self-healing watch cache per service, for every backend.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+
+use async_trait::async_trait;
+use tokio::sync::{oneshot, watch};
+use tokio::time::{sleep, Instant};
+
+use crate::lease::next_message;
+use crate::{
+    Backoff, BackoffPolicy, Discovery, Error, EventKind, Freshness, Header, JitterRng, KeyLayout, KeyValue,
+    KvBackend, Result, Revision, ServiceInstance, Snapshot, Watch, WatchMessage, WatchStream,
+};
+
+/// Counters a discovery keeps; read them with [`WatchDiscovery::stats`].
+#[derive(Debug, Default)]
+pub struct DiscoveryStats {
+    resyncs: AtomicU64,
+    reconnects: AtomicU64,
+    decode_errors: AtomicU64,
+}
+
+impl DiscoveryStats {
+    /// Full re-reads after a compaction or a lost history.
+    pub fn resyncs(&self) -> u64 {
+        self.resyncs.load(Ordering::Relaxed)
+    }
+    /// Watches re-opened after the connection was lost.
+    pub fn reconnects(&self) -> u64 {
+        self.reconnects.load(Ordering::Relaxed)
+    }
+    /// Values skipped because they did not decode.
+    pub fn decode_errors(&self) -> u64 {
+        self.decode_errors.load(Ordering::Relaxed)
+    }
+}
+
+/// A [`Discovery`] over any [`KvBackend`].
+pub struct WatchDiscovery<B> {
+    backend: Arc<B>,
+    layout: Arc<dyn KeyLayout>,
+    retry: BackoffPolicy,
+    rng: Mutex<JitterRng>,
+    caches: Mutex<BTreeMap<String, Weak<Cache>>>,
+    stats: Arc<DiscoveryStats>,
+}
+
+impl<B> std::fmt::Debug for WatchDiscovery<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WatchDiscovery").field("layout", &self.layout).finish_non_exhaustive()
+    }
+}
+
+/// A running cache; dropping the last [`Watch`] drops it and stops its task.
+struct Cache {
+    rx: watch::Receiver<Option<Snapshot>>,
+    _stop: oneshot::Sender<()>,
+}
+
+impl<B: KvBackend> WatchDiscovery<B> {
+    /// Discovery reading keys in `layout`; reconnects back off from 100 ms up to 5 s.
+    pub fn new(backend: Arc<B>, layout: Arc<dyn KeyLayout>) -> Self {
+        let retry = BackoffPolicy::new(std::time::Duration::from_millis(100), std::time::Duration::from_secs(5))
+            .expect("static policy is valid");
+        WatchDiscovery {
+            backend,
+            layout,
+            retry,
+            rng: Mutex::new(JitterRng::from_entropy()),
+            caches: Mutex::new(BTreeMap::new()),
+            stats: Arc::default(),
+        }
+    }
+
+    /// Sets the reconnect backoff.
+    pub fn with_retry(self, retry: BackoffPolicy) -> Self {
+        WatchDiscovery { retry, ..self }
+    }
+
+    /// Draws reconnect jitter from `rng`.
+    pub fn with_rng(self, rng: JitterRng) -> Self {
+        WatchDiscovery {
+            rng: Mutex::new(rng),
+            ..self
+        }
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &Arc<DiscoveryStats> {
+        &self.stats
+    }
+
+    fn decode_all(&self, service: &str, kvs: &[KeyValue]) -> Vec<(Vec<u8>, Revision, ServiceInstance)> {
+        kvs.iter()
+            .filter_map(|kv| match self.layout.decode(service, &kv.key, &kv.value) {
+                Ok(i) => Some((kv.key.clone(), kv.mod_revision, i)),
+                Err(e) => {
+                    self.stats.decode_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(%service, error = %e, "skipping a value that does not decode");
+                    None
+                }
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl<B: KvBackend> Discovery for WatchDiscovery<B> {
+    async fn instances(&self, service: &str) -> Result<Arc<[ServiceInstance]>> {
+        crate::instance::validate_name("service", service)?;
+        let cached = self.caches.lock().unwrap_or_else(|p| p.into_inner()).get(service).and_then(Weak::upgrade);
+        if let Some(snapshot) = cached.and_then(|c| c.rx.borrow().clone()).filter(Snapshot::is_fresh) {
+            return Ok(snapshot.instances);
+        }
+        let (_, kvs) = self.backend.range_prefix(&self.layout.prefix(service)).await?;
+        let decoded = self.decode_all(service, &kvs);
+        Ok(sorted(decoded.iter().map(|(_, r, i)| (*r, i))))
+    }
+
+    async fn watch(&self, service: &str) -> Result<Watch> {
+        crate::instance::validate_name("service", service)?;
+        let mut caches = self.caches.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(cache) = caches.get(service).and_then(Weak::upgrade) {
+            return Ok(Watch::new(cache.rx.clone(), cache));
+        }
+        let (tx, rx) = watch::channel(None);
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let rng = self.rng.lock().unwrap_or_else(|p| p.into_inner()).fork();
+        let task = CacheTask {
+            backend: self.backend.clone(),
+            layout: self.layout.clone(),
+            stats: self.stats.clone(),
+            service: service.to_owned(),
+            prefix: self.layout.prefix(service),
+            backoff: Backoff::new(self.retry, rng),
+            retry_cap: self.retry.cap(),
+            tx,
+            state: BTreeMap::new(),
+            revision: 0,
+            cluster: None,
+            resyncs: 0,
+            stale_since: None,
+            logged: BTreeSet::new(),
+        };
+        tokio::spawn(async move {
+            tokio::select! {
+                biased;
+                _ = stop_rx => {}
+                _ = task.run() => {}
+            }
+        });
+        let cache = Arc::new(Cache { rx, _stop: stop_tx });
+        caches.retain(|_, c| c.strong_count() > 0);
+        caches.insert(service.to_owned(), Arc::downgrade(&cache));
+        Ok(Watch::new(cache.rx.clone(), cache))
+    }
+}
+
+fn sorted<'a>(entries: impl Iterator<Item = (Revision, &'a ServiceInstance)>) -> Arc<[ServiceInstance]> {
+    // Keys sort like ids in most layouts, but not all (go-zero keys hold the lease):
+    // sort by id, and keep the newest write when two keys claim one id.
+    let mut v: Vec<(Revision, &ServiceInstance)> = entries.collect();
+    v.sort_by(|a, b| a.1.id.cmp(&b.1.id).then(b.0.cmp(&a.0)));
+    v.dedup_by(|later, earlier| later.1.id == earlier.1.id);
+    v.into_iter().map(|(_, i)| i.clone()).collect()
+}
+
+struct CacheTask<B> {
+    backend: Arc<B>,
+    layout: Arc<dyn KeyLayout>,
+    stats: Arc<DiscoveryStats>,
+    service: String,
+    prefix: String,
+    backoff: Backoff,
+    retry_cap: std::time::Duration,
+    tx: watch::Sender<Option<Snapshot>>,
+    state: BTreeMap<Vec<u8>, (Revision, ServiceInstance)>,
+    revision: Revision,
+    cluster: Option<u64>,
+    resyncs: u64,
+    stale_since: Option<Instant>,
+    /// Keys whose decode error was logged already: log once, count always.
+    logged: BTreeSet<Vec<u8>>,
+}
+
+/// Why the task must read everything again.
+#[derive(PartialEq, Eq)]
+enum Sync {
+    /// Never read yet.
+    Initial,
+    /// The watch's start revision was compacted.
+    Compacted,
+    /// The store's history was lost (new cluster id or revisions ran backwards).
+    HistoryLost,
+}
+
+impl<B: KvBackend> CacheTask<B> {
+    async fn run(mut self) {
+        let mut sync = Some(Sync::Initial);
+        loop {
+            if let Some(reason) = sync.take() {
+                if let Err(e) = self.resync(&reason).await {
+                    self.lost(&e).await;
+                    sync = Some(reason);
+                    continue;
+                }
+            } else {
+                match self.backend.header().await {
+                    Ok(h) if self.history_lost(h) => {
+                        sync = Some(Sync::HistoryLost);
+                        continue;
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        self.lost(&e).await;
+                        continue;
+                    }
+                }
+            }
+            let mut stream = match self.backend.watch(&self.prefix, true, self.revision + 1).await {
+                Ok(s) => Some(s),
+                Err(Error::Compacted { .. }) => {
+                    sync = Some(Sync::Compacted);
+                    continue;
+                }
+                Err(e) => {
+                    self.lost(&e).await;
+                    continue;
+                }
+            };
+            self.backoff.reset();
+            if self.stale_since.take().is_some() {
+                self.publish();
+            }
+            sync = self.follow(&mut stream).await;
+            if sync.is_none() {
+                self.stats.reconnects.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn history_lost(&self, h: Header) -> bool {
+        self.cluster.is_some_and(|c| c != h.cluster_id) || h.revision < self.revision
+    }
+
+    async fn resync(&mut self, reason: &Sync) -> Result<()> {
+        let (header, kvs) = self.backend.range_prefix(&self.prefix).await?;
+        if *reason == Sync::Compacted || *reason == Sync::HistoryLost || self.history_lost(header) {
+            self.resyncs += 1;
+            self.stats.resyncs.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(service = %self.service, revision = header.revision, "full resync");
+        }
+        self.state.clear();
+        for kv in &kvs {
+            self.apply_put(kv);
+        }
+        self.cluster = Some(header.cluster_id);
+        self.revision = header.revision;
+        self.stale_since = None;
+        self.backoff.reset();
+        self.publish();
+        Ok(())
+    }
+
+    /// Applies watch messages until the watch ends; says whether to resync.
+    async fn follow(&mut self, stream: &mut Option<WatchStream>) -> Option<Sync> {
+        loop {
+            match next_message(stream).await {
+                Some(Ok(WatchMessage::Events { revision, events })) => {
+                    for ev in &events {
+                        match ev.kind {
+                            EventKind::Put => self.apply_put(&ev.kv),
+                            EventKind::Delete => {
+                                self.state.remove(&ev.kv.key);
+                            }
+                        }
+                        self.revision = self.revision.max(ev.kv.mod_revision);
+                    }
+                    self.revision = self.revision.max(revision);
+                    self.publish();
+                }
+                Some(Ok(WatchMessage::Progress { revision })) => self.revision = self.revision.max(revision),
+                Some(Err(Error::Compacted { .. })) => return Some(Sync::Compacted),
+                Some(Err(e)) => {
+                    self.lost(&e).await;
+                    return None;
+                }
+                None => {
+                    self.lost(&Error::Closed("watch stream")).await;
+                    return None;
+                }
+            }
+        }
+    }
+
+    fn apply_put(&mut self, kv: &KeyValue) {
+        match self.layout.decode(&self.service, &kv.key, &kv.value) {
+            Ok(instance) => {
+                self.state.insert(kv.key.clone(), (kv.mod_revision, instance));
+            }
+            Err(e) => {
+                // A key that no longer decodes no longer counts as an instance.
+                self.state.remove(&kv.key);
+                self.stats.decode_errors.fetch_add(1, Ordering::Relaxed);
+                if self.logged.insert(kv.key.clone()) {
+                    tracing::warn!(service = %self.service, error = %e, "skipping a value that does not decode");
+                }
+            }
+        }
+    }
+
+    /// The connection is lost: keep the last known instances, marked stale, then back off.
+    async fn lost(&mut self, e: &Error) {
+        tracing::debug!(service = %self.service, error = %e, "discovery lost its watch");
+        if self.stale_since.is_none() {
+            self.stale_since = Some(Instant::now());
+            if self.cluster.is_some() {
+                self.publish();
+            }
+        }
+        // Discovery never gives up: past a retry limit it keeps waiting at the cap.
+        let delay = self.backoff.next_delay().unwrap_or(self.retry_cap);
+        sleep(delay).await;
+    }
+
+    fn publish(&self) {
+        let freshness = match self.stale_since {
+            Some(since) => Freshness::Stale { since },
+            None => Freshness::Fresh,
+        };
+        let snapshot = Snapshot {
+            revision: self.revision,
+            instances: sorted(self.state.values().map(|(r, i)| (*r, i))),
+            freshness,
+            resyncs: self.resyncs,
+        };
+        self.tx.send_replace(Some(snapshot));
+    }
+}

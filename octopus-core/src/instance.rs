@@ -1,0 +1,251 @@
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// Longest service name or instance id, in characters.
+pub const MAX_NAME_LEN: usize = 128;
+/// Most metadata entries an instance may carry.
+pub const MAX_METADATA_ENTRIES: usize = 256;
+/// Longest metadata key, in bytes.
+pub const MAX_METADATA_KEY_LEN: usize = 256;
+/// Largest encoded instance, in bytes: far below etcd's default request limit (1.5 MiB),
+/// so a registration never fails on the wire for its size.
+pub const MAX_ENCODED_LEN: usize = 64 * 1024;
+/// Largest weight; keeps the sum of many weights far from overflow.
+pub const MAX_WEIGHT: u32 = 1_000_000;
+/// Weight of an instance that does not say.
+pub const DEFAULT_WEIGHT: u32 = 100;
+
+/// One running instance of a service: where it listens and what it says about itself.
+///
+/// Build one with [`ServiceInstance::new`], which validates, and the `with_*` methods.
+/// The fields are public for reading and for serde; a registry validates again
+/// before it writes, so a hand-built invalid instance is an error, never a bad key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceInstance {
+    /// Service name: 1..=128 characters of `[A-Za-z0-9._-]`.
+    pub service: String,
+    /// Instance id, unique within the service: same rule as the name.
+    pub id: String,
+    /// Host name or IP address the instance listens on.
+    pub addr: String,
+    /// Port, 1..=65535.
+    pub port: u16,
+    /// Free-form version, matched by `?version=` in targets.
+    #[serde(default)]
+    pub version: String,
+    /// Free-form labels (zone, protocol…), matched by other target filters.
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+    /// Relative weight for the `weighted` balancer policy; 0 takes no traffic.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+}
+
+fn default_weight() -> u32 {
+    DEFAULT_WEIGHT
+}
+
+impl ServiceInstance {
+    /// A validated instance of `service` with id `id` listening on `addr:port`.
+    ///
+    /// ```
+    /// use octopus_core::ServiceInstance;
+    /// let i = ServiceInstance::new("user-service", "instance-001", "127.0.0.1", 50051)?
+    ///     .with_version("v1.0.0")
+    ///     .with_metadata("zone", "a");
+    /// assert_eq!(i.endpoint(), "127.0.0.1:50051");
+    /// assert!(ServiceInstance::new("user/service", "x", "127.0.0.1", 1).is_err());
+    /// # Ok::<(), octopus_core::Error>(())
+    /// ```
+    pub fn new(service: impl Into<String>, id: impl Into<String>, addr: impl Into<String>, port: u16) -> Result<Self> {
+        let instance = ServiceInstance {
+            service: service.into(),
+            id: id.into(),
+            addr: addr.into(),
+            port,
+            version: String::new(),
+            metadata: BTreeMap::new(),
+            weight: DEFAULT_WEIGHT,
+        };
+        instance.validate()?;
+        Ok(instance)
+    }
+
+    /// Sets the version.
+    pub fn with_version(mut self, version: impl Into<String>) -> Self {
+        self.version = version.into();
+        self
+    }
+
+    /// Adds one metadata entry.
+    pub fn with_metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.metadata.insert(key.into(), value.into());
+        self
+    }
+
+    /// Sets the weight.
+    pub fn with_weight(mut self, weight: u32) -> Self {
+        self.weight = weight;
+        self
+    }
+
+    /// `addr:port`, with an IPv6 address in brackets: what a client dials.
+    pub fn endpoint(&self) -> String {
+        match self.addr.parse::<IpAddr>() {
+            Ok(IpAddr::V6(_)) => format!("[{}]:{}", self.addr, self.port),
+            _ => format!("{}:{}", self.addr, self.port),
+        }
+    }
+
+    /// Checks every field against its rule; the error names the first field that breaks one.
+    pub fn validate(&self) -> Result<()> {
+        validate_name("service", &self.service)?;
+        validate_name("id", &self.id)?;
+        validate_addr(&self.addr)?;
+        if self.port == 0 {
+            return Err(Error::instance("port", "0", "must be in 1..=65535"));
+        }
+        if self.version.chars().count() > MAX_NAME_LEN || self.version.chars().any(char::is_control) {
+            return Err(Error::instance(
+                "version",
+                &self.version,
+                format!("must be at most {MAX_NAME_LEN} characters without control characters"),
+            ));
+        }
+        if self.weight > MAX_WEIGHT {
+            return Err(Error::instance("weight", self.weight.to_string(), format!("must be at most {MAX_WEIGHT}")));
+        }
+        self.validate_metadata()
+    }
+
+    fn validate_metadata(&self) -> Result<()> {
+        if self.metadata.len() > MAX_METADATA_ENTRIES {
+            return Err(Error::instance(
+                "metadata",
+                format!("{} entries", self.metadata.len()),
+                format!("must have at most {MAX_METADATA_ENTRIES} entries"),
+            ));
+        }
+        for key in self.metadata.keys() {
+            if key.is_empty() || key.len() > MAX_METADATA_KEY_LEN || key.chars().any(char::is_control) {
+                return Err(Error::instance(
+                    "metadata key",
+                    key,
+                    format!("must be 1..={MAX_METADATA_KEY_LEN} bytes without control characters"),
+                ));
+            }
+        }
+        let size = serde_json::to_vec(self).map(|v| v.len()).unwrap_or(usize::MAX);
+        if size > MAX_ENCODED_LEN {
+            return Err(Error::instance(
+                "metadata",
+                format!("{size} bytes encoded"),
+                format!("the encoded instance must be at most {MAX_ENCODED_LEN} bytes"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Checks a service name or instance id: 1..=128 characters of `[A-Za-z0-9._-]`.
+///
+/// `/` is refused because it would escape the key layout (`foo/bar` would read as
+/// an instance of `foo`).
+pub fn validate_name(field: &'static str, value: &str) -> Result<()> {
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if value.is_empty() || value.len() > MAX_NAME_LEN || !value.chars().all(ok_char) {
+        return Err(Error::instance(
+            field,
+            value,
+            format!("must be 1..={MAX_NAME_LEN} characters of [A-Za-z0-9._-]"),
+        ));
+    }
+    Ok(())
+}
+
+fn validate_addr(addr: &str) -> Result<()> {
+    if addr.parse::<IpAddr>().is_ok() || is_hostname(addr) {
+        return Ok(());
+    }
+    Err(Error::instance(
+        "addr",
+        addr,
+        "must be an IP address or a host name (labels of 1..=63 [A-Za-z0-9-], not starting or ending with '-', 253 characters at most)",
+    ))
+}
+
+fn is_hostname(s: &str) -> bool {
+    let s = s.strip_suffix('.').unwrap_or(s);
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok() -> ServiceInstance {
+        ServiceInstance::new("svc", "id-1", "127.0.0.1", 80).unwrap()
+    }
+
+    #[test]
+    fn accepts_good_input() {
+        for addr in ["127.0.0.1", "::1", "localhost", "a-b.example.com", "host."] {
+            ServiceInstance::new("a.b_c-D9", "x", addr, 1).unwrap();
+        }
+        ServiceInstance::new("s".repeat(128), "x", "h", 65535).unwrap();
+    }
+
+    #[test]
+    fn errors_name_field_and_rule() {
+        let cases: Vec<(ServiceInstance, &str)> = vec![
+            (ServiceInstance { service: "a/b".into(), ..ok() }, "invalid service \"a/b\": must be 1..=128 characters"),
+            (ServiceInstance { service: String::new(), ..ok() }, "invalid service"),
+            (ServiceInstance { service: "s".repeat(129), ..ok() }, "invalid service"),
+            (ServiceInstance { id: "é".into(), ..ok() }, "invalid id"),
+            (ServiceInstance { addr: "-bad-.com".into(), ..ok() }, "invalid addr \"-bad-.com\""),
+            (ServiceInstance { addr: "".into(), ..ok() }, "invalid addr"),
+            (ServiceInstance { addr: "1.2.3.4:80".into(), ..ok() }, "invalid addr"),
+            (ServiceInstance { port: 0, ..ok() }, "invalid port \"0\": must be in 1..=65535"),
+            (ServiceInstance { weight: MAX_WEIGHT + 1, ..ok() }, "invalid weight"),
+            (ok().with_metadata("", "v"), "invalid metadata key"),
+            (ok().with_metadata("k", "x".repeat(MAX_ENCODED_LEN)), "invalid metadata \""),
+            (ok().with_version("v\n1"), "invalid version"),
+        ];
+        for (instance, want) in cases {
+            let err = instance.validate().unwrap_err().to_string();
+            assert!(err.starts_with(want), "{err:?} should start with {want:?}");
+        }
+    }
+
+    #[test]
+    fn long_values_are_shortened_in_errors() {
+        let err = ServiceInstance { id: "x".repeat(10_000), ..ok() }.validate().unwrap_err().to_string();
+        assert!(err.len() < 300, "{err}");
+        assert!(err.contains("10000 bytes"));
+    }
+
+    #[test]
+    fn endpoint_brackets_ipv6() {
+        let i = ServiceInstance::new("s", "i", "::1", 9).unwrap();
+        assert_eq!(i.endpoint(), "[::1]:9");
+    }
+
+    #[test]
+    fn json_defaults() {
+        let i: ServiceInstance = serde_json::from_str(r#"{"service":"s","id":"i","addr":"h","port":1}"#).unwrap();
+        assert_eq!(i.weight, DEFAULT_WEIGHT);
+        assert!(i.metadata.is_empty());
+    }
+}

@@ -1,0 +1,165 @@
+//! The small etcd-shaped key-value interface that every backend provides.
+//!
+//! Registration and discovery logic (leases, keepalive, fencing, watch resume,
+//! resync) is written once in this crate against [`KvBackend`]; a backend only
+//! translates these calls to its store. That is what lets the simulator and the
+//! conformance suite prove one implementation for every backend.
+
+use std::fmt;
+use std::pin::Pin;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_core::Stream;
+
+use crate::Result;
+
+/// A store revision: etcd's global, monotonically increasing modification counter.
+pub type Revision = i64;
+
+/// A lease identifier. `LeaseId(0)` means "no lease".
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct LeaseId(pub i64);
+
+impl fmt::Display for LeaseId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:#x}", self.0)
+    }
+}
+
+/// A granted lease.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lease {
+    /// Its id.
+    pub id: LeaseId,
+    /// The TTL the server granted (it may raise a TTL below its minimum).
+    pub ttl: Duration,
+}
+
+/// Which history a revision belongs to: etcd's cluster id and the revision.
+///
+/// A new cluster id, or a revision lower than one seen before, means the store
+/// lost its history (restored from backup, wiped): revisions seen before mean
+/// nothing any more.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    /// The cluster's id.
+    pub cluster_id: u64,
+    /// The store's revision when the request was served.
+    pub revision: Revision,
+}
+
+/// A key and its value with etcd's metadata.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct KeyValue {
+    /// The key.
+    pub key: Vec<u8>,
+    /// The value (empty in a delete event).
+    pub value: Vec<u8>,
+    /// Revision of the key's creation.
+    pub create_revision: Revision,
+    /// Revision of its last modification (of the deletion, in a delete event).
+    pub mod_revision: Revision,
+    /// Number of modifications since creation.
+    pub version: i64,
+    /// The lease it is attached to (0: none).
+    pub lease: i64,
+}
+
+/// Whether a watch event is a put or a delete.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum EventKind {
+    /// The key was created or modified.
+    Put,
+    /// The key was deleted (explicitly or by lease expiry).
+    Delete,
+}
+
+/// One change seen by a watch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// Put or delete.
+    pub kind: EventKind,
+    /// The key after the change (for a delete: key and `mod_revision` only).
+    pub kv: KeyValue,
+    /// The key before the change, when there was one.
+    pub prev: Option<KeyValue>,
+}
+
+/// What a watch stream yields.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WatchMessage {
+    /// Changes, all at `revision` or earlier, in revision order.
+    Events {
+        /// The header revision of the response.
+        revision: Revision,
+        /// The changes.
+        events: Vec<Event>,
+    },
+    /// Nothing changed up to `revision` (etcd's progress notification).
+    Progress {
+        /// The revision the watch has caught up to.
+        revision: Revision,
+    },
+}
+
+/// A stream of watch messages; it ends, or yields an error, when the watch is lost.
+/// [`Error::Compacted`](crate::Error::Compacted) says the start revision is gone.
+pub type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchMessage>> + Send>>;
+
+/// The outcome of [`KvBackend::put_owned`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PutOutcome {
+    /// Written; the write's revision.
+    Written(Revision),
+    /// The key is held by another lease and was left alone.
+    Conflict {
+        /// The lease that holds it (0: no lease).
+        owner: i64,
+    },
+}
+
+/// Keeps one lease alive; one per lease, reused for every refresh.
+#[async_trait]
+pub trait LeaseKeeper: Send {
+    /// Refreshes the lease. `Ok(None)` means the lease is gone (etcd answered TTL ≤ 0).
+    async fn keep_alive(&mut self) -> Result<Option<Duration>>;
+}
+
+/// The etcd-shaped operations that Octopus's registry and discovery need.
+///
+/// Keys are UTF-8 when Octopus writes them; keys read back are bytes, since other
+/// writers share the store.
+#[async_trait]
+pub trait KvBackend: Send + Sync + 'static {
+    /// Grants a lease of `ttl`.
+    async fn grant(&self, ttl: Duration) -> Result<Lease>;
+
+    /// Opens a keeper for `lease`.
+    async fn keeper(&self, lease: LeaseId) -> Result<Box<dyn LeaseKeeper>>;
+
+    /// Revokes `lease`, deleting its keys. A lease that is already gone is not an error.
+    async fn revoke(&self, lease: LeaseId) -> Result<()>;
+
+    /// Atomically writes `key = value` attached to `lease` if the key is absent or
+    /// held by `lease` or by `previous` (our own older lease). Otherwise leaves the
+    /// key alone and reports its owner: that is the fencing that keeps a paused
+    /// process from overwriting a newer owner.
+    async fn put_owned(&self, key: &str, value: Vec<u8>, lease: LeaseId, previous: Option<LeaseId>) -> Result<PutOutcome>;
+
+    /// Atomically deletes `key` if it is held by `lease`; true if it was deleted.
+    async fn delete_owned(&self, key: &str, lease: LeaseId) -> Result<bool>;
+
+    /// Reads every key under `prefix` at one revision (paginated as the backend needs).
+    async fn range_prefix(&self, prefix: &str) -> Result<(Header, Vec<KeyValue>)>;
+
+    /// Reads one key.
+    async fn get(&self, key: &str) -> Result<(Header, Option<KeyValue>)>;
+
+    /// The store's current header: a cheap way to tell whether history was lost.
+    async fn header(&self) -> Result<Header>;
+
+    /// Watches `key` (or every key under it when `prefix`) from revision `start`,
+    /// with previous values.
+    async fn watch(&self, key: &str, prefix: bool, start: Revision) -> Result<WatchStream>;
+}

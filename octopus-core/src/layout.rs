@@ -1,0 +1,149 @@
+//! Where an instance lives in the key space and how its value is encoded.
+
+use std::fmt;
+
+use crate::{Error, LeaseId, Result, ServiceInstance};
+
+/// The default namespace.
+pub const DEFAULT_NAMESPACE: &str = "/octopus";
+
+/// Maps instances to keys and values and back.
+///
+/// A layout lets Octopus read and write the keys of other frameworks' meshes;
+/// the default is [`JsonLayout`].
+pub trait KeyLayout: Send + Sync + fmt::Debug + 'static {
+    /// The prefix under which every instance of `service` lives. It ends in `/`,
+    /// so that watching `foo` never sees `foobar`.
+    fn prefix(&self, service: &str) -> String;
+
+    /// The key of `instance` when held by `lease` (most layouts ignore the lease).
+    fn key(&self, instance: &ServiceInstance, lease: LeaseId) -> String;
+
+    /// Encodes the value stored at the instance's key.
+    fn encode(&self, instance: &ServiceInstance) -> Result<Vec<u8>>;
+
+    /// Decodes a key and value found under `prefix(service)`. The result is validated.
+    fn decode(&self, service: &str, key: &[u8], value: &[u8]) -> Result<ServiceInstance>;
+}
+
+/// Octopus's own layout: `{namespace}/services/{service}/{id}` → JSON [`ServiceInstance`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JsonLayout {
+    namespace: String,
+}
+
+impl Default for JsonLayout {
+    fn default() -> Self {
+        JsonLayout {
+            namespace: DEFAULT_NAMESPACE.to_owned(),
+        }
+    }
+}
+
+impl JsonLayout {
+    /// A layout under `namespace`, e.g. `/prod`. A trailing `/` is dropped;
+    /// the namespace must be empty or start with `/`.
+    ///
+    /// ```
+    /// use octopus_core::{JsonLayout, KeyLayout};
+    /// let layout = JsonLayout::new("/prod/")?;
+    /// assert_eq!(layout.prefix("users"), "/prod/services/users/");
+    /// assert!(JsonLayout::new("prod").is_err());
+    /// # Ok::<(), octopus_core::Error>(())
+    /// ```
+    pub fn new(namespace: impl Into<String>) -> Result<Self> {
+        let namespace = validate_namespace(&namespace.into())?;
+        Ok(JsonLayout { namespace })
+    }
+
+    /// The namespace, without a trailing `/`.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+}
+
+/// Checks a namespace (empty, or starting with `/`; printable) and drops trailing slashes.
+pub fn validate_namespace(namespace: &str) -> Result<String> {
+    let trimmed = namespace.trim_end_matches('/');
+    if !(trimmed.is_empty() || trimmed.starts_with('/')) || trimmed.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(Error::option(
+            "namespace",
+            namespace,
+            "must be empty or start with '/', without spaces or control characters",
+        ));
+    }
+    Ok(trimmed.to_owned())
+}
+
+impl KeyLayout for JsonLayout {
+    fn prefix(&self, service: &str) -> String {
+        format!("{}/services/{service}/", self.namespace)
+    }
+
+    fn key(&self, instance: &ServiceInstance, _lease: LeaseId) -> String {
+        format!("{}{}", self.prefix(&instance.service), instance.id)
+    }
+
+    fn encode(&self, instance: &ServiceInstance) -> Result<Vec<u8>> {
+        instance.validate()?;
+        serde_json::to_vec(instance).map_err(|e| Error::instance("instance", &instance.id, e.to_string()))
+    }
+
+    fn decode(&self, service: &str, key: &[u8], value: &[u8]) -> Result<ServiceInstance> {
+        let key_str = String::from_utf8_lossy(key);
+        let decode_err = |reason: String| Error::Decode {
+            key: key_str.to_string(),
+            reason,
+        };
+        let id = key_str
+            .strip_prefix(&self.prefix(service))
+            .ok_or_else(|| decode_err(format!("key is not under {}", self.prefix(service))))?;
+        let instance: ServiceInstance =
+            serde_json::from_slice(value).map_err(|e| decode_err(format!("not an instance in JSON: {e}")))?;
+        if instance.service != service || instance.id != id {
+            return Err(decode_err(format!(
+                "value names {}/{}, but the key says {service}/{id}",
+                instance.service, instance.id
+            )));
+        }
+        instance.validate().map_err(|e| decode_err(e.to_string()))?;
+        Ok(instance)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let layout = JsonLayout::default();
+        let i = ServiceInstance::new("users", "a1", "127.0.0.1", 8080).unwrap().with_metadata("zone", "a");
+        let key = layout.key(&i, LeaseId(7));
+        assert_eq!(key, "/octopus/services/users/a1");
+        let value = layout.encode(&i).unwrap();
+        assert_eq!(layout.decode("users", key.as_bytes(), &value).unwrap(), i);
+    }
+
+    #[test]
+    fn decode_rejects_mismatch_and_garbage() {
+        let layout = JsonLayout::default();
+        let i = ServiceInstance::new("users", "a1", "127.0.0.1", 8080).unwrap();
+        let value = layout.encode(&i).unwrap();
+        let err = layout.decode("users", b"/octopus/services/users/other", &value).unwrap_err();
+        assert!(err.to_string().contains("but the key says users/other"), "{err}");
+        let err = layout.decode("users", b"/octopus/services/users/a1", b"{nope").unwrap_err();
+        assert!(err.to_string().contains("not an instance in JSON"), "{err}");
+        let bad_port = br#"{"service":"users","id":"a1","addr":"h","port":0}"#;
+        let err = layout.decode("users", b"/octopus/services/users/a1", bad_port).unwrap_err();
+        assert!(err.to_string().contains("invalid port"), "{err}");
+    }
+
+    #[test]
+    fn namespace_rules() {
+        assert_eq!(JsonLayout::new("").unwrap().prefix("s"), "/services/s/");
+        assert_eq!(JsonLayout::new("/a/b//").unwrap().namespace(), "/a/b");
+        let err = JsonLayout::new("a b").unwrap_err().to_string();
+        assert!(err.contains("namespace") && err.contains("start with '/'"), "{err}");
+    }
+}

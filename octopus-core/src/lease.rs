@@ -1,0 +1,385 @@
+//! [`LeaseRegistry`]: the registration lifecycle, written once for every backend.
+//!
+//! One task per registration: grant a lease, write the key guarded by the lease,
+//! keep the lease alive, put the key back if someone deletes it, and when the lease
+//! is lost, re-grant and re-write with capped, jittered backoff — forever unless
+//! the user set a retry limit.
+
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_core::Stream;
+use tokio::sync::{mpsc, watch};
+use tokio::time::{sleep_until, timeout, Instant};
+
+use crate::registry::Command;
+use crate::{
+    Backoff, Error, EventKind, JitterRng, KeyLayout, KvBackend, LeaseId, LeaseKeeper, PutOutcome, RegisterOptions,
+    Registration, Registry, Result, Revision, ServiceInstance, Status, WatchMessage, WatchStream,
+};
+
+/// A [`Registry`] over any [`KvBackend`].
+pub struct LeaseRegistry<B> {
+    backend: Arc<B>,
+    layout: Arc<dyn KeyLayout>,
+    rng: Mutex<JitterRng>,
+}
+
+impl<B> std::fmt::Debug for LeaseRegistry<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LeaseRegistry").field("layout", &self.layout).finish_non_exhaustive()
+    }
+}
+
+impl<B: KvBackend> LeaseRegistry<B> {
+    /// A registry writing keys in `layout`; jitter from OS entropy.
+    pub fn new(backend: Arc<B>, layout: Arc<dyn KeyLayout>) -> Self {
+        LeaseRegistry {
+            backend,
+            layout,
+            rng: Mutex::new(JitterRng::from_entropy()),
+        }
+    }
+
+    /// Draws every registration's jitter from `rng` unless its options bring their own.
+    pub fn with_rng(self, rng: JitterRng) -> Self {
+        LeaseRegistry {
+            rng: Mutex::new(rng),
+            ..self
+        }
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &Arc<B> {
+        &self.backend
+    }
+}
+
+#[async_trait]
+impl<B: KvBackend> Registry for LeaseRegistry<B> {
+    async fn register(&self, instance: ServiceInstance, options: RegisterOptions) -> Result<Registration> {
+        instance.validate()?;
+        let value = self.layout.encode(&instance)?;
+        let rng = match options.rng.clone() {
+            Some(rng) => rng,
+            None => self.rng.lock().unwrap_or_else(|p| p.into_inner()).fork(),
+        };
+        let (status_tx, status_rx) = watch::channel(Status::Registering);
+        let (cmd_tx, cmd_rx) = mpsc::channel(8);
+        let (service, id) = (instance.service.clone(), instance.id.clone());
+        let task = Task {
+            backend: self.backend.clone(),
+            layout: self.layout.clone(),
+            backoff: Backoff::new(options.retry, rng),
+            opts: options,
+            instance,
+            value,
+            status: status_tx,
+            commands: cmd_rx,
+            lease: None,
+        };
+        let registration = Registration::new(service, id, status_rx.clone(), cmd_tx, tokio::spawn(task.run()));
+        let mut first = status_rx;
+        let _ = first.wait_for(|s| *s != Status::Registering).await;
+        Ok(registration)
+    }
+}
+
+/// Why the registered phase ended.
+enum Exit {
+    /// Deregistered, abandoned or dropped: the task ends.
+    Done,
+    /// Back to the retry loop with this status.
+    Retry(Status),
+}
+
+struct Task<B> {
+    backend: Arc<B>,
+    layout: Arc<dyn KeyLayout>,
+    opts: RegisterOptions,
+    backoff: Backoff,
+    instance: ServiceInstance,
+    value: Vec<u8>,
+    status: watch::Sender<Status>,
+    commands: mpsc::Receiver<Command>,
+    /// The lease that holds (or last held) our key.
+    lease: Option<(LeaseId, Duration)>,
+}
+
+impl<B: KvBackend> Task<B> {
+    fn key(&self, lease: LeaseId) -> String {
+        self.layout.key(&self.instance, lease)
+    }
+
+    fn set(&self, status: Status) {
+        tracing::info!(service = %self.instance.service, id = %self.instance.id, %status, "registration status");
+        self.status.send_replace(status);
+    }
+
+    async fn run(mut self) {
+        loop {
+            let status = match self.establish().await {
+                Ok(revision) => {
+                    self.backoff.reset();
+                    match self.serve(revision).await {
+                        Exit::Done => return,
+                        Exit::Retry(status) => status,
+                    }
+                }
+                Err(Error::Conflict { owner, .. }) => Status::Conflict { owner },
+                Err(e) => Status::Lost { reason: e.to_string() },
+            };
+            let reason = status.to_string();
+            self.set(status);
+            let Some(delay) = self.backoff.next_delay() else {
+                self.set(Status::Failed { reason });
+                return;
+            };
+            tracing::debug!(service = %self.instance.service, id = %self.instance.id, ?delay, "retrying registration");
+            if let Exit::Done = self.idle_until(Instant::now() + delay).await {
+                return;
+            }
+        }
+    }
+
+    /// Grants a lease and writes the key under it, taking over from our previous lease.
+    async fn establish(&mut self) -> Result<Revision> {
+        let lease = self.backend.grant(self.opts.ttl).await?;
+        let previous = self.lease.map(|(id, _)| id);
+        let key = self.key(lease.id);
+        match self.backend.put_owned(&key, self.value.clone(), lease.id, previous).await {
+            Ok(PutOutcome::Written(revision)) => {
+                if let Some(old) = previous.filter(|old| *old != lease.id) {
+                    // The old lease may still live (the keepalive failed, not the lease):
+                    // revoke it so that it holds nothing.
+                    let _ = self.backend.revoke(old).await;
+                }
+                self.lease = Some((lease.id, lease.ttl));
+                self.set(Status::Registered { lease: lease.id });
+                Ok(revision)
+            }
+            Ok(PutOutcome::Conflict { owner }) => {
+                let _ = self.backend.revoke(lease.id).await;
+                Err(Error::Conflict { key, owner })
+            }
+            Err(e) => {
+                let _ = self.backend.revoke(lease.id).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// The registered phase: keepalives, commands, and the watch on our own key.
+    async fn serve(&mut self, mut revision: Revision) -> Exit {
+        let Some((lease, granted)) = self.lease else {
+            return Exit::Retry(Status::Lost { reason: "no lease".into() });
+        };
+        let interval = self.opts.keepalive_for(granted);
+        let mut keeper: Option<Box<dyn LeaseKeeper>> = None;
+        let mut key_watch: Option<WatchStream> = None;
+        let mut last_ok = Instant::now();
+        let mut next = last_ok + interval;
+        loop {
+            if key_watch.is_none() {
+                key_watch = self.backend.watch(&self.key(lease), false, revision + 1).await.ok();
+            }
+            tokio::select! {
+                biased;
+                cmd = self.commands.recv() => match self.command(cmd, lease).await {
+                    Some(exit) => return exit,
+                    None => continue,
+                },
+                _ = sleep_until(next) => {
+                    if keeper.is_none() {
+                        keeper = self.backend.keeper(lease).await.map_err(|e| log_err("open keeper", &e)).ok();
+                    }
+                    let answer = match keeper.as_mut() {
+                        Some(k) => timeout(interval, k.keep_alive()).await.unwrap_or(Err(Error::Timeout { op: "keepalive", after: interval })),
+                        None => Err(Error::Closed("lease keeper")),
+                    };
+                    let now = Instant::now();
+                    match answer {
+                        Ok(Some(_)) => {
+                            last_ok = now;
+                            next = now + interval;
+                        }
+                        Ok(None) => return Exit::Retry(Status::Lost { reason: format!("lease {lease} expired") }),
+                        Err(e) => {
+                            keeper = None;
+                            // The lease lives until last_ok + granted at the server: keep
+                            // trying until then rather than churning leases on a blip.
+                            if now >= last_ok + granted {
+                                return Exit::Retry(Status::Lost { reason: format!("keepalive failed for the whole ttl: {e}") });
+                            }
+                            log_err("keepalive", &e);
+                            next = now + (interval / 3).max(Duration::from_millis(1));
+                        }
+                    }
+                }
+                msg = next_message(&mut key_watch) => match msg {
+                    Some(Ok(WatchMessage::Events { events, .. })) => {
+                        for ev in events {
+                            revision = revision.max(ev.kv.mod_revision);
+                            let ours = ev.kv.lease == lease.0;
+                            if ev.kind == EventKind::Delete || !ours {
+                                match self.heal(lease).await {
+                                    Ok(rev) => revision = revision.max(rev),
+                                    Err(Error::Conflict { owner, .. }) => return Exit::Retry(Status::Conflict { owner }),
+                                    Err(e) => log_err("restore deleted key", &e),
+                                }
+                            }
+                        }
+                    }
+                    Some(Ok(WatchMessage::Progress { revision: r })) => revision = revision.max(r),
+                    Some(Err(_)) | None => {
+                        // The watch on our key was lost. Check the key by reading it, then
+                        // watch again from where the read left off (next loop).
+                        key_watch = None;
+                        match self.backend.get(&self.key(lease)).await {
+                            Ok((header, kv)) => {
+                                revision = header.revision;
+                                if kv.is_none_or(|kv| kv.lease != lease.0) {
+                                    if let Err(Error::Conflict { owner, .. }) = self.heal(lease).await {
+                                        return Exit::Retry(Status::Conflict { owner });
+                                    }
+                                }
+                            }
+                            Err(e) => {
+                                log_err("read own key", &e);
+                                // Do not spin on a dead connection: wait for the next keepalive.
+                                if let Some(exit) = self.idle_commands_until(next, lease).await {
+                                    return exit;
+                                }
+                            }
+                        }
+                    }
+                },
+            }
+        }
+    }
+
+    /// Someone deleted our key while our lease lives (or overwrote it): put it back,
+    /// unless a newer owner holds it.
+    async fn heal(&mut self, lease: LeaseId) -> Result<Revision> {
+        let key = self.key(lease);
+        match self.backend.put_owned(&key, self.value.clone(), lease, None).await? {
+            PutOutcome::Written(rev) => {
+                tracing::warn!(service = %self.instance.service, id = %self.instance.id, "key was deleted under a live lease; restored");
+                Ok(rev)
+            }
+            PutOutcome::Conflict { owner } => Err(Error::Conflict { key, owner }),
+        }
+    }
+
+    /// Handles one command while registered. `Some(exit)` ends the registered phase.
+    async fn command(&mut self, cmd: Option<Command>, lease: LeaseId) -> Option<Exit> {
+        match cmd {
+            Some(Command::Update(instance, reply)) => {
+                let result = self.update(instance, Some(lease)).await;
+                let conflict = match &result {
+                    Err(Error::Conflict { owner, .. }) => Some(*owner),
+                    _ => None,
+                };
+                let _ = reply.send(result);
+                conflict.map(|owner| Exit::Retry(Status::Conflict { owner }))
+            }
+            Some(Command::Deregister(reply)) => {
+                let _ = reply.send(self.deregister().await);
+                Some(Exit::Done)
+            }
+            None => {
+                let _ = self.deregister().await;
+                Some(Exit::Done)
+            }
+            Some(Command::Abandon) => Some(Exit::Done),
+        }
+    }
+
+    async fn update(&mut self, instance: ServiceInstance, lease: Option<LeaseId>) -> Result<()> {
+        let value = self.layout.encode(&instance)?;
+        self.instance = instance;
+        self.value = value;
+        let Some(lease) = lease else {
+            return Ok(()); // not registered now: the next attempt writes the new value
+        };
+        match self.backend.put_owned(&self.key(lease), self.value.clone(), lease, None).await? {
+            PutOutcome::Written(_) => Ok(()),
+            PutOutcome::Conflict { owner } => Err(Error::Conflict {
+                key: self.key(lease),
+                owner,
+            }),
+        }
+    }
+
+    async fn deregister(&mut self) -> Result<()> {
+        let limit = self.opts.deregister_timeout;
+        let result = match self.lease {
+            Some((lease, _)) => timeout(limit, async {
+                self.backend.delete_owned(&self.key(lease), lease).await?;
+                self.backend.revoke(lease).await
+            })
+            .await
+            .unwrap_or(Err(Error::Timeout {
+                op: "deregister",
+                after: limit,
+            })),
+            None => Ok(()),
+        };
+        self.set(Status::Deregistered);
+        result
+    }
+
+    /// Waits out a backoff delay while still answering commands.
+    async fn idle_until(&mut self, deadline: Instant) -> Exit {
+        loop {
+            tokio::select! {
+                biased;
+                cmd = self.commands.recv() => match cmd {
+                    Some(Command::Update(instance, reply)) => {
+                        let _ = reply.send(self.update(instance, None).await);
+                    }
+                    Some(Command::Deregister(reply)) => {
+                        let _ = reply.send(self.deregister().await);
+                        return Exit::Done;
+                    }
+                    None => {
+                        let _ = self.deregister().await;
+                        return Exit::Done;
+                    }
+                    Some(Command::Abandon) => return Exit::Done,
+                },
+                _ = sleep_until(deadline) => return Exit::Retry(Status::Registering),
+            }
+        }
+    }
+
+    /// Like [`Task::idle_until`] but while registered.
+    async fn idle_commands_until(&mut self, deadline: Instant, lease: LeaseId) -> Option<Exit> {
+        loop {
+            tokio::select! {
+                biased;
+                cmd = self.commands.recv() => {
+                    if let Some(exit) = self.command(cmd, lease).await {
+                        return Some(exit);
+                    }
+                }
+                _ = sleep_until(deadline) => return None,
+            }
+        }
+    }
+}
+
+fn log_err(what: &str, e: &Error) {
+    tracing::debug!(error = %e, "{what} failed");
+}
+
+/// The next message of an optional stream; pending forever when there is none.
+pub(crate) async fn next_message(stream: &mut Option<WatchStream>) -> Option<Result<WatchMessage>> {
+    match stream {
+        Some(s) => poll_fn(|cx| Pin::new(&mut *s).poll_next(cx)).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,57 @@
+//! Octopus core: the service model, the [`Registry`] and [`Discovery`] traits, and
+//! the machinery every backend shares.
+//!
+//! A backend implements the small etcd-shaped [`KvBackend`] trait; [`LeaseRegistry`]
+//! and [`WatchDiscovery`] turn it into a registry that keeps leases alive and
+//! re-registers forever, and a discovery whose shared watch cache resumes after
+//! disconnects and resyncs after compaction or a lost history.
+//!
+//! ```
+//! use octopus_core::{ServiceInstance, Target};
+//! let instance = ServiceInstance::new("user-service", "instance-001", "127.0.0.1", 50051)?
+//!     .with_version("v1.0.0");
+//! let target: Target = "etcd:///user-service?version=v1.0.0".parse()?;
+//! assert!(target.matches(&instance));
+//! # Ok::<(), octopus_core::Error>(())
+//! ```
+//!
+//! # Feature flags
+//!
+//! - `test-util`: the backend conformance suite in [`conformance`], which every
+//!   backend crate runs in its tests.
+#![forbid(unsafe_code)]
+
+mod backoff;
+mod cache;
+mod discovery;
+mod error;
+mod instance;
+mod kv;
+mod layout;
+mod lease;
+mod registry;
+mod resolver;
+mod snapshot;
+mod target;
+
+#[cfg(feature = "test-util")]
+pub mod conformance;
+
+pub use backoff::{Backoff, BackoffPolicy, JitterRng};
+pub use cache::{DiscoveryStats, WatchDiscovery};
+pub use discovery::{Discovery, Watch};
+pub use error::{BoxError, Error, Result};
+pub use instance::{
+    validate_name, ServiceInstance, DEFAULT_WEIGHT, MAX_ENCODED_LEN, MAX_METADATA_ENTRIES, MAX_METADATA_KEY_LEN,
+    MAX_NAME_LEN, MAX_WEIGHT,
+};
+pub use kv::{
+    Event, EventKind, Header, KeyValue, KvBackend, Lease, LeaseId, LeaseKeeper, PutOutcome, Revision, WatchMessage,
+    WatchStream,
+};
+pub use layout::{validate_namespace, JsonLayout, KeyLayout, DEFAULT_NAMESPACE};
+pub use lease::LeaseRegistry;
+pub use registry::{RegisterOptions, Registration, Registry, Status};
+pub use resolver::{DiscoveryResolver, Resolver, Resolvers};
+pub use snapshot::{diff, Diff, Freshness, Snapshot};
+pub use target::Target;

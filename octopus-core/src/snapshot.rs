@@ -1,0 +1,142 @@
+//! What discovery yields: the instances of a service at one revision, and diffs between them.
+
+use std::sync::Arc;
+
+use tokio::time::Instant;
+
+use crate::{Revision, ServiceInstance};
+
+/// How current a snapshot is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Freshness {
+    /// Connected: the watch is live.
+    Fresh,
+    /// The connection to the registry was lost at `since`; these are the last known
+    /// instances, kept rather than replaced by an empty list.
+    Stale {
+        /// When the connection was lost.
+        since: Instant,
+    },
+}
+
+/// The instances of one service at one revision, sorted by id.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    /// The store revision this state reflects.
+    pub revision: Revision,
+    /// The instances, sorted by id. Cloning a snapshot is an `Arc` clone.
+    pub instances: Arc<[ServiceInstance]>,
+    /// Whether the watch behind it is live.
+    pub freshness: Freshness,
+    /// How many times discovery had to rebuild this view from scratch because the
+    /// store lost its history (restored, wiped) or compacted past the watch.
+    pub resyncs: u64,
+}
+
+impl Snapshot {
+    /// True when the watch behind the snapshot is live.
+    pub fn is_fresh(&self) -> bool {
+        self.freshness == Freshness::Fresh
+    }
+
+    /// The instance with `id`, if present.
+    pub fn get(&self, id: &str) -> Option<&ServiceInstance> {
+        self.instances
+            .binary_search_by(|i| i.id.as_str().cmp(id))
+            .ok()
+            .map(|at| &self.instances[at])
+    }
+
+    /// What changed from `earlier` to `self`.
+    pub fn diff_from(&self, earlier: &Snapshot) -> Diff {
+        diff(&earlier.instances, &self.instances)
+    }
+}
+
+/// Instances added, removed and updated between two snapshots.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Diff {
+    /// Present now, absent before.
+    pub added: Vec<ServiceInstance>,
+    /// Present before, absent now.
+    pub removed: Vec<ServiceInstance>,
+    /// Present in both with different contents: `(before, now)`.
+    pub updated: Vec<(ServiceInstance, ServiceInstance)>,
+}
+
+impl Diff {
+    /// True when nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.updated.is_empty()
+    }
+}
+
+/// Diffs two id-sorted instance lists in one merge pass.
+///
+/// ```
+/// use octopus_core::{diff, ServiceInstance};
+/// let a = ServiceInstance::new("s", "a", "127.0.0.1", 1)?;
+/// let b = ServiceInstance::new("s", "b", "127.0.0.1", 2)?;
+/// let d = diff(&[a.clone()], &[a.clone().with_weight(5), b.clone()]);
+/// assert_eq!(d.added, vec![b]);
+/// assert_eq!(d.updated.len(), 1);
+/// assert!(d.removed.is_empty());
+/// # Ok::<(), octopus_core::Error>(())
+/// ```
+pub fn diff(before: &[ServiceInstance], now: &[ServiceInstance]) -> Diff {
+    let mut d = Diff::default();
+    let (mut i, mut j) = (0, 0);
+    while i < before.len() || j < now.len() {
+        match (before.get(i), now.get(j)) {
+            (Some(b), Some(n)) if b.id == n.id => {
+                if b != n {
+                    d.updated.push((b.clone(), n.clone()));
+                }
+                i += 1;
+                j += 1;
+            }
+            (Some(b), Some(n)) if b.id < n.id => {
+                d.removed.push(b.clone());
+                i += 1;
+            }
+            (Some(_), Some(n)) | (None, Some(n)) => {
+                d.added.push(n.clone());
+                j += 1;
+            }
+            (Some(b), None) => {
+                d.removed.push(b.clone());
+                i += 1;
+            }
+            (None, None) => unreachable!("loop condition"),
+        }
+    }
+    d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    fn inst(id: u8, weight: u32) -> ServiceInstance {
+        ServiceInstance::new("s", format!("i{id:03}"), "127.0.0.1", 1).unwrap().with_weight(weight)
+    }
+
+    proptest! {
+        #[test]
+        fn diff_matches_a_map_comparison(
+            a in proptest::collection::btree_map(0u8..50, 0u32..3, 0..30),
+            b in proptest::collection::btree_map(0u8..50, 0u32..3, 0..30),
+        ) {
+            let list = |m: &BTreeMap<u8, u32>| m.iter().map(|(k, w)| inst(*k, *w)).collect::<Vec<_>>();
+            let d = diff(&list(&a), &list(&b));
+            let added: Vec<_> = b.iter().filter(|(k, _)| !a.contains_key(k)).map(|(k, w)| inst(*k, *w)).collect();
+            let removed: Vec<_> = a.iter().filter(|(k, _)| !b.contains_key(k)).map(|(k, w)| inst(*k, *w)).collect();
+            let updated: Vec<_> = a.iter()
+                .filter_map(|(k, w)| b.get(k).filter(|w2| *w2 != w).map(|w2| (inst(*k, *w), inst(*k, *w2))))
+                .collect();
+            prop_assert_eq!(d, Diff { added, removed, updated });
+        }
+    }
+}
