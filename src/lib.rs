@@ -1,0 +1,61 @@
+//! # Octopus
+//!
+//! Service registration and discovery for Rust. A service registers itself under a
+//! lease that Octopus keeps alive and re-establishes by itself, forever, when it is
+//! lost; clients discover and watch the live instances of a service. Backends are
+//! pluggable behind one set of traits, chosen by a URL.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> octopus::Result<()> {
+//! use octopus::ServiceInstance;
+//!
+//! let client = octopus::connect("mem://").await?;
+//! let reg = client
+//!     .register(ServiceInstance::new("user-service", "instance-001", "127.0.0.1", 50051)?.with_version("v1.0.0"))
+//!     .await?;
+//!
+//! let mut watch = client.watch("user-service").await?;
+//! let snapshot = watch.next().await.expect("initial state");
+//! assert_eq!(snapshot.instances[0].endpoint(), "127.0.0.1:50051");
+//!
+//! reg.deregister().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Feature flags
+//!
+//! - `mem` (default): the embedded in-memory backend, `mem://`. Needs no server and no protoc.
+//!
+//! Planned: `etcd` (production backend), `grpc` (tonic balancer and server helper),
+//! `metrics`, `config`.
+#![forbid(unsafe_code)]
+
+mod client;
+mod url;
+
+pub use client::{connect, Client};
+pub use url::{parse_duration, RegistryUrl};
+
+pub use octopus_core::{
+    diff, BackoffPolicy, Diff, Discovery, DiscoveryResolver, Error, Freshness, JitterRng, JsonLayout, KeyLayout,
+    LeaseId, RegisterOptions, Registration, Registry, Resolver, Resolvers, Result, ServiceInstance, Snapshot, Status,
+    Target, Watch, DEFAULT_NAMESPACE,
+};
+
+/// The core crate, for backend authors: the [`KvBackend`](octopus_core::KvBackend)
+/// trait and the shared lease and watch machinery.
+pub use octopus_core as core;
+
+/// The in-memory backend (feature `mem`).
+#[cfg(feature = "mem")]
+pub use octopus_mem as mem;
+
+#[cfg(feature = "mem")]
+fn mem_store(name: &str) -> octopus_mem::Store {
+    use std::collections::BTreeMap;
+    use std::sync::{Mutex, OnceLock};
+    // Named stores live as long as the process: `mem://` is "this process's registry".
+    static STORES: OnceLock<Mutex<BTreeMap<String, octopus_mem::Store>>> = OnceLock::new();
+    let mut stores = STORES.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
+    stores.entry(name.to_owned()).or_default().clone()
+}

@@ -1,0 +1,146 @@
+//! [`connect`]: one URL picks the backend.
+
+use std::sync::Arc;
+
+use crate::url::RegistryUrl;
+use crate::{
+    Discovery, DiscoveryResolver, Error, RegisterOptions, Registration, Registry, Resolvers, Result, ServiceInstance,
+    Watch,
+};
+
+/// A connection to a registry: its [`Registry`], its [`Discovery`], and the
+/// registration defaults the URL set.
+#[derive(Clone)]
+pub struct Client {
+    url: RegistryUrl,
+    registry: Arc<dyn Registry>,
+    discovery: Arc<dyn Discovery>,
+    defaults: RegisterOptions,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").field("url", &self.url.as_str()).finish_non_exhaustive()
+    }
+}
+
+/// Connects to the registry at `url`; the scheme picks the backend.
+///
+/// - `mem://` — the embedded in-memory registry of this process (feature `mem`).
+///   `mem://NAME` names a separate one; clients of the same name share it.
+/// - `etcd://host:port,host:port` — etcd (feature `etcd`, not yet available).
+///
+/// Parameters: `namespace` (key prefix, default `/octopus`), `ttl` (default lease
+/// TTL: `500ms`, `10s`, `10`), `retry_interval` and `retry_cap` (re-registration backoff).
+/// A scheme whose backend is not compiled in is an error that names the feature.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> octopus::Result<()> {
+/// let client = octopus::connect("mem://?namespace=/demo&ttl=5s").await?;
+/// let reg = client.register(octopus::ServiceInstance::new("users", "u1", "127.0.0.1", 8080)?).await?;
+/// assert_eq!(client.discovery().instances("users").await?.len(), 1);
+/// reg.deregister().await?;
+///
+/// let err = octopus::connect("etcd://127.0.0.1:2379").await.unwrap_err();
+/// # #[cfg(not(feature = "etcd"))]
+/// assert!(err.to_string().contains("`etcd` feature"));
+/// # Ok(()) }
+/// ```
+pub async fn connect(url: &str) -> Result<Client> {
+    let url = RegistryUrl::parse(url)?;
+    url.only(&["namespace", "ttl", "retry_interval", "retry_cap"])?;
+    let namespace = url.params.get("namespace").map_or(crate::DEFAULT_NAMESPACE, String::as_str);
+    let layout = Arc::new(crate::JsonLayout::new(namespace).map_err(|e| Error::InvalidUrl {
+        url: url.as_str().to_owned(),
+        reason: e.to_string(),
+    })?);
+    let defaults = defaults(&url)?;
+    let (registry, discovery): (Arc<dyn Registry>, Arc<dyn Discovery>) = match url.scheme.as_str() {
+        #[cfg(feature = "mem")]
+        "mem" => {
+            let name = url.hosts.join(",");
+            let backend = octopus_mem::MemBackend::new(crate::mem_store(&name));
+            (Arc::new(backend.registry_with(layout.clone())), Arc::new(backend.discovery_with(layout)))
+        }
+        #[cfg(not(feature = "mem"))]
+        "mem" => return Err(missing(&url, "mem")),
+        "etcd" | "etcds" => {
+            let _ = layout;
+            return Err(missing(&url, "etcd"));
+        }
+        other => {
+            return Err(Error::UnknownScheme {
+                scheme: other.to_owned(),
+                known: "mem, etcd".into(),
+            })
+        }
+    };
+    Ok(Client {
+        url,
+        registry,
+        discovery,
+        defaults,
+    })
+}
+
+fn missing(url: &RegistryUrl, feature: &'static str) -> Error {
+    Error::FeatureMissing {
+        url: url.as_str().to_owned(),
+        feature,
+    }
+}
+
+fn defaults(url: &RegistryUrl) -> Result<RegisterOptions> {
+    let in_url = |e: Error| Error::InvalidUrl {
+        url: url.as_str().to_owned(),
+        reason: e.to_string(),
+    };
+    let mut opts = RegisterOptions::default();
+    if let Some(ttl) = url.duration("ttl")? {
+        opts = opts.ttl(ttl).map_err(in_url)?;
+    }
+    let base = url.duration("retry_interval")?;
+    let cap = url.duration("retry_cap")?;
+    if base.is_some() || cap.is_some() {
+        let d = crate::BackoffPolicy::default();
+        let base = base.unwrap_or(d.base());
+        let policy = crate::BackoffPolicy::new(base, cap.unwrap_or(d.cap().max(base))).map_err(in_url)?;
+        opts = opts.retry(policy);
+    }
+    Ok(opts)
+}
+
+impl Client {
+    /// The registry.
+    pub fn registry(&self) -> Arc<dyn Registry> {
+        self.registry.clone()
+    }
+
+    /// The discovery.
+    pub fn discovery(&self) -> Arc<dyn Discovery> {
+        self.discovery.clone()
+    }
+
+    /// The registration defaults from the URL.
+    pub fn register_options(&self) -> RegisterOptions {
+        self.defaults.clone()
+    }
+
+    /// Registers `instance` with the URL's defaults.
+    pub async fn register(&self, instance: ServiceInstance) -> Result<Registration> {
+        self.registry.register(instance, self.defaults.clone()).await
+    }
+
+    /// Follows `service`.
+    pub async fn watch(&self, service: &str) -> Result<Watch> {
+        self.discovery.watch(service).await
+    }
+
+    /// A resolver table that maps this client's scheme to its discovery, so that
+    /// targets like `mem:///users?version=v1` resolve.
+    pub fn resolvers(&self) -> Resolvers {
+        let mut r = Resolvers::default();
+        r.insert(&self.url.scheme, DiscoveryResolver::new(self.discovery.clone()));
+        r
+    }
+}

@@ -1,0 +1,135 @@
+//! Registry URLs: `scheme://host:port,host:port/?namespace=/prod&ttl=10s`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use percent_encoding::percent_decode_str;
+
+use crate::{Error, Result};
+
+/// A parsed registry URL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RegistryUrl {
+    /// The scheme, lower-cased.
+    pub scheme: String,
+    /// The comma-separated authority, split (`host:port` each; may be empty).
+    pub hosts: Vec<String>,
+    /// The query parameters.
+    pub params: BTreeMap<String, String>,
+    raw: String,
+}
+
+impl RegistryUrl {
+    /// Parses `url`; the error names the URL and the rule it broke.
+    pub fn parse(url: &str) -> Result<Self> {
+        let err = |reason: String| Error::InvalidUrl {
+            url: url.to_owned(),
+            reason,
+        };
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or_else(|| err("expected scheme://hosts, e.g. mem:// or etcd://127.0.0.1:2379".into()))?;
+        if scheme.is_empty() || !scheme.chars().all(|c| c.is_ascii_alphanumeric() || c == '+') {
+            return Err(err(format!("scheme {scheme:?} must be letters and digits")));
+        }
+        let (authority, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let authority = authority.trim_end_matches('/');
+        if authority.contains('/') {
+            return Err(err("a registry URL has no path; put the namespace in ?namespace=/prod".into()));
+        }
+        let hosts: Vec<String> = authority.split(',').filter(|h| !h.is_empty()).map(str::to_owned).collect();
+        let mut params = BTreeMap::new();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let v = percent_decode_str(v)
+                .decode_utf8()
+                .map_err(|_| err(format!("parameter {k:?} is not valid percent-encoded UTF-8")))?;
+            if params.insert(k.to_owned(), v.into_owned()).is_some() {
+                return Err(err(format!("parameter {k:?} is given twice")));
+            }
+        }
+        Ok(RegistryUrl {
+            scheme: scheme.to_ascii_lowercase(),
+            hosts,
+            params,
+            raw: url.to_owned(),
+        })
+    }
+
+    /// The URL as given.
+    pub fn as_str(&self) -> &str {
+        &self.raw
+    }
+
+    /// Refuses parameters other than `known`, naming the first unknown one.
+    pub fn only(&self, known: &[&str]) -> Result<()> {
+        match self.params.keys().find(|k| !known.contains(&k.as_str())) {
+            Some(k) => Err(Error::InvalidUrl {
+                url: self.raw.clone(),
+                reason: format!("unknown parameter {k:?} (known: {})", known.join(", ")),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// A duration parameter: `500ms`, `10s`, `2m`, or bare seconds (`10`).
+    pub fn duration(&self, name: &str) -> Result<Option<Duration>> {
+        let Some(v) = self.params.get(name) else { return Ok(None) };
+        parse_duration(v).map(Some).ok_or_else(|| Error::InvalidUrl {
+            url: self.raw.clone(),
+            reason: format!("parameter {name}={v:?} is not a duration like 500ms, 10s, 2m or 10"),
+        })
+    }
+}
+
+/// Parses `500ms`, `10s`, `2m`, `1h` or bare seconds.
+pub fn parse_duration(v: &str) -> Option<Duration> {
+    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (n, unit) = v.split_at(split);
+    let n: u64 = n.parse().ok()?;
+    match unit {
+        "ms" => Some(Duration::from_millis(n)),
+        "" | "s" => Some(Duration::from_secs(n)),
+        "m" => n.checked_mul(60).map(Duration::from_secs),
+        "h" => n.checked_mul(3600).map(Duration::from_secs),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_hosts_and_params() {
+        let u = RegistryUrl::parse("ETCD://h1:2379,h2:2379/?namespace=%2Fprod&ttl=10").unwrap();
+        assert_eq!(u.scheme, "etcd");
+        assert_eq!(u.hosts, ["h1:2379", "h2:2379"]);
+        assert_eq!(u.params["namespace"], "/prod");
+        assert_eq!(u.duration("ttl").unwrap(), Some(Duration::from_secs(10)));
+        assert!(RegistryUrl::parse("mem://").unwrap().hosts.is_empty());
+    }
+
+    #[test]
+    fn errors_name_the_url_and_rule() {
+        for (url, why) in [
+            ("127.0.0.1:2379", "expected scheme://"),
+            ("etcd://h/prod", "no path"),
+            ("mem://?a=1&a=2", "given twice"),
+        ] {
+            let e = RegistryUrl::parse(url).unwrap_err().to_string();
+            assert!(e.contains(url) && e.contains(why), "{e}");
+        }
+        let u = RegistryUrl::parse("mem://?ttl=ten&bogus=1").unwrap();
+        assert!(u.duration("ttl").unwrap_err().to_string().contains("ttl=\"ten\""));
+        assert!(u.only(&["ttl"]).unwrap_err().to_string().contains("unknown parameter \"bogus\""));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("s"), None);
+        assert_eq!(parse_duration("5d"), None);
+    }
+}
