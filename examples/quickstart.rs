@@ -30,19 +30,36 @@ async fn main() -> octopus::Result<()> {
         }
     });
 
-    let a = client.register(ServiceInstance::new("user-service", "user-1", "127.0.0.1", 50051)?.with_version("v1")).await?;
-    say(format!("registered user-service/user-1 at 127.0.0.1:50051: {}", a.current()));
+    let a = client
+        .register(ServiceInstance::new("user-service", "user-1", "127.0.0.1", 50051)?.with_version("v1"))
+        .await?;
+    say(format!(
+        "registered user-service/user-1 at 127.0.0.1:50051: {}",
+        a.current()
+    ));
     let b = client
         .register(ServiceInstance::new("user-service", "user-2", "127.0.0.1", 50052)?.with_metadata("zone", "b"))
         .await?;
-    say(format!("registered user-service/user-2 at 127.0.0.1:50052: {}", b.current()));
-    let c = client.register(ServiceInstance::new("order-service", "order-1", "127.0.0.1", 50061)?).await?;
-    say(format!("registered order-service/order-1 at 127.0.0.1:50061: {}", c.current()));
+    say(format!(
+        "registered user-service/user-2 at 127.0.0.1:50052: {}",
+        b.current()
+    ));
+    let c = client
+        .register(ServiceInstance::new("order-service", "order-1", "127.0.0.1", 50061)?)
+        .await?;
+    say(format!(
+        "registered order-service/order-1 at 127.0.0.1:50061: {}",
+        c.current()
+    ));
 
     let mut seen = client.watch("user-service").await?;
     seen.wait_for(|s| s.instances.len() == 2).await?;
     let orders = client.discovery().instances("order-service").await?;
-    say(format!("one-shot read: order-service has {} instance(s): {}", orders.len(), orders[0].endpoint()));
+    say(format!(
+        "one-shot read: order-service has {} instance(s): {}",
+        orders.len(),
+        orders[0].endpoint()
+    ));
 
     // Bad input is an error that names the field and the rule; nothing is lost.
     let bad = ServiceInstance::new("user service", "x", "127.0.0.1", 1).unwrap_err();
@@ -51,9 +68,14 @@ async fn main() -> octopus::Result<()> {
     // A crash: user-2 stops sending keepalives. Its key lives until the lease expires.
     let crashed = Instant::now();
     b.abandon().await;
-    say(format!("user-2 crashed (keepalives stopped); its lease expires within {TTL}"));
+    say(format!(
+        "user-2 crashed (keepalives stopped); its lease expires within {TTL}"
+    ));
     seen.wait_for(|s| s.get("user-2").is_none()).await?;
-    say(format!("user-2 expired after {:.2}s, as its TTL says", crashed.elapsed().as_secs_f64()));
+    say(format!(
+        "user-2 expired after {:.2}s, as its TTL says",
+        crashed.elapsed().as_secs_f64()
+    ));
 
     // user-1 kept its lease alive all along.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -72,7 +94,11 @@ async fn main() -> octopus::Result<()> {
 }
 
 fn describe(s: &Snapshot) -> String {
-    let list: Vec<String> = s.instances.iter().map(|i| format!("{}@{}", i.id, i.endpoint())).collect();
+    let list: Vec<String> = s
+        .instances
+        .iter()
+        .map(|i| format!("{}@{}", i.id, i.endpoint()))
+        .collect();
     let state = if s.is_fresh() { "fresh" } else { "stale" };
     format!("[{}] (revision {}, {state})", list.join(", "), s.revision)
 }

@@ -20,7 +20,9 @@ pub struct Client {
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client").field("url", &self.url.as_str()).finish_non_exhaustive()
+        f.debug_struct("Client")
+            .field("url", &self.url.as_str())
+            .finish_non_exhaustive()
     }
 }
 
@@ -49,7 +51,10 @@ impl std::fmt::Debug for Client {
 pub async fn connect(url: &str) -> Result<Client> {
     let url = RegistryUrl::parse(url)?;
     url.only(&["namespace", "ttl", "retry_interval", "retry_cap"])?;
-    let namespace = url.params.get("namespace").map_or(crate::DEFAULT_NAMESPACE, String::as_str);
+    let namespace = url
+        .params
+        .get("namespace")
+        .map_or(crate::DEFAULT_NAMESPACE, String::as_str);
     let layout = Arc::new(crate::JsonLayout::new(namespace).map_err(|e| Error::InvalidUrl {
         url: url.as_str().to_owned(),
         reason: e.to_string(),
@@ -60,7 +65,10 @@ pub async fn connect(url: &str) -> Result<Client> {
         "mem" => {
             let name = url.hosts.join(",");
             let backend = octopus_mem::MemBackend::new(crate::mem_store(&name));
-            (Arc::new(backend.registry_with(layout.clone())), Arc::new(backend.discovery_with(layout)))
+            (
+                Arc::new(backend.registry_with(layout.clone())),
+                Arc::new(backend.discovery_with(layout)),
+            )
         }
         #[cfg(not(feature = "mem"))]
         "mem" => return Err(missing(&url, "mem")),

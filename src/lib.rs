@@ -56,6 +56,9 @@ fn mem_store(name: &str) -> octopus_mem::Store {
     use std::sync::{Mutex, OnceLock};
     // Named stores live as long as the process: `mem://` is "this process's registry".
     static STORES: OnceLock<Mutex<BTreeMap<String, octopus_mem::Store>>> = OnceLock::new();
-    let mut stores = STORES.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
+    let mut stores = STORES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
     stores.entry(name.to_owned()).or_default().clone()
 }

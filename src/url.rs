@@ -35,9 +35,15 @@ impl RegistryUrl {
         let (authority, query) = rest.split_once('?').unwrap_or((rest, ""));
         let authority = authority.trim_end_matches('/');
         if authority.contains('/') {
-            return Err(err("a registry URL has no path; put the namespace in ?namespace=/prod".into()));
+            return Err(err(
+                "a registry URL has no path; put the namespace in ?namespace=/prod".into()
+            ));
         }
-        let hosts: Vec<String> = authority.split(',').filter(|h| !h.is_empty()).map(str::to_owned).collect();
+        let hosts: Vec<String> = authority
+            .split(',')
+            .filter(|h| !h.is_empty())
+            .map(str::to_owned)
+            .collect();
         let mut params = BTreeMap::new();
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
@@ -74,7 +80,9 @@ impl RegistryUrl {
 
     /// A duration parameter: `500ms`, `10s`, `2m`, or bare seconds (`10`).
     pub fn duration(&self, name: &str) -> Result<Option<Duration>> {
-        let Some(v) = self.params.get(name) else { return Ok(None) };
+        let Some(v) = self.params.get(name) else {
+            return Ok(None);
+        };
         parse_duration(v).map(Some).ok_or_else(|| Error::InvalidUrl {
             url: self.raw.clone(),
             reason: format!("parameter {name}={v:?} is not a duration like 500ms, 10s, 2m or 10"),
@@ -122,7 +130,11 @@ mod tests {
         }
         let u = RegistryUrl::parse("mem://?ttl=ten&bogus=1").unwrap();
         assert!(u.duration("ttl").unwrap_err().to_string().contains("ttl=\"ten\""));
-        assert!(u.only(&["ttl"]).unwrap_err().to_string().contains("unknown parameter \"bogus\""));
+        assert!(u
+            .only(&["ttl"])
+            .unwrap_err()
+            .to_string()
+            .contains("unknown parameter \"bogus\""));
     }
 
     #[test]

@@ -157,7 +157,13 @@ impl KvBackend for MemBackend {
         }
     }
 
-    async fn put_owned(&self, key: &str, value: Vec<u8>, lease: LeaseId, previous: Option<LeaseId>) -> Result<PutOutcome> {
+    async fn put_owned(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        lease: LeaseId,
+        previous: Option<LeaseId>,
+    ) -> Result<PutOutcome> {
         self.check()?;
         let put = Op::Put {
             key: key.as_bytes().to_vec(),
@@ -172,14 +178,18 @@ impl KvBackend for MemBackend {
                 op: CompareOp::Equal,
                 target: CompareTarget::Create(0),
             };
-            let r = self.store.txn(&[absent], std::slice::from_ref(&put), &[Op::Range(KeyRange::key(key))])?;
+            let r = self
+                .store
+                .txn(&[absent], std::slice::from_ref(&put), &[Op::Range(KeyRange::key(key))])?;
             if r.succeeded {
                 return Ok(PutOutcome::Written(r.header.revision));
             }
             let Some(OpResult::Range(kvs)) = r.results.into_iter().next() else {
                 unreachable!("failure branch is one range")
             };
-            let Some(current) = kvs.into_iter().next() else { continue }; // deleted meanwhile
+            let Some(current) = kvs.into_iter().next() else {
+                continue;
+            }; // deleted meanwhile
             let ours = current.lease == lease.0 || previous.is_some_and(|p| p.0 == current.lease);
             if !ours {
                 return Ok(PutOutcome::Conflict { owner: current.lease });
@@ -203,7 +213,10 @@ impl KvBackend for MemBackend {
             op: CompareOp::Equal,
             target: CompareTarget::Lease(lease.0),
         };
-        Ok(self.store.txn(&[owned], &[Op::Delete(KeyRange::key(key))], &[])?.succeeded)
+        Ok(self
+            .store
+            .txn(&[owned], &[Op::Delete(KeyRange::key(key))], &[])?
+            .succeeded)
     }
 
     async fn range_prefix(&self, prefix: &str) -> Result<(Header, Vec<KeyValue>)> {
@@ -225,7 +238,11 @@ impl KvBackend for MemBackend {
 
     async fn watch(&self, key: &str, prefix: bool, start: Revision) -> Result<WatchStream> {
         self.check()?;
-        let range = if prefix { KeyRange::prefix(key) } else { KeyRange::key(key) };
+        let range = if prefix {
+            KeyRange::prefix(key)
+        } else {
+            KeyRange::key(key)
+        };
         let watch = self.store.watch(range, start, true)?;
         let mut reachable = self.reachable.subscribe();
         Ok(Box::pin(MemWatchStream {

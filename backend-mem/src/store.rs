@@ -225,7 +225,12 @@ impl Store {
 
     /// Reads `range` at `revision` (0: current), at most `limit` keys (0: all).
     /// Returns the keys, and whether more were left out by the limit.
-    pub fn range(&self, range: &KeyRange, revision: Revision, limit: usize) -> Result<(Header, Vec<KeyValue>, bool), Error> {
+    pub fn range(
+        &self,
+        range: &KeyRange,
+        revision: Revision,
+        limit: usize,
+    ) -> Result<(Header, Vec<KeyValue>, bool), Error> {
         let inner = self.lock();
         let mut kvs = inner.range_at(range, revision)?;
         let more = limit > 0 && kvs.len() > limit;
@@ -237,7 +242,15 @@ impl Store {
 
     /// Writes `key = value` attached to `lease` (0: none); returns the previous value.
     pub fn put(&self, key: &[u8], value: &[u8], lease: i64) -> Result<(Header, Option<KeyValue>), Error> {
-        let r = self.txn(&[], &[Op::Put { key: key.to_vec(), value: value.to_vec(), lease }], &[])?;
+        let r = self.txn(
+            &[],
+            &[Op::Put {
+                key: key.to_vec(),
+                value: value.to_vec(),
+                lease,
+            }],
+            &[],
+        )?;
         match r.results.into_iter().next() {
             Some(OpResult::Put(prev)) => Ok((r.header, prev)),
             _ => unreachable!("a put yields a put result"),
@@ -344,8 +357,11 @@ impl Inner {
     /// the history after it.
     fn range_at(&self, range: &KeyRange, revision: Revision) -> Result<Vec<KeyValue>, Error> {
         self.check_revision(revision)?;
-        let mut view: BTreeMap<&[u8], &KeyValue> =
-            self.kvs.range::<[u8], _>(range.bounds()).map(|(k, v)| (k.as_slice(), v)).collect();
+        let mut view: BTreeMap<&[u8], &KeyValue> = self
+            .kvs
+            .range::<[u8], _>(range.bounds())
+            .map(|(k, v)| (k.as_slice(), v))
+            .collect();
         if revision > 0 && revision < self.revision {
             for (_, events) in self.history.iter().rev().take_while(|(rev, _)| *rev > revision) {
                 for ev in events.iter().rev().filter(|ev| range.contains(&ev.kv.key)) {
@@ -390,7 +406,14 @@ impl Inner {
         })
     }
 
-    fn apply_put(&mut self, rev: Revision, key: &[u8], value: &[u8], lease: i64, events: &mut Vec<Event>) -> Option<KeyValue> {
+    fn apply_put(
+        &mut self,
+        rev: Revision,
+        key: &[u8],
+        value: &[u8],
+        lease: i64,
+        events: &mut Vec<Event>,
+    ) -> Option<KeyValue> {
         let prev = self.kvs.get(key).cloned();
         if let Some(old) = prev.as_ref().filter(|p| p.lease != 0 && p.lease != lease) {
             if let Some(l) = self.leases.get_mut(&old.lease) {
@@ -420,7 +443,11 @@ impl Inner {
     }
 
     pub(crate) fn apply_delete(&mut self, rev: Revision, range: &KeyRange, events: &mut Vec<Event>) -> Vec<KeyValue> {
-        let keys: Vec<Vec<u8>> = self.kvs.range::<[u8], _>(range.bounds()).map(|(k, _)| k.clone()).collect();
+        let keys: Vec<Vec<u8>> = self
+            .kvs
+            .range::<[u8], _>(range.bounds())
+            .map(|(k, _)| k.clone())
+            .collect();
         let mut deleted = Vec::with_capacity(keys.len());
         for key in keys {
             let Some(prev) = self.kvs.remove(&key) else { continue };

@@ -69,7 +69,9 @@ impl Store {
     pub fn progress(&self) {
         let inner = self.lock();
         for w in inner.watchers.values() {
-            let _ = w.tx.send(WatchMessage::Progress { revision: inner.revision });
+            let _ = w.tx.send(WatchMessage::Progress {
+                revision: inner.revision,
+            });
         }
     }
 }

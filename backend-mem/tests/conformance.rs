@@ -25,9 +25,15 @@ impl Harness for Mem {
     async fn open(&self, namespace: &str) -> (Arc<dyn Registry>, Arc<dyn Discovery>) {
         let store = self.store.lock().unwrap().get_or_insert_with(Store::new).clone();
         let backend = MemBackend::new(store);
-        self.backends.lock().unwrap().insert(namespace.to_owned(), backend.clone());
+        self.backends
+            .lock()
+            .unwrap()
+            .insert(namespace.to_owned(), backend.clone());
         let layout = Arc::new(JsonLayout::new(namespace).unwrap());
-        (Arc::new(backend.registry_with(layout.clone())), Arc::new(backend.discovery_with(layout)))
+        (
+            Arc::new(backend.registry_with(layout.clone())),
+            Arc::new(backend.discovery_with(layout)),
+        )
     }
 
     fn ttl(&self) -> Duration {

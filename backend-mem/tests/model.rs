@@ -17,16 +17,42 @@ const PREFIXES: [&str; 4] = ["", "a", "ab", "b"];
 
 #[derive(Clone, Debug)]
 enum Action {
-    Put { key: usize, value: u8, lease: Option<usize> },
-    GuardedPut { key: usize, value: u8, lease: usize },
-    Delete { key: usize, prefix: bool },
-    Grant { ttl_ms: u64 },
-    Revoke { lease: usize },
-    KeepAlive { lease: usize },
-    Advance { ms: u64 },
-    Compact { back: i64 },
-    Watch { prefix: usize, back: i64 },
-    RangeAt { back: i64 },
+    Put {
+        key: usize,
+        value: u8,
+        lease: Option<usize>,
+    },
+    GuardedPut {
+        key: usize,
+        value: u8,
+        lease: usize,
+    },
+    Delete {
+        key: usize,
+        prefix: bool,
+    },
+    Grant {
+        ttl_ms: u64,
+    },
+    Revoke {
+        lease: usize,
+    },
+    KeepAlive {
+        lease: usize,
+    },
+    Advance {
+        ms: u64,
+    },
+    Compact {
+        back: i64,
+    },
+    Watch {
+        prefix: usize,
+        back: i64,
+    },
+    RangeAt {
+        back: i64,
+    },
 }
 
 fn action() -> impl Strategy<Value = Action> {
@@ -96,8 +122,12 @@ impl Model {
     }
 
     fn expire(&mut self) {
-        let mut due: Vec<(u64, i64)> =
-            self.leases.iter().filter(|(_, (_, d))| *d <= self.now).map(|(id, (_, d))| (*d, *id)).collect();
+        let mut due: Vec<(u64, i64)> = self
+            .leases
+            .iter()
+            .filter(|(_, (_, d))| *d <= self.now)
+            .map(|(id, (_, d))| (*d, *id))
+            .collect();
         due.sort();
         for (_, id) in due {
             self.revoke(id);
@@ -114,7 +144,11 @@ impl Model {
     /// The events of revision `r`, by diffing states r-1 and r.
     fn events(&self, r: i64, range: &KeyRange) -> Vec<Event> {
         let (before, after) = (&self.states[r as usize - 1], &self.states[r as usize]);
-        let mut keys: Vec<&Vec<u8>> = before.keys().chain(after.keys()).filter(|k| range.contains(k)).collect();
+        let mut keys: Vec<&Vec<u8>> = before
+            .keys()
+            .chain(after.keys())
+            .filter(|k| range.contains(k))
+            .collect();
         keys.sort();
         keys.dedup();
         keys.into_iter()
@@ -153,7 +187,11 @@ fn lease_at(granted: &[i64], idx: usize) -> i64 {
 }
 
 fn check(actions: Vec<Action>) -> Result<(), TestCaseError> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap();
     rt.block_on(async move {
         let store = Store::with_cluster_id(1);
         let mut model = Model::new();
@@ -178,8 +216,16 @@ fn check(actions: Vec<Action>) -> Result<(), TestCaseError> {
                 Action::GuardedPut { key, value, lease } => {
                     let lease = lease_at(&granted, lease);
                     let k = KEYS[key].as_bytes();
-                    let guard = Compare { range: KeyRange::key(k), op: CompareOp::Equal, target: CompareTarget::Lease(lease) };
-                    let put = Op::Put { key: k.to_vec(), value: vec![value], lease };
+                    let guard = Compare {
+                        range: KeyRange::key(k),
+                        op: CompareOp::Equal,
+                        target: CompareTarget::Lease(lease),
+                    };
+                    let put = Op::Put {
+                        key: k.to_vec(),
+                        value: vec![value],
+                        lease,
+                    };
                     let got = store.txn(&[guard], &[put], &[]);
                     let holds = model.current().get(k).is_some_and(|kv| kv.lease == lease);
                     if holds && !model.leases.contains_key(&lease) {
@@ -194,7 +240,11 @@ fn check(actions: Vec<Action>) -> Result<(), TestCaseError> {
                     }
                 }
                 Action::Delete { key, prefix } => {
-                    let range = if prefix { KeyRange::prefix(KEYS[key]) } else { KeyRange::key(KEYS[key]) };
+                    let range = if prefix {
+                        KeyRange::prefix(KEYS[key])
+                    } else {
+                        KeyRange::key(KEYS[key])
+                    };
                     let (_, deleted) = store.delete(&range).unwrap();
                     let mut next = model.current().clone();
                     let want: Vec<KeyValue> = next.values().filter(|kv| range.contains(&kv.key)).cloned().collect();
@@ -248,12 +298,23 @@ fn check(actions: Vec<Action>) -> Result<(), TestCaseError> {
                     let range = KeyRange::prefix(PREFIXES[prefix]);
                     match store.watch(range.clone(), start, true) {
                         Ok(watch) => {
-                            prop_assert!(start >= model.compact, "watch from {} below compaction {}", start, model.compact);
+                            prop_assert!(
+                                start >= model.compact,
+                                "watch from {} below compaction {}",
+                                start,
+                                model.compact
+                            );
                             watches.push(OpenWatch { range, start, watch });
                         }
                         Err(e) => {
                             prop_assert!(start < model.compact, "unexpected {:?}", e);
-                            prop_assert_eq!(e, Error::Compacted { requested: start, compacted: model.compact });
+                            prop_assert_eq!(
+                                e,
+                                Error::Compacted {
+                                    requested: start,
+                                    compacted: model.compact
+                                }
+                            );
                         }
                     }
                 }
@@ -288,7 +349,9 @@ fn check(actions: Vec<Action>) -> Result<(), TestCaseError> {
                     WatchMessage::Progress { .. } => {}
                 }
             }
-            let want: Vec<Event> = (w.start..=model.rev()).flat_map(|r| model.events(r, &w.range)).collect();
+            let want: Vec<Event> = (w.start..=model.rev())
+                .flat_map(|r| model.events(r, &w.range))
+                .collect();
             prop_assert_eq!(got, want, "watch on {:?} from {}", w.range, w.start);
         }
         Ok(())

@@ -67,7 +67,11 @@ impl BackoffPolicy {
             return Err(Error::option("retry_interval", base, "must be positive"));
         }
         if cap < base {
-            return Err(Error::option("retry_cap", cap, format!("must be at least retry_interval ({base:?})")));
+            return Err(Error::option(
+                "retry_cap",
+                cap,
+                format!("must be at least retry_interval ({base:?})"),
+            ));
         }
         Ok(BackoffPolicy {
             base,
@@ -115,7 +119,11 @@ pub struct Backoff {
 impl Backoff {
     /// A fresh loop.
     pub fn new(policy: BackoffPolicy, rng: JitterRng) -> Self {
-        Backoff { policy, attempt: 0, rng }
+        Backoff {
+            policy,
+            attempt: 0,
+            rng,
+        }
     }
 
     /// The next delay (full jitter: uniform in `0..=ceiling`), or `None` when the
@@ -168,7 +176,10 @@ mod tests {
         assert_ne!(draw(7), draw(8));
         let delays = draw(7);
         let low = delays.iter().filter(|d| **d < Duration::from_millis(500)).count();
-        assert!((400..600).contains(&low), "full jitter should be uniform: {low}/1000 below half");
+        assert!(
+            (400..600).contains(&low),
+            "full jitter should be uniform: {low}/1000 below half"
+        );
     }
 
     #[test]

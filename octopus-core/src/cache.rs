@@ -10,8 +10,8 @@ use tokio::time::{sleep, Instant};
 
 use crate::lease::next_message;
 use crate::{
-    Backoff, BackoffPolicy, Discovery, Error, EventKind, Freshness, Header, JitterRng, KeyLayout, KeyValue,
-    KvBackend, Result, Revision, ServiceInstance, Snapshot, Watch, WatchMessage, WatchStream,
+    Backoff, BackoffPolicy, Discovery, Error, EventKind, Freshness, Header, JitterRng, KeyLayout, KeyValue, KvBackend,
+    Result, Revision, ServiceInstance, Snapshot, Watch, WatchMessage, WatchStream,
 };
 
 /// Counters a discovery keeps; read them with [`WatchDiscovery::stats`].
@@ -49,7 +49,9 @@ pub struct WatchDiscovery<B> {
 
 impl<B> std::fmt::Debug for WatchDiscovery<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WatchDiscovery").field("layout", &self.layout).finish_non_exhaustive()
+        f.debug_struct("WatchDiscovery")
+            .field("layout", &self.layout)
+            .finish_non_exhaustive()
     }
 }
 
@@ -110,7 +112,12 @@ impl<B: KvBackend> WatchDiscovery<B> {
 impl<B: KvBackend> Discovery for WatchDiscovery<B> {
     async fn instances(&self, service: &str) -> Result<Arc<[ServiceInstance]>> {
         crate::instance::validate_name("service", service)?;
-        let cached = self.caches.lock().unwrap_or_else(|p| p.into_inner()).get(service).and_then(Weak::upgrade);
+        let cached = self
+            .caches
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(service)
+            .and_then(Weak::upgrade);
         if let Some(snapshot) = cached.and_then(|c| c.rx.borrow().clone()).filter(Snapshot::is_fresh) {
             return Ok(snapshot.instances);
         }

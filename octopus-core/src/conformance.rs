@@ -61,7 +61,13 @@ fn ids(s: &Snapshot) -> Vec<&str> {
 }
 
 /// Waits (bounded by the harness's settle time, plus `extra`) for a snapshot that satisfies `pred`.
-async fn until(h: &impl Harness, w: &mut Watch, extra: Duration, what: &str, pred: impl FnMut(&Snapshot) -> bool) -> Snapshot {
+async fn until(
+    h: &impl Harness,
+    w: &mut Watch,
+    extra: Duration,
+    what: &str,
+    pred: impl FnMut(&Snapshot) -> bool,
+) -> Snapshot {
     match timeout(h.settle() + extra, w.wait_for(pred)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => panic!("watch ended while waiting for {what}: {e}"),
@@ -108,8 +114,15 @@ pub async fn drop_deregisters(h: &impl Harness) {
     until(h, &mut w, Duration::ZERO, "a to appear", |s| ids(s) == ["a"]).await;
     let dropped = Instant::now();
     drop(r);
-    until(h, &mut w, Duration::ZERO, "a to go after drop", |s| s.instances.is_empty()).await;
-    assert!(dropped.elapsed() < h.ttl(), "drop must delete, not wait for the TTL ({:?})", dropped.elapsed());
+    until(h, &mut w, Duration::ZERO, "a to go after drop", |s| {
+        s.instances.is_empty()
+    })
+    .await;
+    assert!(
+        dropped.elapsed() < h.ttl(),
+        "drop must delete, not wait for the TTL ({:?})",
+        dropped.elapsed()
+    );
 }
 
 /// An instance whose keepalives stop (a crash) stays until its TTL, then goes.
@@ -121,9 +134,17 @@ pub async fn abandoned_expires_after_ttl(h: &impl Harness) {
     let stopped = Instant::now();
     r.abandon().await;
     sleep(h.ttl() / 2).await;
-    assert_eq!(disc.instances("svc").await.unwrap().len(), 1, "must outlive its last keepalive until the TTL");
+    assert_eq!(
+        disc.instances("svc").await.unwrap().len(),
+        1,
+        "must outlive its last keepalive until the TTL"
+    );
     until(h, &mut w, h.ttl(), "a to expire", |s| s.instances.is_empty()).await;
-    assert!(stopped.elapsed() >= h.ttl() / 2, "expired too early: {:?}", stopped.elapsed());
+    assert!(
+        stopped.elapsed() >= h.ttl() / 2,
+        "expired too early: {:?}",
+        stopped.elapsed()
+    );
 }
 
 /// A live registration survives many TTLs: keepalives work.
@@ -132,7 +153,11 @@ pub async fn keepalive_outlives_ttl(h: &impl Harness) {
     let r = reg.register(instance("svc", "a", 1001), options(h)).await.unwrap();
     let lease = r.registered().await.unwrap();
     sleep(h.ttl() * 3).await;
-    assert_eq!(disc.instances("svc").await.unwrap().len(), 1, "keepalive must hold the key");
+    assert_eq!(
+        disc.instances("svc").await.unwrap().len(),
+        1,
+        "keepalive must hold the key"
+    );
     assert_eq!(r.current(), Status::Registered { lease }, "the same lease all along");
     r.deregister().await.unwrap();
 }
@@ -143,12 +168,21 @@ pub async fn update_reaches_watchers(h: &impl Harness) {
     let r = reg.register(instance("svc", "a", 1001), options(h)).await.unwrap();
     let mut w = disc.watch("svc").await.unwrap();
     until(h, &mut w, Duration::ZERO, "a to appear", |s| ids(s) == ["a"]).await;
-    let updated = instance("svc", "a", 1001).with_metadata("zone", "b").with_weight(7).with_version("v2");
+    let updated = instance("svc", "a", 1001)
+        .with_metadata("zone", "b")
+        .with_weight(7)
+        .with_version("v2");
     r.update(updated.clone()).await.unwrap();
-    let s = until(h, &mut w, Duration::ZERO, "the update", |s| s.get("a").is_some_and(|i| i.weight == 7)).await;
+    let s = until(h, &mut w, Duration::ZERO, "the update", |s| {
+        s.get("a").is_some_and(|i| i.weight == 7)
+    })
+    .await;
     assert_eq!(s.get("a"), Some(&updated));
     let err = r.update(instance("svc", "b", 1001)).await.unwrap_err();
-    assert!(matches!(err, Error::InvalidInstance { .. }), "changing the id must be refused: {err}");
+    assert!(
+        matches!(err, Error::InvalidInstance { .. }),
+        "changing the id must be refused: {err}"
+    );
     r.deregister().await.unwrap();
 }
 
@@ -159,7 +193,11 @@ pub async fn watch_coalesces(h: &impl Harness) {
     timeout(h.settle(), w.next()).await.expect("initial snapshot").unwrap();
     let mut regs = Vec::new();
     for n in 0..20u16 {
-        regs.push(reg.register(instance("svc", &format!("i{n:02}"), 2000 + n), options(h)).await.unwrap());
+        regs.push(
+            reg.register(instance("svc", &format!("i{n:02}"), 2000 + n), options(h))
+                .await
+                .unwrap(),
+        );
     }
     // Consume only now: far fewer than 20 snapshots reach the full state.
     let mut seen = 0;
@@ -168,7 +206,10 @@ pub async fn watch_coalesces(h: &impl Harness) {
         s.instances.len() == 20
     })
     .await;
-    assert!(seen < 20, "a slow watcher must skip intermediate states, saw {seen} snapshots");
+    assert!(
+        seen < 20,
+        "a slow watcher must skip intermediate states, saw {seen} snapshots"
+    );
     for r in regs {
         r.deregister().await.unwrap();
     }
@@ -205,7 +246,12 @@ pub async fn invalid_input_rejected(h: &impl Harness) {
         port: 0,
         ..instance("svc", "b", 1)
     };
-    assert!(reg.register(bad_port, options(h)).await.unwrap_err().to_string().contains("invalid port"));
+    assert!(reg
+        .register(bad_port, options(h))
+        .await
+        .unwrap_err()
+        .to_string()
+        .contains("invalid port"));
     let err = good
         .update(ServiceInstance {
             addr: "not a host".into(),
@@ -226,12 +272,23 @@ pub async fn same_id_conflict(h: &impl Harness) {
     let (reg, disc) = h.open(&namespace("conflict")).await;
     let first = reg.register(instance("svc", "a", 1001), options(h)).await.unwrap();
     let second = reg.register(instance("svc", "a", 1002), options(h)).await.unwrap();
-    assert!(matches!(second.current(), Status::Conflict { .. }), "got {}", second.current());
+    assert!(
+        matches!(second.current(), Status::Conflict { .. }),
+        "got {}",
+        second.current()
+    );
     assert_eq!(disc.instances("svc").await.unwrap()[0].port, 1001);
     first.deregister().await.unwrap();
-    timeout(h.settle() + h.ttl() * 2, second.registered()).await.expect("second takes over").unwrap();
+    timeout(h.settle() + h.ttl() * 2, second.registered())
+        .await
+        .expect("second takes over")
+        .unwrap();
     let now = disc.instances("svc").await.unwrap();
-    assert_eq!(now.iter().map(|i| i.port).collect::<Vec<_>>(), [1002], "exactly one key per id");
+    assert_eq!(
+        now.iter().map(|i| i.port).collect::<Vec<_>>(),
+        [1002],
+        "exactly one key per id"
+    );
     second.deregister().await.unwrap();
 }
 
@@ -244,7 +301,9 @@ pub async fn many_concurrent(h: &impl Harness) {
         let reg = reg.clone();
         let opts = options(h);
         tasks.push(tokio::spawn(async move {
-            reg.register(instance("svc", &format!("i{n:03}"), 3000 + n), opts).await.unwrap()
+            reg.register(instance("svc", &format!("i{n:03}"), 3000 + n), opts)
+                .await
+                .unwrap()
         }));
     }
     let mut regs = Vec::new();
@@ -293,11 +352,21 @@ pub async fn cut_keeps_last_known(h: &impl Harness) {
     assert!(matches!(stale.freshness, Freshness::Stale { .. }));
     sleep(h.ttl() * 2).await; // the lease expires behind the cut
     assert_eq!(ids(&w.latest().unwrap()), ["a"], "still the last known instances");
-    assert!(!r.current().is_registered(), "the registration knows it lost its lease: {}", r.current());
+    assert!(
+        !r.current().is_registered(),
+        "the registration knows it lost its lease: {}",
+        r.current()
+    );
     h.cut(&ns, false).await;
-    let back = until(h, &mut w, h.ttl() * 2, "fresh and a back", |s| s.is_fresh() && ids(s) == ["a"]).await;
+    let back = until(h, &mut w, h.ttl() * 2, "fresh and a back", |s| {
+        s.is_fresh() && ids(s) == ["a"]
+    })
+    .await;
     assert!(back.revision >= stale.revision, "revisions never go back");
-    timeout(h.settle() + h.ttl() * 2, r.registered()).await.expect("re-registered").unwrap();
+    timeout(h.settle() + h.ttl() * 2, r.registered())
+        .await
+        .expect("re-registered")
+        .unwrap();
     r.deregister().await.unwrap();
 }
 

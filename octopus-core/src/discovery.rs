@@ -32,7 +32,9 @@ pub struct Watch {
 
 impl std::fmt::Debug for Watch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Watch").field("filter", &self.filter).finish_non_exhaustive()
+        f.debug_struct("Watch")
+            .field("filter", &self.filter)
+            .finish_non_exhaustive()
     }
 }
 

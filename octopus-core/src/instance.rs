@@ -117,7 +117,11 @@ impl ServiceInstance {
             ));
         }
         if self.weight > MAX_WEIGHT {
-            return Err(Error::instance("weight", self.weight.to_string(), format!("must be at most {MAX_WEIGHT}")));
+            return Err(Error::instance(
+                "weight",
+                self.weight.to_string(),
+                format!("must be at most {MAX_WEIGHT}"),
+            ));
         }
         self.validate_metadata()
     }
@@ -210,17 +214,70 @@ mod tests {
     #[test]
     fn errors_name_field_and_rule() {
         let cases: Vec<(ServiceInstance, &str)> = vec![
-            (ServiceInstance { service: "a/b".into(), ..ok() }, "invalid service \"a/b\": must be 1..=128 characters"),
-            (ServiceInstance { service: String::new(), ..ok() }, "invalid service"),
-            (ServiceInstance { service: "s".repeat(129), ..ok() }, "invalid service"),
-            (ServiceInstance { id: "é".into(), ..ok() }, "invalid id"),
-            (ServiceInstance { addr: "-bad-.com".into(), ..ok() }, "invalid addr \"-bad-.com\""),
-            (ServiceInstance { addr: "".into(), ..ok() }, "invalid addr"),
-            (ServiceInstance { addr: "1.2.3.4:80".into(), ..ok() }, "invalid addr"),
-            (ServiceInstance { port: 0, ..ok() }, "invalid port \"0\": must be in 1..=65535"),
-            (ServiceInstance { weight: MAX_WEIGHT + 1, ..ok() }, "invalid weight"),
+            (
+                ServiceInstance {
+                    service: "a/b".into(),
+                    ..ok()
+                },
+                "invalid service \"a/b\": must be 1..=128 characters",
+            ),
+            (
+                ServiceInstance {
+                    service: String::new(),
+                    ..ok()
+                },
+                "invalid service",
+            ),
+            (
+                ServiceInstance {
+                    service: "s".repeat(129),
+                    ..ok()
+                },
+                "invalid service",
+            ),
+            (
+                ServiceInstance {
+                    id: "é".into(), ..ok()
+                },
+                "invalid id",
+            ),
+            (
+                ServiceInstance {
+                    addr: "-bad-.com".into(),
+                    ..ok()
+                },
+                "invalid addr \"-bad-.com\"",
+            ),
+            (
+                ServiceInstance {
+                    addr: "".into(),
+                    ..ok()
+                },
+                "invalid addr",
+            ),
+            (
+                ServiceInstance {
+                    addr: "1.2.3.4:80".into(),
+                    ..ok()
+                },
+                "invalid addr",
+            ),
+            (
+                ServiceInstance { port: 0, ..ok() },
+                "invalid port \"0\": must be in 1..=65535",
+            ),
+            (
+                ServiceInstance {
+                    weight: MAX_WEIGHT + 1,
+                    ..ok()
+                },
+                "invalid weight",
+            ),
             (ok().with_metadata("", "v"), "invalid metadata key"),
-            (ok().with_metadata("k", "x".repeat(MAX_ENCODED_LEN)), "invalid metadata \""),
+            (
+                ok().with_metadata("k", "x".repeat(MAX_ENCODED_LEN)),
+                "invalid metadata \"",
+            ),
             (ok().with_version("v\n1"), "invalid version"),
         ];
         for (instance, want) in cases {
@@ -231,7 +288,13 @@ mod tests {
 
     #[test]
     fn long_values_are_shortened_in_errors() {
-        let err = ServiceInstance { id: "x".repeat(10_000), ..ok() }.validate().unwrap_err().to_string();
+        let err = ServiceInstance {
+            id: "x".repeat(10_000),
+            ..ok()
+        }
+        .validate()
+        .unwrap_err()
+        .to_string();
         assert!(err.len() < 300, "{err}");
         assert!(err.contains("10000 bytes"));
     }

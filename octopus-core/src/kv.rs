@@ -145,7 +145,13 @@ pub trait KvBackend: Send + Sync + 'static {
     /// held by `lease` or by `previous` (our own older lease). Otherwise leaves the
     /// key alone and reports its owner: that is the fencing that keeps a paused
     /// process from overwriting a newer owner.
-    async fn put_owned(&self, key: &str, value: Vec<u8>, lease: LeaseId, previous: Option<LeaseId>) -> Result<PutOutcome>;
+    async fn put_owned(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        lease: LeaseId,
+        previous: Option<LeaseId>,
+    ) -> Result<PutOutcome>;
 
     /// Atomically deletes `key` if it is held by `lease`; true if it was deleted.
     async fn delete_owned(&self, key: &str, lease: LeaseId) -> Result<bool>;

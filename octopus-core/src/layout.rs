@@ -65,7 +65,8 @@ impl JsonLayout {
 /// Checks a namespace (empty, or starting with `/`; printable) and drops trailing slashes.
 pub fn validate_namespace(namespace: &str) -> Result<String> {
     let trimmed = namespace.trim_end_matches('/');
-    if !(trimmed.is_empty() || trimmed.starts_with('/')) || trimmed.chars().any(|c| c.is_control() || c.is_whitespace()) {
+    if !(trimmed.is_empty() || trimmed.starts_with('/')) || trimmed.chars().any(|c| c.is_control() || c.is_whitespace())
+    {
         return Err(Error::option(
             "namespace",
             namespace,
@@ -118,7 +119,9 @@ mod tests {
     #[test]
     fn round_trip() {
         let layout = JsonLayout::default();
-        let i = ServiceInstance::new("users", "a1", "127.0.0.1", 8080).unwrap().with_metadata("zone", "a");
+        let i = ServiceInstance::new("users", "a1", "127.0.0.1", 8080)
+            .unwrap()
+            .with_metadata("zone", "a");
         let key = layout.key(&i, LeaseId(7));
         assert_eq!(key, "/octopus/services/users/a1");
         let value = layout.encode(&i).unwrap();
@@ -130,12 +133,18 @@ mod tests {
         let layout = JsonLayout::default();
         let i = ServiceInstance::new("users", "a1", "127.0.0.1", 8080).unwrap();
         let value = layout.encode(&i).unwrap();
-        let err = layout.decode("users", b"/octopus/services/users/other", &value).unwrap_err();
+        let err = layout
+            .decode("users", b"/octopus/services/users/other", &value)
+            .unwrap_err();
         assert!(err.to_string().contains("but the key says users/other"), "{err}");
-        let err = layout.decode("users", b"/octopus/services/users/a1", b"{nope").unwrap_err();
+        let err = layout
+            .decode("users", b"/octopus/services/users/a1", b"{nope")
+            .unwrap_err();
         assert!(err.to_string().contains("not an instance in JSON"), "{err}");
         let bad_port = br#"{"service":"users","id":"a1","addr":"h","port":0}"#;
-        let err = layout.decode("users", b"/octopus/services/users/a1", bad_port).unwrap_err();
+        let err = layout
+            .decode("users", b"/octopus/services/users/a1", bad_port)
+            .unwrap_err();
         assert!(err.to_string().contains("invalid port"), "{err}");
     }
 

@@ -30,7 +30,9 @@ pub struct LeaseRegistry<B> {
 
 impl<B> std::fmt::Debug for LeaseRegistry<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LeaseRegistry").field("layout", &self.layout).finish_non_exhaustive()
+        f.debug_struct("LeaseRegistry")
+            .field("layout", &self.layout)
+            .finish_non_exhaustive()
     }
 }
 
@@ -150,7 +152,11 @@ impl<B: KvBackend> Task<B> {
         let lease = self.backend.grant(self.opts.ttl).await?;
         let previous = self.lease.map(|(id, _)| id);
         let key = self.key(lease.id);
-        match self.backend.put_owned(&key, self.value.clone(), lease.id, previous).await {
+        match self
+            .backend
+            .put_owned(&key, self.value.clone(), lease.id, previous)
+            .await
+        {
             Ok(PutOutcome::Written(revision)) => {
                 if let Some(old) = previous.filter(|old| *old != lease.id) {
                     // The old lease may still live (the keepalive failed, not the lease):
@@ -175,7 +181,9 @@ impl<B: KvBackend> Task<B> {
     /// The registered phase: keepalives, commands, and the watch on our own key.
     async fn serve(&mut self, mut revision: Revision) -> Exit {
         let Some((lease, granted)) = self.lease else {
-            return Exit::Retry(Status::Lost { reason: "no lease".into() });
+            return Exit::Retry(Status::Lost {
+                reason: "no lease".into(),
+            });
         };
         let interval = self.opts.keepalive_for(granted);
         let mut keeper: Option<Box<dyn LeaseKeeper>> = None;
@@ -305,7 +313,11 @@ impl<B: KvBackend> Task<B> {
         let Some(lease) = lease else {
             return Ok(()); // not registered now: the next attempt writes the new value
         };
-        match self.backend.put_owned(&self.key(lease), self.value.clone(), lease, None).await? {
+        match self
+            .backend
+            .put_owned(&self.key(lease), self.value.clone(), lease, None)
+            .await?
+        {
             PutOutcome::Written(_) => Ok(()),
             PutOutcome::Conflict { owner } => Err(Error::Conflict {
                 key: self.key(lease),

@@ -238,7 +238,10 @@ impl Registration {
             return Err(Error::InvalidInstance {
                 field: "service/id",
                 value: format!("{}/{}", instance.service, instance.id),
-                rule: format!("an update must keep {}/{}; register a new instance instead", self.service, self.id),
+                rule: format!(
+                    "an update must keep {}/{}; register a new instance instead",
+                    self.service, self.id
+                ),
             });
         }
         let (tx, rx) = oneshot::channel();

@@ -120,7 +120,9 @@ mod tests {
     use std::collections::BTreeMap;
 
     fn inst(id: u8, weight: u32) -> ServiceInstance {
-        ServiceInstance::new("s", format!("i{id:03}"), "127.0.0.1", 1).unwrap().with_weight(weight)
+        ServiceInstance::new("s", format!("i{id:03}"), "127.0.0.1", 1)
+            .unwrap()
+            .with_weight(weight)
     }
 
     proptest! {

@@ -42,9 +42,13 @@ impl Target {
             .split_once("://")
             .ok_or_else(|| err("expected scheme://[authority]/service, e.g. etcd:///user-service"))?;
         let scheme_ok = scheme.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
-            && scheme.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
         if !scheme_ok {
-            return Err(err("the scheme must be a letter followed by letters, digits, '+', '-' or '.'"));
+            return Err(err(
+                "the scheme must be a letter followed by letters, digits, '+', '-' or '.'",
+            ));
         }
         let (path, query) = match rest.split_once('?') {
             Some((p, q)) => (p, Some(q)),
@@ -137,10 +141,16 @@ mod tests {
     fn parses_and_filters() {
         let t = Target::parse("ETCD://auth/svc?version=v1&zone=a%20b&").unwrap();
         assert_eq!((t.scheme(), t.authority(), t.service()), ("etcd", "auth", "svc"));
-        let i = ServiceInstance::new("svc", "1", "h", 1).unwrap().with_version("v1").with_metadata("zone", "a b");
+        let i = ServiceInstance::new("svc", "1", "h", 1)
+            .unwrap()
+            .with_version("v1")
+            .with_metadata("zone", "a b");
         assert!(t.matches(&i));
         assert!(!t.matches(&i.clone().with_version("v2")));
-        assert!(!t.matches(&ServiceInstance { metadata: Default::default(), ..i }));
+        assert!(!t.matches(&ServiceInstance {
+            metadata: Default::default(),
+            ..i
+        }));
         assert_eq!(t.to_string(), "etcd://auth/svc?version=v1&zone=a b");
     }
 
