@@ -19,7 +19,10 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 fn instance(service: &str, n: usize) -> ServiceInstance {
@@ -31,7 +34,10 @@ fn register_deregister(c: &mut Criterion) {
     let registry = rt.block_on(async { MemBackend::new(Store::new()).registry() });
     c.bench_function("mem/register+deregister", |b| {
         b.to_async(&rt).iter(|| async {
-            let r = registry.register(instance("svc", 1), RegisterOptions::default()).await.unwrap();
+            let r = registry
+                .register(instance("svc", 1), RegisterOptions::default())
+                .await
+                .unwrap();
             r.deregister().await.unwrap();
         })
     });
@@ -47,7 +53,12 @@ fn instances_read(c: &mut Criterion) {
             let discovery = backend.discovery();
             let mut regs = Vec::new();
             for i in 0..n {
-                regs.push(registry.register(instance("svc", i), RegisterOptions::default()).await.unwrap());
+                regs.push(
+                    registry
+                        .register(instance("svc", i), RegisterOptions::default())
+                        .await
+                        .unwrap(),
+                );
             }
             let mut watch = discovery.watch("svc").await.unwrap();
             watch.wait_for(|s| s.instances.len() == n).await.unwrap();
@@ -70,7 +81,10 @@ fn fan_out(c: &mut Criterion) {
         let backend = MemBackend::new(Store::new());
         let registry = backend.registry();
         let discovery = Arc::new(backend.discovery());
-        let reg = registry.register(instance("svc", 0), RegisterOptions::default()).await.unwrap();
+        let reg = registry
+            .register(instance("svc", 0), RegisterOptions::default())
+            .await
+            .unwrap();
         let counter = Arc::new(AtomicUsize::new(0));
         let done = Arc::new(Notify::new());
         for _ in 0..WATCHERS {

@@ -62,3 +62,8 @@ fn mem_store(name: &str) -> octopus_mem::Store {
         .unwrap_or_else(|p| p.into_inner());
     stores.entry(name.to_owned()).or_default().clone()
 }
+
+/// The README's examples compile as doc tests, so the front door stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -174,7 +174,13 @@ pub(crate) struct Inner {
     pub(crate) history: Vec<(Revision, Vec<Event>)>,
     pub(crate) watchers: BTreeMap<i64, Watcher>,
     pub(crate) next_watcher: i64,
+    /// Revisions of history kept before the oldest are compacted away.
+    pub(crate) history_limit: usize,
 }
+
+/// Revisions of history a store keeps by default; older ones are compacted, as
+/// etcd's auto-compaction does, so a long-running store does not grow without bound.
+pub const DEFAULT_HISTORY_LIMIT: usize = 100_000;
 
 impl Default for Store {
     fn default() -> Self {
@@ -201,9 +207,17 @@ impl Store {
                 history: Vec::new(),
                 watchers: BTreeMap::new(),
                 next_watcher: 1,
+                history_limit: DEFAULT_HISTORY_LIMIT,
             })),
             wake: Arc::new(Notify::new()),
         }
+    }
+
+    /// Keeps at most `revisions` revisions of history (at least 1); older ones are
+    /// compacted automatically.
+    pub fn with_history_limit(self, revisions: usize) -> Self {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).history_limit = revisions.max(1);
+        self
     }
 
     /// Locks the store after collecting expired leases.
@@ -479,6 +493,12 @@ impl Inner {
         self.revision = rev;
         self.notify(rev, &events);
         self.history.push((rev, events));
+        if self.history.len() > self.history_limit {
+            // Drop the oldest tenth at once, so that compaction is amortised.
+            let drop = (self.history_limit / 10).max(1).min(self.history.len() - 1);
+            self.compact_revision = self.history[drop].0;
+            self.history.drain(..drop);
+        }
     }
 
     /// Keys attached to `lease`, sorted.

@@ -45,7 +45,8 @@ impl Store {
         let (tx, rx) = mpsc::unbounded_channel();
         let watcher = Watcher { range, prev_kv, tx };
         if start > 0 {
-            for (rev, events) in inner.history.iter().filter(|(rev, _)| *rev >= start) {
+            let from = inner.history.partition_point(|(rev, _)| *rev < start);
+            for (rev, events) in &inner.history[from..] {
                 watcher.send(*rev, events);
             }
         }

@@ -374,3 +374,28 @@ fn prefix_end_matches_etcd() {
     assert_eq!(octopus_mem::prefix_end(b"\xff"), vec![0]);
     assert_eq!(octopus_mem::prefix_end(b""), vec![0]);
 }
+
+#[test]
+fn history_is_bounded_by_auto_compaction() {
+    let store = Store::with_cluster_id(1).with_history_limit(100);
+    for n in 0..1_000u32 {
+        store.put(b"k", &n.to_be_bytes(), 0).unwrap();
+    }
+    let compacted = store.compact_revision();
+    assert!(compacted > 900 - 100, "old revisions are compacted: {compacted}");
+    assert!(matches!(
+        store.watch(KeyRange::key("k"), 2, true),
+        Err(Error::Compacted { .. })
+    ));
+    let w = store.watch(KeyRange::key("k"), compacted, true).unwrap();
+    let mut rx = w;
+    let mut n = 0;
+    while rx.rx.try_recv().is_ok() {
+        n += 1;
+    }
+    assert_eq!(
+        n as i64,
+        store.header().revision - compacted + 1,
+        "every kept revision replays"
+    );
+}

@@ -4,7 +4,7 @@
 //! expands to one `#[tokio::test]` per case. Each case uses a namespace of its own,
 //! so cases can share one server.
 //!
-//! ```ignore
+//! ```text
 //! fn harness() -> MyHarness { MyHarness::default() }
 //! octopus_core::conformance_tests!(paused: harness());   // in-process backends
 //! octopus_core::conformance_tests!(real: harness());     // backends with a real server
