@@ -190,9 +190,28 @@ impl<B: KvBackend> Task<B> {
         let mut key_watch: Option<WatchStream> = None;
         let mut last_ok = Instant::now();
         let mut next = last_ok + interval;
+        let mut watch_checked = false;
+        let mut written = Some(revision);
         loop {
-            if key_watch.is_none() {
-                key_watch = self.backend.watch(&self.key(lease), false, revision + 1).await.ok();
+            if !watch_checked {
+                // (Re)open the watch on our key only while the connection is known to
+                // work (at start, and after a successful keepalive), so that a dead
+                // connection never delays the keepalive that detects it.
+                watch_checked = true;
+                // Right after our own write there is nothing to check: watch from it.
+                let opened = if written.take() == Some(revision) {
+                    self.backend.watch(&self.key(lease), false, revision + 1).await.map(|s| (s, revision))
+                } else {
+                    self.reopen_key_watch(lease).await
+                };
+                match opened {
+                    Ok((stream, rev)) => {
+                        key_watch = Some(stream);
+                        revision = revision.max(rev);
+                    }
+                    Err(Error::Conflict { owner, .. }) => return Exit::Retry(Status::Conflict { owner }),
+                    Err(e) => log_err("watch own key", &e),
+                }
             }
             tokio::select! {
                 biased;
@@ -213,6 +232,7 @@ impl<B: KvBackend> Task<B> {
                         Ok(Some(_)) => {
                             last_ok = now;
                             next = now + interval;
+                            watch_checked = key_watch.is_some();
                         }
                         Ok(None) => return Exit::Retry(Status::Lost { reason: format!("lease {lease} expired") }),
                         Err(e) => {
@@ -243,30 +263,24 @@ impl<B: KvBackend> Task<B> {
                     }
                     Some(Ok(WatchMessage::Progress { revision: r })) => revision = revision.max(r),
                     Some(Err(_)) | None => {
-                        // The watch on our key was lost. Check the key by reading it, then
-                        // watch again from where the read left off (next loop).
+                        // The watch on our key was lost: it is read and watched again
+                        // after the next successful keepalive.
                         key_watch = None;
-                        match self.backend.get(&self.key(lease)).await {
-                            Ok((header, kv)) => {
-                                revision = header.revision;
-                                if kv.is_none_or(|kv| kv.lease != lease.0) {
-                                    if let Err(Error::Conflict { owner, .. }) = self.heal(lease).await {
-                                        return Exit::Retry(Status::Conflict { owner });
-                                    }
-                                }
-                            }
-                            Err(e) => {
-                                log_err("read own key", &e);
-                                // Do not spin on a dead connection: wait for the next keepalive.
-                                if let Some(exit) = self.idle_commands_until(next, lease).await {
-                                    return exit;
-                                }
-                            }
-                        }
                     }
                 },
             }
         }
+    }
+
+    /// Reads our key (restoring it if it is gone or not ours) and watches it from there.
+    async fn reopen_key_watch(&mut self, lease: LeaseId) -> Result<(WatchStream, Revision)> {
+        let (header, kv) = self.backend.get(&self.key(lease)).await?;
+        let mut revision = header.revision;
+        if kv.is_none_or(|kv| kv.lease != lease.0) {
+            revision = revision.max(self.heal(lease).await?);
+        }
+        let stream = self.backend.watch(&self.key(lease), false, revision + 1).await?;
+        Ok((stream, revision))
     }
 
     /// Someone deleted our key while our lease lives (or overwrote it): put it back,
@@ -364,21 +378,6 @@ impl<B: KvBackend> Task<B> {
                     Some(Command::Abandon) => return Exit::Done,
                 },
                 _ = sleep_until(deadline) => return Exit::Retry(Status::Registering),
-            }
-        }
-    }
-
-    /// Like [`Task::idle_until`] but while registered.
-    async fn idle_commands_until(&mut self, deadline: Instant, lease: LeaseId) -> Option<Exit> {
-        loop {
-            tokio::select! {
-                biased;
-                cmd = self.commands.recv() => {
-                    if let Some(exit) = self.command(cmd, lease).await {
-                        return Some(exit);
-                    }
-                }
-                _ = sleep_until(deadline) => return None,
             }
         }
     }

