@@ -30,10 +30,11 @@ impl std::fmt::Debug for Client {
 ///
 /// - `mem://` — the embedded in-memory registry of this process (feature `mem`).
 ///   `mem://NAME` names a separate one; clients of the same name share it.
-/// - `etcd://host:port,host:port` — etcd (feature `etcd`, not yet available).
+/// - `etcd://host:port,host:port` — etcd (feature `etcd`).
 ///
 /// Parameters: `namespace` (key prefix, default `/octopus`), `ttl` (default lease
-/// TTL: `500ms`, `10s`, `10`), `retry_interval` and `retry_cap` (re-registration backoff).
+/// TTL: `500ms`, `10s`, `10`), `retry_interval` and `retry_cap` (re-registration
+/// backoff); for etcd also `connect_timeout`, `request_timeout`, `user` and `password`.
 /// A scheme whose backend is not compiled in is an error that names the feature.
 ///
 /// ```
@@ -43,14 +44,23 @@ impl std::fmt::Debug for Client {
 /// assert_eq!(client.discovery().instances("users").await?.len(), 1);
 /// reg.deregister().await?;
 ///
-/// let err = octopus::connect("etcd://127.0.0.1:2379").await.unwrap_err();
-/// # #[cfg(not(feature = "etcd"))]
-/// assert!(err.to_string().contains("`etcd` feature"));
+/// // Without the `etcd` feature this names the feature; with it, etcd is unreachable here.
+/// let err = octopus::connect("etcd://127.0.0.1:1?connect_timeout=200ms&request_timeout=200ms").await.unwrap_err();
+/// assert!(err.to_string().contains("`etcd` feature") || err.to_string().contains("127.0.0.1:1"), "{err}");
 /// # Ok(()) }
 /// ```
 pub async fn connect(url: &str) -> Result<Client> {
     let url = RegistryUrl::parse(url)?;
-    url.only(&["namespace", "ttl", "retry_interval", "retry_cap"])?;
+    url.only(&[
+        "namespace",
+        "ttl",
+        "retry_interval",
+        "retry_cap",
+        "connect_timeout",
+        "request_timeout",
+        "user",
+        "password",
+    ])?;
     let namespace = url
         .params
         .get("namespace")
@@ -72,10 +82,16 @@ pub async fn connect(url: &str) -> Result<Client> {
         }
         #[cfg(not(feature = "mem"))]
         "mem" => return Err(missing(&url, "mem")),
-        "etcd" | "etcds" => {
-            let _ = layout;
-            return Err(missing(&url, "etcd"));
+        #[cfg(feature = "etcd")]
+        "etcd" => {
+            let backend = octopus_etcd::EtcdBackend::connect(etcd_options(&url)?).await?;
+            (
+                Arc::new(backend.registry_with(layout.clone())),
+                Arc::new(backend.discovery_with(layout)),
+            )
         }
+        #[cfg(not(feature = "etcd"))]
+        "etcd" => return Err(missing(&url, "etcd")),
         other => {
             return Err(Error::UnknownScheme {
                 scheme: other.to_owned(),
@@ -91,6 +107,33 @@ pub async fn connect(url: &str) -> Result<Client> {
     })
 }
 
+#[cfg(feature = "etcd")]
+fn etcd_options(url: &RegistryUrl) -> Result<octopus_etcd::EtcdOptions> {
+    let in_url = |e: Error| Error::InvalidUrl {
+        url: url.as_str().to_owned(),
+        reason: e.to_string(),
+    };
+    let mut opts = octopus_etcd::EtcdOptions::new(&url.hosts).map_err(in_url)?;
+    if let Some(d) = url.duration("connect_timeout")? {
+        opts = opts.connect_timeout(d);
+    }
+    if let Some(d) = url.duration("request_timeout")? {
+        opts = opts.request_timeout(d);
+    }
+    match (url.params.get("user"), url.params.get("password")) {
+        (Some(user), Some(password)) => opts = opts.user(user, password),
+        (None, None) => {}
+        _ => {
+            return Err(Error::InvalidUrl {
+                url: url.as_str().to_owned(),
+                reason: "user and password go together".into(),
+            })
+        }
+    }
+    Ok(opts)
+}
+
+#[allow(dead_code)] // unused when every backend is compiled in
 fn missing(url: &RegistryUrl, feature: &'static str) -> Error {
     Error::FeatureMissing {
         url: url.as_str().to_owned(),

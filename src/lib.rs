@@ -25,9 +25,9 @@
 //! # Feature flags
 //!
 //! - `mem` (default): the embedded in-memory backend, `mem://`. Needs no server and no protoc.
+//! - `etcd`: the etcd backend, `etcd://host:port,host:port`. Needs protoc to build.
 //!
-//! Planned: `etcd` (production backend), `grpc` (tonic balancer and server helper),
-//! `metrics`, `config`.
+//! Planned: `grpc` (tonic balancer and server helper), `metrics`, `config`.
 #![forbid(unsafe_code)]
 
 mod client;
@@ -45,6 +45,10 @@ pub use octopus_core::{
 /// The core crate, for backend authors: the [`KvBackend`](octopus_core::KvBackend)
 /// trait and the shared lease and watch machinery.
 pub use octopus_core as core;
+
+/// The etcd backend (feature `etcd`).
+#[cfg(feature = "etcd")]
+pub use octopus_etcd as etcd;
 
 /// The in-memory backend (feature `mem`).
 #[cfg(feature = "mem")]

@@ -24,7 +24,9 @@ pub struct EtcdBackend {
 
 impl std::fmt::Debug for EtcdBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EtcdBackend").field("endpoints", &self.options.endpoints).finish_non_exhaustive()
+        f.debug_struct("EtcdBackend")
+            .field("endpoints", &self.options.endpoints)
+            .finish_non_exhaustive()
     }
 }
 
@@ -63,8 +65,30 @@ fn prefix_end(prefix: &[u8]) -> Vec<u8> {
 }
 
 impl EtcdBackend {
-    /// Connects over real TCP, balancing over every endpoint.
+    /// Connects over real TCP, balancing over every endpoint, and checks that etcd
+    /// answers within the connect and request timeouts: an unreachable etcd is an
+    /// error naming the endpoints, not a client that hangs later.
     pub async fn connect(options: EtcdOptions) -> Result<Self> {
+        let backend = Self::connect_lazy(options).await?;
+        let limit = backend.options.connect_timeout + backend.options.request_timeout;
+        match timeout(limit, KvBackend::header(&backend)).await {
+            Ok(Ok(_)) => Ok(backend),
+            Ok(Err(e)) => Err(Error::backend(
+                "connect",
+                format!("etcd at {} did not answer: {e}", backend.options.endpoints.join(",")),
+            )),
+            Err(_) => Err(Error::backend(
+                "connect",
+                format!(
+                    "etcd at {} did not answer within {limit:?}",
+                    backend.options.endpoints.join(",")
+                ),
+            )),
+        }
+    }
+
+    /// Like [`EtcdBackend::connect`], without the check: the first request connects.
+    pub async fn connect_lazy(options: EtcdOptions) -> Result<Self> {
         let endpoints = options
             .endpoints
             .iter()
@@ -87,16 +111,24 @@ impl EtcdBackend {
             connect = connect.with_user(user.clone(), password.clone());
         }
         let limit = options.connect_timeout + options.request_timeout;
-        let client = timeout(limit, Client::from_channel(etcd_client::Channel::Tonic(channel), Some(connect)))
-            .await
-            .map_err(|_| Error::Timeout { op: "connect to etcd", after: limit })?
-            .map_err(|e| etcd_err("connect", e))?;
+        let client = timeout(
+            limit,
+            Client::from_channel(etcd_client::Channel::Tonic(channel), Some(connect)),
+        )
+        .await
+        .map_err(|_| Error::Timeout {
+            op: "connect to etcd",
+            after: limit,
+        })?
+        .map_err(|e| etcd_err("connect", e))?;
         Ok(EtcdBackend { client, options })
     }
 
     /// A tonic endpoint for `uri` with the options' timeouts and HTTP/2 keepalive.
     pub fn endpoint(uri: &str, options: &EtcdOptions) -> Result<Endpoint> {
-        Endpoint::from_shared(uri.to_owned()).map(|ep| tune(ep, options)).map_err(|e| Error::backend("connect", e))
+        Endpoint::from_shared(uri.to_owned())
+            .map(|ep| tune(ep, options))
+            .map_err(|e| Error::backend("connect", e))
     }
 
     /// The etcd-client handle, for what Octopus does not wrap.
@@ -116,7 +148,10 @@ impl EtcdBackend {
     ) -> Result<T> {
         match timeout(self.limit(), f).await {
             Ok(r) => r.map_err(|e| etcd_err(op, e)),
-            Err(_) => Err(Error::Timeout { op, after: self.limit() }),
+            Err(_) => Err(Error::Timeout {
+                op,
+                after: self.limit(),
+            }),
         }
     }
 
@@ -149,7 +184,10 @@ impl LeaseKeeper for EtcdKeeper {
             self.stream.message().await
         })
         .await
-        .map_err(|_| Error::Timeout { op: "keepalive", after: self.limit })?
+        .map_err(|_| Error::Timeout {
+            op: "keepalive",
+            after: self.limit,
+        })?
         .map_err(|e| etcd_err("keepalive", e))?;
         match answer {
             Some(resp) if resp.ttl() > 0 => Ok(Some(Duration::from_secs(resp.ttl() as u64))),
@@ -174,7 +212,11 @@ impl KvBackend for EtcdBackend {
     async fn keeper(&self, lease: LeaseId) -> Result<Box<dyn LeaseKeeper>> {
         let mut client = self.client.lease_client();
         let (keeper, stream) = self.call("lease keepalive", client.keep_alive(lease.0)).await?;
-        Ok(Box::new(EtcdKeeper { keeper, stream, limit: self.limit() }))
+        Ok(Box::new(EtcdKeeper {
+            keeper,
+            stream,
+            limit: self.limit(),
+        }))
     }
 
     async fn revoke(&self, lease: LeaseId) -> Result<()> {
@@ -183,11 +225,20 @@ impl KvBackend for EtcdBackend {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(etcd_client::Error::GRpcStatus(s))) if s.code() == tonic::Code::NotFound => Ok(()),
             Ok(Err(e)) => Err(etcd_err("lease revoke", e)),
-            Err(_) => Err(Error::Timeout { op: "lease revoke", after: self.limit() }),
+            Err(_) => Err(Error::Timeout {
+                op: "lease revoke",
+                after: self.limit(),
+            }),
         }
     }
 
-    async fn put_owned(&self, key: &str, value: Vec<u8>, lease: LeaseId, previous: Option<LeaseId>) -> Result<PutOutcome> {
+    async fn put_owned(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        lease: LeaseId,
+        previous: Option<LeaseId>,
+    ) -> Result<PutOutcome> {
         let put = || TxnOp::put(key, value.clone(), Some(PutOptions::new().with_lease(lease.0)));
         // Create if absent; otherwise overwrite only a key that is ours, guarded by the
         // mod revision we read (etcd's compares are AND-only, hence two steps).
@@ -216,7 +267,10 @@ impl KvBackend for EtcdBackend {
                 return Ok(PutOutcome::Written(header(resp.header()).revision));
             }
         }
-        Err(Error::backend("put", format!("key {key:?} kept changing under eight guarded writes")))
+        Err(Error::backend(
+            "put",
+            format!("key {key:?} kept changing under eight guarded writes"),
+        ))
     }
 
     async fn delete_owned(&self, key: &str, lease: LeaseId) -> Result<bool> {
@@ -233,7 +287,9 @@ impl KvBackend for EtcdBackend {
         let mut start = prefix.as_bytes().to_vec();
         let mut at: Option<Header> = None;
         loop {
-            let mut opts = GetOptions::new().with_range(end.clone()).with_limit(self.options.page_size);
+            let mut opts = GetOptions::new()
+                .with_range(end.clone())
+                .with_limit(self.options.page_size);
             if let Some(h) = at {
                 opts = opts.with_revision(h.revision); // every page from one revision
             }
@@ -257,12 +313,17 @@ impl KvBackend for EtcdBackend {
 
     async fn header(&self) -> Result<Header> {
         let mut kv = self.client.kv_client();
-        let resp = self.call("get", kv.get("\0", Some(GetOptions::new().with_count_only()))).await?;
+        let resp = self
+            .call("get", kv.get("\0", Some(GetOptions::new().with_count_only())))
+            .await?;
         Ok(header(resp.header()))
     }
 
     async fn watch(&self, key: &str, prefix: bool, start: Revision) -> Result<WatchStream> {
-        let mut opts = WatchOptions::new().with_start_revision(start).with_prev_key().with_progress_notify();
+        let mut opts = WatchOptions::new()
+            .with_start_revision(start)
+            .with_prev_key()
+            .with_progress_notify();
         if prefix {
             opts = opts.with_prefix();
         }
@@ -271,7 +332,10 @@ impl KvBackend for EtcdBackend {
         // The first answer says whether the watch was created or refused (compacted).
         let first = timeout(self.limit(), watch.message())
             .await
-            .map_err(|_| Error::Timeout { op: "watch", after: self.limit() })?
+            .map_err(|_| Error::Timeout {
+                op: "watch",
+                after: self.limit(),
+            })?
             .map_err(|e| etcd_err("watch", e))?
             .ok_or_else(|| Error::backend("watch", "etcd closed the watch before creating it"))?;
         if first.canceled() {
@@ -281,7 +345,10 @@ impl KvBackend for EtcdBackend {
                     compacted: first.compact_revision(),
                 });
             }
-            return Err(Error::backend("watch", format!("etcd refused the watch: {}", first.cancel_reason())));
+            return Err(Error::backend(
+                "watch",
+                format!("etcd refused the watch: {}", first.cancel_reason()),
+            ));
         }
         Ok(crate::watch::stream(watch))
     }

@@ -25,7 +25,10 @@ pub fn etcd_binary() -> PathBuf {
 }
 
 fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free loopback port")
+    StdListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
 }
 
 /// One etcd member on loopback.
@@ -63,7 +66,12 @@ impl EtcdServer {
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {:?} (set OCTOPUS_ETCD_BIN or run ./scripts/test, which installs it): {e}", etcd_binary()));
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start {:?} (set OCTOPUS_ETCD_BIN or run ./scripts/test, which installs it): {e}",
+                    etcd_binary()
+                )
+            });
         self.child = Some(child);
         self.wait_ready().await;
     }
@@ -71,13 +79,19 @@ impl EtcdServer {
     async fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let opts = EtcdOptions::new([self.endpoint()]).expect("endpoint").connect_timeout(Duration::from_millis(500));
+            let opts = EtcdOptions::new([self.endpoint()])
+                .expect("endpoint")
+                .connect_timeout(Duration::from_millis(500));
             if let Ok(backend) = EtcdBackend::connect(opts).await {
                 if octopus_core::KvBackend::header(&backend).await.is_ok() {
                     return;
                 }
             }
-            assert!(Instant::now() < deadline, "etcd did not start within 30 s: {}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "etcd did not start within 30 s: {}",
+                self.log()
+            );
             sleep(Duration::from_millis(100)).await;
         }
     }
@@ -134,7 +148,11 @@ impl EtcdServer {
     /// Runs etcdctl against this server (an independent witness).
     pub fn etcdctl(&self, args: &[&str]) -> std::process::Output {
         let bin = etcd_binary().with_file_name("etcdctl");
-        let bin = if bin.parent().is_some_and(|p| p.as_os_str().is_empty()) { PathBuf::from("etcdctl") } else { bin };
+        let bin = if bin.parent().is_some_and(|p| p.as_os_str().is_empty()) {
+            PathBuf::from("etcdctl")
+        } else {
+            bin
+        };
         Command::new(bin)
             .env("ETCDCTL_API", "3")
             .arg(format!("--endpoints={}", self.endpoint()))
@@ -214,7 +232,11 @@ impl Drop for FaultProxy {
 
 /// Copies bytes while the mode is `Pass`; a blackhole stops reading (nothing is lost,
 /// nothing moves) until the mode is `Pass` again.
-async fn pipe(mut from: tokio::net::tcp::OwnedReadHalf, mut to: tokio::net::tcp::OwnedWriteHalf, mut mode: watch::Receiver<ProxyMode>) {
+async fn pipe(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut mode: watch::Receiver<ProxyMode>,
+) {
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         if mode.wait_for(|m| *m == ProxyMode::Pass).await.is_err() {

@@ -56,4 +56,3 @@ pub(crate) fn convert(resp: WatchResponse) -> Result<WatchMessage> {
         .collect::<Vec<Event>>();
     Ok(WatchMessage::Events { revision, events })
 }
-

@@ -34,7 +34,10 @@ impl Harness for Etcd {
         self.proxies.lock().unwrap().insert(namespace.to_owned(), proxy);
         let backend = EtcdBackend::connect(opts).await.unwrap();
         let layout = Arc::new(JsonLayout::new(namespace).unwrap());
-        (Arc::new(backend.registry_with(layout.clone())), Arc::new(backend.discovery_with(layout)))
+        (
+            Arc::new(backend.registry_with(layout.clone())),
+            Arc::new(backend.discovery_with(layout)),
+        )
     }
 
     fn ttl(&self) -> Duration {

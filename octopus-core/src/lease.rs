@@ -200,7 +200,10 @@ impl<B: KvBackend> Task<B> {
                 watch_checked = true;
                 // Right after our own write there is nothing to check: watch from it.
                 let opened = if written.take() == Some(revision) {
-                    self.backend.watch(&self.key(lease), false, revision + 1).await.map(|s| (s, revision))
+                    self.backend
+                        .watch(&self.key(lease), false, revision + 1)
+                        .await
+                        .map(|s| (s, revision))
                 } else {
                     self.reopen_key_watch(lease).await
                 };
