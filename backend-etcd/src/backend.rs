@@ -232,13 +232,7 @@ impl KvBackend for EtcdBackend {
         }
     }
 
-    async fn put_owned(
-        &self,
-        key: &str,
-        value: Vec<u8>,
-        lease: LeaseId,
-        previous: Option<LeaseId>,
-    ) -> Result<PutOutcome> {
+    async fn put_owned(&self, key: &str, value: Vec<u8>, lease: LeaseId, previous: &[LeaseId]) -> Result<PutOutcome> {
         let put = || TxnOp::put(key, value.clone(), Some(PutOptions::new().with_lease(lease.0)));
         // Create if absent; otherwise overwrite only a key that is ours, guarded by the
         // mod revision we read (etcd's compares are AND-only, hence two steps).
@@ -256,7 +250,7 @@ impl KvBackend for EtcdBackend {
                 _ => None,
             });
             let Some(current) = current else { continue }; // deleted in between: try again
-            if current.lease != lease.0 && previous.is_none_or(|p| p.0 != current.lease) {
+            if current.lease != lease.0 && previous.iter().all(|p| p.0 != current.lease) {
                 return Ok(PutOutcome::Conflict { owner: current.lease });
             }
             let txn = Txn::new()

@@ -157,13 +157,7 @@ impl KvBackend for MemBackend {
         }
     }
 
-    async fn put_owned(
-        &self,
-        key: &str,
-        value: Vec<u8>,
-        lease: LeaseId,
-        previous: Option<LeaseId>,
-    ) -> Result<PutOutcome> {
+    async fn put_owned(&self, key: &str, value: Vec<u8>, lease: LeaseId, previous: &[LeaseId]) -> Result<PutOutcome> {
         self.check()?;
         let put = Op::Put {
             key: key.as_bytes().to_vec(),
@@ -190,7 +184,7 @@ impl KvBackend for MemBackend {
             let Some(current) = kvs.into_iter().next() else {
                 continue;
             }; // deleted meanwhile
-            let ours = current.lease == lease.0 || previous.is_some_and(|p| p.0 == current.lease);
+            let ours = current.lease == lease.0 || previous.iter().any(|p| p.0 == current.lease);
             if !ours {
                 return Ok(PutOutcome::Conflict { owner: current.lease });
             }

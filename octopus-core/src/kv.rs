@@ -142,16 +142,10 @@ pub trait KvBackend: Send + Sync + 'static {
     async fn revoke(&self, lease: LeaseId) -> Result<()>;
 
     /// Atomically writes `key = value` attached to `lease` if the key is absent or
-    /// held by `lease` or by `previous` (our own older lease). Otherwise leaves the
+    /// held by `lease` or by one of `previous` (our own earlier leases). Otherwise leaves the
     /// key alone and reports its owner: that is the fencing that keeps a paused
     /// process from overwriting a newer owner.
-    async fn put_owned(
-        &self,
-        key: &str,
-        value: Vec<u8>,
-        lease: LeaseId,
-        previous: Option<LeaseId>,
-    ) -> Result<PutOutcome>;
+    async fn put_owned(&self, key: &str, value: Vec<u8>, lease: LeaseId, previous: &[LeaseId]) -> Result<PutOutcome>;
 
     /// Atomically deletes `key` if it is held by `lease`; true if it was deleted.
     async fn delete_owned(&self, key: &str, lease: LeaseId) -> Result<bool>;

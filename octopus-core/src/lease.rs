@@ -82,6 +82,7 @@ impl<B: KvBackend> Registry for LeaseRegistry<B> {
             status: status_tx,
             commands: cmd_rx,
             lease: None,
+            unsure: Vec::new(),
         };
         let registration = Registration::new(service, id, status_rx.clone(), cmd_tx, tokio::spawn(task.run()));
         let mut first = status_rx;
@@ -109,7 +110,12 @@ struct Task<B> {
     commands: mpsc::Receiver<Command>,
     /// The lease that holds (or last held) our key.
     lease: Option<(LeaseId, Duration)>,
+    /// Leases whose write failed with an error: it may have landed anyway.
+    unsure: Vec<LeaseId>,
 }
+
+/// Unsure leases remembered; older ones have long expired (nothing keeps them alive).
+const MAX_UNSURE: usize = 8;
 
 impl<B: KvBackend> Task<B> {
     fn key(&self, lease: LeaseId) -> String {
@@ -147,22 +153,24 @@ impl<B: KvBackend> Task<B> {
         }
     }
 
-    /// Grants a lease and writes the key under it, taking over from our previous lease.
+    /// Grants a lease and writes the key under it, taking over from our earlier leases.
     async fn establish(&mut self) -> Result<Revision> {
         let lease = self.backend.grant(self.opts.ttl).await?;
-        let previous = self.lease.map(|(id, _)| id);
+        let ours: Vec<LeaseId> = self
+            .lease
+            .iter()
+            .map(|(id, _)| *id)
+            .chain(self.unsure.iter().copied())
+            .collect();
         let key = self.key(lease.id);
-        match self
-            .backend
-            .put_owned(&key, self.value.clone(), lease.id, previous)
-            .await
-        {
+        match self.backend.put_owned(&key, self.value.clone(), lease.id, &ours).await {
             Ok(PutOutcome::Written(revision)) => {
-                if let Some(old) = previous.filter(|old| *old != lease.id) {
-                    // The old lease may still live (the keepalive failed, not the lease):
-                    // revoke it so that it holds nothing.
+                // Earlier leases may still live (a keepalive failed, not the lease; a
+                // write timed out but landed): revoke them so that they hold nothing.
+                for old in ours.into_iter().filter(|old| *old != lease.id) {
                     let _ = self.backend.revoke(old).await;
                 }
+                self.unsure.clear();
                 self.lease = Some((lease.id, lease.ttl));
                 self.set(Status::Registered { lease: lease.id });
                 Ok(revision)
@@ -172,7 +180,13 @@ impl<B: KvBackend> Task<B> {
                 Err(Error::Conflict { key, owner })
             }
             Err(e) => {
-                let _ = self.backend.revoke(lease.id).await;
+                // The write may have reached the store after all (a timeout over a slow
+                // link): the next attempt must count this lease as ours, or it would
+                // see its own key as someone else's.
+                if self.unsure.len() == MAX_UNSURE {
+                    self.unsure.remove(0);
+                }
+                self.unsure.push(lease.id);
                 Err(e)
             }
         }
@@ -290,7 +304,7 @@ impl<B: KvBackend> Task<B> {
     /// unless a newer owner holds it.
     async fn heal(&mut self, lease: LeaseId) -> Result<Revision> {
         let key = self.key(lease);
-        match self.backend.put_owned(&key, self.value.clone(), lease, None).await? {
+        match self.backend.put_owned(&key, self.value.clone(), lease, &[]).await? {
             PutOutcome::Written(rev) => {
                 tracing::warn!(service = %self.instance.service, id = %self.instance.id, "key was deleted under a live lease; restored");
                 Ok(rev)
@@ -332,7 +346,7 @@ impl<B: KvBackend> Task<B> {
         };
         match self
             .backend
-            .put_owned(&self.key(lease), self.value.clone(), lease, None)
+            .put_owned(&self.key(lease), self.value.clone(), lease, &[])
             .await?
         {
             PutOutcome::Written(_) => Ok(()),
