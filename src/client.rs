@@ -32,7 +32,8 @@ impl std::fmt::Debug for Client {
 ///   `mem://NAME` names a separate one; clients of the same name share it.
 /// - `etcd://host:port,host:port` — etcd (feature `etcd`).
 ///
-/// Parameters: `namespace` (key prefix, default `/octopus`), `ttl` (default lease
+/// Parameters: `namespace` (key prefix, default `/octopus`), `layout` (`octopus`,
+/// or a Go framework's: `kratos`, `etcd-naming`, `go-zero`), `ttl` (default lease
 /// TTL: `500ms`, `10s`, `10`), `retry_interval` and `retry_cap` (re-registration
 /// backoff); for etcd also `connect_timeout`, `request_timeout`, `user` and `password`.
 /// A scheme whose backend is not compiled in is an error that names the feature.
@@ -53,6 +54,7 @@ pub async fn connect(url: &str) -> Result<Client> {
     let url = RegistryUrl::parse(url)?;
     url.only(&[
         "namespace",
+        "layout",
         "ttl",
         "retry_interval",
         "retry_cap",
@@ -61,14 +63,7 @@ pub async fn connect(url: &str) -> Result<Client> {
         "user",
         "password",
     ])?;
-    let namespace = url
-        .params
-        .get("namespace")
-        .map_or(crate::DEFAULT_NAMESPACE, String::as_str);
-    let layout = Arc::new(crate::JsonLayout::new(namespace).map_err(|e| Error::InvalidUrl {
-        url: url.as_str().to_owned(),
-        reason: e.to_string(),
-    })?);
+    let layout = layout(&url)?;
     let defaults = defaults(&url)?;
     let (registry, discovery): (Arc<dyn Registry>, Arc<dyn Discovery>) = match url.scheme.as_str() {
         #[cfg(feature = "mem")]
@@ -105,6 +100,28 @@ pub async fn connect(url: &str) -> Result<Client> {
         discovery,
         defaults,
     })
+}
+
+/// The key layout named by `layout=` (default `octopus`) under `namespace=`.
+fn layout(url: &RegistryUrl) -> Result<Arc<dyn crate::KeyLayout>> {
+    let in_url = |e: Error| Error::InvalidUrl {
+        url: url.as_str().to_owned(),
+        reason: e.to_string(),
+    };
+    let namespace = url.params.get("namespace").map(String::as_str);
+    let layout: Arc<dyn crate::KeyLayout> = match url.params.get("layout").map_or("octopus", String::as_str) {
+        "octopus" => Arc::new(crate::JsonLayout::new(namespace.unwrap_or(crate::DEFAULT_NAMESPACE)).map_err(in_url)?),
+        "kratos" => Arc::new(crate::KratosLayout::new(namespace.unwrap_or("/microservices"), "grpc").map_err(in_url)?),
+        "etcd-naming" => Arc::new(crate::EtcdNamingLayout::new(namespace.unwrap_or("")).map_err(in_url)?),
+        "go-zero" => Arc::new(crate::GoZeroLayout::new(namespace.unwrap_or("")).map_err(in_url)?),
+        other => {
+            return Err(Error::InvalidUrl {
+                url: url.as_str().to_owned(),
+                reason: format!("unknown layout {other:?} (known: octopus, kratos, etcd-naming, go-zero)"),
+            })
+        }
+    };
+    Ok(layout)
 }
 
 #[cfg(feature = "etcd")]
@@ -193,5 +210,41 @@ impl Client {
         let mut r = Resolvers::default();
         r.insert(&self.url.scheme, DiscoveryResolver::new(self.discovery.clone()));
         r
+    }
+}
+
+#[cfg(all(test, feature = "mem"))]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn layout_and_parameters_from_the_url() {
+        let client = connect("mem://layouts?layout=kratos&ttl=3s").await.unwrap();
+        assert_eq!(client.register_options().ttl_value(), std::time::Duration::from_secs(3));
+        let reg = client
+            .register(ServiceInstance::new("hello", "h1", "127.0.0.1", 9000).unwrap())
+            .await
+            .unwrap();
+        let store = crate::mem_store("layouts");
+        let (_, kvs, _) = store
+            .range(&octopus_mem::KeyRange::prefix("/microservices/hello/"), 0, 0)
+            .unwrap();
+        assert_eq!(kvs.len(), 1, "written in kratos's layout");
+        reg.deregister().await.unwrap();
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn bad_urls_name_the_problem() {
+        for (url, why) in [
+            ("mem://?layout=zookeeper", "unknown layout \"zookeeper\""),
+            ("mem://?namespace=prod", "namespace"),
+            ("mem://?ttl=1ms", "ttl"),
+            ("mem://?retry_interval=5s&retry_cap=1s", "retry_cap"),
+            ("mem://?colour=blue", "unknown parameter \"colour\""),
+            ("zk://127.0.0.1:2181", "unknown scheme `zk`"),
+        ] {
+            let err = connect(url).await.unwrap_err().to_string();
+            assert!(err.contains(why), "{url}: {err}");
+        }
     }
 }

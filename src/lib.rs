@@ -37,9 +37,9 @@ pub use client::{connect, Client};
 pub use url::{parse_duration, RegistryUrl};
 
 pub use octopus_core::{
-    diff, BackoffPolicy, Diff, Discovery, DiscoveryResolver, Error, Freshness, JitterRng, JsonLayout, KeyLayout,
-    LeaseId, RegisterOptions, Registration, Registry, Resolver, Resolvers, Result, ServiceInstance, Snapshot, Status,
-    Target, Watch, DEFAULT_NAMESPACE,
+    diff, BackoffPolicy, Diff, Discovery, DiscoveryResolver, Error, EtcdNamingLayout, Freshness, GoZeroLayout,
+    JitterRng, JsonLayout, KeyLayout, KratosLayout, LeaseId, RegisterOptions, Registration, Registry, Resolver,
+    Resolvers, Result, ServiceInstance, Snapshot, Status, Target, Watch, DEFAULT_NAMESPACE,
 };
 
 /// The core crate, for backend authors: the [`KvBackend`](octopus_core::KvBackend)

@@ -29,6 +29,7 @@ mod instance;
 mod kv;
 mod layout;
 mod lease;
+mod presets;
 mod registry;
 mod resolver;
 mod snapshot;
@@ -51,6 +52,7 @@ pub use kv::{
 };
 pub use layout::{validate_namespace, JsonLayout, KeyLayout, DEFAULT_NAMESPACE};
 pub use lease::LeaseRegistry;
+pub use presets::{EtcdNamingLayout, GoZeroLayout, KratosLayout};
 pub use registry::{RegisterOptions, Registration, Registry, Status};
 pub use resolver::{DiscoveryResolver, Resolver, Resolvers};
 pub use snapshot::{diff, Diff, Freshness, Snapshot};
