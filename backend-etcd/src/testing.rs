@@ -36,6 +36,8 @@ fn free_port() -> u16 {
 pub struct EtcdServer {
     child: Option<Child>,
     dir: tempfile::TempDir,
+    name: String,
+    initial_cluster: String,
     client_port: u16,
     peer_port: u16,
 }
@@ -43,26 +45,39 @@ pub struct EtcdServer {
 impl EtcdServer {
     /// Starts a single-member cluster and waits until it serves.
     pub async fn start() -> Self {
-        let mut server = EtcdServer {
-            child: None,
-            dir: tempfile::tempdir().expect("a temporary directory"),
-            client_port: free_port(),
-            peer_port: free_port(),
-        };
-        server.spawn().await;
+        let mut server = EtcdServer::member("m1", free_port(), free_port());
+        server.initial_cluster = format!("m1=http://127.0.0.1:{}", server.peer_port);
+        server.spawn_process();
+        server.wait_ready().await;
         server
     }
 
+    fn member(name: &str, client_port: u16, peer_port: u16) -> Self {
+        EtcdServer {
+            child: None,
+            dir: tempfile::tempdir().expect("a temporary directory"),
+            name: name.to_owned(),
+            initial_cluster: String::new(),
+            client_port,
+            peer_port,
+        }
+    }
+
     async fn spawn(&mut self) {
+        self.spawn_process();
+        self.wait_ready().await;
+    }
+
+    fn spawn_process(&mut self) {
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
         let client = format!("http://127.0.0.1:{}", self.client_port);
         let log = std::fs::File::create(self.dir.path().join("etcd.log")).expect("etcd log file");
         let child = Command::new(etcd_binary())
-            .args(["--name", "m1", "--data-dir"])
+            .args(["--name", &self.name, "--data-dir"])
             .arg(self.dir.path().join("data"))
             .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
             .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
-            .args(["--initial-cluster", &format!("m1={peer}"), "--log-level", "error"])
+            .args(["--initial-cluster", &self.initial_cluster, "--log-level", "error"])
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -73,7 +88,6 @@ impl EtcdServer {
                 )
             });
         self.child = Some(child);
-        self.wait_ready().await;
     }
 
     async fn wait_ready(&self) {
@@ -166,6 +180,73 @@ impl Drop for EtcdServer {
     fn drop(&mut self) {
         self.resume();
         self.kill();
+    }
+}
+
+/// A cluster of etcd members on loopback.
+#[derive(Debug)]
+pub struct EtcdCluster {
+    /// The members, in start order.
+    pub members: Vec<EtcdServer>,
+}
+
+impl EtcdCluster {
+    /// Starts `n` members as one cluster and waits until every one serves.
+    pub async fn start(n: usize) -> Self {
+        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+        let initial = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, peer))| format!("m{}=http://127.0.0.1:{peer}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut members: Vec<EtcdServer> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (client, peer))| {
+                let mut m = EtcdServer::member(&format!("m{}", i + 1), *client, *peer);
+                m.initial_cluster = initial.clone();
+                m
+            })
+            .collect();
+        for m in &mut members {
+            m.spawn_process(); // all first: none is ready before a quorum runs
+        }
+        for m in &members {
+            m.wait_ready().await;
+        }
+        EtcdCluster { members }
+    }
+
+    /// Every member's client endpoint.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.members.iter().map(EtcdServer::endpoint).collect()
+    }
+
+    /// The index of the current leader, asked of the first live member that answers.
+    pub async fn leader(&self) -> Option<usize> {
+        for m in self.members.iter().filter(|m| m.child.is_some()) {
+            let Ok(backend) = EtcdBackend::connect(EtcdOptions::new([m.endpoint()]).ok()?).await else {
+                continue;
+            };
+            let mut maintenance = backend.client().maintenance_client();
+            let Ok(status) = maintenance.status().await else {
+                continue;
+            };
+            let leader = status.leader();
+            for (i, other) in self.members.iter().enumerate().filter(|(_, o)| o.child.is_some()) {
+                let Ok(b) = EtcdBackend::connect(EtcdOptions::new([other.endpoint()]).ok()?).await else {
+                    continue;
+                };
+                let Ok(s) = b.client().maintenance_client().status().await else {
+                    continue;
+                };
+                if s.header().map(|h| h.member_id()) == Some(leader) {
+                    return Some(i);
+                }
+            }
+        }
+        None
     }
 }
 
