@@ -25,7 +25,7 @@ use std::sync::Arc;
 use octopus_core::{JsonLayout, KeyLayout, LeaseRegistry, WatchDiscovery};
 
 pub use backend::EtcdBackend;
-pub use options::EtcdOptions;
+pub use options::{EtcdOptions, TlsOptions};
 
 /// The etcd registry.
 pub type EtcdRegistry = LeaseRegistry<EtcdBackend>;

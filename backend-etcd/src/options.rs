@@ -18,6 +18,39 @@ pub struct EtcdOptions {
     pub(crate) keepalive_timeout: Duration,
     pub(crate) user: Option<(String, String)>,
     pub(crate) page_size: i64,
+    pub(crate) tls: Option<TlsOptions>,
+}
+
+/// TLS settings: the CA that signed etcd's certificate, and optionally a client
+/// certificate for etcd's `--client-cert-auth`. All PEM.
+#[derive(Clone, Debug, Default)]
+pub struct TlsOptions {
+    pub(crate) ca_pem: Vec<u8>,
+    pub(crate) identity: Option<(Vec<u8>, Vec<u8>)>,
+    pub(crate) domain: Option<String>,
+}
+
+impl TlsOptions {
+    /// Trusts the CA in `ca_pem`.
+    pub fn new(ca_pem: impl Into<Vec<u8>>) -> Self {
+        TlsOptions {
+            ca_pem: ca_pem.into(),
+            identity: None,
+            domain: None,
+        }
+    }
+
+    /// Presents this client certificate and key.
+    pub fn identity(mut self, cert_pem: impl Into<Vec<u8>>, key_pem: impl Into<Vec<u8>>) -> Self {
+        self.identity = Some((cert_pem.into(), key_pem.into()));
+        self
+    }
+
+    /// Checks the server's certificate against `domain` instead of the endpoint's host.
+    pub fn domain(mut self, domain: impl Into<String>) -> Self {
+        self.domain = Some(domain.into());
+        self
+    }
 }
 
 impl EtcdOptions {
@@ -43,6 +76,7 @@ impl EtcdOptions {
             keepalive_timeout: Duration::from_secs(2),
             user: None,
             page_size: 1000,
+            tls: None,
         })
     }
 
@@ -72,6 +106,17 @@ impl EtcdOptions {
         self
     }
 
+    /// Speaks TLS to every endpoint (`https://`).
+    pub fn tls(mut self, tls: TlsOptions) -> Self {
+        self.endpoints = self
+            .endpoints
+            .iter()
+            .map(|e| e.replacen("http://", "https://", 1))
+            .collect();
+        self.tls = Some(tls);
+        self
+    }
+
     /// Keys per page when reading a prefix (default 1000).
     pub fn page_size(mut self, n: u32) -> Self {
         self.page_size = i64::from(n.max(1));
@@ -98,10 +143,12 @@ fn normalize(endpoint: &str) -> Result<String> {
     if host.is_empty() || port.parse::<u16>().map_or(true, |p| p == 0) {
         return Err(bad("must be host:port with a port in 1..=65535"));
     }
-    if endpoint.starts_with("https://") {
-        return Err(bad("TLS endpoints are not supported yet; use http://"));
-    }
-    Ok(format!("http://{rest}"))
+    let scheme = if endpoint.starts_with("https://") {
+        "https"
+    } else {
+        "http"
+    };
+    Ok(format!("{scheme}://{rest}"))
 }
 
 #[cfg(test)]
@@ -112,6 +159,8 @@ mod tests {
     fn endpoints_are_checked() {
         let o = EtcdOptions::new(["127.0.0.1:2379", "http://[::1]:2380"]).unwrap();
         assert_eq!(o.endpoints(), ["http://127.0.0.1:2379", "http://[::1]:2380"]);
+        let o = o.tls(TlsOptions::new(Vec::new()));
+        assert_eq!(o.endpoints(), ["https://127.0.0.1:2379", "https://[::1]:2380"]);
         for bad in ["127.0.0.1", "h:0", "h:99999", ":2379"] {
             let e = EtcdOptions::new([bad]).unwrap_err().to_string();
             assert!(e.contains(bad) && e.contains("host:port"), "{e}");

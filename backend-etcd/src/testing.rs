@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::{sleep, Instant};
 
-use crate::{EtcdBackend, EtcdOptions};
+use crate::{EtcdBackend, EtcdOptions, TlsOptions};
 
 /// The etcd binary to run.
 pub fn etcd_binary() -> PathBuf {
@@ -40,6 +40,8 @@ pub struct EtcdServer {
     initial_cluster: String,
     client_port: u16,
     peer_port: u16,
+    extra_args: Vec<String>,
+    client_tls: Option<TlsOptions>,
 }
 
 impl EtcdServer {
@@ -60,6 +62,30 @@ impl EtcdServer {
             initial_cluster: String::new(),
             client_port,
             peer_port,
+            extra_args: Vec::new(),
+            client_tls: None,
+        }
+    }
+
+    /// Starts a single member with extra command-line arguments (TLS files, auth
+    /// settings). With `client_tls`, it serves clients over TLS and the harness
+    /// checks readiness with those settings.
+    pub async fn start_with(extra_args: &[String], client_tls: Option<TlsOptions>) -> Self {
+        let mut server = EtcdServer::member("m1", free_port(), free_port());
+        server.initial_cluster = format!("m1=http://127.0.0.1:{}", server.peer_port);
+        server.extra_args = extra_args.to_vec();
+        server.client_tls = client_tls;
+        server.spawn_process();
+        server.wait_ready().await;
+        server
+    }
+
+    /// Client options for this server (TLS when it serves TLS).
+    pub fn options(&self) -> EtcdOptions {
+        let opts = EtcdOptions::new([self.endpoint()]).expect("loopback endpoint");
+        match &self.client_tls {
+            Some(tls) => opts.tls(tls.clone()),
+            None => opts,
         }
     }
 
@@ -70,7 +96,8 @@ impl EtcdServer {
 
     fn spawn_process(&mut self) {
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
-        let client = format!("http://127.0.0.1:{}", self.client_port);
+        let scheme = if self.client_tls.is_some() { "https" } else { "http" };
+        let client = format!("{scheme}://127.0.0.1:{}", self.client_port);
         let log = std::fs::File::create(self.dir.path().join("etcd.log")).expect("etcd log file");
         let child = Command::new(etcd_binary())
             .args(["--name", &self.name, "--data-dir"])
@@ -78,6 +105,7 @@ impl EtcdServer {
             .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
             .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
             .args(["--initial-cluster", &self.initial_cluster, "--log-level", "error"])
+            .args(&self.extra_args)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -93,17 +121,14 @@ impl EtcdServer {
     async fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let opts = EtcdOptions::new([self.endpoint()])
-                .expect("endpoint")
-                .connect_timeout(Duration::from_millis(500));
-            if let Ok(backend) = EtcdBackend::connect(opts).await {
-                if octopus_core::KvBackend::header(&backend).await.is_ok() {
-                    return;
-                }
-            }
+            let opts = self.options().connect_timeout(Duration::from_millis(500));
+            let last = match EtcdBackend::connect(opts).await {
+                Ok(_) => return, // connect checks that etcd answers
+                Err(e) => e,
+            };
             assert!(
                 Instant::now() < deadline,
-                "etcd did not start within 30 s: {}",
+                "etcd did not start within 30 s; last error: {last}; log: {}",
                 self.log()
             );
             sleep(Duration::from_millis(100)).await;
@@ -161,6 +186,11 @@ impl EtcdServer {
 
     /// Runs etcdctl against this server (an independent witness).
     pub fn etcdctl(&self, args: &[&str]) -> std::process::Output {
+        self.etcdctl_with(&[], args)
+    }
+
+    /// Runs etcdctl with global flags first (`--cacert`, `--user`…).
+    pub fn etcdctl_with(&self, flags: &[String], args: &[&str]) -> std::process::Output {
         let bin = etcd_binary().with_file_name("etcdctl");
         let bin = if bin.parent().is_some_and(|p| p.as_os_str().is_empty()) {
             PathBuf::from("etcdctl")
@@ -170,6 +200,7 @@ impl EtcdServer {
         Command::new(bin)
             .env("ETCDCTL_API", "3")
             .arg(format!("--endpoints={}", self.endpoint()))
+            .args(flags)
             .args(args)
             .output()
             .expect("etcdctl runs")
