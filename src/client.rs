@@ -35,7 +35,8 @@ impl std::fmt::Debug for Client {
 /// Parameters: `namespace` (key prefix, default `/octopus`), `layout` (`octopus`,
 /// or a Go framework's: `kratos`, `etcd-naming`, `go-zero`), `ttl` (default lease
 /// TTL: `500ms`, `10s`, `10`), `retry_interval` and `retry_cap` (re-registration
-/// backoff); for etcd also `connect_timeout`, `request_timeout`, `user` and `password`.
+/// backoff); for etcd also `connect_timeout`, `request_timeout`, `user` and `password`,
+/// and TLS: `ca_file`, `cert_file` + `key_file` (a client certificate), `tls_domain`.
 /// A scheme whose backend is not compiled in is an error that names the feature.
 ///
 /// ```
@@ -62,6 +63,10 @@ pub async fn connect(url: &str) -> Result<Client> {
         "request_timeout",
         "user",
         "password",
+        "ca_file",
+        "cert_file",
+        "key_file",
+        "tls_domain",
     ])?;
     let layout = layout(&url)?;
     let defaults = defaults(&url)?;
@@ -137,6 +142,9 @@ fn etcd_options(url: &RegistryUrl) -> Result<octopus_etcd::EtcdOptions> {
     if let Some(d) = url.duration("request_timeout")? {
         opts = opts.request_timeout(d);
     }
+    if let Some(tls) = tls_options(url)? {
+        opts = opts.tls(tls);
+    }
     match (url.params.get("user"), url.params.get("password")) {
         (Some(user), Some(password)) => opts = opts.user(user, password),
         (None, None) => {}
@@ -148,6 +156,45 @@ fn etcd_options(url: &RegistryUrl) -> Result<octopus_etcd::EtcdOptions> {
         }
     }
     Ok(opts)
+}
+
+/// TLS from `ca_file` (required for TLS), `cert_file` + `key_file`, `tls_domain`.
+#[cfg(feature = "etcd")]
+fn tls_options(url: &RegistryUrl) -> Result<Option<octopus_etcd::TlsOptions>> {
+    let read = |param: &str| -> Result<Option<Vec<u8>>> {
+        let Some(path) = url.params.get(param) else {
+            return Ok(None);
+        };
+        std::fs::read(path).map(Some).map_err(|e| Error::InvalidUrl {
+            url: url.as_str().to_owned(),
+            reason: format!("{param}: cannot read {path:?}: {e}"),
+        })
+    };
+    let (ca, cert, key) = (read("ca_file")?, read("cert_file")?, read("key_file")?);
+    let Some(ca) = ca else {
+        if cert.is_some() || key.is_some() || url.params.contains_key("tls_domain") {
+            return Err(Error::InvalidUrl {
+                url: url.as_str().to_owned(),
+                reason: "TLS needs ca_file (the CA that signed etcd's certificate)".into(),
+            });
+        }
+        return Ok(None);
+    };
+    let mut tls = octopus_etcd::TlsOptions::new(ca);
+    match (cert, key) {
+        (Some(cert), Some(key)) => tls = tls.identity(cert, key),
+        (None, None) => {}
+        _ => {
+            return Err(Error::InvalidUrl {
+                url: url.as_str().to_owned(),
+                reason: "cert_file and key_file go together".into(),
+            })
+        }
+    }
+    if let Some(domain) = url.params.get("tls_domain") {
+        tls = tls.domain(domain);
+    }
+    Ok(Some(tls))
 }
 
 #[allow(dead_code)] // unused when every backend is compiled in
@@ -242,6 +289,17 @@ mod tests {
             ("mem://?retry_interval=5s&retry_cap=1s", "retry_cap"),
             ("mem://?colour=blue", "unknown parameter \"colour\""),
             ("zk://127.0.0.1:2181", "unknown scheme `zk`"),
+            #[cfg(feature = "etcd")]
+            (
+                "etcd://127.0.0.1:2379?ca_file=/nonexistent/ca.pem",
+                "ca_file: cannot read \"/nonexistent/ca.pem\"",
+            ),
+            #[cfg(feature = "etcd")]
+            ("etcd://127.0.0.1:2379?cert_file=Cargo.toml", "TLS needs ca_file"),
+            #[cfg(feature = "etcd")]
+            ("etcd://127.0.0.1:2379?user=u", "user and password go together"),
+            #[cfg(feature = "etcd")]
+            ("etcd://", "at least one etcd endpoint"),
         ] {
             let err = connect(url).await.unwrap_err().to_string();
             assert!(err.contains(why), "{url}: {err}");
