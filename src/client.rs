@@ -33,7 +33,8 @@ impl std::fmt::Debug for Client {
 /// - `etcd://host:port,host:port` — etcd (feature `etcd`).
 ///
 /// Parameters: `namespace` (key prefix, default `/octopus`), `layout` (`octopus`,
-/// or a Go framework's: `kratos`, `etcd-naming`, `go-zero`), `ttl` (default lease
+/// or a Go framework's: `kratos`, `etcd-naming`, `go-zero`), `shared_lease=true` (one
+/// lease for every registration of this client), `ttl` (default lease
 /// TTL: `500ms`, `10s`, `10`), `retry_interval` and `retry_cap` (re-registration
 /// backoff); for etcd also `connect_timeout`, `request_timeout`, `user` and `password`,
 /// and TLS: `ca_file`, `cert_file` + `key_file` (a client certificate), `tls_domain`.
@@ -56,6 +57,7 @@ pub async fn connect(url: &str) -> Result<Client> {
     url.only(&[
         "namespace",
         "layout",
+        "shared_lease",
         "ttl",
         "retry_interval",
         "retry_cap",
@@ -70,25 +72,29 @@ pub async fn connect(url: &str) -> Result<Client> {
     ])?;
     let layout = layout(&url)?;
     let defaults = defaults(&url)?;
+    let shared = match url.params.get("shared_lease").map(String::as_str) {
+        None | Some("false") => None,
+        Some("true") => Some(defaults.clone()),
+        Some(other) => {
+            return Err(Error::InvalidUrl {
+                url: url.as_str().to_owned(),
+                reason: format!("shared_lease={other:?} must be true or false"),
+            })
+        }
+    };
     let (registry, discovery): (Arc<dyn Registry>, Arc<dyn Discovery>) = match url.scheme.as_str() {
         #[cfg(feature = "mem")]
         "mem" => {
             let name = url.hosts.join(",");
             let backend = octopus_mem::MemBackend::new(crate::mem_store(&name));
-            (
-                Arc::new(backend.registry_with(layout.clone())),
-                Arc::new(backend.discovery_with(layout)),
-            )
+            pair(backend, layout, shared)
         }
         #[cfg(not(feature = "mem"))]
         "mem" => return Err(missing(&url, "mem")),
         #[cfg(feature = "etcd")]
         "etcd" => {
             let backend = octopus_etcd::EtcdBackend::connect(etcd_options(&url)?).await?;
-            (
-                Arc::new(backend.registry_with(layout.clone())),
-                Arc::new(backend.discovery_with(layout)),
-            )
+            pair(backend, layout, shared)
         }
         #[cfg(not(feature = "etcd"))]
         "etcd" => return Err(missing(&url, "etcd")),
@@ -105,6 +111,25 @@ pub async fn connect(url: &str) -> Result<Client> {
         discovery,
         defaults,
     })
+}
+
+/// The registry and discovery of one backend; with `shared`, one lease for every
+/// registration, kept alive with those options.
+#[allow(dead_code)] // unused when no backend is compiled in
+fn pair<B: crate::core::KvBackend>(
+    backend: B,
+    layout: Arc<dyn crate::KeyLayout>,
+    shared: Option<RegisterOptions>,
+) -> (Arc<dyn Registry>, Arc<dyn Discovery>) {
+    let backend = Arc::new(backend);
+    let mut registry = crate::core::LeaseRegistry::new(backend.clone(), layout.clone());
+    if let Some(options) = shared {
+        registry = registry.with_shared_lease(options);
+    }
+    (
+        Arc::new(registry),
+        Arc::new(crate::core::WatchDiscovery::new(backend, layout)),
+    )
 }
 
 /// The key layout named by `layout=` (default `octopus`) under `namespace=`.
@@ -288,6 +313,7 @@ mod tests {
             ("mem://?ttl=1ms", "ttl"),
             ("mem://?retry_interval=5s&retry_cap=1s", "retry_cap"),
             ("mem://?colour=blue", "unknown parameter \"colour\""),
+            ("mem://?shared_lease=yes", "shared_lease=\"yes\" must be true or false"),
             ("zk://127.0.0.1:2181", "unknown scheme `zk`"),
             #[cfg(feature = "etcd")]
             (

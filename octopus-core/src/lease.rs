@@ -5,9 +5,10 @@
 //! is lost, re-grant and re-write with capped, jittered backoff — forever unless
 //! the user set a retry limit.
 
+use std::collections::BTreeSet;
 use std::future::poll_fn;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -16,6 +17,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep_until, timeout, Instant};
 
 use crate::registry::Command;
+use crate::shared::{SharedLease, SharedState};
 use crate::{
     Backoff, Error, EventKind, JitterRng, KeyLayout, KvBackend, LeaseId, LeaseKeeper, PutOutcome, RegisterOptions,
     Registration, Registry, Result, Revision, ServiceInstance, Status, WatchMessage, WatchStream,
@@ -26,6 +28,20 @@ pub struct LeaseRegistry<B> {
     backend: Arc<B>,
     layout: Arc<dyn KeyLayout>,
     rng: Mutex<JitterRng>,
+    /// With a shared lease: its settings, and the live lease if any registration runs.
+    shared: Option<(RegisterOptions, Mutex<Weak<SharedLease>>)>,
+    /// Keys registered through this registry and still live. Under a shared lease
+    /// the store cannot tell two of our registrations of one id apart, so this does.
+    live: Arc<Mutex<BTreeSet<String>>>,
+}
+
+/// Removes a key from the registry's live set when its task ends.
+struct LiveKey(Arc<Mutex<BTreeSet<String>>>, String);
+
+impl Drop for LiveKey {
+    fn drop(&mut self) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.1);
+    }
 }
 
 impl<B> std::fmt::Debug for LeaseRegistry<B> {
@@ -43,7 +59,34 @@ impl<B: KvBackend> LeaseRegistry<B> {
             backend,
             layout,
             rng: Mutex::new(JitterRng::from_entropy()),
+            shared: None,
+            live: Arc::default(),
         }
+    }
+
+    /// Every registration shares one lease, granted and kept alive with `options`'
+    /// TTL, keepalive and retry settings (the per-registration TTL is then unused):
+    /// keepalive cost is one stream per process, whatever the number of instances.
+    /// When the shared lease is lost, every registration re-registers under the next.
+    /// Registering a service/id that this registry already holds is an
+    /// [`Error::Conflict`] at once, since both would hold the same lease.
+    pub fn with_shared_lease(self, options: RegisterOptions) -> Self {
+        LeaseRegistry {
+            shared: Some((options, Mutex::new(Weak::new()))),
+            ..self
+        }
+    }
+
+    fn shared_lease(&self) -> Option<Arc<SharedLease>> {
+        let (opts, slot) = self.shared.as_ref()?;
+        let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(lease) = slot.upgrade() {
+            return Some(lease);
+        }
+        let rng = self.rng.lock().unwrap_or_else(|p| p.into_inner()).fork();
+        let lease = SharedLease::start(self.backend.clone(), opts, Backoff::new(opts.retry, rng));
+        *slot = Arc::downgrade(&lease);
+        Some(lease)
     }
 
     /// Draws every registration's jitter from `rng` unless its options bring their own.
@@ -65,6 +108,19 @@ impl<B: KvBackend> Registry for LeaseRegistry<B> {
     async fn register(&self, instance: ServiceInstance, options: RegisterOptions) -> Result<Registration> {
         instance.validate()?;
         let value = self.layout.encode(&instance)?;
+        let live = match self.shared {
+            Some(_) => {
+                let name = format!("{}/{}", instance.service, instance.id);
+                if !self.live.lock().unwrap_or_else(|p| p.into_inner()).insert(name.clone()) {
+                    return Err(Error::Conflict {
+                        key: self.layout.key(&instance, LeaseId(0)),
+                        owner: 0,
+                    });
+                }
+                Some(LiveKey(self.live.clone(), name))
+            }
+            None => None,
+        };
         let rng = match options.rng.clone() {
             Some(rng) => rng,
             None => self.rng.lock().unwrap_or_else(|p| p.into_inner()).fork(),
@@ -83,6 +139,8 @@ impl<B: KvBackend> Registry for LeaseRegistry<B> {
             commands: cmd_rx,
             lease: None,
             unsure: Vec::new(),
+            shared: self.shared_lease(),
+            _live: live,
         };
         let registration = Registration::new(service, id, status_rx.clone(), cmd_tx, tokio::spawn(task.run()));
         let mut first = status_rx;
@@ -112,6 +170,10 @@ struct Task<B> {
     lease: Option<(LeaseId, Duration)>,
     /// Leases whose write failed with an error: it may have landed anyway.
     unsure: Vec<LeaseId>,
+    /// The registry's shared lease, when it has one: then this task neither grants,
+    /// keeps alive nor revokes leases.
+    shared: Option<Arc<SharedLease>>,
+    _live: Option<LiveKey>,
 }
 
 /// Unsure leases remembered; older ones have long expired (nothing keeps them alive).
@@ -155,7 +217,14 @@ impl<B: KvBackend> Task<B> {
 
     /// Grants a lease and writes the key under it, taking over from our earlier leases.
     async fn establish(&mut self) -> Result<Revision> {
-        let lease = self.backend.grant(self.opts.ttl).await?;
+        let lease = match &self.shared {
+            Some(shared) => {
+                let (id, ttl) = shared.lease(self.opts.ttl).await?;
+                crate::Lease { id, ttl }
+            }
+            None => self.backend.grant(self.opts.ttl).await?,
+        };
+        let own_leases = self.shared.is_none();
         let ours: Vec<LeaseId> = self
             .lease
             .iter()
@@ -167,7 +236,7 @@ impl<B: KvBackend> Task<B> {
             Ok(PutOutcome::Written(revision)) => {
                 // Earlier leases may still live (a keepalive failed, not the lease; a
                 // write timed out but landed): revoke them so that they hold nothing.
-                for old in ours.into_iter().filter(|old| *old != lease.id) {
+                for old in ours.into_iter().filter(|old| own_leases && *old != lease.id) {
                     let _ = self.backend.revoke(old).await;
                 }
                 self.unsure.clear();
@@ -176,7 +245,9 @@ impl<B: KvBackend> Task<B> {
                 Ok(revision)
             }
             Ok(PutOutcome::Conflict { owner }) => {
-                let _ = self.backend.revoke(lease.id).await;
+                if own_leases {
+                    let _ = self.backend.revoke(lease.id).await;
+                }
                 Err(Error::Conflict { key, owner })
             }
             Err(e) => {
@@ -206,6 +277,7 @@ impl<B: KvBackend> Task<B> {
         let mut next = last_ok + interval;
         let mut watch_checked = false;
         let mut written = Some(revision);
+        let mut shared_rx = self.shared.as_ref().map(|s| s.subscribe());
         loop {
             if !watch_checked {
                 // (Re)open the watch on our key only while the connection is known to
@@ -237,6 +309,13 @@ impl<B: KvBackend> Task<B> {
                     None => continue,
                 },
                 _ = sleep_until(next) => {
+                    if self.shared.is_some() {
+                        // The shared lease's own task keeps it alive; the tick only retries
+                        // a lost watch on our key.
+                        next = Instant::now() + interval;
+                        watch_checked = key_watch.is_some();
+                        continue;
+                    }
                     if keeper.is_none() {
                         keeper = self.backend.keeper(lease).await.map_err(|e| log_err("open keeper", &e)).ok();
                     }
@@ -262,6 +341,11 @@ impl<B: KvBackend> Task<B> {
                             log_err("keepalive", &e);
                             next = now + (interval / 3).max(Duration::from_millis(1));
                         }
+                    }
+                }
+                state = shared_change(&mut shared_rx) => {
+                    if !matches!(state, Some(SharedState::Held(id, _)) if id == lease) {
+                        return Exit::Retry(Status::Lost { reason: "the shared lease was lost".into() });
                     }
                 }
                 msg = next_message(&mut key_watch) => match msg {
@@ -362,7 +446,10 @@ impl<B: KvBackend> Task<B> {
         let result = match self.lease {
             Some((lease, _)) => timeout(limit, async {
                 self.backend.delete_owned(&self.key(lease), lease).await?;
-                self.backend.revoke(lease).await
+                match self.shared {
+                    Some(_) => Ok(()), // the lease holds other registrations' keys
+                    None => self.backend.revoke(lease).await,
+                }
             })
             .await
             .unwrap_or(Err(Error::Timeout {
@@ -402,6 +489,17 @@ impl<B: KvBackend> Task<B> {
 
 fn log_err(what: &str, e: &Error) {
     tracing::debug!(error = %e, "{what} failed");
+}
+
+/// The shared lease's next state; pending forever without a shared lease.
+async fn shared_change(rx: &mut Option<watch::Receiver<SharedState>>) -> Option<SharedState> {
+    match rx {
+        Some(rx) => match rx.changed().await {
+            Ok(()) => Some(rx.borrow_and_update().clone()),
+            Err(_) => None,
+        },
+        None => std::future::pending().await,
+    }
 }
 
 /// The next message of an optional stream; pending forever when there is none.

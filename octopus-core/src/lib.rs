@@ -32,6 +32,7 @@ mod lease;
 mod presets;
 mod registry;
 mod resolver;
+mod shared;
 mod snapshot;
 mod target;
 

@@ -1,0 +1,130 @@
+//! One lease shared by many registrations, so that keepalive cost is per process,
+//! not per instance.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{oneshot, watch};
+use tokio::time::{sleep, sleep_until, timeout, Instant};
+
+use crate::{Backoff, Error, KvBackend, LeaseId, LeaseKeeper, RegisterOptions, Result};
+
+/// Where the shared lease stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum SharedState {
+    /// Being granted (again); the last error, if any.
+    Pending(String),
+    /// Held and kept alive.
+    Held(LeaseId, Duration),
+}
+
+/// The handle registrations hold; the last one dropped stops the keepalives (the
+/// lease then expires after its TTL, as after a crash).
+#[derive(Debug)]
+pub(crate) struct SharedLease {
+    rx: watch::Receiver<SharedState>,
+    _stop: oneshot::Sender<()>,
+}
+
+impl SharedLease {
+    /// Starts the task that grants the lease and keeps it alive.
+    pub(crate) fn start<B: KvBackend>(backend: Arc<B>, opts: &RegisterOptions, backoff: Backoff) -> Arc<Self> {
+        let (tx, rx) = watch::channel(SharedState::Pending(String::new()));
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let task = keep(backend, opts.clone(), backoff, tx);
+        tokio::spawn(async move {
+            tokio::select! {
+                biased;
+                _ = stop_rx => {}
+                _ = task => {}
+            }
+        });
+        Arc::new(SharedLease { rx, _stop: stop_tx })
+    }
+
+    /// The lease, waiting at most `within` for one to be held.
+    pub(crate) async fn lease(&self, within: Duration) -> Result<(LeaseId, Duration)> {
+        let mut rx = self.rx.clone();
+        let state = match timeout(within, rx.wait_for(|s| matches!(s, SharedState::Held(..)))).await {
+            Ok(Ok(state)) => state.clone(),
+            Ok(Err(_)) => return Err(Error::Closed("shared lease")),
+            Err(_) => {
+                let why = match &*self.rx.borrow() {
+                    SharedState::Pending(e) if !e.is_empty() => e.clone(),
+                    _ => "no answer".into(),
+                };
+                return Err(Error::backend(
+                    "shared lease",
+                    format!("no shared lease within {within:?}: {why}"),
+                ));
+            }
+        };
+        match state {
+            SharedState::Held(id, ttl) => Ok((id, ttl)),
+            SharedState::Pending(_) => unreachable!("waited for Held"),
+        }
+    }
+
+    /// Follows the lease's state.
+    pub(crate) fn subscribe(&self) -> watch::Receiver<SharedState> {
+        self.rx.clone()
+    }
+}
+
+async fn keep<B: KvBackend>(
+    backend: Arc<B>,
+    opts: RegisterOptions,
+    mut backoff: Backoff,
+    tx: watch::Sender<SharedState>,
+) {
+    loop {
+        let reason = match backend.grant(opts.ttl).await {
+            Ok(lease) => {
+                backoff.reset();
+                tx.send_replace(SharedState::Held(lease.id, lease.ttl));
+                tracing::info!(lease = %lease.id, "shared lease granted");
+                hold(&*backend, &opts, lease.id, lease.ttl).await
+            }
+            Err(e) => e.to_string(),
+        };
+        tracing::info!(%reason, "shared lease lost");
+        tx.send_replace(SharedState::Pending(reason));
+        sleep(backoff.next_delay().unwrap_or(opts.retry.cap())).await;
+    }
+}
+
+/// Keeps `lease` alive until it is lost; returns why.
+async fn hold<B: KvBackend>(backend: &B, opts: &RegisterOptions, lease: LeaseId, granted: Duration) -> String {
+    let interval = opts.keepalive_for(granted);
+    let mut keeper: Option<Box<dyn LeaseKeeper>> = None;
+    let mut last_ok = Instant::now();
+    let mut next = last_ok + interval;
+    loop {
+        sleep_until(next).await;
+        if keeper.is_none() {
+            keeper = backend.keeper(lease).await.ok();
+        }
+        let answer = match keeper.as_mut() {
+            Some(k) => timeout(interval, k.keep_alive()).await.unwrap_or(Err(Error::Timeout {
+                op: "keepalive",
+                after: interval,
+            })),
+            None => Err(Error::Closed("lease keeper")),
+        };
+        let now = Instant::now();
+        match answer {
+            Ok(Some(_)) => {
+                last_ok = now;
+                next = now + interval;
+            }
+            Ok(None) => return format!("shared lease {lease} expired"),
+            Err(e) => {
+                keeper = None;
+                if now >= last_ok + granted {
+                    return format!("keepalive failed for the whole ttl: {e}");
+                }
+                next = now + (interval / 3).max(Duration::from_millis(1));
+            }
+        }
+    }
+}
