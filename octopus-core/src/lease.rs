@@ -16,11 +16,12 @@ use futures_core::Stream;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep_until, timeout, Instant};
 
+use crate::keepalive::{Beat, KeepAlive};
 use crate::registry::Command;
 use crate::shared::{SharedLease, SharedState};
 use crate::{
-    Backoff, Error, EventKind, JitterRng, KeyLayout, KvBackend, LeaseId, LeaseKeeper, PutOutcome, RegisterOptions,
-    Registration, Registry, Result, Revision, ServiceInstance, Status, WatchMessage, WatchStream,
+    Backoff, Error, EventKind, JitterRng, KeyLayout, KvBackend, LeaseId, PutOutcome, RegisterOptions, Registration,
+    Registry, Result, Revision, ServiceInstance, Status, WatchMessage, WatchStream,
 };
 
 /// A [`Registry`] over any [`KvBackend`].
@@ -271,10 +272,8 @@ impl<B: KvBackend> Task<B> {
             });
         };
         let interval = self.opts.keepalive_for(granted);
-        let mut keeper: Option<Box<dyn LeaseKeeper>> = None;
+        let mut ka = KeepAlive::new(lease, granted, interval);
         let mut key_watch: Option<WatchStream> = None;
-        let mut last_ok = Instant::now();
-        let mut next = last_ok + interval;
         let mut watch_checked = false;
         let mut written = Some(revision);
         let mut shared_rx = self.shared.as_ref().map(|s| s.subscribe());
@@ -308,39 +307,18 @@ impl<B: KvBackend> Task<B> {
                     Some(exit) => return exit,
                     None => continue,
                 },
-                _ = sleep_until(next) => {
+                _ = sleep_until(ka.next) => {
                     if self.shared.is_some() {
                         // The shared lease's own task keeps it alive; the tick only retries
                         // a lost watch on our key.
-                        next = Instant::now() + interval;
+                        ka.next = Instant::now() + interval;
                         watch_checked = key_watch.is_some();
                         continue;
                     }
-                    if keeper.is_none() {
-                        keeper = self.backend.keeper(lease).await.map_err(|e| log_err("open keeper", &e)).ok();
-                    }
-                    let answer = match keeper.as_mut() {
-                        Some(k) => timeout(interval, k.keep_alive()).await.unwrap_or(Err(Error::Timeout { op: "keepalive", after: interval })),
-                        None => Err(Error::Closed("lease keeper")),
-                    };
-                    let now = Instant::now();
-                    match answer {
-                        Ok(Some(_)) => {
-                            last_ok = now;
-                            next = now + interval;
-                            watch_checked = key_watch.is_some();
-                        }
-                        Ok(None) => return Exit::Retry(Status::Lost { reason: format!("lease {lease} expired") }),
-                        Err(e) => {
-                            keeper = None;
-                            // The lease lives until last_ok + granted at the server: keep
-                            // trying until then rather than churning leases on a blip.
-                            if now >= last_ok + granted {
-                                return Exit::Retry(Status::Lost { reason: format!("keepalive failed for the whole ttl: {e}") });
-                            }
-                            log_err("keepalive", &e);
-                            next = now + (interval / 3).max(Duration::from_millis(1));
-                        }
+                    match ka.beat(&*self.backend).await {
+                        Beat::Alive => watch_checked = key_watch.is_some(),
+                        Beat::Retrying => {}
+                        Beat::Lost(reason) => return Exit::Retry(Status::Lost { reason }),
                     }
                 }
                 state = shared_change(&mut shared_rx) => {

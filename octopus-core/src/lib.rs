@@ -26,6 +26,7 @@ mod cache;
 mod discovery;
 mod error;
 mod instance;
+mod keepalive;
 mod kv;
 mod layout;
 mod lease;

@@ -31,6 +31,16 @@ fn endpoint_id(endpoint: &str) -> String {
         .collect()
 }
 
+/// `{namespace}/{service}/`, or `{service}/` without a namespace (Go frameworks use
+/// the bare service name as the key's root).
+fn bare_prefix(namespace: &str, service: &str) -> String {
+    if namespace.is_empty() {
+        format!("{service}/")
+    } else {
+        format!("{namespace}/{service}/")
+    }
+}
+
 fn checked(key: &[u8], instance: ServiceInstance) -> Result<ServiceInstance> {
     instance.validate().map_err(|e| decode_err(key, e.to_string()))?;
     Ok(instance)
@@ -186,11 +196,7 @@ impl EtcdNamingLayout {
 
 impl KeyLayout for EtcdNamingLayout {
     fn prefix(&self, service: &str) -> String {
-        if self.namespace.is_empty() {
-            format!("{service}/")
-        } else {
-            format!("{}/{service}/", self.namespace)
-        }
+        bare_prefix(&self.namespace, service)
     }
 
     fn key(&self, instance: &ServiceInstance, _lease: LeaseId) -> String {
@@ -257,11 +263,7 @@ impl GoZeroLayout {
 
 impl KeyLayout for GoZeroLayout {
     fn prefix(&self, service: &str) -> String {
-        if self.namespace.is_empty() {
-            format!("{service}/")
-        } else {
-            format!("{}/{service}/", self.namespace)
-        }
+        bare_prefix(&self.namespace, service)
     }
 
     fn key(&self, instance: &ServiceInstance, lease: LeaseId) -> String {
@@ -323,6 +325,7 @@ mod tests {
         let l = EtcdNamingLayout::new("").unwrap();
         let key = l.key(&inst(), LeaseId(1));
         assert_eq!(key, "users/127.0.0.1:9000");
+        assert_eq!(EtcdNamingLayout::new("/ns").unwrap().prefix("users"), "/ns/users/");
         let v = l.encode(&inst()).unwrap();
         let json: serde_json::Value = serde_json::from_slice(&v).unwrap();
         assert_eq!(

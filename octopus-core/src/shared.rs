@@ -5,9 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{oneshot, watch};
-use tokio::time::{sleep, sleep_until, timeout, Instant};
+use tokio::time::{sleep, sleep_until, timeout};
 
-use crate::{Backoff, Error, KvBackend, LeaseId, LeaseKeeper, RegisterOptions, Result};
+use crate::keepalive::{Beat, KeepAlive};
+use crate::{Backoff, Error, KvBackend, LeaseId, RegisterOptions, Result};
 
 /// Where the shared lease stands.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -95,36 +96,11 @@ async fn keep<B: KvBackend>(
 
 /// Keeps `lease` alive until it is lost; returns why.
 async fn hold<B: KvBackend>(backend: &B, opts: &RegisterOptions, lease: LeaseId, granted: Duration) -> String {
-    let interval = opts.keepalive_for(granted);
-    let mut keeper: Option<Box<dyn LeaseKeeper>> = None;
-    let mut last_ok = Instant::now();
-    let mut next = last_ok + interval;
+    let mut ka = KeepAlive::new(lease, granted, opts.keepalive_for(granted));
     loop {
-        sleep_until(next).await;
-        if keeper.is_none() {
-            keeper = backend.keeper(lease).await.ok();
-        }
-        let answer = match keeper.as_mut() {
-            Some(k) => timeout(interval, k.keep_alive()).await.unwrap_or(Err(Error::Timeout {
-                op: "keepalive",
-                after: interval,
-            })),
-            None => Err(Error::Closed("lease keeper")),
-        };
-        let now = Instant::now();
-        match answer {
-            Ok(Some(_)) => {
-                last_ok = now;
-                next = now + interval;
-            }
-            Ok(None) => return format!("shared lease {lease} expired"),
-            Err(e) => {
-                keeper = None;
-                if now >= last_ok + granted {
-                    return format!("keepalive failed for the whole ttl: {e}");
-                }
-                next = now + (interval / 3).max(Duration::from_millis(1));
-            }
+        sleep_until(ka.next).await;
+        if let Beat::Lost(reason) = ka.beat(backend).await {
+            return reason;
         }
     }
 }
