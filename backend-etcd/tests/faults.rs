@@ -406,3 +406,29 @@ async fn a_thousand_registrations_return_spread_by_jitter() {
         "jitter must spread the retries: {busiest} of {N} in one 10 ms window"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_deleted_with_etcdctl_is_put_back() {
+    let server = EtcdServer::start().await;
+    let registry = backend(server.endpoint()).await.registry();
+    let discovery = backend(server.endpoint()).await.discovery();
+    let reg = registry.register(instance("a", 1), options(1)).await.unwrap();
+    let lease = reg.registered().await.unwrap();
+    let mut w = discovery.watch("svc").await.unwrap();
+    let before = until(&mut w, Duration::from_secs(3), "registered", |s| ids(s) == ["a"]).await;
+    let deleted = Instant::now();
+    let out = server.etcdctl(&["del", "/octopus/services/svc/a"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1");
+    until(&mut w, Duration::from_secs(3), "put back", |s| {
+        ids(s) == ["a"] && s.revision > before.revision + 1
+    })
+    .await;
+    println!("self-heal: deleted key back {:?} after etcdctl del", deleted.elapsed());
+    let ttl = String::from_utf8(
+        server
+            .etcdctl(&["lease", "timetolive", &format!("{:x}", lease.0), "--keys"])
+            .stdout,
+    )
+    .unwrap();
+    assert!(ttl.contains("/octopus/services/svc/a"), "under the same lease: {ttl}");
+}
