@@ -268,7 +268,9 @@ impl Registration {
 
     /// Stops keeping the lease alive without deleting the key, as a crash would:
     /// the key disappears when the lease expires, one TTL later. For tests, demos,
-    /// and handing an instance over to the TTL on purpose.
+    /// and handing an instance over to the TTL on purpose. Under a shared lease the
+    /// key lives as long as the shared lease does, i.e. until the client's last
+    /// registration ends too.
     pub async fn abandon(mut self) {
         let _ = self.commands.send(Command::Abandon).await;
         if let Some(task) = self.task.take() {
