@@ -276,6 +276,41 @@ impl Client {
         self.discovery.watch(service).await
     }
 
+    /// A balanced channel to the instances `target` selects, e.g.
+    /// `etcd:///user-service?version=v1`, that every tonic-generated client accepts.
+    /// It follows discovery by itself. Connections are plain TCP; see
+    /// [`Client::channel_with`] for another connector.
+    #[cfg(feature = "grpc")]
+    pub async fn channel(&self, target: &str, policy: crate::grpc::Policy) -> Result<crate::grpc::BalancedChannel> {
+        self.channel_with(
+            target,
+            policy,
+            Arc::new(crate::grpc::TcpConnector::default()),
+            crate::JitterRng::from_entropy(),
+        )
+        .await
+    }
+
+    /// [`Client::channel`] with a connector and a random source of the caller's.
+    #[cfg(feature = "grpc")]
+    pub async fn channel_with(
+        &self,
+        target: &str,
+        policy: crate::grpc::Policy,
+        connector: Arc<dyn crate::grpc::Connector>,
+        rng: crate::JitterRng,
+    ) -> Result<crate::grpc::BalancedChannel> {
+        let parsed = crate::Target::parse(target)?;
+        let watch = self.resolvers().resolve(target).await?;
+        Ok(crate::grpc::BalancedChannel::new(
+            parsed.service(),
+            watch,
+            policy,
+            connector,
+            rng,
+        ))
+    }
+
     /// A resolver table that maps this client's scheme to its discovery, so that
     /// targets like `mem:///users?version=v1` resolve.
     pub fn resolvers(&self) -> Resolvers {

@@ -25,12 +25,16 @@
 //! # Feature flags
 //!
 //! - `mem` (default): the embedded in-memory backend, `mem://`. Needs no server and no protoc.
+//! - `grpc` (default): [`Client::channel`], a balanced tonic channel to a service by
+//!   name (`etcd:///user-service`) that follows discovery.
 //! - `etcd`: the etcd backend, `etcd://host:port,host:port`. Needs protoc to build.
 //!
-//! Planned: `grpc` (tonic balancer and server helper), `metrics`, `config`.
+//! Planned: the gRPC server helper, `metrics`, `config`.
 #![forbid(unsafe_code)]
 
 mod client;
+#[cfg(feature = "grpc")]
+pub mod grpc;
 mod url;
 
 pub use client::{connect, Client};

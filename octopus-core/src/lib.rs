@@ -19,6 +19,7 @@
 //!
 //! - `test-util`: the backend conformance suite in [`conformance`], which every
 //!   backend crate runs in its tests.
+//! - `grpc`: the gRPC balancer in [`balance`].
 #![forbid(unsafe_code)]
 
 mod backoff;
@@ -39,6 +40,9 @@ mod target;
 
 #[cfg(feature = "test-util")]
 pub mod conformance;
+
+#[cfg(feature = "grpc")]
+pub mod balance;
 
 pub use backoff::{Backoff, BackoffPolicy, JitterRng};
 pub use cache::{DiscoveryStats, WatchDiscovery};

@@ -1,0 +1,259 @@
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tonic::body::Body;
+use tonic::transport::Channel;
+use tower::{Service, ServiceExt};
+
+use super::{Connector, Policy};
+use crate::{JitterRng, ServiceInstance, Watch};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// One instance: its channel, load and ejection state.
+struct Backend {
+    instance: ServiceInstance,
+    channel: Channel,
+    in_flight: AtomicUsize,
+    /// Consecutive connection failures; the ejection doubles with each.
+    failures: AtomicU32,
+    ejected_until: Mutex<Option<Instant>>,
+}
+
+impl Backend {
+    fn available(&self, now: Instant) -> bool {
+        self.ejected_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_none_or(|until| until <= now)
+    }
+}
+
+struct Inner {
+    service: String,
+    policy: Policy,
+    backends: RwLock<Arc<[Arc<Backend>]>>,
+    next: AtomicUsize,
+    rng: Mutex<JitterRng>,
+    eject_base: Duration,
+    eject_cap: Duration,
+    follower: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(task) = self.follower.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            task.abort();
+        }
+    }
+}
+
+/// A load-balanced channel to the instances of one service. Clone it freely:
+/// clones share the endpoints, the policy's state and the follower task, which
+/// stops when the last clone is dropped.
+#[derive(Clone)]
+pub struct BalancedChannel {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for BalancedChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BalancedChannel")
+            .field("service", &self.inner.service)
+            .field("policy", &self.inner.policy)
+            .field("endpoints", &self.endpoints())
+            .finish()
+    }
+}
+
+impl BalancedChannel {
+    /// Balances over the instances `watch` yields, connecting with `connector` and
+    /// drawing randomness (p2c, weighted) from `rng`.
+    pub fn new(service: &str, watch: Watch, policy: Policy, connector: Arc<dyn Connector>, rng: JitterRng) -> Self {
+        let inner = Arc::new(Inner {
+            service: service.to_owned(),
+            policy,
+            backends: RwLock::new(Arc::from(Vec::new())),
+            next: AtomicUsize::new(0),
+            rng: Mutex::new(rng),
+            eject_base: Duration::from_millis(500),
+            eject_cap: Duration::from_secs(30),
+            follower: Mutex::new(None),
+        });
+        let task = tokio::spawn(follow(Arc::downgrade(&inner), watch, connector));
+        *inner.follower.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
+        BalancedChannel { inner }
+    }
+
+    /// The endpoints balanced over now, in id order.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.snapshot().iter().map(|b| b.instance.endpoint()).collect()
+    }
+
+    /// Waits until at least `n` endpoints are known (start-up, tests).
+    pub async fn ready_endpoints(&self, n: usize, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while self.snapshot().len() < n {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        true
+    }
+
+    fn snapshot(&self) -> Arc<[Arc<Backend>]> {
+        self.inner.backends.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Picks an instance for one call, or says why none can take it.
+    fn pick(&self) -> Result<Arc<Backend>, tonic::Status> {
+        let all = self.snapshot();
+        let now = Instant::now();
+        let up: Vec<&Arc<Backend>> = all.iter().filter(|b| b.available(now)).collect();
+        if up.is_empty() {
+            let why = if all.is_empty() {
+                "no instance is registered"
+            } else {
+                "every instance is unreachable"
+            };
+            return Err(tonic::Status::unavailable(format!(
+                "{}: {why} ({} known)",
+                self.inner.service,
+                all.len()
+            )));
+        }
+        let chosen = match self.inner.policy {
+            Policy::RoundRobin => up[self.inner.next.fetch_add(1, Ordering::Relaxed) % up.len()],
+            Policy::PickFirst => up[0],
+            Policy::P2c => {
+                let mut rng = self.inner.rng.lock().unwrap_or_else(|p| p.into_inner());
+                let a = up[rng.index(up.len())];
+                let b = up[rng.index(up.len())];
+                if b.in_flight.load(Ordering::Relaxed) < a.in_flight.load(Ordering::Relaxed) {
+                    b
+                } else {
+                    a
+                }
+            }
+            Policy::Weighted => {
+                let total: u64 = up.iter().map(|b| u64::from(b.instance.weight)).sum();
+                if total == 0 {
+                    return Err(tonic::Status::unavailable(format!(
+                        "{}: every reachable instance has weight 0",
+                        self.inner.service
+                    )));
+                }
+                let mut rng = self.inner.rng.lock().unwrap_or_else(|p| p.into_inner());
+                let mut ticket = rng.below(Duration::from_nanos(total - 1)).as_nanos() as u64;
+                let mut chosen = up[0];
+                for b in &up {
+                    let w = u64::from(b.instance.weight);
+                    if ticket < w {
+                        chosen = b;
+                        break;
+                    }
+                    ticket -= w;
+                }
+                chosen
+            }
+        };
+        Ok(chosen.clone())
+    }
+
+    fn eject(&self, backend: &Backend) {
+        let failures = backend.failures.fetch_add(1, Ordering::Relaxed);
+        let factor = 1u32.checked_shl(failures.min(16)).unwrap_or(u32::MAX);
+        let period = self.inner.eject_base.saturating_mul(factor).min(self.inner.eject_cap);
+        *backend.ejected_until.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now() + period);
+        tracing::warn!(service = %self.inner.service, endpoint = %backend.instance.endpoint(), ?period, "ejected an unreachable instance");
+    }
+}
+
+impl Service<http::Request<Body>> for BalancedChannel {
+    type Response = http::Response<Body>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        // Each call picks its instance and waits for that channel's readiness.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<Body>) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move {
+            let backend = this.pick()?;
+            backend.in_flight.fetch_add(1, Ordering::Relaxed);
+            let mut channel = backend.channel.clone();
+            let result = match channel.ready().await {
+                Ok(ch) => ch.call(req).await,
+                Err(e) => Err(e),
+            };
+            backend.in_flight.fetch_sub(1, Ordering::Relaxed);
+            match result {
+                Ok(resp) => {
+                    backend.failures.store(0, Ordering::Relaxed);
+                    Ok(resp)
+                }
+                Err(e) => {
+                    // Server errors arrive as responses; an Err is the connection.
+                    this.eject(&backend);
+                    Err(tonic::Status::unavailable(format!(
+                        "{}: instance {} at {} failed: {e}",
+                        this.inner.service,
+                        backend.instance.id,
+                        backend.instance.endpoint()
+                    ))
+                    .into())
+                }
+            }
+        })
+    }
+}
+
+/// Follows discovery: rebuilds the backend list on every fresh snapshot, reusing
+/// the channels of instances that stay. Stale snapshots keep the last known list.
+async fn follow(inner: std::sync::Weak<Inner>, mut watch: Watch, connector: Arc<dyn Connector>) {
+    while let Some(snapshot) = watch.next().await {
+        let Some(inner) = inner.upgrade() else { return };
+        if !snapshot.is_fresh() {
+            continue;
+        }
+        let old = inner.backends.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut next = Vec::with_capacity(snapshot.instances.len());
+        for instance in snapshot.instances.iter() {
+            let same_endpoint = old
+                .iter()
+                .find(|b| b.instance.id == instance.id && b.instance.endpoint() == instance.endpoint());
+            let channel = match same_endpoint {
+                Some(b) if b.instance == *instance => {
+                    next.push(b.clone());
+                    continue;
+                }
+                Some(b) => b.channel.clone(), // metadata or weight changed: keep the connection
+                None => match connector.connect(instance) {
+                    Ok(ch) => ch,
+                    Err(e) => {
+                        tracing::warn!(service = %inner.service, error = %e, "cannot make a channel; skipping the instance");
+                        continue;
+                    }
+                },
+            };
+            next.push(Arc::new(Backend {
+                instance: instance.clone(),
+                channel,
+                in_flight: AtomicUsize::new(0),
+                failures: AtomicU32::new(0),
+                ejected_until: Mutex::new(None),
+            }));
+        }
+        *inner.backends.write().unwrap_or_else(|p| p.into_inner()) = Arc::from(next);
+    }
+}

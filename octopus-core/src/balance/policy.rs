@@ -1,0 +1,49 @@
+use std::fmt;
+use std::str::FromStr;
+
+use crate::Error;
+
+/// How a [`BalancedChannel`](super::BalancedChannel) picks an instance per call.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Policy {
+    /// Each instance in turn (the default).
+    #[default]
+    RoundRobin,
+    /// The first reachable instance by id; the next one when it fails.
+    PickFirst,
+    /// The less loaded of two instances drawn at random (seeded).
+    P2c,
+    /// At random, in proportion to each instance's weight (seeded).
+    Weighted,
+}
+
+impl FromStr for Policy {
+    type Err = Error;
+
+    /// gRPC's names: `round_robin`, `pick_first`, plus `p2c` and `weighted`.
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s {
+            "round_robin" => Ok(Policy::RoundRobin),
+            "pick_first" => Ok(Policy::PickFirst),
+            "p2c" => Ok(Policy::P2c),
+            "weighted" => Ok(Policy::Weighted),
+            other => Err(Error::InvalidOption {
+                name: "policy",
+                value: format!("{other:?}"),
+                rule: "must be round_robin, pick_first, p2c or weighted".into(),
+            }),
+        }
+    }
+}
+
+impl fmt::Display for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Policy::RoundRobin => "round_robin",
+            Policy::PickFirst => "pick_first",
+            Policy::P2c => "p2c",
+            Policy::Weighted => "weighted",
+        })
+    }
+}

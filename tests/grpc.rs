@@ -1,0 +1,259 @@
+//! gRPC by service name with real tonic servers on loopback ports.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use octopus::grpc::{BalancedChannel, Connector, Policy, TcpConnector};
+use octopus::{Client, JitterRng, Registration, ServiceInstance};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::time::{sleep, timeout};
+use tonic::{Request, Response, Status};
+
+/// The greeter's generated code.
+pub mod pb {
+    #![allow(missing_docs)]
+    tonic::include_proto!("octopus.example");
+}
+use pb::greeter_client::GreeterClient;
+use pb::greeter_server::{Greeter, GreeterServer};
+use pb::{HelloReply, HelloRequest};
+
+struct Named(String);
+
+#[tonic::async_trait]
+impl Greeter for Named {
+    async fn say_hello(&self, req: Request<HelloRequest>) -> Result<Response<HelloReply>, Status> {
+        Ok(Response::new(HelloReply {
+            message: format!("hello {}", req.into_inner().name),
+            instance: self.0.clone(),
+        }))
+    }
+}
+
+/// A greeter server on a free loopback port, registered as `greeter/{id}`.
+struct Server {
+    task: Process,
+    registration: Option<Registration>,
+    addr: SocketAddr,
+}
+
+/// A server on a runtime of its own, so that killing it closes every connection at
+/// once, as a crashed process would.
+struct Process {
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Process {
+    fn abort(mut self) {
+        self.kill();
+    }
+
+    fn kill(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+async fn listen(id: &str) -> (Process, SocketAddr) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let svc = GreeterServer::new(Named(id.to_owned()));
+    let (stop, stopped) = oneshot::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = TcpListener::from_std(listener).unwrap();
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+            let server = tonic::transport::Server::builder()
+                .add_service(svc)
+                .serve_with_incoming(incoming);
+            tokio::select! {
+                _ = server => {}
+                _ = stopped => {}
+            }
+        });
+        rt.shutdown_background(); // drops every connection task: the peer sees a reset
+    });
+    (
+        Process {
+            stop: Some(stop),
+            thread: Some(thread),
+        },
+        addr,
+    )
+}
+
+async fn serve(client: &Client, id: &str) -> Server {
+    let (task, addr) = listen(id).await;
+    let instance = ServiceInstance::new("greeter", id, "127.0.0.1", addr.port()).unwrap();
+    let registration = client.register(instance).await.unwrap();
+    Server {
+        task,
+        registration: Some(registration),
+        addr,
+    }
+}
+
+async fn call(greeter: &mut GreeterClient<BalancedChannel>) -> Result<String, Status> {
+    let reply = greeter.say_hello(HelloRequest { name: "octopus".into() }).await?;
+    Ok(reply.into_inner().instance)
+}
+
+async fn tally(greeter: &mut GreeterClient<BalancedChannel>, n: usize) -> BTreeMap<String, usize> {
+    let mut seen = BTreeMap::new();
+    for _ in 0..n {
+        *seen.entry(call(greeter).await.unwrap()).or_default() += 1;
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_robin_spreads_evenly_and_follows_discovery() {
+    let client = octopus::connect("mem://grpc-rr").await.unwrap();
+    let servers = [
+        serve(&client, "g1").await,
+        serve(&client, "g2").await,
+        serve(&client, "g3").await,
+    ];
+    let channel = client.channel("mem:///greeter", Policy::RoundRobin).await.unwrap();
+    assert!(channel.ready_endpoints(3, Duration::from_secs(2)).await);
+    let mut greeter = GreeterClient::new(channel.clone());
+    let seen = tally(&mut greeter, 30).await;
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert!(seen.values().all(|n| (9..=11).contains(n)), "even within ±1: {seen:?}");
+
+    // A new instance gets traffic without the client doing anything.
+    let g4 = serve(&client, "g4").await;
+    assert!(
+        channel.ready_endpoints(4, Duration::from_secs(2)).await,
+        "the channel follows discovery by itself"
+    );
+    let seen = tally(&mut greeter, 40).await;
+    assert_eq!(seen.get("g4"), Some(&10), "{seen:?}");
+
+    // A deregistered one stops receiving new calls.
+    let mut g1 = servers.into_iter().next().unwrap();
+    g1.registration.take().unwrap().deregister().await.unwrap();
+    timeout(Duration::from_secs(2), async {
+        while channel.endpoints().contains(&g1.addr.to_string()) {
+            sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("g1 leaves the channel");
+    let seen = tally(&mut greeter, 30).await;
+    assert!(!seen.contains_key("g1"), "{seen:?}");
+    drop(g4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pick_first_sticks_and_fails_over() {
+    let client = octopus::connect("mem://grpc-pf").await.unwrap();
+    let a = serve(&client, "a").await;
+    let _b = serve(&client, "b").await;
+    let channel = client.channel("mem:///greeter", Policy::PickFirst).await.unwrap();
+    assert!(channel.ready_endpoints(2, Duration::from_secs(2)).await);
+    let mut greeter = GreeterClient::new(channel);
+    assert_eq!(tally(&mut greeter, 10).await, BTreeMap::from([("a".to_owned(), 10)]));
+
+    a.task.abort(); // dies without deregistering: its key stays until the TTL
+    sleep(Duration::from_millis(50)).await;
+    let mut failed = 0;
+    let answer = loop {
+        match call(&mut greeter).await {
+            Ok(who) => break who,
+            Err(status) => {
+                assert_eq!(status.code(), tonic::Code::Unavailable, "{status}");
+                failed += 1;
+                assert!(failed <= 2, "fails over after the first broken call: {status}");
+            }
+        }
+    };
+    assert_eq!(answer, "b");
+    assert_eq!(tally(&mut greeter, 10).await, BTreeMap::from([("b".to_owned(), 10)]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_instance_down_is_unavailable_naming_the_service() {
+    let client = octopus::connect("mem://grpc-down").await.unwrap();
+    let channel = client.channel("mem:///greeter", Policy::RoundRobin).await.unwrap();
+    let mut greeter = GreeterClient::new(channel.clone());
+    let status = call(&mut greeter).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable);
+    assert!(
+        status.message().contains("greeter") && status.message().contains("no instance"),
+        "{status}"
+    );
+
+    let s = serve(&client, "x").await;
+    assert!(channel.ready_endpoints(1, Duration::from_secs(2)).await);
+    assert_eq!(call(&mut greeter).await.unwrap(), "x");
+    s.task.abort();
+    sleep(Duration::from_millis(50)).await;
+    let _ = call(&mut greeter).await; // the broken call ejects it
+    let status = call(&mut greeter).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable);
+    assert!(
+        status.message().contains("greeter: every instance is unreachable"),
+        "{status}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn version_filters_and_weighted_and_p2c_policies() {
+    let client = octopus::connect("mem://grpc-policies").await.unwrap();
+    let mut keep = Vec::new();
+    for (id, version, weight) in [("v1a", "v1", 300), ("v1b", "v1", 100), ("v2a", "v2", 100)] {
+        let (task, addr) = listen(id).await;
+        let inst = ServiceInstance::new("greeter", id, "127.0.0.1", addr.port())
+            .unwrap()
+            .with_version(version)
+            .with_weight(weight);
+        keep.push((task, client.register(inst).await.unwrap()));
+    }
+    let tcp = || Arc::new(TcpConnector::default()) as Arc<dyn Connector>;
+    let weighted = client
+        .channel_with(
+            "mem:///greeter?version=v1",
+            Policy::Weighted,
+            tcp(),
+            JitterRng::seeded(7),
+        )
+        .await
+        .unwrap();
+    assert!(weighted.ready_endpoints(2, Duration::from_secs(2)).await);
+    let seen = tally(&mut GreeterClient::new(weighted), 400).await;
+    assert!(!seen.contains_key("v2a"), "the version filter holds: {seen:?}");
+    let heavy = seen["v1a"] as f64 / 400.0;
+    assert!(
+        (0.65..0.85).contains(&heavy),
+        "weight 300 vs 100 takes about 3/4: {seen:?}"
+    );
+
+    let p2c = client
+        .channel_with("mem:///greeter", Policy::P2c, tcp(), JitterRng::seeded(7))
+        .await
+        .unwrap();
+    assert!(p2c.ready_endpoints(3, Duration::from_secs(2)).await);
+    let seen = tally(&mut GreeterClient::new(p2c), 60).await;
+    assert_eq!(seen.len(), 3, "p2c reaches every instance: {seen:?}");
+    drop(keep);
+}
