@@ -12,11 +12,7 @@ use tokio::sync::oneshot;
 use tokio::time::{sleep, timeout};
 use tonic::{Request, Response, Status};
 
-/// The greeter's generated code.
-pub mod pb {
-    #![allow(missing_docs)]
-    tonic::include_proto!("octopus.example");
-}
+use octopus_greeter as pb;
 use pb::greeter_client::GreeterClient;
 use pb::greeter_server::{Greeter, GreeterServer};
 use pb::{HelloReply, HelloRequest};

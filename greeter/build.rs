@@ -1,5 +1,4 @@
-//! Compiles `proto/greeter.proto` (used by the gRPC examples, tests and benches)
-//! with the pure-Rust `protox`: no protoc needed.
+//! Compiles `proto/greeter.proto` with the pure-Rust `protox`: no protoc needed.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto/greeter.proto");
