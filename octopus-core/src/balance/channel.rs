@@ -1,6 +1,6 @@
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -18,21 +18,25 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// One instance: its channel, load and ejection state.
 struct Backend {
-    instance: ServiceInstance,
+    instance: Arc<ServiceInstance>,
     channel: Channel,
     in_flight: AtomicUsize,
     /// Consecutive connection failures; the ejection doubles with each.
     failures: AtomicU32,
-    ejected_until: Mutex<Option<Instant>>,
+    /// Ejected until this many nanoseconds after the channel's epoch; 0: not ejected.
+    /// An atomic, so that the common case (nothing ejected) reads no clock and takes no lock.
+    ejected_until: AtomicU64,
 }
 
 impl Backend {
-    fn available(&self, now: Instant) -> bool {
-        self.ejected_until
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_none_or(|until| until <= now)
+    fn available(&self, now: &mut Option<u64>, epoch: Instant) -> bool {
+        let until = self.ejected_until.load(Ordering::Relaxed);
+        until == 0 || until <= *now.get_or_insert_with(|| nanos_since(epoch))
     }
+}
+
+fn nanos_since(epoch: Instant) -> u64 {
+    u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX).max(1)
 }
 
 struct Inner {
@@ -43,6 +47,7 @@ struct Inner {
     rng: Mutex<JitterRng>,
     eject_base: Duration,
     eject_cap: Duration,
+    epoch: Instant,
     follower: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -84,6 +89,7 @@ impl BalancedChannel {
             rng: Mutex::new(rng),
             eject_base: Duration::from_millis(500),
             eject_cap: Duration::from_secs(30),
+            epoch: Instant::now(),
             follower: Mutex::new(None),
         });
         let task = tokio::spawn(follow(Arc::downgrade(&inner), watch, connector));
@@ -112,66 +118,81 @@ impl BalancedChannel {
         self.inner.backends.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Picks an instance for one call, or says why none can take it.
-    fn pick(&self) -> Result<Arc<Backend>, tonic::Status> {
+    /// The instance the policy picks for the next call (this advances the policy's
+    /// state, as a call would), or `Unavailable` saying why none can take it.
+    pub fn pick(&self) -> Result<Arc<ServiceInstance>, tonic::Status> {
+        self.pick_backend().map(|b| b.instance.clone())
+    }
+
+    fn pick_backend(&self) -> Result<Arc<Backend>, tonic::Status> {
         let all = self.snapshot();
-        let now = Instant::now();
-        let up: Vec<&Arc<Backend>> = all.iter().filter(|b| b.available(now)).collect();
-        if up.is_empty() {
-            let why = if all.is_empty() {
-                "no instance is registered"
-            } else {
-                "every instance is unreachable"
-            };
-            return Err(tonic::Status::unavailable(format!(
-                "{}: {why} ({} known)",
-                self.inner.service,
-                all.len()
-            )));
-        }
+        let n = all.len();
+        let epoch = self.inner.epoch;
+        let mut now = None; // read the clock only if some instance is ejected
+        let mut up = |b: &Arc<Backend>| b.available(&mut now, epoch);
+        // Scan from `start`, wrapping: the first available instance.
+        let scan = |start: usize, up: &mut dyn FnMut(&Arc<Backend>) -> bool| {
+            (0..n).map(|k| &all[(start + k) % n]).find(|b| up(b)).cloned()
+        };
         let chosen = match self.inner.policy {
-            Policy::RoundRobin => up[self.inner.next.fetch_add(1, Ordering::Relaxed) % up.len()],
-            Policy::PickFirst => up[0],
+            _ if n == 0 => None,
+            Policy::RoundRobin => scan(self.inner.next.fetch_add(1, Ordering::Relaxed), &mut up),
+            Policy::PickFirst => scan(0, &mut up),
             Policy::P2c => {
-                let mut rng = self.inner.rng.lock().unwrap_or_else(|p| p.into_inner());
-                let a = up[rng.index(up.len())];
-                let b = up[rng.index(up.len())];
-                if b.in_flight.load(Ordering::Relaxed) < a.in_flight.load(Ordering::Relaxed) {
-                    b
-                } else {
-                    a
+                let (i, j) = {
+                    let mut rng = self.inner.rng.lock().unwrap_or_else(|p| p.into_inner());
+                    (rng.index(n), rng.index(n))
+                };
+                match (up(&all[i]), up(&all[j])) {
+                    (true, true) => {
+                        let (a, b) = (&all[i], &all[j]);
+                        let less = b.in_flight.load(Ordering::Relaxed) < a.in_flight.load(Ordering::Relaxed);
+                        Some(if less { b } else { a }.clone())
+                    }
+                    (true, false) => Some(all[i].clone()),
+                    (false, true) => Some(all[j].clone()),
+                    (false, false) => scan(i, &mut up),
                 }
             }
             Policy::Weighted => {
-                let total: u64 = up.iter().map(|b| u64::from(b.instance.weight)).sum();
+                let total: u64 = all.iter().filter(|b| up(b)).map(|b| u64::from(b.instance.weight)).sum();
                 if total == 0 {
-                    return Err(tonic::Status::unavailable(format!(
-                        "{}: every reachable instance has weight 0",
-                        self.inner.service
-                    )));
+                    None
+                } else {
+                    let mut ticket = {
+                        let mut rng = self.inner.rng.lock().unwrap_or_else(|p| p.into_inner());
+                        rng.below(Duration::from_nanos(total - 1)).as_nanos() as u64
+                    };
+                    all.iter()
+                        .filter(|b| up(b))
+                        .find(|b| {
+                            let w = u64::from(b.instance.weight);
+                            let hit = ticket < w;
+                            ticket = ticket.saturating_sub(w);
+                            hit
+                        })
+                        .cloned()
                 }
-                let mut rng = self.inner.rng.lock().unwrap_or_else(|p| p.into_inner());
-                let mut ticket = rng.below(Duration::from_nanos(total - 1)).as_nanos() as u64;
-                let mut chosen = up[0];
-                for b in &up {
-                    let w = u64::from(b.instance.weight);
-                    if ticket < w {
-                        chosen = b;
-                        break;
-                    }
-                    ticket -= w;
-                }
-                chosen
             }
         };
-        Ok(chosen.clone())
+        chosen.ok_or_else(|| {
+            let why = if n == 0 {
+                "no instance is registered"
+            } else if self.inner.policy == Policy::Weighted && all.iter().any(&mut up) {
+                "every reachable instance has weight 0"
+            } else {
+                "every instance is unreachable"
+            };
+            tonic::Status::unavailable(format!("{}: {why} ({n} known)", self.inner.service))
+        })
     }
 
     fn eject(&self, backend: &Backend) {
         let failures = backend.failures.fetch_add(1, Ordering::Relaxed);
         let factor = 1u32.checked_shl(failures.min(16)).unwrap_or(u32::MAX);
         let period = self.inner.eject_base.saturating_mul(factor).min(self.inner.eject_cap);
-        *backend.ejected_until.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now() + period);
+        let until = nanos_since(self.inner.epoch).saturating_add(u64::try_from(period.as_nanos()).unwrap_or(u64::MAX));
+        backend.ejected_until.store(until, Ordering::Relaxed);
         tracing::warn!(service = %self.inner.service, endpoint = %backend.instance.endpoint(), ?period, "ejected an unreachable instance");
     }
 }
@@ -189,7 +210,7 @@ impl Service<http::Request<Body>> for BalancedChannel {
     fn call(&mut self, req: http::Request<Body>) -> Self::Future {
         let this = self.clone();
         Box::pin(async move {
-            let backend = this.pick()?;
+            let backend = this.pick_backend()?;
             backend.in_flight.fetch_add(1, Ordering::Relaxed);
             let mut channel = backend.channel.clone();
             let result = match channel.ready().await {
@@ -233,7 +254,7 @@ async fn follow(inner: std::sync::Weak<Inner>, mut watch: Watch, connector: Arc<
                 .iter()
                 .find(|b| b.instance.id == instance.id && b.instance.endpoint() == instance.endpoint());
             let channel = match same_endpoint {
-                Some(b) if b.instance == *instance => {
+                Some(b) if *b.instance == *instance => {
                     next.push(b.clone());
                     continue;
                 }
@@ -247,11 +268,11 @@ async fn follow(inner: std::sync::Weak<Inner>, mut watch: Watch, connector: Arc<
                 },
             };
             next.push(Arc::new(Backend {
-                instance: instance.clone(),
+                instance: Arc::new(instance.clone()),
                 channel,
                 in_flight: AtomicUsize::new(0),
                 failures: AtomicU32::new(0),
-                ejected_until: Mutex::new(None),
+                ejected_until: AtomicU64::new(0),
             }));
         }
         *inner.backends.write().unwrap_or_else(|p| p.into_inner()) = Arc::from(next);

@@ -1,0 +1,118 @@
+//! A unary loopback call through Octopus's balancer vs a plain tonic `Channel`, in
+//! the same run against the same server; and the cost of one pick per policy.
+//!
+//!     cargo bench --bench grpc
+#![allow(missing_docs)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use octopus::grpc::{BalancedChannel, Connector, Policy, TcpConnector};
+use octopus::{JitterRng, ServiceInstance};
+use octopus_greeter::greeter_client::GreeterClient;
+use octopus_greeter::greeter_server::{Greeter, GreeterServer};
+use octopus_greeter::{HelloReply, HelloRequest};
+use tokio::runtime::Runtime;
+use tonic::{Request, Response, Status};
+
+struct Echo;
+
+#[tonic::async_trait]
+impl Greeter for Echo {
+    async fn say_hello(&self, req: Request<HelloRequest>) -> Result<Response<HelloReply>, Status> {
+        Ok(Response::new(HelloReply {
+            message: req.into_inner().name,
+            instance: "bench".into(),
+        }))
+    }
+}
+
+fn runtime() -> Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn unary(c: &mut Criterion) {
+    let rt = runtime();
+    let (plain, same_conn, balanced, _reg) = rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(GreeterServer::new(Echo))
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+        let plain = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let same_conn = TcpConnector::default()
+            .connect(&ServiceInstance::new("greeter", "g1", "127.0.0.1", addr.port()).unwrap())
+            .unwrap();
+        let client = octopus::connect("mem://bench-grpc").await.unwrap();
+        let reg = client
+            .register(ServiceInstance::new("greeter", "g1", "127.0.0.1", addr.port()).unwrap())
+            .await
+            .unwrap();
+        let balanced = client.channel("mem:///greeter", Policy::RoundRobin).await.unwrap();
+        assert!(balanced.ready_endpoints(1, Duration::from_secs(2)).await);
+        (plain, same_conn, balanced, reg)
+    });
+    let mut group = c.benchmark_group("grpc/unary loopback call");
+    group.bench_function("plain tonic Channel", |b| {
+        let client = GreeterClient::new(plain.clone());
+        b.to_async(&rt).iter(|| {
+            let mut client = client.clone();
+            async move { client.say_hello(HelloRequest { name: "x".into() }).await.unwrap() }
+        });
+    });
+    group.bench_function("plain tonic Channel, Octopus's connection settings", |b| {
+        let client = GreeterClient::new(same_conn.clone());
+        b.to_async(&rt).iter(|| {
+            let mut client = client.clone();
+            async move { client.say_hello(HelloRequest { name: "x".into() }).await.unwrap() }
+        });
+    });
+    group.bench_function("octopus BalancedChannel", |b| {
+        let client = GreeterClient::new(balanced.clone());
+        b.to_async(&rt).iter(|| {
+            let mut client = client.clone();
+            async move { client.say_hello(HelloRequest { name: "x".into() }).await.unwrap() }
+        });
+    });
+    group.finish();
+}
+
+fn picks(c: &mut Criterion) {
+    let rt = runtime();
+    let mut group = c.benchmark_group("grpc/pick among 10 instances");
+    for policy in [Policy::RoundRobin, Policy::PickFirst, Policy::P2c, Policy::Weighted] {
+        let (channel, _regs) = rt.block_on(async {
+            let client = octopus::connect(&format!("mem://bench-pick-{policy}")).await.unwrap();
+            let mut regs = Vec::new();
+            for n in 0..10u16 {
+                let inst = ServiceInstance::new("svc", format!("i{n}"), "127.0.0.1", 20_000 + n).unwrap();
+                regs.push(client.register(inst).await.unwrap());
+            }
+            let tcp: Arc<dyn Connector> = Arc::new(TcpConnector::default());
+            let channel: BalancedChannel = client
+                .channel_with("mem:///svc", policy, tcp, JitterRng::seeded(1))
+                .await
+                .unwrap();
+            assert!(channel.ready_endpoints(10, Duration::from_secs(2)).await);
+            (channel, regs)
+        });
+        group.bench_with_input(BenchmarkId::from_parameter(policy), &channel, |b, ch| {
+            b.iter(|| ch.pick().unwrap())
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, unary, picks);
+criterion_main!(benches);
