@@ -9,4 +9,5 @@
 //! # Ok(()) }
 //! ```
 
+pub use crate::serve::{serve, ServeOptions};
 pub use octopus_core::balance::{BalancedChannel, Connector, Policy, TcpConnector};

@@ -26,15 +26,18 @@
 //!
 //! - `mem` (default): the embedded in-memory backend, `mem://`. Needs no server and no protoc.
 //! - `grpc` (default): [`Client::channel`], a balanced tonic channel to a service by
-//!   name (`etcd:///user-service`) that follows discovery.
+//!   name (`etcd:///user-service`) that follows discovery; [`grpc::serve`], a tonic
+//!   server that registers itself, reports health and drains on shutdown.
 //! - `etcd`: the etcd backend, `etcd://host:port,host:port`. Needs protoc to build.
 //!
-//! Planned: the gRPC server helper, `metrics`, `config`.
+//! Planned: `metrics`, `config`.
 #![forbid(unsafe_code)]
 
 mod client;
 #[cfg(feature = "grpc")]
 pub mod grpc;
+#[cfg(feature = "grpc")]
+mod serve;
 mod url;
 
 pub use client::{connect, Client};

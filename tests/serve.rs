@@ -1,0 +1,125 @@
+//! The server helper: health follows the registration; SIGTERM deregisters before
+//! the listener closes. (One test binary of its own: SIGTERM reaches the process.)
+
+use std::time::Duration;
+
+use octopus::grpc::{serve, ServeOptions};
+use octopus::mem::{MemBackend, Store};
+use octopus::{BackoffPolicy, Discovery, RegisterOptions, ServiceInstance};
+use octopus_greeter::greeter_client::GreeterClient;
+use octopus_greeter::greeter_server::{Greeter, GreeterServer};
+use octopus_greeter::{HelloReply, HelloRequest};
+use tokio::net::TcpListener;
+use tokio::time::{sleep, timeout};
+use tonic::{Request, Response, Status};
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
+
+struct Hello;
+
+#[tonic::async_trait]
+impl Greeter for Hello {
+    async fn say_hello(&self, _: Request<HelloRequest>) -> Result<Response<HelloReply>, Status> {
+        Ok(Response::new(HelloReply {
+            message: "hi".into(),
+            instance: "s1".into(),
+        }))
+    }
+}
+
+fn options() -> RegisterOptions {
+    RegisterOptions::default()
+        .ttl(Duration::from_secs(1))
+        .unwrap()
+        .retry(BackoffPolicy::new(Duration::from_millis(20), Duration::from_millis(100)).unwrap())
+}
+
+async fn health(addr: std::net::SocketAddr) -> Option<ServingStatus> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .ok()?
+        .connect()
+        .await
+        .ok()?;
+    let resp = HealthClient::new(channel)
+        .check(HealthCheckRequest { service: String::new() })
+        .await
+        .ok()?;
+    ServingStatus::try_from(resp.into_inner().status).ok()
+}
+
+async fn until_health(addr: std::net::SocketAddr, want: ServingStatus) {
+    timeout(Duration::from_secs(5), async {
+        while health(addr).await != Some(want) {
+            sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("health did not become {want:?}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_follows_registration_and_sigterm_drains_after_deregistering() {
+    let backend = MemBackend::new(Store::new());
+    let registry = backend.registry();
+    let discovery = backend.discovery();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let instance = ServiceInstance::new("greeter", "s1", "127.0.0.1", addr.port()).unwrap();
+    let router = tonic::transport::Server::builder().add_service(GreeterServer::new(Hello));
+    let drain = ServeOptions {
+        drain_delay: Duration::from_millis(500),
+        grace: Duration::from_secs(2),
+    };
+    let server = tokio::spawn(async move {
+        serve(
+            router,
+            listener,
+            &registry,
+            instance,
+            options(),
+            drain,
+            std::future::pending(),
+        )
+        .await
+    });
+
+    until_health(addr, ServingStatus::Serving).await;
+    let mut w = discovery.watch("greeter").await.unwrap();
+    w.wait_for(|s| s.instances.len() == 1).await.unwrap();
+
+    // The registry becomes unreachable: the lease is lost, health says so.
+    backend.set_reachable(false);
+    until_health(addr, ServingStatus::NotServing).await;
+    backend.set_reachable(true);
+    until_health(addr, ServingStatus::Serving).await;
+
+    // SIGTERM: deregistered first, still serving while clients catch up, then closed.
+    let pid = std::process::id().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    timeout(Duration::from_secs(2), w.wait_for(|s| s.instances.is_empty()))
+        .await
+        .expect("deregistered")
+        .unwrap();
+    let direct = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await;
+    let reply = GreeterClient::new(direct.expect("the listener is still open after deregistering"))
+        .say_hello(HelloRequest { name: "late".into() })
+        .await;
+    assert!(reply.is_ok(), "calls still served during the drain: {reply:?}");
+    timeout(Duration::from_secs(5), server)
+        .await
+        .expect("serve returns")
+        .unwrap()
+        .unwrap();
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "the listener is closed after the drain"
+    );
+}
