@@ -52,7 +52,10 @@ impl std::fmt::Debug for Client {
 /// assert!(err.to_string().contains("`etcd` feature") || err.to_string().contains("127.0.0.1:1"), "{err}");
 /// # Ok(()) }
 /// ```
-#[cfg_attr(not(any(feature = "mem", feature = "etcd")), allow(unreachable_code, unused_variables))]
+#[cfg_attr(
+    not(any(feature = "mem", feature = "etcd")),
+    allow(unreachable_code, unused_variables)
+)]
 pub async fn connect(url: &str) -> Result<Client> {
     let url = RegistryUrl::parse(url)?;
     url.only(&[

@@ -29,11 +29,15 @@
 //!   name (`etcd:///user-service`) that follows discovery; [`grpc::serve`], a tonic
 //!   server that registers itself, reports health and drains on shutdown.
 //! - `etcd`: the etcd backend, `etcd://host:port,host:port`. Needs protoc to build.
+//! - `config`: [`OctopusConfig`], from TOML, YAML or JSON files with `${VAR}` and
+//!   `${VAR:-default}` substitution, plus `OCTOPUS_*` environment variables.
 //!
-//! Planned: `metrics`, `config`.
+//! Planned: `metrics`.
 #![forbid(unsafe_code)]
 
 mod client;
+#[cfg(feature = "config")]
+mod config;
 #[cfg(feature = "grpc")]
 pub mod grpc;
 #[cfg(feature = "grpc")]
@@ -41,6 +45,8 @@ mod serve;
 mod url;
 
 pub use client::{connect, Client};
+#[cfg(feature = "config")]
+pub use config::{substitute, OctopusConfig, ServiceConfig};
 pub use url::{parse_duration, RegistryUrl};
 
 pub use octopus_core::{

@@ -93,6 +93,14 @@ async fn health_follows_registration_and_sigterm_drains_after_deregistering() {
     until_health(addr, ServingStatus::NotServing).await;
     backend.set_reachable(true);
     until_health(addr, ServingStatus::Serving).await;
+    // Discovery reconnects on its own backoff: wait until it is live again.
+    timeout(
+        Duration::from_secs(10),
+        w.wait_for(|s| s.is_fresh() && s.instances.len() == 1),
+    )
+    .await
+    .expect("discovery live again")
+    .unwrap();
 
     // SIGTERM: deregistered first, still serving while clients catch up, then closed.
     let pid = std::process::id().to_string();

@@ -1,0 +1,297 @@
+//! [`OctopusConfig`]: a service's Octopus settings from a file and the environment
+//! (feature `config`).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use figment::providers::{Env, Format, Json, Toml, Yaml};
+use figment::Figment;
+use serde::Deserialize;
+
+use crate::{parse_duration, BackoffPolicy, Error, RegisterOptions, Result, ServiceInstance};
+
+/// Everything a service needs to register and discover with Octopus.
+///
+/// Loaded by [`OctopusConfig::load`] from a TOML, YAML or JSON file (by extension),
+/// with `${VAR}` and `${VAR:-default}` substituted inside it, then overridden by
+/// `OCTOPUS_*` environment variables (`OCTOPUS_REGISTRY`, `OCTOPUS_TTL`,
+/// `OCTOPUS_SERVICE__PORT` — a double underscore descends into a table).
+///
+/// ```toml
+/// registry = "etcd://${ETCD_HOST:-127.0.0.1}:2379?namespace=/prod"
+/// ttl = "10s"
+/// retry_interval = "1s"
+/// retry_cap = "30s"
+/// metrics_addr = "127.0.0.1:9100"
+///
+/// [service]
+/// name = "user-service"
+/// id = "${HOSTNAME:-instance-001}"
+/// addr = "127.0.0.1"
+/// port = 50051
+/// version = "v1.0.0"
+/// metadata = { zone = "a" }
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OctopusConfig {
+    /// The registry URL (see [`connect`](crate::connect)); default `mem://`.
+    #[serde(default = "default_registry")]
+    pub registry: String,
+    /// Lease TTL, like `10s` or `500ms`; default 10 s.
+    #[serde(default)]
+    pub ttl: Option<String>,
+    /// Re-registration backoff base; default 1 s.
+    #[serde(default)]
+    pub retry_interval: Option<String>,
+    /// Re-registration backoff cap; default 30 s.
+    #[serde(default)]
+    pub retry_cap: Option<String>,
+    /// Give up after this many consecutive failures (default: never).
+    #[serde(default)]
+    pub max_retries: Option<u32>,
+    /// Where to serve `/metrics`, `/healthz` and `/readyz`, if anywhere.
+    #[serde(default)]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// The instance this process registers, if it registers one.
+    #[serde(default)]
+    pub service: Option<ServiceConfig>,
+}
+
+/// The instance a process registers.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// Service name.
+    pub name: String,
+    /// Instance id.
+    pub id: String,
+    /// Address to advertise.
+    pub addr: String,
+    /// Port to advertise (and listen on).
+    pub port: u16,
+    /// Version.
+    #[serde(default)]
+    pub version: String,
+    /// Metadata.
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+    /// Weight.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+}
+
+/// The keys `OCTOPUS_*` variables may set; other `OCTOPUS_*` variables (a tool's
+/// own, like `OCTOPUS_ETCD_BIN`) are not configuration and are left alone.
+const ENV_KEYS: [&str; 7] = [
+    "registry",
+    "ttl",
+    "retry_interval",
+    "retry_cap",
+    "max_retries",
+    "metrics_addr",
+    "service",
+];
+
+fn env() -> Env {
+    Env::prefixed("OCTOPUS_").split("__").filter(|key| {
+        // The key is not lowercased yet, and may or may not be split into a dotted path.
+        let first = key.as_str().split("__").next().unwrap_or_default();
+        let first = first.split('.').next().unwrap_or_default().to_ascii_lowercase();
+        ENV_KEYS.contains(&first.as_str())
+    })
+}
+
+fn default_registry() -> String {
+    "mem://".into()
+}
+
+fn default_weight() -> u32 {
+    crate::core::DEFAULT_WEIGHT
+}
+
+fn config_err(file: &str, reason: impl std::fmt::Display) -> Error {
+    Error::InvalidOption {
+        name: "config",
+        value: file.to_owned(),
+        rule: reason.to_string(),
+    }
+}
+
+impl OctopusConfig {
+    /// Loads `path` (TOML, YAML or JSON by extension) with variable substitution,
+    /// then the `OCTOPUS_*` environment. Errors name the file, the key and the problem.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| config_err(&file, format!("cannot read it: {e}")))?;
+        let text = substitute(&text, |var| std::env::var(var).ok()).map_err(|e| config_err(&file, e))?;
+        let figment = match path.extension().and_then(|e| e.to_str()) {
+            Some("toml") => Figment::from(Toml::string(&text)),
+            Some("yaml" | "yml") => Figment::from(Yaml::string(&text)),
+            Some("json") => Figment::from(Json::string(&text)),
+            other => {
+                return Err(config_err(
+                    &file,
+                    format!("unknown format {other:?}: use .toml, .yaml, .yml or .json"),
+                ))
+            }
+        };
+        Self::extract(figment.merge(env()), &file)
+    }
+
+    /// Only the `OCTOPUS_*` environment (no file).
+    pub fn from_env() -> Result<Self> {
+        Self::extract(Figment::from(env()), "environment")
+    }
+
+    fn extract(figment: Figment, file: &str) -> Result<Self> {
+        let config: OctopusConfig = figment.extract().map_err(|e| {
+            let errors: Vec<String> = e
+                .into_iter()
+                .map(|e| {
+                    let key = if e.path.is_empty() {
+                        "(top level)".to_owned()
+                    } else {
+                        e.path.join(".")
+                    };
+                    let source = match &e.metadata {
+                        Some(m) if m.name.contains("environment") => " (from the environment)".to_owned(),
+                        _ => String::new(),
+                    };
+                    format!("key `{key}`{source}: {}", e.kind)
+                })
+                .collect();
+            config_err(file, errors.join("; "))
+        })?;
+        config.register_options().map_err(|e| config_err(file, e))?;
+        if let Some(s) = &config.service {
+            config
+                .instance_of(s)
+                .map_err(|e| config_err(file, format!("key `service`: {e}")))?;
+        }
+        Ok(config)
+    }
+
+    /// The registration options these settings describe.
+    pub fn register_options(&self) -> Result<RegisterOptions> {
+        let duration = |key: &'static str, v: &Option<String>| -> Result<Option<std::time::Duration>> {
+            v.as_deref()
+                .map(|s| {
+                    parse_duration(s).ok_or_else(|| Error::InvalidOption {
+                        name: key,
+                        value: format!("{s:?}"),
+                        rule: "must be a duration like 500ms, 10s, 2m or 10".into(),
+                    })
+                })
+                .transpose()
+        };
+        let mut opts = RegisterOptions::default();
+        if let Some(ttl) = duration("ttl", &self.ttl)? {
+            opts = opts.ttl(ttl)?;
+        }
+        let defaults = BackoffPolicy::default();
+        let base = duration("retry_interval", &self.retry_interval)?.unwrap_or(defaults.base());
+        let cap = duration("retry_cap", &self.retry_cap)?.unwrap_or(defaults.cap().max(base));
+        let mut policy = BackoffPolicy::new(base, cap)?;
+        if let Some(n) = self.max_retries {
+            policy = policy.with_max_retries(n);
+        }
+        Ok(opts.retry(policy))
+    }
+
+    /// The instance of the `[service]` section, validated.
+    pub fn instance(&self) -> Result<Option<ServiceInstance>> {
+        self.service.as_ref().map(|s| self.instance_of(s)).transpose()
+    }
+
+    fn instance_of(&self, s: &ServiceConfig) -> Result<ServiceInstance> {
+        let mut i = ServiceInstance::new(&s.name, &s.id, &s.addr, s.port)?
+            .with_version(&s.version)
+            .with_weight(s.weight);
+        i.metadata = s.metadata.clone();
+        i.validate()?;
+        Ok(i)
+    }
+}
+
+/// Replaces `${VAR}` and `${VAR:-default}`; an unset variable without a default is
+/// an error naming it (and its line). `$${` is a literal `${`; comment lines
+/// (starting with `#`) are left as they are.
+pub fn substitute(text: &str, lookup: impl Fn(&str) -> Option<String>) -> std::result::Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    for (n, line) in text.split_inclusive('\n').enumerate() {
+        if line.trim_start().starts_with('#') {
+            out.push_str(line);
+        } else {
+            out.push_str(&substitute_line(line, &lookup).map_err(|e| format!("line {}: {e}", n + 1))?);
+        }
+    }
+    Ok(out)
+}
+
+fn substitute_line(text: &str, lookup: &impl Fn(&str) -> Option<String>) -> std::result::Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("${") {
+        if rest[..at].ends_with('$') {
+            out.push_str(&rest[..at - 1]);
+            out.push_str("${");
+            rest = &rest[at + 2..];
+            continue;
+        }
+        out.push_str(&rest[..at]);
+        let end = rest[at..]
+            .find('}')
+            .ok_or_else(|| format!("unclosed ${{ at {:?}", &rest[at..rest.len().min(at + 20)]))?;
+        let inner = &rest[at + 2..at + end];
+        let (var, default) = match inner.split_once(":-") {
+            Some((v, d)) => (v, Some(d)),
+            None => (inner, None),
+        };
+        if var.is_empty() || !var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(format!("${{{inner}}} does not name a variable ([A-Za-z0-9_]+)"));
+        }
+        match (lookup(var).filter(|v| !v.is_empty()), default) {
+            (Some(v), _) => out.push_str(&v),
+            (None, Some(d)) => out.push_str(d),
+            (None, None) => {
+                return Err(format!(
+                    "environment variable {var} is not set and ${{{var}}} has no default"
+                ))
+            }
+        }
+        rest = &rest[at + end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(var: &str) -> Option<String> {
+        match var {
+            "HOST" => Some("10.0.0.1".into()),
+            "EMPTY" => Some(String::new()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn substitution() {
+        assert_eq!(substitute("a=${HOST}:${PORT:-2379}", env).unwrap(), "a=10.0.0.1:2379");
+        assert_eq!(substitute("${EMPTY:-x} $${HOST}", env).unwrap(), "x ${HOST}");
+        assert!(substitute("${NOPE}", env).unwrap_err().contains("NOPE is not set"));
+        assert!(substitute("${A B}", env)
+            .unwrap_err()
+            .contains("does not name a variable"));
+        assert!(substitute("${HOST", env).unwrap_err().contains("unclosed"));
+        assert_eq!(
+            substitute("# ${NOPE}\nx=${HOST}", env).unwrap(),
+            "# ${NOPE}\nx=10.0.0.1"
+        );
+        assert!(substitute("a\nb=${NOPE}", env).unwrap_err().starts_with("line 2:"));
+    }
+}
