@@ -31,8 +31,8 @@
 //! - `etcd`: the etcd backend, `etcd://host:port,host:port`. Needs protoc to build.
 //! - `config`: [`OctopusConfig`], from TOML, YAML or JSON files with `${VAR}` and
 //!   `${VAR:-default}` substitution, plus `OCTOPUS_*` environment variables.
-//!
-//! Planned: `metrics`.
+//! - `metrics`: [`metrics`], Prometheus text at `/metrics` plus `/healthz` and
+//!   `/readyz`, for the series Octopus records through the `metrics` facade.
 #![forbid(unsafe_code)]
 
 mod client;
@@ -40,6 +40,8 @@ mod client;
 mod config;
 #[cfg(feature = "grpc")]
 pub mod grpc;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 #[cfg(feature = "grpc")]
 mod serve;
 mod url;

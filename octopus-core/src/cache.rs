@@ -244,6 +244,7 @@ impl<B: KvBackend> CacheTask<B> {
             sync = self.follow(&mut stream).await;
             if sync.is_none() {
                 self.stats.reconnects.fetch_add(1, Ordering::Relaxed);
+                crate::telemetry::watch_reconnected(&self.service);
             }
         }
     }
@@ -257,6 +258,7 @@ impl<B: KvBackend> CacheTask<B> {
         if *reason == Sync::Compacted || *reason == Sync::HistoryLost || self.history_lost(header) {
             self.resyncs += 1;
             self.stats.resyncs.fetch_add(1, Ordering::Relaxed);
+            crate::telemetry::resynced(&self.service);
             tracing::info!(service = %self.service, revision = header.revision, "full resync");
         }
         self.state.clear();
@@ -311,6 +313,7 @@ impl<B: KvBackend> CacheTask<B> {
                 // A key that no longer decodes no longer counts as an instance.
                 self.state.remove(&kv.key);
                 self.stats.decode_errors.fetch_add(1, Ordering::Relaxed);
+                crate::telemetry::decode_error(&self.service);
                 if self.logged.insert(kv.key.clone()) {
                     tracing::warn!(service = %self.service, error = %e, "skipping a value that does not decode");
                 }
@@ -337,6 +340,7 @@ impl<B: KvBackend> CacheTask<B> {
             Some(since) => Freshness::Stale { since },
             None => Freshness::Fresh,
         };
+        crate::telemetry::instances(&self.service, self.state.len());
         let snapshot = Snapshot {
             revision: self.revision,
             instances: sorted(self.state.values().map(|(r, i)| (*r, i))),

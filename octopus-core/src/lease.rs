@@ -127,6 +127,7 @@ impl<B: KvBackend> Registry for LeaseRegistry<B> {
             None => self.rng.lock().unwrap_or_else(|p| p.into_inner()).fork(),
         };
         let (status_tx, status_rx) = watch::channel(Status::Registering);
+        crate::telemetry::status_changed(&instance.service, None, &Status::Registering);
         let (cmd_tx, cmd_rx) = mpsc::channel(8);
         let (service, id) = (instance.service.clone(), instance.id.clone());
         let task = Task {
@@ -187,7 +188,8 @@ impl<B: KvBackend> Task<B> {
 
     fn set(&self, status: Status) {
         tracing::info!(service = %self.instance.service, id = %self.instance.id, %status, "registration status");
-        self.status.send_replace(status);
+        let old = self.status.send_replace(status);
+        crate::telemetry::status_changed(&self.instance.service, Some(&old), &self.status.borrow());
     }
 
     async fn run(mut self) {
@@ -241,6 +243,9 @@ impl<B: KvBackend> Task<B> {
                     let _ = self.backend.revoke(old).await;
                 }
                 self.unsure.clear();
+                if self.lease.is_some() {
+                    crate::telemetry::reregistered(&self.instance.service);
+                }
                 self.lease = Some((lease.id, lease.ttl));
                 self.set(Status::Registered { lease: lease.id });
                 Ok(revision)
@@ -317,8 +322,11 @@ impl<B: KvBackend> Task<B> {
                     }
                     match ka.beat(&*self.backend).await {
                         Beat::Alive => watch_checked = key_watch.is_some(),
-                        Beat::Retrying => {}
-                        Beat::Lost(reason) => return Exit::Retry(Status::Lost { reason }),
+                        Beat::Retrying => crate::telemetry::keepalive_failed(&self.instance.service),
+                        Beat::Lost(reason) => {
+                            crate::telemetry::keepalive_failed(&self.instance.service);
+                            return Exit::Retry(Status::Lost { reason });
+                        }
                     }
                 }
                 state = shared_change(&mut shared_rx) => {

@@ -37,6 +37,7 @@ mod resolver;
 mod shared;
 mod snapshot;
 mod target;
+pub mod telemetry;
 
 #[cfg(feature = "test-util")]
 pub mod conformance;

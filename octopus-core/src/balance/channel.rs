@@ -23,6 +23,8 @@ struct Backend {
     in_flight: AtomicUsize,
     /// Consecutive connection failures; the ejection doubles with each.
     failures: AtomicU32,
+    picks: metrics::Counter,
+    ejections: metrics::Counter,
     /// Ejected until this many nanoseconds after the channel's epoch; 0: not ejected.
     /// An atomic, so that the common case (nothing ejected) reads no clock and takes no lock.
     ejected_until: AtomicU64,
@@ -193,6 +195,7 @@ impl BalancedChannel {
         let period = self.inner.eject_base.saturating_mul(factor).min(self.inner.eject_cap);
         let until = nanos_since(self.inner.epoch).saturating_add(u64::try_from(period.as_nanos()).unwrap_or(u64::MAX));
         backend.ejected_until.store(until, Ordering::Relaxed);
+        backend.ejections.increment(1);
         tracing::warn!(service = %self.inner.service, endpoint = %backend.instance.endpoint(), ?period, "ejected an unreachable instance");
     }
 }
@@ -211,6 +214,7 @@ impl Service<http::Request<Body>> for BalancedChannel {
         let this = self.clone();
         Box::pin(async move {
             let backend = this.pick_backend()?;
+            backend.picks.increment(1);
             backend.in_flight.fetch_add(1, Ordering::Relaxed);
             let mut channel = backend.channel.clone();
             let result = match channel.ready().await {
@@ -267,7 +271,10 @@ async fn follow(inner: std::sync::Weak<Inner>, mut watch: Watch, connector: Arc<
                     }
                 },
             };
+            let labels = [("service", inner.service.clone()), ("endpoint", instance.endpoint())];
             next.push(Arc::new(Backend {
+                picks: metrics::counter!(crate::telemetry::BALANCER_PICKS, &labels),
+                ejections: metrics::counter!(crate::telemetry::BALANCER_EJECTIONS, &labels),
                 instance: Arc::new(instance.clone()),
                 channel,
                 in_flight: AtomicUsize::new(0),

@@ -1,0 +1,76 @@
+//! Metrics through the `metrics` facade: free when no recorder is installed,
+//! Prometheus series when the application installs one (the facade's `metrics`
+//! feature does). Names follow Prometheus conventions.
+
+use metrics::{counter, gauge};
+
+use crate::Status;
+
+/// Registrations by status (a gauge per service and status).
+pub const REGISTRATIONS: &str = "octopus_registrations";
+/// Re-registrations after a lost lease.
+pub const REREGISTRATIONS: &str = "octopus_reregistrations_total";
+/// Keepalive attempts that failed.
+pub const KEEPALIVE_FAILURES: &str = "octopus_keepalive_failures_total";
+/// Leases lost (expired, revoked, or unreachable for a whole TTL).
+pub const LEASE_LOSSES: &str = "octopus_lease_losses_total";
+/// Discovery watches re-opened after the connection was lost.
+pub const WATCH_RECONNECTS: &str = "octopus_watch_reconnects_total";
+/// Full resyncs after a compaction or a lost history.
+pub const RESYNCS: &str = "octopus_resyncs_total";
+/// Values skipped because they did not decode.
+pub const DECODE_ERRORS: &str = "octopus_decode_errors_total";
+/// Instances in a discovery view.
+pub const INSTANCES: &str = "octopus_instances";
+/// Balancer picks per endpoint.
+pub const BALANCER_PICKS: &str = "octopus_balancer_picks_total";
+/// Balancer ejections per endpoint.
+pub const BALANCER_EJECTIONS: &str = "octopus_balancer_ejections_total";
+
+fn status_label(s: &Status) -> &'static str {
+    match s {
+        Status::Registering => "registering",
+        Status::Registered { .. } => "registered",
+        Status::Lost { .. } => "lost",
+        Status::Conflict { .. } => "conflict",
+        Status::Deregistered => "deregistered",
+        Status::Failed { .. } => "failed",
+    }
+}
+
+/// Moves one registration from `old` to `new` in the gauge; final states leave it.
+pub(crate) fn status_changed(service: &str, old: Option<&Status>, new: &Status) {
+    if let Some(old) = old.filter(|o| !o.is_final()) {
+        gauge!(REGISTRATIONS, "service" => service.to_owned(), "status" => status_label(old)).decrement(1.0);
+    }
+    if !new.is_final() {
+        gauge!(REGISTRATIONS, "service" => service.to_owned(), "status" => status_label(new)).increment(1.0);
+    }
+    if matches!(new, Status::Lost { .. }) {
+        counter!(LEASE_LOSSES, "service" => service.to_owned()).increment(1);
+    }
+}
+
+pub(crate) fn reregistered(service: &str) {
+    counter!(REREGISTRATIONS, "service" => service.to_owned()).increment(1);
+}
+
+pub(crate) fn keepalive_failed(service: &str) {
+    counter!(KEEPALIVE_FAILURES, "service" => service.to_owned()).increment(1);
+}
+
+pub(crate) fn watch_reconnected(service: &str) {
+    counter!(WATCH_RECONNECTS, "service" => service.to_owned()).increment(1);
+}
+
+pub(crate) fn resynced(service: &str) {
+    counter!(RESYNCS, "service" => service.to_owned()).increment(1);
+}
+
+pub(crate) fn decode_error(service: &str) {
+    counter!(DECODE_ERRORS, "service" => service.to_owned()).increment(1);
+}
+
+pub(crate) fn instances(service: &str, n: usize) {
+    gauge!(INSTANCES, "service" => service.to_owned()).set(n as f64);
+}

@@ -1,0 +1,109 @@
+//! Prometheus metrics and health endpoints (feature `metrics`).
+//!
+//! [`install`] makes every Octopus counter, gauge and histogram (and any other
+//! `metrics` series of the application) render as Prometheus text;
+//! [`serve`] answers `GET /metrics`, `GET /healthz` (the process is up) and
+//! `GET /readyz` (every tracked registration is registered) on a small HTTP/1.1
+//! listener.
+//!
+//! Series: `octopus_registrations{service,status}`, `octopus_reregistrations_total`,
+//! `octopus_keepalive_failures_total`, `octopus_lease_losses_total`,
+//! `octopus_watch_reconnects_total`, `octopus_resyncs_total`,
+//! `octopus_decode_errors_total`, `octopus_instances{service}`,
+//! `octopus_balancer_picks_total{service,endpoint}`,
+//! `octopus_balancer_ejections_total{service,endpoint}`.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::{Error, Registration, Result, Status};
+
+pub use octopus_core::telemetry::*;
+
+/// Installs the Prometheus recorder for this process (once; later calls return
+/// the same handle).
+pub fn install() -> Result<PrometheusHandle> {
+    static HANDLE: Mutex<Option<PrometheusHandle>> = Mutex::new(None);
+    let mut slot = HANDLE.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(h) = slot.as_ref() {
+        return Ok(h.clone());
+    }
+    let handle = PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|e| Error::backend("metrics", format!("cannot install the Prometheus recorder: {e}")))?;
+    *slot = Some(handle.clone());
+    Ok(handle)
+}
+
+/// The registrations `/readyz` answers for.
+#[derive(Clone, Default, Debug)]
+pub struct Readiness {
+    tracked: Arc<Mutex<Vec<watch::Receiver<Status>>>>,
+}
+
+impl Readiness {
+    /// Counts `registration` in readiness until it is deregistered.
+    pub fn track(&self, registration: &Registration) {
+        self.tracked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(registration.status());
+    }
+
+    /// True when every tracked registration is registered (deregistered ones no
+    /// longer count).
+    pub fn is_ready(&self) -> bool {
+        let mut tracked = self.tracked.lock().unwrap_or_else(|p| p.into_inner());
+        tracked.retain(|rx| !matches!(*rx.borrow(), Status::Deregistered) && rx.has_changed().is_ok());
+        tracked.iter().all(|rx| rx.borrow().is_registered())
+    }
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` on `listener` until the handle is
+/// dropped or aborted.
+pub fn serve(listener: TcpListener, handle: PrometheusHandle, readiness: Readiness) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let (handle, readiness) = (handle.clone(), readiness.clone());
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let Ok(n) = conn.read(&mut buf).await else { return };
+                let request = String::from_utf8_lossy(&buf[..n]);
+                let path = request.split_whitespace().nth(1).unwrap_or("/");
+                let (code, kind, body) = match (request.starts_with("GET "), path) {
+                    (true, "/metrics") => ("200 OK", "text/plain; version=0.0.4", handle.render()),
+                    (true, "/healthz") => ("200 OK", "text/plain", "ok\n".to_owned()),
+                    (true, "/readyz") if readiness.is_ready() => ("200 OK", "text/plain", "ready\n".to_owned()),
+                    (true, "/readyz") => ("503 Service Unavailable", "text/plain", "not ready\n".to_owned()),
+                    (true, _) => ("404 Not Found", "text/plain", "not found\n".to_owned()),
+                    (false, _) => ("405 Method Not Allowed", "text/plain", "GET only\n".to_owned()),
+                };
+                let head = format!(
+                    "HTTP/1.1 {code}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = conn.write_all(head.as_bytes()).await;
+                let _ = conn.write_all(body.as_bytes()).await;
+            });
+        }
+    })
+}
+
+/// Binds `addr` and serves there; the address actually bound is returned.
+pub async fn bind(
+    addr: SocketAddr,
+    handle: PrometheusHandle,
+    readiness: Readiness,
+) -> Result<(SocketAddr, JoinHandle<()>)> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| Error::backend("metrics", format!("cannot listen on {addr}: {e}")))?;
+    let bound = listener.local_addr().map_err(|e| Error::backend("metrics", e))?;
+    Ok((bound, serve(listener, handle, readiness)))
+}

@@ -1,0 +1,113 @@
+//! `/metrics` parsed by a real Prometheus text parser, and `/healthz`, `/readyz`.
+
+use std::time::Duration;
+
+use octopus::mem::{MemBackend, Store};
+use octopus::metrics::{self, Readiness};
+use octopus::{BackoffPolicy, Discovery, RegisterOptions, Registry, ServiceInstance};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::{sleep, timeout};
+
+async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    conn.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    conn.read_to_string(&mut out).await.unwrap();
+    let code = out.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (code, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_series_and_health_endpoints() {
+    let handle = metrics::install().unwrap();
+    let readiness = Readiness::default();
+    let (addr, _server) = metrics::bind("127.0.0.1:0".parse().unwrap(), handle, readiness.clone())
+        .await
+        .unwrap();
+
+    let backend = MemBackend::new(Store::new());
+    let opts = RegisterOptions::default()
+        .ttl(Duration::from_secs(1))
+        .unwrap()
+        .retry(BackoffPolicy::new(Duration::from_millis(20), Duration::from_millis(100)).unwrap());
+    let reg = backend
+        .registry()
+        .register(ServiceInstance::new("metered", "m1", "127.0.0.1", 1).unwrap(), opts)
+        .await
+        .unwrap();
+    readiness.track(&reg);
+    let discovery = backend.discovery();
+    let mut w = discovery.watch("metered").await.unwrap();
+    w.wait_for(|s| s.instances.len() == 1).await.unwrap();
+    assert_eq!(get(addr, "/healthz").await.0, 200);
+    assert_eq!(get(addr, "/readyz").await.0, 200);
+
+    // Lose the lease: readiness says so, and the counters move.
+    backend.set_reachable(false);
+    timeout(Duration::from_secs(5), async {
+        while get(addr, "/readyz").await.0 != 503 {
+            sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("not ready while the registration is lost");
+    backend.set_reachable(true);
+    reg.registered().await.unwrap();
+
+    let (code, body) = get(addr, "/metrics").await;
+    assert_eq!(code, 200);
+    let lines = body.lines().map(|l| Ok(l.to_owned()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("valid Prometheus text");
+    let value = |name: &str, service: &str, extra: Option<(&str, &str)>| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| {
+                s.metric == name
+                    && s.labels.get("service") == Some(service)
+                    && extra.is_none_or(|(k, v)| s.labels.get(k) == Some(v))
+            })
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => f64::NAN,
+            })
+    };
+    assert_eq!(
+        value("octopus_registrations", "metered", Some(("status", "registered"))),
+        Some(1.0),
+        "{body}"
+    );
+    assert!(
+        value("octopus_lease_losses_total", "metered", None).unwrap_or(0.0) >= 1.0,
+        "{body}"
+    );
+    assert!(
+        value("octopus_keepalive_failures_total", "metered", None).unwrap_or(0.0) >= 1.0,
+        "{body}"
+    );
+    assert!(
+        value("octopus_reregistrations_total", "metered", None).unwrap_or(0.0) >= 1.0,
+        "{body}"
+    );
+    assert!(
+        value("octopus_watch_reconnects_total", "metered", None).unwrap_or(0.0) >= 1.0,
+        "{body}"
+    );
+    assert_eq!(value("octopus_instances", "metered", None), Some(1.0), "{body}");
+    assert_eq!(get(addr, "/nope").await.0, 404);
+
+    reg.deregister().await.unwrap();
+    assert_eq!(
+        get(addr, "/readyz").await.0,
+        200,
+        "a deregistered registration no longer counts"
+    );
+}
