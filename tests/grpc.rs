@@ -253,3 +253,38 @@ async fn version_filters_and_weighted_and_p2c_policies() {
     assert_eq!(seen.len(), 3, "p2c reaches every instance: {seen:?}");
     drop(keep);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_registry_connection_keeps_the_last_known_endpoints() {
+    use octopus::mem::{MemBackend, Store};
+    use octopus::{Discovery, Registry};
+    let backend = MemBackend::new(Store::new());
+    let registry = backend.registry();
+    let discovery = backend.discovery();
+    let mut keep = Vec::new();
+    for id in ["k1", "k2"] {
+        let (task, addr) = listen(id).await;
+        let inst = ServiceInstance::new("greeter", id, "127.0.0.1", addr.port()).unwrap();
+        keep.push((task, registry.register(inst, Default::default()).await.unwrap()));
+    }
+    let watch = discovery.watch("greeter").await.unwrap();
+    let tcp: Arc<dyn Connector> = Arc::new(TcpConnector::default());
+    let channel = BalancedChannel::new("greeter", watch, Policy::RoundRobin, tcp, JitterRng::seeded(1));
+    assert!(channel.ready_endpoints(2, Duration::from_secs(2)).await);
+
+    backend.set_reachable(false);
+    let mut w = discovery.watch("greeter").await.unwrap();
+    timeout(Duration::from_secs(5), w.wait_for(|s| !s.is_fresh()))
+        .await
+        .expect("stale")
+        .unwrap();
+    sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        channel.endpoints().len(),
+        2,
+        "stale discovery keeps the last known endpoints"
+    );
+    let seen = tally(&mut GreeterClient::new(channel.clone()), 10).await;
+    assert_eq!(seen.len(), 2, "calls go on while the registry is unreachable: {seen:?}");
+    backend.set_reachable(true);
+}
