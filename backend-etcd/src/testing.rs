@@ -288,6 +288,16 @@ pub enum ProxyMode {
     Pass,
     /// Forward nothing, refuse nothing: connections hang, as in a partition.
     Blackhole,
+    /// Close every connection with a reset and refuse new ones, as a crashed peer.
+    Reset,
+    /// Forward, each chunk held back this long (latency).
+    Delay(Duration),
+}
+
+impl ProxyMode {
+    fn forwards(&self) -> bool {
+        matches!(self, ProxyMode::Pass | ProxyMode::Delay(_))
+    }
 }
 
 /// A TCP proxy on a loopback port in front of one address, with a fault switch.
@@ -309,14 +319,21 @@ impl FaultProxy {
         let task = tokio::spawn(async move {
             let mut conns = tokio::task::JoinSet::new();
             while let Ok((inbound, _)) = listener.accept().await {
-                let rx = rx.clone();
+                let mut rx = rx.clone();
+                if *rx.borrow() == ProxyMode::Reset {
+                    let _ = inbound.set_zero_linger(); // close with RST
+                    continue;
+                }
                 conns.spawn(async move {
                     if let Ok(outbound) = TcpStream::connect(target).await {
+                        let _ = (inbound.set_zero_linger(), outbound.set_zero_linger());
                         let (ri, wi) = inbound.into_split();
                         let (ro, wo) = outbound.into_split();
+                        let reset = rx.clone();
                         tokio::select! {
                             _ = pipe(ri, wo, rx.clone()) => {}
-                            _ = pipe(ro, wi, rx) => {}
+                            _ = pipe(ro, wi, reset) => {}
+                            _ = rx.wait_for(|m| *m == ProxyMode::Reset) => {} // dropping both sockets resets them
                         }
                     }
                 });
@@ -351,14 +368,20 @@ async fn pipe(
 ) {
     let mut buf = vec![0u8; 16 * 1024];
     loop {
-        if mode.wait_for(|m| *m == ProxyMode::Pass).await.is_err() {
+        if mode.wait_for(ProxyMode::forwards).await.is_err() {
             return;
         }
         let n = tokio::select! {
             n = from.read(&mut buf) => match n { Ok(0) | Err(_) => return, Ok(n) => n },
-            _ = mode.wait_for(|m| *m != ProxyMode::Pass) => continue,
+            _ = mode.wait_for(|m| !m.forwards()) => continue,
         };
-        if mode.wait_for(|m| *m == ProxyMode::Pass).await.is_err() || to.write_all(&buf[..n]).await.is_err() {
+        let Ok(current) = mode.wait_for(ProxyMode::forwards).await.map(|m| *m) else {
+            return;
+        };
+        if let ProxyMode::Delay(d) = current {
+            sleep(d).await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
             return;
         }
     }

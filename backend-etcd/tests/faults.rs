@@ -432,3 +432,33 @@ async fn a_key_deleted_with_etcdctl_is_put_back() {
     .unwrap();
     assert!(ttl.contains("/octopus/services/svc/a"), "under the same lease: {ttl}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reset_and_delayed_links() {
+    let server = EtcdServer::start().await;
+    let proxy = FaultProxy::start(server.addr()).await;
+    let registry = backend(server.endpoint()).await.registry();
+    let discovery = backend(proxy.endpoint()).await.discovery();
+    let reg = registry.register(instance("a", 1), options(1)).await.unwrap();
+    let mut w = discovery.watch("svc").await.unwrap();
+    until(&mut w, Duration::from_secs(3), "registered", |s| ids(s) == ["a"]).await;
+
+    // A reset is noticed at once, not after the keepalive timeout.
+    let reset = Instant::now();
+    proxy.set(ProxyMode::Reset);
+    let stale = until(&mut w, H, "stale after a reset", |s| !s.is_fresh()).await;
+    assert_eq!(ids(&stale), ["a"]);
+    println!("reset link: stale {:?} after the reset", reset.elapsed());
+    let b = registry.register(instance("b", 2), options(2)).await.unwrap();
+
+    // A slow link still converges.
+    proxy.set(ProxyMode::Delay(Duration::from_millis(100)));
+    until(
+        &mut w,
+        heal_bound() + Duration::from_secs(2),
+        "converged over a slow link",
+        |s| s.is_fresh() && ids(s) == ["a", "b"],
+    )
+    .await;
+    drop((reg, b));
+}
