@@ -79,12 +79,7 @@ pub async fn connect(url: &str) -> Result<Client> {
     let shared = match url.params.get("shared_lease").map(String::as_str) {
         None | Some("false") => None,
         Some("true") => Some(defaults.clone()),
-        Some(other) => {
-            return Err(Error::InvalidUrl {
-                url: url.as_str().to_owned(),
-                reason: format!("shared_lease={other:?} must be true or false"),
-            })
-        }
+        Some(other) => return Err(url.error(format!("shared_lease={other:?} must be true or false"))),
     };
     let (registry, discovery): (Arc<dyn Registry>, Arc<dyn Discovery>) = match url.scheme.as_str() {
         #[cfg(feature = "mem")]
@@ -138,10 +133,7 @@ fn pair<B: crate::core::KvBackend>(
 
 /// The key layout named by `layout=` (default `octopus`) under `namespace=`.
 fn layout(url: &RegistryUrl) -> Result<Arc<dyn crate::KeyLayout>> {
-    let in_url = |e: Error| Error::InvalidUrl {
-        url: url.as_str().to_owned(),
-        reason: e.to_string(),
-    };
+    let in_url = |e: Error| url.error(e);
     let namespace = url.params.get("namespace").map(String::as_str);
     let layout: Arc<dyn crate::KeyLayout> = match url.params.get("layout").map_or("octopus", String::as_str) {
         "octopus" => Arc::new(crate::JsonLayout::new(namespace.unwrap_or(crate::DEFAULT_NAMESPACE)).map_err(in_url)?),
@@ -149,10 +141,9 @@ fn layout(url: &RegistryUrl) -> Result<Arc<dyn crate::KeyLayout>> {
         "etcd-naming" => Arc::new(crate::EtcdNamingLayout::new(namespace.unwrap_or("")).map_err(in_url)?),
         "go-zero" => Arc::new(crate::GoZeroLayout::new(namespace.unwrap_or("")).map_err(in_url)?),
         other => {
-            return Err(Error::InvalidUrl {
-                url: url.as_str().to_owned(),
-                reason: format!("unknown layout {other:?} (known: octopus, kratos, etcd-naming, go-zero)"),
-            })
+            return Err(url.error(format!(
+                "unknown layout {other:?} (known: octopus, kratos, etcd-naming, go-zero)"
+            )))
         }
     };
     Ok(layout)
@@ -160,10 +151,7 @@ fn layout(url: &RegistryUrl) -> Result<Arc<dyn crate::KeyLayout>> {
 
 #[cfg(feature = "etcd")]
 fn etcd_options(url: &RegistryUrl) -> Result<octopus_etcd::EtcdOptions> {
-    let in_url = |e: Error| Error::InvalidUrl {
-        url: url.as_str().to_owned(),
-        reason: e.to_string(),
-    };
+    let in_url = |e: Error| url.error(e);
     let mut opts = octopus_etcd::EtcdOptions::new(&url.hosts).map_err(in_url)?;
     if let Some(d) = url.duration("connect_timeout")? {
         opts = opts.connect_timeout(d);
@@ -177,12 +165,7 @@ fn etcd_options(url: &RegistryUrl) -> Result<octopus_etcd::EtcdOptions> {
     match (url.params.get("user"), url.params.get("password")) {
         (Some(user), Some(password)) => opts = opts.user(user, password),
         (None, None) => {}
-        _ => {
-            return Err(Error::InvalidUrl {
-                url: url.as_str().to_owned(),
-                reason: "user and password go together".into(),
-            })
-        }
+        _ => return Err(url.error("user and password go together")),
     }
     Ok(opts)
 }
@@ -194,18 +177,14 @@ fn tls_options(url: &RegistryUrl) -> Result<Option<octopus_etcd::TlsOptions>> {
         let Some(path) = url.params.get(param) else {
             return Ok(None);
         };
-        std::fs::read(path).map(Some).map_err(|e| Error::InvalidUrl {
-            url: url.as_str().to_owned(),
-            reason: format!("{param}: cannot read {path:?}: {e}"),
-        })
+        std::fs::read(path)
+            .map(Some)
+            .map_err(|e| url.error(format!("{param}: cannot read {path:?}: {e}")))
     };
     let (ca, cert, key) = (read("ca_file")?, read("cert_file")?, read("key_file")?);
     let Some(ca) = ca else {
         if cert.is_some() || key.is_some() || url.params.contains_key("tls_domain") {
-            return Err(Error::InvalidUrl {
-                url: url.as_str().to_owned(),
-                reason: "TLS needs ca_file (the CA that signed etcd's certificate)".into(),
-            });
+            return Err(url.error("TLS needs ca_file (the CA that signed etcd's certificate)"));
         }
         return Ok(None);
     };
@@ -213,12 +192,7 @@ fn tls_options(url: &RegistryUrl) -> Result<Option<octopus_etcd::TlsOptions>> {
     match (cert, key) {
         (Some(cert), Some(key)) => tls = tls.identity(cert, key),
         (None, None) => {}
-        _ => {
-            return Err(Error::InvalidUrl {
-                url: url.as_str().to_owned(),
-                reason: "cert_file and key_file go together".into(),
-            })
-        }
+        _ => return Err(url.error("cert_file and key_file go together")),
     }
     if let Some(domain) = url.params.get("tls_domain") {
         tls = tls.domain(domain);
@@ -235,10 +209,7 @@ fn missing(url: &RegistryUrl, feature: &'static str) -> Error {
 }
 
 fn defaults(url: &RegistryUrl) -> Result<RegisterOptions> {
-    let in_url = |e: Error| Error::InvalidUrl {
-        url: url.as_str().to_owned(),
-        reason: e.to_string(),
-    };
+    let in_url = |e: Error| url.error(e);
     let mut opts = RegisterOptions::default();
     if let Some(ttl) = url.duration("ttl")? {
         opts = opts.ttl(ttl).map_err(in_url)?;

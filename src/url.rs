@@ -67,13 +67,18 @@ impl RegistryUrl {
         &self.raw
     }
 
+    /// An [`Error::InvalidUrl`] about this URL.
+    pub fn error(&self, reason: impl std::fmt::Display) -> Error {
+        Error::InvalidUrl {
+            url: self.raw.clone(),
+            reason: reason.to_string(),
+        }
+    }
+
     /// Refuses parameters other than `known`, naming the first unknown one.
     pub fn only(&self, known: &[&str]) -> Result<()> {
         match self.params.keys().find(|k| !known.contains(&k.as_str())) {
-            Some(k) => Err(Error::InvalidUrl {
-                url: self.raw.clone(),
-                reason: format!("unknown parameter {k:?} (known: {})", known.join(", ")),
-            }),
+            Some(k) => Err(self.error(format!("unknown parameter {k:?} (known: {})", known.join(", ")))),
             None => Ok(()),
         }
     }
@@ -83,9 +88,10 @@ impl RegistryUrl {
         let Some(v) = self.params.get(name) else {
             return Ok(None);
         };
-        parse_duration(v).map(Some).ok_or_else(|| Error::InvalidUrl {
-            url: self.raw.clone(),
-            reason: format!("parameter {name}={v:?} is not a duration like 500ms, 10s, 2m or 10"),
+        parse_duration(v).map(Some).ok_or_else(|| {
+            self.error(format!(
+                "parameter {name}={v:?} is not a duration like 500ms, 10s, 2m or 10"
+            ))
         })
     }
 }
