@@ -15,7 +15,7 @@ use tokio::sync::OnceCell;
 #[derive(Default)]
 struct Etcd {
     server: OnceCell<EtcdServer>,
-    proxies: Mutex<BTreeMap<String, Arc<FaultProxy>>>,
+    proxies: Mutex<BTreeMap<String, Vec<Arc<FaultProxy>>>>,
 }
 
 fn harness() -> Etcd {
@@ -31,7 +31,12 @@ impl Harness for Etcd {
             .unwrap()
             .request_timeout(Duration::from_secs(2))
             .http2_keepalive(Duration::from_millis(500), Duration::from_secs(1));
-        self.proxies.lock().unwrap().insert(namespace.to_owned(), proxy);
+        self.proxies
+            .lock()
+            .unwrap()
+            .entry(namespace.to_owned())
+            .or_default()
+            .push(proxy);
         let backend = EtcdBackend::connect(opts).await.unwrap();
         let layout = Arc::new(JsonLayout::new(namespace).unwrap());
         (
@@ -50,7 +55,9 @@ impl Harness for Etcd {
 
     async fn cut(&self, namespace: &str, cut: bool) -> bool {
         let mode = if cut { ProxyMode::Blackhole } else { ProxyMode::Pass };
-        self.proxies.lock().unwrap()[namespace].set(mode);
+        for proxy in &self.proxies.lock().unwrap()[namespace] {
+            proxy.set(mode);
+        }
         true
     }
 }

@@ -12,7 +12,7 @@ use octopus_mem::{MemBackend, Store};
 #[derive(Default)]
 struct Mem {
     /// One backend per namespace, so a cut affects one case only.
-    backends: Mutex<BTreeMap<String, MemBackend>>,
+    backends: Mutex<BTreeMap<String, Vec<MemBackend>>>,
     store: Mutex<Option<Store>>,
 }
 
@@ -45,7 +45,9 @@ impl Harness for Mem {
     }
 
     async fn cut(&self, namespace: &str, cut: bool) -> bool {
-        self.backends.lock().unwrap()[namespace].set_reachable(!cut);
+        for backend in &self.backends.lock().unwrap()[namespace] {
+            backend.set_reachable(!cut);
+        }
         true
     }
 }

@@ -10,8 +10,9 @@ use crate::{Error, Result, ServiceInstance, Snapshot, Target};
 /// Finds the live instances of a service and follows their changes.
 #[async_trait]
 pub trait Discovery: Send + Sync {
-    /// The instances of `service` now: from the live watch cache when one is fresh,
-    /// otherwise one read from the registry.
+    /// The instances of `service`: from the live watch cache when one is fresh (an
+    /// `Arc` clone; it may lag a write by one watch round trip, like the Go
+    /// framework's `GetInstances`), otherwise one read from the registry.
     async fn instances(&self, service: &str) -> Result<Arc<[ServiceInstance]>>;
 
     /// Follows `service`. Every local watcher of one service shares one registry watch.
