@@ -25,10 +25,9 @@ impl Harness for Mem {
     async fn open(&self, namespace: &str) -> (Arc<dyn Registry>, Arc<dyn Discovery>) {
         let store = self.store.lock().unwrap().get_or_insert_with(Store::new).clone();
         let backend = MemBackend::new(store);
-        self.backends
-            .lock()
-            .unwrap()
-            .insert(namespace.to_owned(), backend.clone());
+        let mut backends = self.backends.lock().unwrap();
+        backends.entry(namespace.to_owned()).or_default().push(backend.clone());
+        drop(backends);
         let layout = Arc::new(JsonLayout::new(namespace).unwrap());
         (
             Arc::new(backend.registry_with(layout.clone())),
