@@ -341,6 +341,13 @@ impl<B: KvBackend> CacheTask<B> {
             None => Freshness::Fresh,
         };
         crate::telemetry::instances(&self.service, self.state.len());
+        tracing::debug!(
+            service = %self.service,
+            revision = self.revision,
+            instances = self.state.len(),
+            fresh = self.stale_since.is_none(),
+            "discovery view changed"
+        );
         let snapshot = Snapshot {
             revision: self.revision,
             instances: sorted(self.state.values().map(|(r, i)| (*r, i))),

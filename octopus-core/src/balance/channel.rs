@@ -282,6 +282,7 @@ async fn follow(inner: std::sync::Weak<Inner>, mut watch: Watch, connector: Arc<
                 ejected_until: AtomicU64::new(0),
             }));
         }
+        tracing::debug!(service = %inner.service, endpoints = next.len(), "balancer endpoints changed");
         *inner.backends.write().unwrap_or_else(|p| p.into_inner()) = Arc::from(next);
     }
 }

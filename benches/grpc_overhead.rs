@@ -1,0 +1,109 @@
+//! Paired measurement of the balancer's per-call overhead: unary loopback calls
+//! alternate between a plain tonic `Channel` and Octopus's `BalancedChannel` (and a
+//! plain channel made by Octopus's `TcpConnector`) against the same server, so that
+//! machine noise hits every variant alike. Prints medians, p99 and the ratios.
+//!
+//!     cargo bench --bench grpc_overhead            # 20,000 rounds
+//!     cargo bench --bench grpc_overhead -- 5000     # fewer
+#![allow(missing_docs)]
+
+use std::time::Duration;
+
+use octopus::grpc::{Connector, Policy, TcpConnector};
+use octopus::ServiceInstance;
+use octopus_greeter::greeter_client::GreeterClient;
+use octopus_greeter::greeter_server::{Greeter, GreeterServer};
+use octopus_greeter::{HelloReply, HelloRequest};
+use tokio::time::Instant;
+use tonic::{Request, Response, Status};
+
+struct Echo;
+
+#[tonic::async_trait]
+impl Greeter for Echo {
+    async fn say_hello(&self, req: Request<HelloRequest>) -> Result<Response<HelloReply>, Status> {
+        Ok(Response::new(HelloReply {
+            message: req.into_inner().name,
+            instance: "bench".into(),
+        }))
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn main() {
+    let rounds: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(20_000);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(GreeterServer::new(Echo))
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+        let plain = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let instance = ServiceInstance::new("greeter", "g1", "127.0.0.1", addr.port()).unwrap();
+        let settings = TcpConnector::default().connect(&instance).unwrap();
+        let client = octopus::connect("mem://bench-overhead").await.unwrap();
+        let _reg = client.register(instance).await.unwrap();
+        let balanced = client.channel("mem:///greeter", Policy::RoundRobin).await.unwrap();
+        assert!(balanced.ready_endpoints(1, Duration::from_secs(2)).await);
+
+        let mut clients = (
+            GreeterClient::new(plain),
+            GreeterClient::new(settings),
+            GreeterClient::new(balanced),
+        );
+        let names = [
+            "plain tonic Channel",
+            "plain Channel, TcpConnector settings",
+            "octopus BalancedChannel",
+        ];
+        let mut times: [Vec<Duration>; 3] = Default::default();
+        let req = || HelloRequest { name: "x".into() };
+        for round in 0..rounds + 1000 {
+            // Rotate the order each round so that no variant always goes first.
+            for k in 0..3 {
+                let v = (round + k) % 3;
+                let start = Instant::now();
+                match v {
+                    0 => clients.0.say_hello(req()).await.map(drop),
+                    1 => clients.1.say_hello(req()).await.map(drop),
+                    _ => clients.2.say_hello(req()).await.map(drop),
+                }
+                .unwrap();
+                if round >= 1000 {
+                    times[v].push(start.elapsed()); // the first 1,000 rounds warm up
+                }
+            }
+        }
+        let medians: Vec<Duration> = times
+            .iter_mut()
+            .map(|t| {
+                t.sort();
+                percentile(t, 0.5)
+            })
+            .collect();
+        println!("{rounds} rounds of paired unary loopback calls (2 worker threads)");
+        for (i, t) in times.iter().enumerate() {
+            println!(
+                "  {:<40} median {:>9.1?}  p99 {:>9.1?}  ratio to plain {:.3}",
+                names[i],
+                medians[i],
+                percentile(t, 0.99),
+                medians[i].as_secs_f64() / medians[0].as_secs_f64()
+            );
+        }
+    });
+}
