@@ -60,7 +60,9 @@ impl Readiness {
     /// longer count).
     pub fn is_ready(&self) -> bool {
         let mut tracked = self.tracked.lock().unwrap_or_else(|p| p.into_inner());
-        tracked.retain(|rx| !matches!(*rx.borrow(), Status::Deregistered) && rx.has_changed().is_ok());
+        // A deregistered registration no longer counts; a failed one keeps the
+        // process unready (its last status stays readable after its task ended).
+        tracked.retain(|rx| !matches!(*rx.borrow(), Status::Deregistered));
         tracked.iter().all(|rx| rx.borrow().is_registered())
     }
 }
