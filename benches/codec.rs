@@ -1,0 +1,58 @@
+//! Hot paths that need no server: the key/value codecs and snapshot diffs.
+//!
+//!     cargo bench --bench codec
+#![allow(missing_docs)]
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use octopus::core::{EtcdNamingLayout, GoZeroLayout, JsonLayout, KeyLayout, KratosLayout, LeaseId};
+use octopus::{diff, ServiceInstance};
+
+fn instance(n: usize) -> ServiceInstance {
+    ServiceInstance::new("user-service", format!("instance-{n:05}"), "10.0.0.1", 50051)
+        .unwrap()
+        .with_version("v1.2.3")
+        .with_metadata("zone", "eu-west-1a")
+        .with_metadata("protocol", "grpc")
+        .with_metadata("build", "2026-11-25")
+}
+
+fn codecs(c: &mut Criterion) {
+    let layouts: [(&str, Box<dyn KeyLayout>); 4] = [
+        ("octopus", Box::new(JsonLayout::default())),
+        ("kratos", Box::new(KratosLayout::default())),
+        ("etcd-naming", Box::new(EtcdNamingLayout::new("").unwrap())),
+        ("go-zero", Box::new(GoZeroLayout::default())),
+    ];
+    let i = instance(1);
+    let mut group = c.benchmark_group("codec");
+    for (name, layout) in &layouts {
+        let key = layout.key(&i, LeaseId(7));
+        let value = layout.encode(&i).unwrap();
+        group.bench_function(BenchmarkId::new("encode", name), |b| {
+            b.iter(|| layout.encode(&i).unwrap())
+        });
+        group.bench_function(BenchmarkId::new("decode", name), |b| {
+            b.iter(|| layout.decode("user-service", key.as_bytes(), &value).unwrap())
+        });
+    }
+    group.finish();
+}
+
+fn diffs(c: &mut Criterion) {
+    let mut group = c.benchmark_group("diff");
+    for n in [100usize, 10_000] {
+        let before: Vec<ServiceInstance> = (0..n).map(instance).collect();
+        // One removed, one added, one updated: what one watch event changes.
+        let mut after = before.clone();
+        after.remove(n / 2);
+        after.push(instance(n + 1));
+        after[0] = after[0].clone().with_weight(7);
+        group.bench_with_input(BenchmarkId::new("one change", n), &n, |b, _| {
+            b.iter(|| diff(&before, &after))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, codecs, diffs);
+criterion_main!(benches);
