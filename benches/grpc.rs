@@ -11,22 +11,8 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use octopus::grpc::{BalancedChannel, Connector, Policy, TcpConnector};
 use octopus::{JitterRng, ServiceInstance};
 use octopus_greeter::greeter_client::GreeterClient;
-use octopus_greeter::greeter_server::{Greeter, GreeterServer};
-use octopus_greeter::{HelloReply, HelloRequest};
+use octopus_greeter::{HelloRequest, NamedGreeter};
 use tokio::runtime::Runtime;
-use tonic::{Request, Response, Status};
-
-struct Echo;
-
-#[tonic::async_trait]
-impl Greeter for Echo {
-    async fn say_hello(&self, req: Request<HelloRequest>) -> Result<Response<HelloReply>, Status> {
-        Ok(Response::new(HelloReply {
-            message: req.into_inner().name,
-            instance: "bench".into(),
-        }))
-    }
-}
 
 fn runtime() -> Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -43,7 +29,7 @@ fn unary(c: &mut Criterion) {
         let addr = listener.local_addr().unwrap();
         tokio::spawn(
             tonic::transport::Server::builder()
-                .add_service(GreeterServer::new(Echo))
+                .add_service(NamedGreeter::service("bench"))
                 .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
         );
         let plain = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))

@@ -12,22 +12,8 @@ use std::time::Duration;
 use octopus::grpc::{Connector, Policy, TcpConnector};
 use octopus::ServiceInstance;
 use octopus_greeter::greeter_client::GreeterClient;
-use octopus_greeter::greeter_server::{Greeter, GreeterServer};
-use octopus_greeter::{HelloReply, HelloRequest};
+use octopus_greeter::{HelloRequest, NamedGreeter};
 use tokio::time::Instant;
-use tonic::{Request, Response, Status};
-
-struct Echo;
-
-#[tonic::async_trait]
-impl Greeter for Echo {
-    async fn say_hello(&self, req: Request<HelloRequest>) -> Result<Response<HelloReply>, Status> {
-        Ok(Response::new(HelloReply {
-            message: req.into_inner().name,
-            instance: "bench".into(),
-        }))
-    }
-}
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
@@ -45,7 +31,7 @@ fn main() {
         let addr = listener.local_addr().unwrap();
         tokio::spawn(
             tonic::transport::Server::builder()
-                .add_service(GreeterServer::new(Echo))
+                .add_service(NamedGreeter::service("bench"))
                 .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
         );
         let plain = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))

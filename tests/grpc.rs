@@ -10,24 +10,11 @@ use octopus::{Client, JitterRng, Registration, ServiceInstance};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::time::{sleep, timeout};
-use tonic::{Request, Response, Status};
+use tonic::Status;
 
 use octopus_greeter as pb;
 use pb::greeter_client::GreeterClient;
-use pb::greeter_server::{Greeter, GreeterServer};
-use pb::{HelloReply, HelloRequest};
-
-struct Named(String);
-
-#[tonic::async_trait]
-impl Greeter for Named {
-    async fn say_hello(&self, req: Request<HelloRequest>) -> Result<Response<HelloReply>, Status> {
-        Ok(Response::new(HelloReply {
-            message: format!("hello {}", req.into_inner().name),
-            instance: self.0.clone(),
-        }))
-    }
-}
+use pb::{HelloRequest, NamedGreeter};
 
 /// A greeter server on a free loopback port, registered as `greeter/{id}`.
 struct Server {
@@ -68,7 +55,7 @@ async fn listen(id: &str) -> (Process, SocketAddr) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let addr = listener.local_addr().unwrap();
-    let svc = GreeterServer::new(Named(id.to_owned()));
+    let svc = NamedGreeter::service(id.to_owned());
     let (stop, stopped) = oneshot::channel::<()>();
     let thread = std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()

@@ -7,26 +7,13 @@ use octopus::grpc::{serve, ServeOptions};
 use octopus::mem::{MemBackend, Store};
 use octopus::{BackoffPolicy, Discovery, RegisterOptions, ServiceInstance};
 use octopus_greeter::greeter_client::GreeterClient;
-use octopus_greeter::greeter_server::{Greeter, GreeterServer};
-use octopus_greeter::{HelloReply, HelloRequest};
+use octopus_greeter::{HelloRequest, NamedGreeter};
 use tokio::net::TcpListener;
 use tokio::time::{sleep, timeout};
-use tonic::{Request, Response, Status};
+
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
-
-struct Hello;
-
-#[tonic::async_trait]
-impl Greeter for Hello {
-    async fn say_hello(&self, _: Request<HelloRequest>) -> Result<Response<HelloReply>, Status> {
-        Ok(Response::new(HelloReply {
-            message: "hi".into(),
-            instance: "s1".into(),
-        }))
-    }
-}
 
 fn options() -> RegisterOptions {
     RegisterOptions::default()
@@ -66,7 +53,7 @@ async fn health_follows_registration_and_sigterm_drains_after_deregistering() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let instance = ServiceInstance::new("greeter", "s1", "127.0.0.1", addr.port()).unwrap();
-    let router = tonic::transport::Server::builder().add_service(GreeterServer::new(Hello));
+    let router = tonic::transport::Server::builder().add_service(NamedGreeter::service("bench"));
     let drain = ServeOptions {
         drain_delay: Duration::from_millis(500),
         grace: Duration::from_secs(2),

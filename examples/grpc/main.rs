@@ -13,22 +13,9 @@ use std::time::Duration;
 use octopus::grpc::{serve, Policy, ServeOptions};
 use octopus::ServiceInstance;
 use octopus_greeter::greeter_client::GreeterClient;
-use octopus_greeter::greeter_server::{Greeter, GreeterServer};
-use octopus_greeter::{HelloReply, HelloRequest};
+use octopus_greeter::{HelloRequest, NamedGreeter};
 use tokio::sync::oneshot;
-use tonic::{Request, Response, Status};
-
-struct Hello(String);
-
-#[tonic::async_trait]
-impl Greeter for Hello {
-    async fn say_hello(&self, req: Request<HelloRequest>) -> Result<Response<HelloReply>, Status> {
-        Ok(Response::new(HelloReply {
-            message: format!("hello, {}", req.into_inner().name),
-            instance: self.0.clone(),
-        }))
-    }
-}
+use tonic::Status;
 
 #[tokio::main]
 async fn main() {
@@ -55,7 +42,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let port = listener.local_addr()?.port();
         let instance = ServiceInstance::new("greeter", name, "127.0.0.1", port)?;
-        let router = tonic::transport::Server::builder().add_service(GreeterServer::new(Hello(name.to_owned())));
+        let router = tonic::transport::Server::builder().add_service(NamedGreeter::service(name.to_owned()));
         let (stop, stopped) = oneshot::channel::<()>();
         let (registry, options) = (client.registry(), client.register_options());
         let drain = ServeOptions {

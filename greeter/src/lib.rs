@@ -5,3 +5,28 @@
 #![allow(missing_docs)] // generated code
 
 tonic::include_proto!("octopus.example");
+
+/// A greeter that answers `hello, {name}` and names itself in every reply, so
+/// that a client can see which instance served it.
+#[derive(Clone, Debug)]
+pub struct NamedGreeter(pub String);
+
+#[tonic::async_trait]
+impl greeter_server::Greeter for NamedGreeter {
+    async fn say_hello(
+        &self,
+        request: tonic::Request<HelloRequest>,
+    ) -> Result<tonic::Response<HelloReply>, tonic::Status> {
+        Ok(tonic::Response::new(HelloReply {
+            message: format!("hello, {}", request.into_inner().name),
+            instance: self.0.clone(),
+        }))
+    }
+}
+
+impl NamedGreeter {
+    /// The tonic service for this greeter.
+    pub fn service(name: impl Into<String>) -> greeter_server::GreeterServer<Self> {
+        greeter_server::GreeterServer::new(NamedGreeter(name.into()))
+    }
+}
