@@ -143,7 +143,7 @@ impl ServiceInstance {
                 ));
             }
         }
-        let size = serde_json::to_vec(self).map(|v| v.len()).unwrap_or(usize::MAX);
+        let size = self.json_len();
         if size > MAX_ENCODED_LEN {
             return Err(Error::instance(
                 "metadata",
@@ -152,6 +152,46 @@ impl ServiceInstance {
             ));
         }
         Ok(())
+    }
+}
+
+impl ServiceInstance {
+    /// The length of `serde_json::to_vec(self)`, computed without serializing, so
+    /// that validating before every write does not encode twice.
+    pub(crate) fn json_len(&self) -> usize {
+        fn string(s: &str) -> usize {
+            2 + s
+                .chars()
+                .map(|c| match c {
+                    '"' | '\\' | '\u{8}' | '\u{c}' | '\n' | '\r' | '\t' => 2,
+                    c if (c as u32) < 0x20 => 6,
+                    c => c.len_utf8(),
+                })
+                .sum::<usize>()
+        }
+        fn digits(mut n: u64) -> usize {
+            let mut d = 1;
+            while n >= 10 {
+                n /= 10;
+                d += 1;
+            }
+            d
+        }
+        let metadata: usize = self
+            .metadata
+            .iter()
+            .map(|(k, v)| string(k) + 1 + string(v))
+            .sum::<usize>()
+            + self.metadata.len().saturating_sub(1); // commas
+                                                     // {"service":…,"id":…,"addr":…,"port":…,"version":…,"metadata":{…},"weight":…}
+        let keys = r#"{"service":,"id":,"addr":,"port":,"version":,"metadata":{},"weight":}"#.len();
+        keys + string(&self.service)
+            + string(&self.id)
+            + string(&self.addr)
+            + digits(u64::from(self.port))
+            + string(&self.version)
+            + metadata
+            + digits(u64::from(self.weight))
     }
 }
 
@@ -303,6 +343,20 @@ mod tests {
     fn endpoint_brackets_ipv6() {
         let i = ServiceInstance::new("s", "i", "::1", 9).unwrap();
         assert_eq!(i.endpoint(), "[::1]:9");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn json_len_matches_serde(
+            service in "[a-z]{1,8}",
+            version in "\\PC{0,12}",
+            port in 1u16..,
+            weight in 0u32..=MAX_WEIGHT,
+            metadata in proptest::collection::btree_map("\\PC{1,6}|[\"\\\\\u{1}\n]{1,3}", "\\PC{0,6}|[\"\\\\\u{7}\u{1f}\t]{0,3}", 0..5),
+        ) {
+            let i = ServiceInstance { service, id: "i".into(), addr: "h".into(), port, version, metadata, weight };
+            proptest::prop_assert_eq!(i.json_len(), serde_json::to_vec(&i).unwrap().len());
+        }
     }
 
     #[test]
