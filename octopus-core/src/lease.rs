@@ -212,7 +212,7 @@ impl<B: KvBackend> Task<B> {
                 return;
             };
             tracing::debug!(service = %self.instance.service, id = %self.instance.id, ?delay, "retrying registration");
-            if let Exit::Done = self.idle_until(Instant::now() + delay).await {
+            if self.idle_until(Instant::now() + delay).await {
                 return;
             }
         }
@@ -308,7 +308,7 @@ impl<B: KvBackend> Task<B> {
             }
             tokio::select! {
                 biased;
-                cmd = self.commands.recv() => match self.command(cmd, lease).await {
+                cmd = self.commands.recv() => match self.command(cmd, Some(lease)).await {
                     Some(exit) => return exit,
                     None => continue,
                 },
@@ -383,11 +383,12 @@ impl<B: KvBackend> Task<B> {
         }
     }
 
-    /// Handles one command while registered. `Some(exit)` ends the registered phase.
-    async fn command(&mut self, cmd: Option<Command>, lease: LeaseId) -> Option<Exit> {
+    /// Handles one command; `lease` is the lease that holds our key now, if any.
+    /// `Some(exit)` ends the current phase.
+    async fn command(&mut self, cmd: Option<Command>, lease: Option<LeaseId>) -> Option<Exit> {
         match cmd {
             Some(Command::Update(instance, reply)) => {
-                let result = self.update(instance, Some(lease)).await;
+                let result = self.update(instance, lease).await;
                 let conflict = match &result {
                     Err(Error::Conflict { owner, .. }) => Some(*owner),
                     _ => None,
@@ -448,26 +449,18 @@ impl<B: KvBackend> Task<B> {
         result
     }
 
-    /// Waits out a backoff delay while still answering commands.
-    async fn idle_until(&mut self, deadline: Instant) -> Exit {
+    /// Waits out a backoff delay while still answering commands; true when a
+    /// command ended the task.
+    async fn idle_until(&mut self, deadline: Instant) -> bool {
         loop {
             tokio::select! {
                 biased;
-                cmd = self.commands.recv() => match cmd {
-                    Some(Command::Update(instance, reply)) => {
-                        let _ = reply.send(self.update(instance, None).await);
+                cmd = self.commands.recv() => {
+                    if self.command(cmd, None).await.is_some() {
+                        return true;
                     }
-                    Some(Command::Deregister(reply)) => {
-                        let _ = reply.send(self.deregister().await);
-                        return Exit::Done;
-                    }
-                    None => {
-                        let _ = self.deregister().await;
-                        return Exit::Done;
-                    }
-                    Some(Command::Abandon) => return Exit::Done,
-                },
-                _ = sleep_until(deadline) => return Exit::Retry(Status::Registering),
+                }
+                _ = sleep_until(deadline) => return false,
             }
         }
     }
