@@ -11,61 +11,29 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use octopus::grpc::{BalancedChannel, Connector, Policy, TcpConnector};
 use octopus::{JitterRng, ServiceInstance};
 use octopus_greeter::greeter_client::GreeterClient;
-use octopus_greeter::{HelloRequest, NamedGreeter};
-use tokio::runtime::Runtime;
+use octopus_greeter::HelloRequest;
 
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
+mod common;
+use common::{loopback, runtime};
 
 fn unary(c: &mut Criterion) {
     let rt = runtime();
-    let (plain, same_conn, balanced, _reg) = rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(
-            tonic::transport::Server::builder()
-                .add_service(NamedGreeter::service("bench"))
-                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-        );
-        let plain = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-        let same_conn = TcpConnector::default()
-            .connect(&ServiceInstance::new("greeter", "g1", "127.0.0.1", addr.port()).unwrap())
-            .unwrap();
-        let client = octopus::connect("mem://bench-grpc").await.unwrap();
-        let reg = client
-            .register(ServiceInstance::new("greeter", "g1", "127.0.0.1", addr.port()).unwrap())
-            .await
-            .unwrap();
-        let balanced = client.channel("mem:///greeter", Policy::RoundRobin).await.unwrap();
-        assert!(balanced.ready_endpoints(1, Duration::from_secs(2)).await);
-        (plain, same_conn, balanced, reg)
-    });
+    let lb = rt.block_on(loopback("bench-grpc"));
     let mut group = c.benchmark_group("grpc/unary loopback call");
-    group.bench_function("plain tonic Channel", |b| {
-        let client = GreeterClient::new(plain.clone());
-        b.to_async(&rt).iter(|| {
-            let mut client = client.clone();
-            async move { client.say_hello(HelloRequest { name: "x".into() }).await.unwrap() }
+    for (name, channel) in [
+        ("plain tonic Channel", &lb.plain),
+        ("plain tonic Channel, Octopus's connection settings", &lb.settings),
+    ] {
+        group.bench_function(name, |b| {
+            let client = GreeterClient::new(channel.clone());
+            b.to_async(&rt).iter(|| {
+                let mut client = client.clone();
+                async move { client.say_hello(HelloRequest { name: "x".into() }).await.unwrap() }
+            });
         });
-    });
-    group.bench_function("plain tonic Channel, Octopus's connection settings", |b| {
-        let client = GreeterClient::new(same_conn.clone());
-        b.to_async(&rt).iter(|| {
-            let mut client = client.clone();
-            async move { client.say_hello(HelloRequest { name: "x".into() }).await.unwrap() }
-        });
-    });
+    }
     group.bench_function("octopus BalancedChannel", |b| {
-        let client = GreeterClient::new(balanced.clone());
+        let client = GreeterClient::new(lb.balanced.clone());
         b.to_async(&rt).iter(|| {
             let mut client = client.clone();
             async move { client.say_hello(HelloRequest { name: "x".into() }).await.unwrap() }

@@ -9,11 +9,12 @@
 
 use std::time::Duration;
 
-use octopus::grpc::{Connector, Policy, TcpConnector};
-use octopus::ServiceInstance;
 use octopus_greeter::greeter_client::GreeterClient;
-use octopus_greeter::{HelloRequest, NamedGreeter};
+use octopus_greeter::HelloRequest;
 use tokio::time::Instant;
+
+mod common;
+use common::{loopback, runtime};
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
@@ -21,35 +22,13 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 fn main() {
     let rounds: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(20_000);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(
-            tonic::transport::Server::builder()
-                .add_service(NamedGreeter::service("bench"))
-                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-        );
-        let plain = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-        let instance = ServiceInstance::new("greeter", "g1", "127.0.0.1", addr.port()).unwrap();
-        let settings = TcpConnector::default().connect(&instance).unwrap();
-        let client = octopus::connect("mem://bench-overhead").await.unwrap();
-        let _reg = client.register(instance).await.unwrap();
-        let balanced = client.channel("mem:///greeter", Policy::RoundRobin).await.unwrap();
-        assert!(balanced.ready_endpoints(1, Duration::from_secs(2)).await);
-
+        let lb = loopback("bench-overhead").await;
         let mut clients = (
-            GreeterClient::new(plain),
-            GreeterClient::new(settings),
-            GreeterClient::new(balanced),
+            GreeterClient::new(lb.plain.clone()),
+            GreeterClient::new(lb.settings.clone()),
+            GreeterClient::new(lb.balanced.clone()),
         );
         let names = [
             "plain tonic Channel",
