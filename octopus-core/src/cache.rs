@@ -35,6 +35,12 @@ impl DiscoveryStats {
     pub fn decode_errors(&self) -> u64 {
         self.decode_errors.load(Ordering::Relaxed)
     }
+
+    /// Counts a value of `service` that did not decode, here and in the metrics.
+    fn decode_failed(&self, service: &str) {
+        self.decode_errors.fetch_add(1, Ordering::Relaxed);
+        crate::telemetry::decode_error(service);
+    }
 }
 
 /// A [`Discovery`] over any [`KvBackend`].
@@ -94,12 +100,12 @@ impl<B: KvBackend> WatchDiscovery<B> {
         &self.stats
     }
 
-    fn decode_all(&self, service: &str, kvs: &[KeyValue]) -> Vec<(Vec<u8>, Revision, ServiceInstance)> {
+    fn decode_all(&self, service: &str, kvs: &[KeyValue]) -> Vec<(Revision, ServiceInstance)> {
         kvs.iter()
             .filter_map(|kv| match self.layout.decode(service, &kv.key, &kv.value) {
-                Ok(i) => Some((kv.key.clone(), kv.mod_revision, i)),
+                Ok(i) => Some((kv.mod_revision, i)),
                 Err(e) => {
-                    self.stats.decode_errors.fetch_add(1, Ordering::Relaxed);
+                    self.stats.decode_failed(service);
                     tracing::warn!(%service, error = %e, "skipping a value that does not decode");
                     None
                 }
@@ -123,7 +129,7 @@ impl<B: KvBackend> Discovery for WatchDiscovery<B> {
         }
         let (_, kvs) = self.backend.range_prefix(&self.layout.prefix(service)).await?;
         let decoded = self.decode_all(service, &kvs);
-        Ok(sorted(decoded.iter().map(|(_, r, i)| (*r, i))))
+        Ok(sorted(decoded.iter().map(|(r, i)| (*r, i))))
     }
 
     async fn watch(&self, service: &str) -> Result<Watch> {
@@ -312,8 +318,7 @@ impl<B: KvBackend> CacheTask<B> {
             Err(e) => {
                 // A key that no longer decodes no longer counts as an instance.
                 self.state.remove(&kv.key);
-                self.stats.decode_errors.fetch_add(1, Ordering::Relaxed);
-                crate::telemetry::decode_error(&self.service);
+                self.stats.decode_failed(&self.service);
                 if self.logged.insert(kv.key.clone()) {
                     tracing::warn!(service = %self.service, error = %e, "skipping a value that does not decode");
                 }
