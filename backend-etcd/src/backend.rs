@@ -8,7 +8,8 @@ use etcd_client::{
     TxnOpResponse, WatchOptions,
 };
 use octopus_core::{
-    Error, Header, KeyValue, KvBackend, Lease, LeaseId, LeaseKeeper, PutOutcome, Result, Revision, WatchStream,
+    prefix_end, Error, Header, KeyValue, KvBackend, Lease, LeaseId, LeaseKeeper, PutOutcome, Result, Revision,
+    WatchStream,
 };
 use tokio::time::timeout;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
@@ -50,18 +51,6 @@ fn header(h: Option<&etcd_client::ResponseHeader>) -> Header {
         cluster_id: h.map_or(0, |h| h.cluster_id()),
         revision: h.map_or(0, |h| h.revision()),
     }
-}
-
-/// The end of the prefix range of `prefix`, as etcd computes it.
-fn prefix_end(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    vec![0]
 }
 
 impl EtcdBackend {

@@ -45,9 +45,8 @@ use octopus_core::{JsonLayout, KeyLayout, LeaseRegistry, WatchDiscovery};
 pub use backend::MemBackend;
 pub use error::Error;
 pub use lease::LeaseInfo;
-pub use store::{
-    prefix_end, Compare, CompareOp, CompareTarget, KeyRange, Op, OpResult, Store, TxnResult, DEFAULT_HISTORY_LIMIT,
-};
+pub use octopus_core::prefix_end;
+pub use store::{Compare, CompareOp, CompareTarget, KeyRange, Op, OpResult, Store, TxnResult, DEFAULT_HISTORY_LIMIT};
 pub use watch::StoreWatch;
 
 /// The registry of the in-memory backend.

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use octopus_core::{Event, EventKind, Header, KeyValue, Revision};
+use octopus_core::{prefix_end, Event, EventKind, Header, KeyValue, Revision};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -56,18 +56,6 @@ impl KeyRange {
             end => (Included(self.key.as_slice()), Excluded(end)),
         }
     }
-}
-
-/// The end of the prefix range of `prefix`, as etcd computes it.
-pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    vec![0] // every byte was 0xff (or empty): the range is open-ended
 }
 
 /// What a transaction compares.

@@ -14,6 +14,25 @@ use futures_core::Stream;
 
 use crate::Result;
 
+/// The end of the range of keys that start with `prefix`, as etcd computes it
+/// (`[0]`, "every key from here on", when no such end exists).
+///
+/// ```
+/// assert_eq!(octopus_core::prefix_end(b"a"), b"b");
+/// assert_eq!(octopus_core::prefix_end(b"a\xff"), b"b");
+/// assert_eq!(octopus_core::prefix_end(b""), vec![0]);
+/// ```
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
 /// A store revision: etcd's global, monotonically increasing modification counter.
 pub type Revision = i64;
 

@@ -54,8 +54,8 @@ pub use instance::{
     MAX_NAME_LEN, MAX_WEIGHT,
 };
 pub use kv::{
-    Event, EventKind, Header, KeyValue, KvBackend, Lease, LeaseId, LeaseKeeper, PutOutcome, Revision, WatchMessage,
-    WatchStream,
+    prefix_end, Event, EventKind, Header, KeyValue, KvBackend, Lease, LeaseId, LeaseKeeper, PutOutcome, Revision,
+    WatchMessage, WatchStream,
 };
 pub use layout::{validate_namespace, JsonLayout, KeyLayout, DEFAULT_NAMESPACE};
 pub use lease::LeaseRegistry;
