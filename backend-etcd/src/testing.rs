@@ -24,6 +24,16 @@ pub fn etcd_binary() -> PathBuf {
     std::env::var_os("OCTOPUS_ETCD_BIN").map_or_else(|| PathBuf::from("etcd"), PathBuf::from)
 }
 
+/// The etcdctl that belongs to [`etcd_binary`] (beside it, or `etcdctl` on `PATH`).
+pub fn etcdctl_binary() -> PathBuf {
+    let bin = etcd_binary().with_file_name("etcdctl");
+    if bin.parent().is_some_and(|p| p.as_os_str().is_empty()) {
+        PathBuf::from("etcdctl")
+    } else {
+        bin
+    }
+}
+
 fn free_port() -> u16 {
     StdListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -191,13 +201,7 @@ impl EtcdServer {
 
     /// Runs etcdctl with global flags first (`--cacert`, `--user`…).
     pub fn etcdctl_with(&self, flags: &[String], args: &[&str]) -> std::process::Output {
-        let bin = etcd_binary().with_file_name("etcdctl");
-        let bin = if bin.parent().is_some_and(|p| p.as_os_str().is_empty()) {
-            PathBuf::from("etcdctl")
-        } else {
-            bin
-        };
-        Command::new(bin)
+        Command::new(etcdctl_binary())
             .env("ETCDCTL_API", "3")
             .arg(format!("--endpoints={}", self.endpoint()))
             .args(flags)

@@ -34,6 +34,7 @@
 
 mod backend;
 mod error;
+mod image;
 mod lease;
 mod store;
 mod watch;
@@ -44,6 +45,7 @@ use octopus_core::{JsonLayout, KeyLayout, LeaseRegistry, WatchDiscovery};
 
 pub use backend::MemBackend;
 pub use error::Error;
+pub use image::StoreImage;
 pub use lease::LeaseInfo;
 pub use octopus_core::prefix_end;
 pub use store::{Compare, CompareOp, CompareTarget, KeyRange, Op, OpResult, Store, TxnResult, DEFAULT_HISTORY_LIMIT};

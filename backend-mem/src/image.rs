@@ -1,0 +1,93 @@
+//! A copy of a store's data, to restart a store from (the simulator's etcd restart
+//! that keeps its data; `octopus dev --data`).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use octopus_core::{Event, KeyValue, Revision};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::lease::LeaseState;
+use crate::store::{Inner, Store};
+
+/// Everything a store holds but its watchers: keys, leases (id and TTL), history.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreImage {
+    /// The cluster id.
+    pub cluster_id: u64,
+    /// The current revision.
+    pub revision: Revision,
+    /// The compaction revision.
+    pub compact_revision: Revision,
+    /// The keys, sorted.
+    pub kvs: Vec<KeyValue>,
+    /// The live leases: id and granted TTL.
+    pub leases: Vec<(i64, Duration)>,
+    /// Events at revisions after the compaction point.
+    pub history: Vec<(Revision, Vec<Event>)>,
+    /// Revisions of history kept before the oldest are compacted.
+    pub history_limit: usize,
+}
+
+impl Store {
+    /// A copy of the store's data.
+    pub fn image(&self) -> StoreImage {
+        let inner = self.lock();
+        StoreImage {
+            cluster_id: inner.cluster_id,
+            revision: inner.revision,
+            compact_revision: inner.compact_revision,
+            kvs: inner.kvs.values().cloned().collect(),
+            leases: inner.leases.iter().map(|(id, l)| (*id, l.ttl)).collect(),
+            history: inner.history.clone(),
+            history_limit: inner.history_limit,
+        }
+    }
+
+    /// A store with `image`'s data. Every lease starts again with its full TTL from
+    /// now, as etcd's lessor does when a member becomes leader after a restart; a key
+    /// whose lease is missing from the image is kept without a lease.
+    pub fn from_image(image: StoreImage) -> Store {
+        let now = Instant::now();
+        let mut leases: BTreeMap<i64, LeaseState> = image
+            .leases
+            .iter()
+            .map(|&(id, ttl)| {
+                let state = LeaseState {
+                    ttl,
+                    deadline: now + ttl.max(Duration::from_millis(1)),
+                    keys: Default::default(),
+                };
+                (id, state)
+            })
+            .collect();
+        let mut kvs = BTreeMap::new();
+        for mut kv in image.kvs {
+            match leases.get_mut(&kv.lease) {
+                Some(l) => {
+                    l.keys.insert(kv.key.clone());
+                }
+                None => kv.lease = 0,
+            }
+            kvs.insert(kv.key.clone(), kv);
+        }
+        let next_lease = leases.keys().next_back().map_or(0x7e57_0000_0000_0000, |id| id + 1);
+        Store {
+            inner: Arc::new(Mutex::new(Inner {
+                cluster_id: image.cluster_id,
+                revision: image.revision,
+                compact_revision: image.compact_revision,
+                kvs,
+                leases,
+                next_lease: next_lease.max(0x7e57_0000_0000_0000),
+                history: image.history,
+                watchers: BTreeMap::new(),
+                next_watcher: 1,
+                history_limit: image.history_limit.max(1),
+            })),
+            wake: Arc::new(Notify::new()),
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! The core conformance suite, through the real etcd backend, against `MemEtcd` on
+//! real TCP: the simulated etcd must satisfy what the real one does.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use octopus_core::conformance::Harness;
+use octopus_core::{Discovery, JsonLayout, Registry};
+use octopus_etcd::testing::{FaultProxy, ProxyMode};
+use octopus_etcd::{EtcdBackend, EtcdOptions};
+use octopus_mem::Store;
+use octopus_sim::{MemEtcd, MemEtcdOptions};
+
+#[derive(Default)]
+struct Sim {
+    /// One server per case (each case runs in its own runtime), by namespace.
+    servers: Mutex<BTreeMap<String, SocketAddr>>,
+    proxies: Mutex<BTreeMap<String, Vec<Arc<FaultProxy>>>>,
+}
+
+fn harness() -> Sim {
+    Sim::default()
+}
+
+async fn start_server() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = MemEtcd::new(Store::new(), MemEtcdOptions::default());
+    tokio::spawn(async move { server.serve(listener, std::future::pending()).await });
+    addr
+}
+
+#[async_trait]
+impl Harness for Sim {
+    async fn open(&self, namespace: &str) -> (Arc<dyn Registry>, Arc<dyn Discovery>) {
+        let existing = self.servers.lock().unwrap().get(namespace).copied();
+        let addr = match existing {
+            Some(addr) => addr,
+            None => {
+                let addr = start_server().await;
+                self.servers.lock().unwrap().insert(namespace.to_owned(), addr);
+                addr
+            }
+        };
+        let proxy = Arc::new(FaultProxy::start(addr).await);
+        let opts = EtcdOptions::new([proxy.endpoint()])
+            .unwrap()
+            .request_timeout(Duration::from_secs(2))
+            .http2_keepalive(Duration::from_millis(500), Duration::from_secs(1));
+        self.proxies
+            .lock()
+            .unwrap()
+            .entry(namespace.to_owned())
+            .or_default()
+            .push(proxy);
+        let backend = EtcdBackend::connect(opts).await.unwrap();
+        let layout = Arc::new(JsonLayout::new(namespace).unwrap());
+        (
+            Arc::new(backend.registry_with(layout.clone())),
+            Arc::new(backend.discovery_with(layout)),
+        )
+    }
+
+    fn ttl(&self) -> Duration {
+        Duration::from_secs(2)
+    }
+
+    fn settle(&self) -> Duration {
+        Duration::from_secs(3)
+    }
+
+    async fn cut(&self, namespace: &str, cut: bool) -> bool {
+        let mode = if cut { ProxyMode::Blackhole } else { ProxyMode::Pass };
+        for proxy in &self.proxies.lock().unwrap()[namespace] {
+            proxy.set(mode);
+        }
+        true
+    }
+}
+
+octopus_core::conformance_tests!(real: harness());
