@@ -134,6 +134,31 @@ impl EtcdBackend {
         ep.tls_config(config).map_err(bad)
     }
 
+    /// `Err(Compacted)` when revision `start - 1` of `key` is compacted away.
+    async fn check_compacted(&self, key: &str, prefix: bool, start: Revision) -> Result<()> {
+        let mut opts = GetOptions::new().with_revision(start - 1).with_count_only();
+        if prefix {
+            opts = opts.with_prefix();
+        }
+        let mut kv = self.client.kv_client();
+        match timeout(self.limit(), kv.get(key, Some(opts))).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(etcd_client::Error::GRpcStatus(s)))
+                if s.code() == tonic::Code::OutOfRange && s.message().contains("compacted") =>
+            {
+                Err(Error::Compacted {
+                    requested: start,
+                    compacted: 0,
+                })
+            }
+            Ok(Err(e)) => Err(etcd_err("watch", e)),
+            Err(_) => Err(Error::Timeout {
+                op: "watch",
+                after: self.limit(),
+            }),
+        }
+    }
+
     /// The etcd-client handle, for what Octopus does not wrap.
     pub fn client(&self) -> &Client {
         &self.client
@@ -175,6 +200,9 @@ fn tune(ep: Endpoint, o: &EtcdOptions) -> Endpoint {
 
 struct EtcdKeeper {
     keeper: etcd_client::LeaseKeeper,
+    /// etcd-client sends one keepalive when it opens the stream: the first beat
+    /// reads that one's answer instead of sending a second request.
+    primed: bool,
     stream: LeaseKeepAliveStream,
     limit: Duration,
 }
@@ -183,7 +211,9 @@ struct EtcdKeeper {
 impl LeaseKeeper for EtcdKeeper {
     async fn keep_alive(&mut self) -> Result<Option<Duration>> {
         let answer = timeout(self.limit, async {
-            self.keeper.keep_alive().await?;
+            if !std::mem::take(&mut self.primed) {
+                self.keeper.keep_alive().await?;
+            }
             self.stream.message().await
         })
         .await
@@ -217,6 +247,7 @@ impl KvBackend for EtcdBackend {
         let (keeper, stream) = self.call("lease keepalive", client.keep_alive(lease.0)).await?;
         Ok(Box::new(EtcdKeeper {
             keeper,
+            primed: true,
             stream,
             limit: self.limit(),
         }))
@@ -237,6 +268,10 @@ impl KvBackend for EtcdBackend {
 
     async fn put_owned(&self, key: &str, value: Vec<u8>, lease: LeaseId, previous: &[LeaseId]) -> Result<PutOutcome> {
         let put = || TxnOp::put(key, value.clone(), Some(PutOptions::new().with_lease(lease.0)));
+        if octopus_core::bug!(NoFencing) {
+            let resp = self.txn(Txn::new().and_then([put()])).await?;
+            return Ok(PutOutcome::Written(header(resp.header()).revision));
+        }
         // Create if absent; otherwise overwrite only a key that is ours, guarded by the
         // mod revision we read (etcd's compares are AND-only, hence two steps).
         for _ in 0..8 {
@@ -317,6 +352,13 @@ impl KvBackend for EtcdBackend {
     }
 
     async fn watch(&self, key: &str, prefix: bool, start: Revision) -> Result<WatchStream> {
+        if start > 1 {
+            // etcd creates a watch whose start revision is compacted and only then
+            // cancels it: read at the revision before the start first, so that a
+            // compacted start is an error here (as the contract says), not a watch
+            // that looks healthy for a round trip.
+            self.check_compacted(key, prefix, start).await?;
+        }
         let mut opts = WatchOptions::new()
             .with_start_revision(start)
             .with_prev_key()

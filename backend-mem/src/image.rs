@@ -32,9 +32,10 @@ pub struct StoreImage {
 }
 
 impl Store {
-    /// A copy of the store's data.
+    /// A copy of the store's data as it is (leases that are due but not yet
+    /// collected are still in it: this reads no clock, so it works from any runtime).
     pub fn image(&self) -> StoreImage {
-        let inner = self.lock();
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         StoreImage {
             cluster_id: inner.cluster_id,
             revision: inner.revision,
@@ -73,7 +74,8 @@ impl Store {
             }
             kvs.insert(kv.key.clone(), kv);
         }
-        let next_lease = leases.keys().next_back().map_or(0x7e57_0000_0000_0000, |id| id + 1);
+        let first = crate::store::first_lease(image.cluster_id);
+        let next_lease = leases.keys().next_back().map_or(first, |id| (id + 1).max(first));
         Store {
             inner: Arc::new(Mutex::new(Inner {
                 cluster_id: image.cluster_id,
@@ -81,7 +83,7 @@ impl Store {
                 compact_revision: image.compact_revision,
                 kvs,
                 leases,
-                next_lease: next_lease.max(0x7e57_0000_0000_0000),
+                next_lease,
                 history: image.history,
                 watchers: BTreeMap::new(),
                 next_watcher: 1,

@@ -176,6 +176,13 @@ impl Default for Store {
     }
 }
 
+/// The first lease id a store hands out: distinct per cluster id, as etcd's ids
+/// (member id and time) are, so that a client holding a lease of a store that lost
+/// its data cannot mistake a new store's lease for its own.
+pub(crate) fn first_lease(cluster_id: u64) -> i64 {
+    0x7e57_0000_0000_0000 | ((cluster_id.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40) << 24) as i64
+}
+
 impl Store {
     /// An empty store with a cluster id of its own (distinct within this process).
     pub fn new() -> Self {
@@ -191,7 +198,7 @@ impl Store {
                 compact_revision: 0,
                 kvs: BTreeMap::new(),
                 leases: BTreeMap::new(),
-                next_lease: 0x7e57_0000_0000_0000,
+                next_lease: first_lease(cluster_id),
                 history: Vec::new(),
                 watchers: BTreeMap::new(),
                 next_watcher: 1,

@@ -134,6 +134,9 @@ impl Backoff {
         }
         let ceiling = self.policy.ceiling(self.attempt);
         self.attempt = self.attempt.saturating_add(1);
+        if crate::bug!(NoJitter) {
+            return Some(ceiling);
+        }
         Some(self.rng.below(ceiling))
     }
 

@@ -232,7 +232,12 @@ impl<B: KvBackend> CacheTask<B> {
                     }
                 }
             }
-            let mut stream = match self.backend.watch(&self.prefix, true, self.revision + 1).await {
+            let start = if crate::bug!(WatchResumesFromZero) {
+                0
+            } else {
+                self.revision + 1
+            };
+            let mut stream = match self.backend.watch(&self.prefix, true, start).await {
                 Ok(s) => Some(s),
                 Err(Error::Compacted { .. }) => {
                     sync = Some(Sync::Compacted);

@@ -64,6 +64,9 @@ impl KeepAlive {
             }
             Ok(None) => Beat::Lost(format!("lease {} expired", self.lease)),
             Err(e) => {
+                if crate::bug!(KeepaliveStopsAfterFailure) {
+                    std::future::pending::<()>().await;
+                }
                 self.keeper = None; // a failed stream is reopened on the next attempt
                 if now >= self.last_ok + self.granted {
                     return Beat::Lost(format!("keepalive failed for the whole ttl: {e}"));

@@ -207,11 +207,19 @@ impl<B: KvBackend> Task<B> {
             };
             let reason = status.to_string();
             self.set(status);
+            let ceiling = self.opts.retry.ceiling(self.backoff.attempts());
             let Some(delay) = self.backoff.next_delay() else {
                 self.set(Status::Failed { reason });
                 return;
             };
-            tracing::debug!(service = %self.instance.service, id = %self.instance.id, ?delay, "retrying registration");
+            tracing::debug!(
+                service = %self.instance.service,
+                id = %self.instance.id,
+                ?delay,
+                delay_us = delay.as_micros() as u64,
+                ceiling_us = ceiling.as_micros() as u64,
+                "retrying registration"
+            );
             if self.idle_until(Instant::now() + delay).await {
                 return;
             }

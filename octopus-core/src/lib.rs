@@ -26,6 +26,16 @@ mod backoff;
 mod cache;
 mod discovery;
 mod error;
+#[cfg(feature = "sim-hooks")]
+pub mod hooks;
+#[cfg(not(feature = "sim-hooks"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! bug {
+    ($bug:ident) => {
+        false
+    };
+}
 mod instance;
 mod keepalive;
 mod kv;

@@ -5,4 +5,11 @@
 
 pub mod server;
 
-pub use server::{MemEtcd, MemEtcdOptions};
+pub use server::{AuditEvent, AuditHook, MemEtcd, MemEtcdOptions};
+pub mod check;
+pub mod config;
+pub mod hosts;
+pub mod log;
+pub mod net;
+pub mod run;
+pub mod schedule;

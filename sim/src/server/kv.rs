@@ -1,5 +1,6 @@
 //! etcd's KV service over the store.
 
+use std::net::SocketAddr;
 use std::pin::Pin;
 
 use etcd_client::proto::{
@@ -11,7 +12,7 @@ use octopus_core::KeyValue;
 use octopus_mem::{Compare, CompareOp, CompareTarget, KeyRange, Op, OpResult};
 use tonic::{Request, Response, Status};
 
-use super::{convert, status, unimplemented, MemEtcd};
+use super::{convert, status, unimplemented, AuditEvent, MemEtcd};
 
 type RangeStream = Pin<Box<dyn futures_util::Stream<Item = Result<PbRangeStreamResponse, Status>> + Send>>;
 
@@ -78,7 +79,7 @@ impl MemEtcd {
         Ok(self.range_response(kvs, req, header.revision))
     }
 
-    fn do_put(&self, req: PbPutRequest) -> Result<PbPutResponse, Status> {
+    fn do_put(&self, req: PbPutRequest, peer: Option<SocketAddr>) -> Result<PbPutResponse, Status> {
         if req.key.is_empty() {
             return Err(Status::invalid_argument("etcdserver: key is not provided"));
         }
@@ -120,6 +121,10 @@ impl MemEtcd {
             if !r.succeeded {
                 continue;
             }
+            self.audit(AuditEvent::Write {
+                revision: r.header.revision,
+                peer,
+            });
             let prev = match r.results.into_iter().next() {
                 Some(OpResult::Put(prev)) => prev,
                 _ => None,
@@ -131,9 +136,15 @@ impl MemEtcd {
         }
     }
 
-    fn do_delete(&self, req: PbDeleteRequest) -> Result<PbDeleteResponse, Status> {
+    fn do_delete(&self, req: PbDeleteRequest, peer: Option<SocketAddr>) -> Result<PbDeleteResponse, Status> {
         let range = convert::range(req.key, req.range_end)?;
         let (header, deleted) = self.store().delete(&range).map_err(status)?;
+        if !deleted.is_empty() {
+            self.audit(AuditEvent::Write {
+                revision: header.revision,
+                peer,
+            });
+        }
         Ok(PbDeleteResponse {
             header: Some(self.header_at(header.revision)),
             deleted: deleted.len() as i64,
@@ -145,11 +156,22 @@ impl MemEtcd {
         })
     }
 
-    fn do_txn(&self, req: PbTxnRequest) -> Result<PbTxnResponse, Status> {
+    fn do_txn(&self, req: PbTxnRequest, peer: Option<SocketAddr>) -> Result<PbTxnResponse, Status> {
         let compare = req.compare.iter().map(compare).collect::<Result<Vec<_>, _>>()?;
         let success = ops(&req.success)?;
         let failure = ops(&req.failure)?;
         let r = self.store().txn(&compare, &success.0, &failure.0).map_err(status)?;
+        let wrote = r.results.iter().any(|res| match res {
+            OpResult::Put(_) => true,
+            OpResult::Delete(deleted) => !deleted.is_empty(),
+            OpResult::Range(_) => false,
+        });
+        if wrote {
+            self.audit(AuditEvent::Write {
+                revision: r.header.revision,
+                peer,
+            });
+        }
         let requests = if r.succeeded { &success.1 } else { &failure.1 };
         let revision = r.header.revision;
         let responses = r
@@ -279,15 +301,18 @@ impl PbKvService for MemEtcd {
     }
 
     async fn put(&self, request: Request<PbPutRequest>) -> Result<Response<PbPutResponse>, Status> {
-        self.do_put(request.into_inner()).map(Response::new)
+        let peer = request.remote_addr();
+        self.do_put(request.into_inner(), peer).map(Response::new)
     }
 
     async fn delete_range(&self, request: Request<PbDeleteRequest>) -> Result<Response<PbDeleteResponse>, Status> {
-        self.do_delete(request.into_inner()).map(Response::new)
+        let peer = request.remote_addr();
+        self.do_delete(request.into_inner(), peer).map(Response::new)
     }
 
     async fn txn(&self, request: Request<PbTxnRequest>) -> Result<Response<PbTxnResponse>, Status> {
-        self.do_txn(request.into_inner()).map(Response::new)
+        let peer = request.remote_addr();
+        self.do_txn(request.into_inner(), peer).map(Response::new)
     }
 
     async fn compact(&self, request: Request<PbCompactionRequest>) -> Result<Response<PbCompactionResponse>, Status> {

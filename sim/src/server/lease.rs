@@ -11,7 +11,7 @@ use etcd_client::proto::{
 use futures_util::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{status, MemEtcd};
+use super::{status, AuditEvent, MemEtcd};
 
 type KeepAliveStream = Pin<Box<dyn futures_util::Stream<Item = Result<PbLeaseKeepAliveResponse, Status>> + Send>>;
 
@@ -24,6 +24,7 @@ impl PbLeaseService for MemEtcd {
         &self,
         request: Request<PbLeaseGrantRequest>,
     ) -> Result<Response<PbLeaseGrantResponse>, Status> {
+        let peer = request.remote_addr();
         let req = request.into_inner();
         if req.ttl > MAX_TTL {
             return Err(Status::out_of_range("etcdserver: too large lease TTL"));
@@ -32,6 +33,7 @@ impl PbLeaseService for MemEtcd {
         // server's minimum is 1 s.
         let ttl = Duration::from_secs(req.ttl.max(1) as u64);
         let (header, id, ttl) = self.store().grant(req.id, ttl).map_err(status)?;
+        self.audit(AuditEvent::Grant { lease: id, ttl, peer });
         Ok(Response::new(PbLeaseGrantResponse {
             header: Some(self.header_at(header.revision)),
             id,
@@ -44,7 +46,13 @@ impl PbLeaseService for MemEtcd {
         &self,
         request: Request<PbLeaseRevokeRequest>,
     ) -> Result<Response<PbLeaseRevokeResponse>, Status> {
-        let header = self.store().revoke(request.get_ref().id).map_err(status)?;
+        let lease = request.get_ref().id;
+        let header = self.store().revoke(lease).map_err(status)?;
+        self.audit(AuditEvent::Revoke {
+            lease,
+            revision: header.revision,
+            peer: request.remote_addr(),
+        });
         Ok(Response::new(PbLeaseRevokeResponse {
             header: Some(self.header_at(header.revision)),
         }))
@@ -57,10 +65,16 @@ impl PbLeaseService for MemEtcd {
         request: Request<Streaming<PbLeaseKeepAliveRequest>>,
     ) -> Result<Response<KeepAliveStream>, Status> {
         let server = self.clone();
+        let peer = request.remote_addr();
         let responses = request.into_inner().map(move |req| {
             let req = req?;
             // An unknown or expired lease answers TTL 0, as etcd does.
             let ttl = server.store().keep_alive(req.id).map_or(0, |ttl| ttl.as_secs() as i64);
+            server.audit(AuditEvent::KeepAlive {
+                lease: req.id,
+                ttl,
+                peer,
+            });
             Ok(PbLeaseKeepAliveResponse {
                 header: Some(server.header()),
                 id: req.id,

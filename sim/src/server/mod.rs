@@ -23,6 +23,8 @@ mod lease;
 mod maintenance;
 mod watch;
 
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use etcd_client::proto::{
@@ -36,8 +38,52 @@ use tonic::transport::Server;
 /// Version reported by `Status` (the etcd API level it speaks).
 pub const VERSION: &str = "3.5.0";
 
+/// What a [`MemEtcd`] reports to its audit hook: every request that changes state,
+/// with the client's address (the simulator's invariant checker reads these).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AuditEvent {
+    /// A lease was granted.
+    Grant {
+        /// The lease.
+        lease: i64,
+        /// Its TTL.
+        ttl: Duration,
+        /// Who asked.
+        peer: Option<SocketAddr>,
+    },
+    /// A keepalive was answered: `ttl` 0 means the lease was unknown (expired).
+    KeepAlive {
+        /// The lease.
+        lease: i64,
+        /// The TTL answered, in seconds.
+        ttl: i64,
+        /// Who asked.
+        peer: Option<SocketAddr>,
+    },
+    /// A lease was revoked, deleting its keys at `revision`.
+    Revoke {
+        /// The lease.
+        lease: i64,
+        /// The store's revision after it.
+        revision: i64,
+        /// Who asked.
+        peer: Option<SocketAddr>,
+    },
+    /// A put, delete or txn wrote revision `revision`.
+    Write {
+        /// The revision written.
+        revision: i64,
+        /// Who asked.
+        peer: Option<SocketAddr>,
+    },
+}
+
+/// The audit hook: called synchronously, inside the request, before it answers.
+pub type AuditHook = Arc<dyn Fn(AuditEvent) + Send + Sync>;
+
 /// Settings of a [`MemEtcd`].
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct MemEtcdOptions {
     /// How often a watch created with `progress_notify` gets a progress response
     /// when nothing else happens (etcd's `--experimental-watch-progress-notify-interval`,
@@ -49,6 +95,20 @@ pub struct MemEtcdOptions {
     pub client_urls: Vec<String>,
     /// The raft term reported in headers (the simulator counts restarts with it).
     pub term: u64,
+    /// Called for every request that changes state.
+    pub audit: Option<AuditHook>,
+}
+
+impl std::fmt::Debug for MemEtcdOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemEtcdOptions")
+            .field("progress_notify_interval", &self.progress_notify_interval)
+            .field("name", &self.name)
+            .field("client_urls", &self.client_urls)
+            .field("term", &self.term)
+            .field("audit", &self.audit.is_some())
+            .finish()
+    }
 }
 
 impl Default for MemEtcdOptions {
@@ -58,6 +118,7 @@ impl Default for MemEtcdOptions {
             name: "octopus".into(),
             client_urls: Vec::new(),
             term: 1,
+            audit: None,
         }
     }
 }
@@ -87,6 +148,12 @@ impl MemEtcd {
     /// The member id reported in headers (derived from the cluster id).
     pub fn member_id(&self) -> u64 {
         self.store().header().cluster_id.rotate_left(17) ^ 0x9e37_79b9_7f4a_7c15
+    }
+
+    fn audit(&self, event: AuditEvent) {
+        if let Some(hook) = &self.options.audit {
+            hook(event);
+        }
     }
 
     fn header(&self) -> PbResponseHeader {

@@ -1,0 +1,63 @@
+//! Deliberate bugs, for proving that the simulator catches them (feature `sim-hooks`).
+//!
+//! Without the feature the [`bug!`](crate::bug) checks compile to `false` and none of
+//! this exists; with it, every bug is off until [`enable`] switches it on in this
+//! process. Only the simulator's runner does that (`octopus-sim --bug NAME`).
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// A bug the simulator must catch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Bug {
+    /// The keepalive loop stops for good after its first failure, silently.
+    KeepaliveStopsAfterFailure,
+    /// Discovery resumes a broken watch from "now" (revision 0) instead of last + 1.
+    WatchResumesFromZero,
+    /// Backoff waits its full ceiling every time: no jitter.
+    NoJitter,
+    /// The etcd backend writes a registration's key with a plain put, overwriting
+    /// whoever holds it.
+    NoFencing,
+}
+
+impl Bug {
+    /// Every bug, with its command-line name.
+    pub const ALL: [(Bug, &'static str); 4] = [
+        (Bug::KeepaliveStopsAfterFailure, "keepalive-stops"),
+        (Bug::WatchResumesFromZero, "watch-from-zero"),
+        (Bug::NoJitter, "no-jitter"),
+        (Bug::NoFencing, "no-fencing"),
+    ];
+
+    fn bit(self) -> u32 {
+        1 << (self as u32)
+    }
+
+    /// The bug named `name` (see [`Bug::ALL`]).
+    pub fn from_name(name: &str) -> Option<Bug> {
+        Bug::ALL.iter().find(|(_, n)| *n == name).map(|(b, _)| *b)
+    }
+}
+
+static BUGS: AtomicU32 = AtomicU32::new(0);
+
+/// Switches `bug` on for the rest of this process.
+pub fn enable(bug: Bug) {
+    BUGS.fetch_or(bug.bit(), Ordering::Relaxed);
+}
+
+/// Whether `bug` is on.
+pub fn enabled(bug: Bug) -> bool {
+    BUGS.load(Ordering::Relaxed) & bug.bit() != 0
+}
+
+/// `bug!(Name)`: whether the deliberate bug `Name` is switched on (always `false`
+/// without the `sim-hooks` feature, where this module does not exist).
+#[macro_export]
+#[doc(hidden)]
+macro_rules! bug {
+    ($bug:ident) => {
+        $crate::hooks::enabled($crate::hooks::Bug::$bug)
+    };
+}

@@ -1,0 +1,616 @@
+//! The invariant checker: reads a run's event log and reports every violation of
+//! the invariants in DESIGN.md, each against a bound computed from the run's
+//! settings (see [`SimConfig`]'s bound methods).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use octopus_core::{JsonLayout, KeyLayout};
+
+use crate::config::SimConfig;
+use crate::hosts::{NAMESPACE, SERVICE};
+use crate::log::{secs, Ev, FaultKind};
+use crate::run::RunLog;
+
+/// The invariants, by number, as DESIGN.md names them.
+pub const INVARIANTS: [&str; 10] = [
+    "1 heal visibility",
+    "2 crash removal",
+    "3 no false eviction",
+    "4 graceful deregister",
+    "5 monotonic views",
+    "6 gap-free resume",
+    "7 convergence",
+    "8 no duplicates",
+    "9 fencing",
+    "10 retry hygiene",
+];
+
+/// One broken invariant.
+#[derive(Clone, Debug)]
+pub struct Violation {
+    /// Which (one of [`INVARIANTS`]).
+    pub invariant: &'static str,
+    /// When.
+    pub at: Duration,
+    /// What broke it.
+    pub detail: String,
+}
+
+/// The checker's findings.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Every violation found.
+    pub violations: Vec<Violation>,
+    /// How many times each invariant was checked.
+    pub checks: BTreeMap<&'static str, u64>,
+}
+
+impl Report {
+    fn check(&mut self, invariant: &'static str, ok: bool, at: Duration, detail: impl FnOnce() -> String) {
+        *self.checks.entry(invariant).or_default() += 1;
+        if !ok {
+            self.violations.push(Violation {
+                invariant,
+                at,
+                detail: detail(),
+            });
+        }
+    }
+}
+
+/// An interval during which something was wrong for `hosts`.
+#[derive(Debug)]
+struct Outage {
+    a: String,
+    b: String,
+    from: Duration,
+    to: Duration,
+}
+
+type Keys = BTreeMap<String, (i64, String)>;
+
+/// What the log says, indexed for the checks.
+struct Facts<'a> {
+    cfg: &'a SimConfig,
+    end: Duration,
+    /// Link faults (partition, one-way partition, hold) between `a` and `b`.
+    links: Vec<Outage>,
+    /// Host down intervals (`a` is the host; `b` unused).
+    downs: Vec<Outage>,
+    /// When each host first ran.
+    first_up: BTreeMap<String, Duration>,
+    /// lease → (granting host, ttl, when).
+    grants: BTreeMap<i64, (String, Duration, Duration)>,
+    /// lease → times etcd answered a keepalive for it while it lived.
+    refreshes: BTreeMap<i64, Vec<Duration>>,
+    /// Times etcd started again with its data (every lease restarts its TTL).
+    restarts: Vec<Duration>,
+    /// Times etcd came back without data.
+    losses: Vec<Duration>,
+    /// Compactions.
+    compactions: Vec<Duration>,
+    /// Revisions written by a client's request.
+    requested: BTreeSet<i64>,
+    /// Every key change, in order: (when, key, new value: (lease, instance) or deleted),
+    /// with `None` keys marking a data loss (everything gone).
+    changes: Vec<(Duration, Option<String>, Option<(i64, String)>)>,
+    /// Views per discoverer: (when, revision, resyncs, fresh, instances, incarnation).
+    views: BTreeMap<String, Vec<(Duration, i64, u64, bool, Vec<String>, u32)>>,
+}
+
+fn instance_of(key: &str, value: &str) -> String {
+    let layout = JsonLayout::new(NAMESPACE).expect("static namespace");
+    match layout.decode(SERVICE, key.as_bytes(), value.as_bytes()) {
+        Ok(i) => format!("{}@{}", i.id, i.endpoint()),
+        Err(e) => format!("undecodable({e})"),
+    }
+}
+
+fn id_of(instance: &str) -> &str {
+    instance.split('@').next().unwrap_or(instance)
+}
+
+impl<'a> Facts<'a> {
+    fn new(cfg: &'a SimConfig, entries: &[(Duration, Ev)]) -> Self {
+        let end = cfg.duration;
+        let mut f = Facts {
+            cfg,
+            end,
+            links: Vec::new(),
+            downs: Vec::new(),
+            first_up: BTreeMap::new(),
+            grants: BTreeMap::new(),
+            refreshes: BTreeMap::new(),
+            restarts: Vec::new(),
+            losses: Vec::new(),
+            compactions: Vec::new(),
+            requested: BTreeSet::new(),
+            changes: Vec::new(),
+            views: BTreeMap::new(),
+        };
+        let mut open: BTreeMap<u32, (String, String, Duration)> = BTreeMap::new();
+        let mut down_since: BTreeMap<String, Duration> = BTreeMap::new();
+        let mut incarnations: BTreeMap<String, u32> = BTreeMap::new();
+        for (at, ev) in entries {
+            let at = *at;
+            match ev {
+                Ev::FaultStart { id, kind, a, b } if *kind != FaultKind::Latency => {
+                    open.insert(*id, (a.clone(), b.clone(), at));
+                }
+                Ev::FaultEnd { id } => {
+                    if let Some((a, b, from)) = open.remove(id) {
+                        f.links.push(Outage { a, b, from, to: at });
+                    }
+                }
+                Ev::HostDown { host } => {
+                    down_since.insert(host.clone(), at);
+                }
+                Ev::HostUp { host } => {
+                    f.first_up.entry(host.clone()).or_insert(at);
+                    *incarnations.entry(host.clone()).or_default() += 1;
+                    if let Some(from) = down_since.remove(host) {
+                        f.downs.push(Outage {
+                            a: host.clone(),
+                            b: String::new(),
+                            from,
+                            to: at,
+                        });
+                    }
+                }
+                Ev::EtcdUp { lost_data, .. } => {
+                    f.first_up.entry("etcd".into()).or_insert(at);
+                    if let Some(from) = down_since.remove("etcd") {
+                        f.downs.push(Outage {
+                            a: "etcd".into(),
+                            b: String::new(),
+                            from,
+                            to: at,
+                        });
+                    }
+                    if *lost_data {
+                        f.losses.push(at);
+                        f.changes.push((at, None, None));
+                    } else {
+                        f.restarts.push(at);
+                    }
+                }
+                Ev::Compact { .. } => f.compactions.push(at),
+                Ev::Grant { lease, ttl, host } => {
+                    f.grants.insert(*lease, (host.clone(), *ttl, at));
+                }
+                Ev::KeepAlive { lease, alive: true } => f.refreshes.entry(*lease).or_default().push(at),
+                Ev::Write { revision, .. } | Ev::Revoke { revision, .. } => {
+                    f.requested.insert(*revision);
+                }
+                Ev::Put { key, lease, value, .. } => {
+                    f.changes
+                        .push((at, Some(key.clone()), Some((*lease, instance_of(key, value)))));
+                }
+                Ev::Delete { key, .. } => f.changes.push((at, Some(key.clone()), None)),
+                Ev::View {
+                    host,
+                    revision,
+                    resyncs,
+                    fresh,
+                    instances,
+                } => {
+                    let inc = incarnations.get(host).copied().unwrap_or(0);
+                    f.views.entry(host.clone()).or_default().push((
+                        at,
+                        *revision,
+                        *resyncs,
+                        *fresh,
+                        instances.clone(),
+                        inc,
+                    ));
+                }
+                _ => {}
+            }
+        }
+        for (_, (a, b, from)) in open {
+            f.links.push(Outage { a, b, from, to: end });
+        }
+        for (host, from) in down_since {
+            f.downs.push(Outage {
+                a: host,
+                b: String::new(),
+                from,
+                to: end,
+            });
+        }
+        f
+    }
+
+    /// `host` ran, etcd ran, and nothing stood between them during `[from, to]`.
+    fn healthy(&self, host: &str, from: Duration, to: Duration) -> bool {
+        let overlaps = |o: &Outage| o.from <= to && o.to >= from;
+        self.first_up.get(host).is_some_and(|up| *up <= from)
+            && self.first_up.get("etcd").is_some_and(|up| *up <= from)
+            && !self.downs.iter().any(|o| (o.a == host || o.a == "etcd") && overlaps(o))
+            && !self
+                .links
+                .iter()
+                .any(|o| (o.a == host || o.b == host) && (o.a == "etcd" || o.b == "etcd") && overlaps(o))
+    }
+
+    fn running(&self, host: &str, at: Duration) -> bool {
+        self.first_up.get(host).is_some_and(|up| *up <= at)
+            && !self.downs.iter().any(|o| o.a == host && o.from <= at && o.to > at)
+    }
+
+    fn etcd_down_during(&self, from: Duration, to: Duration) -> bool {
+        self.downs.iter().any(|o| o.a == "etcd" && o.from <= to && o.to >= from)
+    }
+
+    /// etcd's keys at `at`.
+    fn keys_at(&self, at: Duration) -> Keys {
+        let mut keys = Keys::new();
+        for (t, key, value) in &self.changes {
+            if *t > at {
+                break;
+            }
+            match (key, value) {
+                (None, _) => keys.clear(),
+                (Some(k), Some(v)) => {
+                    keys.insert(k.clone(), v.clone());
+                }
+                (Some(k), None) => {
+                    keys.remove(k);
+                }
+            }
+        }
+        keys
+    }
+
+    /// The instances etcd holds at `at`.
+    fn instances_at(&self, at: Duration) -> BTreeSet<String> {
+        self.keys_at(at).into_values().map(|(_, i)| i).collect()
+    }
+
+    /// `host`'s view at `at`: its latest snapshot then.
+    fn view_at(&self, host: &str, at: Duration) -> Option<&(Duration, i64, u64, bool, Vec<String>, u32)> {
+        self.views.get(host)?.iter().take_while(|v| v.0 <= at).last()
+    }
+
+    fn changed_between(&self, key: &str, from: Duration, to: Duration) -> bool {
+        self.changes
+            .iter()
+            .any(|(t, k, _)| *t > from && *t <= to && k.as_deref().is_none_or(|k| k == key))
+    }
+}
+
+/// Checks every invariant over `run`'s log.
+pub fn check(cfg: &SimConfig, run: &RunLog) -> Report {
+    let mut report = Report::default();
+    if let Some(failure) = &run.failure {
+        report.check("7 convergence", false, Duration::ZERO, || {
+            format!("a host's software failed: {failure}")
+        });
+    }
+    let f = Facts::new(cfg, &run.entries);
+    let discoverers: Vec<String> = f.views.keys().cloned().collect();
+    let expiry_slack = Duration::from_millis(10);
+
+    // Key lifetimes, for 2, 3, 9 and propagation.
+    for (at, ev) in &run.entries {
+        let at = *at;
+        match ev {
+            Ev::Delete {
+                key,
+                revision,
+                prev_lease,
+            } if *prev_lease != 0 && !f.requested.contains(revision) => {
+                // An expiry.
+                let lease = *prev_lease;
+                let Some((owner, ttl, granted)) = f.grants.get(&lease) else {
+                    continue;
+                };
+                let last = f
+                    .refreshes
+                    .get(&lease)
+                    .into_iter()
+                    .flatten()
+                    .chain(f.restarts.iter())
+                    .chain(std::iter::once(granted))
+                    .filter(|t| **t <= at)
+                    .max()
+                    .copied()
+                    .unwrap_or(*granted);
+                report.check("2 crash removal", at + expiry_slack >= last + *ttl, at, || {
+                    format!(
+                        "{key} expired at {} but lease {lease:#x} was last refreshed at {} (ttl {ttl:?})",
+                        secs(at),
+                        secs(last)
+                    )
+                });
+                let window = cfg.refresh_bound();
+                let from = at.saturating_sub(window);
+                report.check("3 no false eviction", !f.healthy(owner, from, at), at, || {
+                    format!(
+                        "{key} (lease {lease:#x} of {owner}) expired at {} although {owner} and its link to etcd \
+                         were healthy since {} (refresh bound {window:?})",
+                        secs(at),
+                        secs(from)
+                    )
+                });
+            }
+            Ev::Put {
+                key,
+                lease,
+                prev_lease: Some(prev),
+                ..
+            } if prev != lease && *prev != 0 => {
+                let owner = f.grants.get(lease).map(|g| g.0.as_str()).unwrap_or("?");
+                let previous = f.grants.get(prev).map(|g| g.0.as_str()).unwrap_or("?");
+                report.check("9 fencing", owner == previous, at, || {
+                    format!(
+                        "{owner} overwrote {key} held by {previous}'s live lease {prev:#x} (with its lease {lease:#x})"
+                    )
+                });
+            }
+            _ => {}
+        }
+    }
+
+    // 2, the other half: a key under a lease nobody refreshes is gone by last refresh + TTL.
+    let mut live: BTreeMap<String, (i64, Duration)> = BTreeMap::new();
+    let mut overdue = |key: &str, lease: i64, since: Duration, until: Duration, report: &mut Report| {
+        let Some((_, ttl, _)) = f.grants.get(&lease) else {
+            return;
+        };
+        let mut points: Vec<Duration> = f
+            .refreshes
+            .get(&lease)
+            .into_iter()
+            .flatten()
+            .chain(f.restarts.iter())
+            .filter(|t| **t >= since && **t < until)
+            .copied()
+            .collect();
+        points.push(since);
+        points.sort();
+        points.push(until);
+        for w in points.windows(2) {
+            let (a, b) = (w[0], w[1]);
+            let ok = b <= a + *ttl + expiry_slack || f.etcd_down_during(a, b);
+            report.check("2 crash removal", ok, b, || {
+                format!(
+                    "{key} under lease {lease:#x} outlived its ttl {ttl:?}: last refreshed at {}, still there at {}",
+                    secs(a),
+                    secs(b)
+                )
+            });
+        }
+    };
+    for (t, key, value) in &f.changes {
+        match key {
+            None => {
+                for (k, (lease, since)) in std::mem::take(&mut live) {
+                    overdue(&k, lease, since, *t, &mut report);
+                }
+            }
+            Some(k) => {
+                if let Some((lease, since)) = live.remove(k) {
+                    overdue(k, lease, since, *t, &mut report);
+                }
+                if let Some((lease, _)) = value {
+                    if *lease != 0 {
+                        live.insert(k.clone(), (*lease, *t));
+                    }
+                }
+            }
+        }
+    }
+    for (k, (lease, since)) in live {
+        overdue(&k, lease, since, f.end, &mut report);
+    }
+
+    // 1 (while connected): a change reaches every connected view within a round trip.
+    let p = cfg.propagation_bound();
+    for (t, key, value) in &f.changes {
+        let Some(key) = key else { continue };
+        let t2 = *t + p;
+        if t2 > f.end || f.changed_between(key, *t, t2) {
+            continue;
+        }
+        for d in &discoverers {
+            if !f.healthy(d, t.saturating_sub(cfg.rewatch_bound()), t2) {
+                continue;
+            }
+            let Some(view) = f.view_at(d, t2) else { continue };
+            let id = key.rsplit('/').next().unwrap_or(key);
+            let ok = match value {
+                Some((_, instance)) => view.4.contains(instance),
+                None => !view.4.iter().any(|i| id_of(i) == id),
+            };
+            report.check("1 heal visibility", ok, t2, || {
+                format!(
+                    "{d}'s view at {} (revision {}) misses the {} of {key} at {} although connected",
+                    secs(t2),
+                    view.1,
+                    if value.is_some() { "put" } else { "delete" },
+                    secs(*t)
+                )
+            });
+        }
+    }
+
+    // 1 and 7 after healing: every live registrant is in etcd, every view equals etcd.
+    let converge_at = run.heal_at + cfg.heal_bound();
+    let mut finals = vec![converge_at];
+    if f.end > converge_at {
+        finals.push(f.end);
+    }
+    let deregistered: BTreeMap<String, Duration> = run
+        .entries
+        .iter()
+        .filter_map(|(t, e)| match e {
+            Ev::Deregistered { host, .. } => Some((host.clone(), *t)),
+            _ => None,
+        })
+        .collect();
+    for at in finals {
+        if at > f.end {
+            continue;
+        }
+        let keys = f.keys_at(at);
+        let ids: BTreeSet<&str> = keys.values().map(|(_, i)| id_of(i)).collect();
+        for (host, _) in f
+            .first_up
+            .iter()
+            .filter(|(h, _)| h.starts_with("reg-") || h.starts_with("twin-"))
+        {
+            if !f.running(host, at) || deregistered.get(host).is_some_and(|t| *t <= at) {
+                continue;
+            }
+            let id = if host.starts_with("twin-") {
+                "reg-0".to_owned()
+            } else {
+                host.clone()
+            };
+            report.check("1 heal visibility", ids.contains(id.as_str()), at, || {
+                format!(
+                    "{host} runs but {id} is not registered at {} ({} after the last heal)",
+                    secs(at),
+                    secs(at - run.heal_at)
+                )
+            });
+        }
+        for (key, (lease, instance)) in &keys {
+            let owner = f.grants.get(lease).map(|g| g.0.clone()).unwrap_or_default();
+            report.check("7 convergence", f.running(&owner, at), at, || {
+                format!(
+                    "{key} ({instance}) is held at {} by {owner}, which is not running",
+                    secs(at)
+                )
+            });
+        }
+        let expected = f.instances_at(at);
+        for d in &discoverers {
+            if !f.running(d, at) {
+                continue;
+            }
+            let view = f.view_at(d, at);
+            let ok = view.is_some_and(|v| v.3 && v.4.iter().cloned().collect::<BTreeSet<_>>() == expected);
+            report.check("7 convergence", ok, at, || {
+                format!(
+                    "{d}'s view at {} ({} after the last heal) is {:?}, etcd holds {:?}",
+                    secs(at),
+                    secs(at - run.heal_at),
+                    view.map(|v| (&v.4, v.1, if v.3 { "fresh" } else { "stale" })),
+                    expected
+                )
+            });
+        }
+    }
+
+    // 4: a graceful deregistration is gone from etcd when acknowledged, from views a round trip later.
+    for (host, at) in &deregistered {
+        let ok = run
+            .entries
+            .iter()
+            .any(|(t, e)| *t == *at && matches!(e, Ev::Deregistered { host: h, ok: true } if h == host));
+        report.check("4 graceful deregister", ok, *at, || {
+            format!("{host}'s deregistration failed at {} on healthy links", secs(*at))
+        });
+        let in_etcd = f.keys_at(*at).values().any(|(_, i)| id_of(i) == host);
+        report.check("4 graceful deregister", !in_etcd, *at, || {
+            format!(
+                "{host} acknowledged its deregistration at {} but etcd still holds it",
+                secs(*at)
+            )
+        });
+        for d in &discoverers {
+            let t2 = *at + p;
+            if t2 > f.end || !f.running(d, t2) {
+                continue;
+            }
+            let view = f.view_at(d, t2);
+            let ok = view.is_none_or(|v| !v.4.iter().any(|i| id_of(i) == host));
+            report.check("4 graceful deregister", ok, t2, || {
+                format!("{d} still lists {host} at {}, {p:?} after its deregistration", secs(t2))
+            });
+        }
+    }
+
+    // 5, 6, 8: per view.
+    for (d, views) in &f.views {
+        for (i, v) in views.iter().enumerate() {
+            let ids: BTreeSet<&str> = v.4.iter().map(|s| id_of(s)).collect();
+            report.check("8 no duplicates", ids.len() == v.4.len(), v.0, || {
+                format!("{d}'s view at {} lists an id twice: {:?}", secs(v.0), v.4)
+            });
+            let Some(prev) = i.checked_sub(1).map(|j| &views[j]) else {
+                continue;
+            };
+            if prev.5 != v.5 {
+                continue; // a new process
+            }
+            let lost = f.losses.iter().any(|t| *t > prev.0 && *t <= v.0);
+            report.check("5 monotonic views", v.1 >= prev.1 || lost, v.0, || {
+                format!(
+                    "{d}'s view went back from revision {} ({}) to {} ({}) without etcd losing its data",
+                    prev.1,
+                    secs(prev.0),
+                    v.1,
+                    secs(v.0)
+                )
+            });
+            if v.2 > prev.2 {
+                let since = views[..i]
+                    .iter()
+                    .rev()
+                    .find(|w| w.3 && w.5 == v.5)
+                    .map_or(Duration::ZERO, |w| w.0);
+                let cause = f.losses.iter().chain(&f.compactions).any(|t| *t >= since && *t <= v.0);
+                report.check("6 gap-free resume", cause, v.0, || {
+                    format!(
+                        "{d} resynced at {} with no compaction or data loss since its last fresh view at {}",
+                        secs(v.0),
+                        secs(since)
+                    )
+                });
+            }
+        }
+    }
+
+    // 10: backoff within its bounds, jittered, and never giving up.
+    let mut at_ceiling = 0;
+    for (at, ev) in &run.entries {
+        match ev {
+            Ev::Retry { id, delay, ceiling } => {
+                report.check(
+                    "10 retry hygiene",
+                    delay <= ceiling && *ceiling <= cfg.retry_cap,
+                    *at,
+                    || {
+                        format!(
+                            "{id} backed off {delay:?} (ceiling {ceiling:?}, cap {:?})",
+                            cfg.retry_cap
+                        )
+                    },
+                );
+                if delay == ceiling {
+                    at_ceiling += 1;
+                }
+            }
+            Ev::Status { host, status } => {
+                report.check("10 retry hygiene", !status.starts_with("failed"), *at, || {
+                    format!("{host}'s registration gave up: {status}")
+                });
+            }
+            _ => {}
+        }
+    }
+    let retries = run
+        .entries
+        .iter()
+        .filter(|(_, e)| matches!(e, Ev::Retry { .. }))
+        .count();
+    report.check("10 retry hygiene", at_ceiling < 3, f.end, || {
+        format!("{at_ceiling} of {retries} backoff delays equal their ceiling exactly: the retries are not jittered")
+    });
+    report.violations.sort_by_key(|v| v.at);
+    report
+}
