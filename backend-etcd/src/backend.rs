@@ -200,9 +200,6 @@ fn tune(ep: Endpoint, o: &EtcdOptions) -> Endpoint {
 
 struct EtcdKeeper {
     keeper: etcd_client::LeaseKeeper,
-    /// etcd-client sends one keepalive when it opens the stream: the first beat
-    /// reads that one's answer instead of sending a second request.
-    primed: bool,
     stream: LeaseKeepAliveStream,
     limit: Duration,
 }
@@ -211,9 +208,7 @@ struct EtcdKeeper {
 impl LeaseKeeper for EtcdKeeper {
     async fn keep_alive(&mut self) -> Result<Option<Duration>> {
         let answer = timeout(self.limit, async {
-            if !std::mem::take(&mut self.primed) {
-                self.keeper.keep_alive().await?;
-            }
+            self.keeper.keep_alive().await?;
             self.stream.message().await
         })
         .await
@@ -244,10 +239,23 @@ impl KvBackend for EtcdBackend {
 
     async fn keeper(&self, lease: LeaseId) -> Result<Box<dyn LeaseKeeper>> {
         let mut client = self.client.lease_client();
-        let (keeper, stream) = self.call("lease keepalive", client.keep_alive(lease.0)).await?;
+        // etcd-client opens the stream with one keepalive and reads its answer: a
+        // lease that is gone shows here, and must not look like a network error.
+        let opened = match timeout(self.limit(), client.keep_alive(lease.0)).await {
+            Ok(Err(etcd_client::Error::LeaseKeepAliveError(m))) if m == "lease not found" => {
+                return Err(Error::LeaseNotFound(lease.0));
+            }
+            Ok(r) => r.map_err(|e| etcd_err("lease keepalive", e))?,
+            Err(_) => {
+                return Err(Error::Timeout {
+                    op: "lease keepalive",
+                    after: self.limit(),
+                })
+            }
+        };
+        let (keeper, stream) = opened;
         Ok(Box::new(EtcdKeeper {
             keeper,
-            primed: true,
             stream,
             limit: self.limit(),
         }))

@@ -29,6 +29,9 @@ pub struct StoreImage {
     pub history: Vec<(Revision, Vec<Event>)>,
     /// Revisions of history kept before the oldest are compacted.
     pub history_limit: usize,
+    /// The next lease id to try: ids are never handed out twice, not even after
+    /// a restart (a client may still hold an expired one).
+    pub next_lease: i64,
 }
 
 impl Store {
@@ -44,6 +47,7 @@ impl Store {
             leases: inner.leases.iter().map(|(id, l)| (*id, l.ttl)).collect(),
             history: inner.history.clone(),
             history_limit: inner.history_limit,
+            next_lease: inner.next_lease,
         }
     }
 
@@ -75,7 +79,12 @@ impl Store {
             kvs.insert(kv.key.clone(), kv);
         }
         let first = crate::store::first_lease(image.cluster_id);
-        let next_lease = leases.keys().next_back().map_or(first, |id| (id + 1).max(first));
+        let next_lease = leases
+            .keys()
+            .next_back()
+            .map_or(first, |id| id + 1)
+            .max(first)
+            .max(image.next_lease);
         Store {
             inner: Arc::new(Mutex::new(Inner {
                 cluster_id: image.cluster_id,

@@ -45,7 +45,11 @@ impl KeepAlive {
     /// One attempt; call it at `next`.
     pub(crate) async fn beat<B: KvBackend + ?Sized>(&mut self, backend: &B) -> Beat {
         if self.keeper.is_none() {
-            self.keeper = backend.keeper(self.lease).await.ok();
+            match backend.keeper(self.lease).await {
+                Ok(k) => self.keeper = Some(k),
+                Err(Error::LeaseNotFound(_)) => return Beat::Lost(format!("lease {} expired", self.lease)),
+                Err(_) => {} // retried below, within the ttl
+            }
         }
         let interval = self.interval;
         let answer = match self.keeper.as_mut() {

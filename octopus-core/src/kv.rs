@@ -154,7 +154,8 @@ pub trait KvBackend: Send + Sync + 'static {
     /// Grants a lease of `ttl`.
     async fn grant(&self, ttl: Duration) -> Result<Lease>;
 
-    /// Opens a keeper for `lease`.
+    /// Opens a keeper for `lease`: [`Error::LeaseNotFound`] when the server
+    /// already says the lease is gone (opening may refresh it, as etcd's does).
     async fn keeper(&self, lease: LeaseId) -> Result<Box<dyn LeaseKeeper>>;
 
     /// Revokes `lease`, deleting its keys. A lease that is already gone is not an error.

@@ -13,7 +13,9 @@ use crate::log::{secs, Ev, FaultKind};
 use crate::run::RunLog;
 
 /// The invariants, by number, as DESIGN.md names them.
-pub const INVARIANTS: [&str; 10] = [
+/// The eleventh is the balancer's: after healing every call succeeds, reaches
+/// only registered instances, and round robin reaches all of them.
+pub const INVARIANTS: [&str; 11] = [
     "1 heal visibility",
     "2 crash removal",
     "3 no false eviction",
@@ -24,6 +26,7 @@ pub const INVARIANTS: [&str; 10] = [
     "8 no duplicates",
     "9 fencing",
     "10 retry hygiene",
+    "11 balanced calls",
 ];
 
 /// One broken invariant.
@@ -71,8 +74,7 @@ struct Outage {
 type Keys = BTreeMap<String, (i64, String)>;
 
 /// What the log says, indexed for the checks.
-struct Facts<'a> {
-    cfg: &'a SimConfig,
+struct Facts {
     end: Duration,
     /// Link faults (partition, one-way partition, hold) between `a` and `b`.
     links: Vec<Outage>,
@@ -111,11 +113,10 @@ fn id_of(instance: &str) -> &str {
     instance.split('@').next().unwrap_or(instance)
 }
 
-impl<'a> Facts<'a> {
-    fn new(cfg: &'a SimConfig, entries: &[(Duration, Ev)]) -> Self {
+impl Facts {
+    fn new(cfg: &SimConfig, entries: &[(Duration, Ev)]) -> Self {
         let end = cfg.duration;
         let mut f = Facts {
-            cfg,
             end,
             links: Vec::new(),
             downs: Vec::new(),
@@ -335,6 +336,19 @@ pub fn check(cfg: &SimConfig, run: &RunLog) -> Report {
                     )
                 });
             }
+            Ev::Status { host, status } if status.starts_with("lost") => {
+                // A registrant whose link was healthy long enough to refresh must not lose its lease.
+                let window = cfg.refresh_bound();
+                let from = at.saturating_sub(window);
+                report.check("3 no false eviction", !f.healthy(host, from, at), at, || {
+                    format!(
+                        "{host} lost its registration at {} although it and its link to etcd were healthy since {} \
+                         ({status})",
+                        secs(at),
+                        secs(from)
+                    )
+                });
+            }
             Ev::Put {
                 key,
                 lease,
@@ -355,7 +369,7 @@ pub fn check(cfg: &SimConfig, run: &RunLog) -> Report {
 
     // 2, the other half: a key under a lease nobody refreshes is gone by last refresh + TTL.
     let mut live: BTreeMap<String, (i64, Duration)> = BTreeMap::new();
-    let mut overdue = |key: &str, lease: i64, since: Duration, until: Duration, report: &mut Report| {
+    let overdue = |key: &str, lease: i64, since: Duration, until: Duration, report: &mut Report| {
         let Some((_, ttl, _)) = f.grants.get(&lease) else {
             return;
         };
@@ -611,6 +625,56 @@ pub fn check(cfg: &SimConfig, run: &RunLog) -> Report {
     report.check("10 retry hygiene", at_ceiling < 3, f.end, || {
         format!("{at_ceiling} of {retries} backoff delays equal their ceiling exactly: the retries are not jittered")
     });
+    // 11: calls through the balancer, once everything has converged.
+    let calls: Vec<(Duration, &str, &Result<String, String>)> = run
+        .entries
+        .iter()
+        .filter_map(|(_, e)| match e {
+            Ev::Call { host, started, result } => Some((*started, host.as_str(), result)),
+            _ => None,
+        })
+        .collect();
+    let first_dereg = deregistered.values().min().copied().unwrap_or(f.end);
+    for d in &discoverers {
+        let mut reached = BTreeSet::new();
+        let mut n = 0;
+        for (started, _, result) in calls.iter().filter(|(t, h, _)| h == d && *t >= converge_at) {
+            let started = *started;
+            match result {
+                Err(e) => report.check("11 balanced calls", false, started, || {
+                    format!(
+                        "{d}'s call at {} failed with {e} after everything healed",
+                        secs(started)
+                    )
+                }),
+                Ok(instance) => {
+                    let now = f.instances_at(started);
+                    let before = f.instances_at(started.saturating_sub(p));
+                    report.check(
+                        "11 balanced calls",
+                        now.contains(instance) || before.contains(instance),
+                        started,
+                        || {
+                            format!(
+                                "{d}'s call at {} reached {instance}, which is not registered",
+                                secs(started)
+                            )
+                        },
+                    );
+                    if started < first_dereg {
+                        reached.insert(instance.clone());
+                        n += 1;
+                    }
+                }
+            }
+        }
+        let expected = f.instances_at(first_dereg.min(f.end).saturating_sub(Duration::from_millis(1)));
+        if n >= 2 * expected.len() && n > 0 {
+            report.check("11 balanced calls", reached == expected, converge_at, || {
+                format!("round robin from {d} reached {reached:?} of {expected:?} in {n} calls after healing")
+            });
+        }
+    }
     report.violations.sort_by_key(|v| v.at);
     report
 }

@@ -32,6 +32,8 @@ pub struct SimConfig {
     pub base_latency: Duration,
     /// Fraction of the run that has faults; the rest heals.
     pub safety_fraction: f64,
+    /// How often each discoverer calls the greeter through the balancer.
+    pub call_interval: Duration,
     /// Whether a second process with the same instance id as `reg-0` joins (the fencing scenario).
     pub twin: bool,
 }
@@ -53,6 +55,7 @@ impl SimConfig {
             max_latency: Duration::from_millis(100),
             base_latency: Duration::from_millis(2),
             safety_fraction: 0.6,
+            call_interval: Duration::from_millis(250),
             twin: true,
         }
     }

@@ -13,6 +13,11 @@ use octopus_etcd::{EtcdBackend, EtcdOptions};
 use octopus_mem::{KeyRange, Store};
 use tokio::time::sleep;
 
+use octopus_core::balance::{BalancedChannel, Connector, Policy};
+use octopus_greeter::greeter_client::GreeterClient;
+use octopus_greeter::{HelloRequest, NamedGreeter};
+use tonic::transport::{Channel, Endpoint};
+
 use crate::config::SimConfig;
 use crate::log::{Ev, Log};
 use crate::net;
@@ -239,10 +244,17 @@ pub async fn registrant(ctx: Ctx, host: String, id: String, start_after: Duratio
     }
     ctx.log.push(Ev::HostUp { host: host.clone() });
     let cfg = &ctx.cfg;
+    // The greeter it registers, answering with `id@endpoint` as the views show it.
+    let ip = turmoil::lookup(host.as_str());
+    let name = format!("{id}@{ip}:{SERVICE_PORT}");
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(NamedGreeter::service(name))
+            .serve_with_incoming(net::incoming(SERVICE_PORT)),
+    );
     let backend = backend(cfg).await?;
     let rng = JitterRng::seeded(ctx.seed(&host, incarnation));
     let registry = backend.registry_with(layout());
-    let ip = turmoil::lookup(host.as_str());
     let instance = ServiceInstance::new(SERVICE, id, ip.to_string(), SERVICE_PORT)?;
     let options = RegisterOptions::default()
         .ttl(cfg.ttl)?
@@ -276,7 +288,29 @@ pub async fn registrant(ctx: Ctx, host: String, id: String, start_after: Duratio
     Ok(())
 }
 
-/// A discoverer: watches the service and logs every view.
+/// The balancer's connector over turmoil's TCP, with the timeouts of the run.
+struct SimConnector(Duration);
+
+impl Connector for SimConnector {
+    fn connect(&self, instance: &ServiceInstance) -> octopus_core::Result<Channel> {
+        let endpoint = Endpoint::from_shared(format!("http://{}", instance.endpoint())).map_err(|e| {
+            octopus_core::Error::InvalidInstance {
+                field: "addr",
+                value: instance.endpoint(),
+                rule: format!("must form a valid URI: {e}"),
+            }
+        })?;
+        Ok(endpoint
+            .connect_timeout(self.0)
+            .http2_keep_alive_interval(self.0 / 2)
+            .keep_alive_timeout(self.0)
+            .keep_alive_while_idle(true)
+            .connect_with_connector_lazy(net::connector()))
+    }
+}
+
+/// A discoverer: watches the service, logs every view, and calls the greeter
+/// through the balancer (round robin) every `call_interval`.
 pub async fn discoverer(ctx: Ctx, host: String) -> HostResult {
     let incarnation = ctx.shared.start(&host);
     ctx.log.push(Ev::HostUp { host: host.clone() });
@@ -286,12 +320,40 @@ pub async fn discoverer(ctx: Ctx, host: String) -> HostResult {
         .discovery_with(layout())
         .with_retry(BackoffPolicy::new(cfg.retry_base, cfg.discovery_retry_cap)?)
         .with_rng(JitterRng::seeded(ctx.seed(&host, incarnation)));
-    let mut watch = loop {
-        match discovery.watch(SERVICE).await {
-            Ok(w) => break w,
-            Err(_) => sleep(cfg.retry_base).await,
+    let (mut watch, for_balancer) = loop {
+        match (discovery.watch(SERVICE).await, discovery.watch(SERVICE).await) {
+            (Ok(w), Ok(b)) => break (w, b),
+            _ => sleep(cfg.retry_base).await,
         }
     };
+    let balanced = BalancedChannel::new(
+        SERVICE,
+        for_balancer,
+        Policy::RoundRobin,
+        Arc::new(SimConnector(cfg.request_timeout)),
+        JitterRng::seeded(ctx.seed(&format!("{host}-balancer"), incarnation)),
+    );
+    let (caller, log) = (host.clone(), ctx.log.clone());
+    let period = cfg.call_interval;
+    let timeout = cfg.request_timeout;
+    tokio::spawn(async move {
+        let mut client = GreeterClient::new(balanced);
+        loop {
+            sleep(period).await;
+            let started = turmoil::sim_elapsed().unwrap_or_default();
+            let request = HelloRequest { name: caller.clone() };
+            let result = match tokio::time::timeout(timeout, client.say_hello(request)).await {
+                Ok(Ok(reply)) => Ok(reply.into_inner().instance),
+                Ok(Err(status)) => Err(format!("{:?}", status.code())),
+                Err(_) => Err("timeout".to_owned()),
+            };
+            log.push(Ev::Call {
+                host: caller.clone(),
+                started,
+                result,
+            });
+        }
+    });
     while let Some(snapshot) = watch.next().await {
         let mut instances: Vec<String> = snapshot
             .instances

@@ -140,6 +140,8 @@ pub enum Ev {
     Call {
         /// The calling host.
         host: String,
+        /// When it started.
+        started: Duration,
         /// Which instance answered (`id@endpoint`), or the error.
         result: Result<String, String>,
     },

@@ -1,30 +1,410 @@
-//! `octopus-sim`: runs seeds of the deterministic simulator.
+//! `octopus-sim`: runs seeds of Octopus's deterministic simulator.
+//!
+//! ```text
+//! octopus-sim --seeds 1000            # seeds 1..=1000, one process each, in parallel
+//! octopus-sim --seed 42 --log         # replay one seed with its full event log
+//! ```
+//!
+//! Exit codes: 0 every invariant held on every seed (or, with `--expect-violation`,
+//! a violation was found); 1 a violation (or none found with `--expect-violation`);
+//! 2 bad arguments.
 
-fn main() {
-    let seed: u64 = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(1);
-    let cfg = octopus_sim::config::SimConfig::new(seed);
-    let started = std::time::Instant::now();
-    let run = octopus_sim::run::run(&cfg, std::env::var_os("TRACE").is_some());
-    if std::env::var_os("LOG").is_some() {
-        for (at, ev) in &run.entries {
-            println!("{} {ev:?}", octopus_sim::log::secs(*at));
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use octopus_sim::check::{self, INVARIANTS};
+use octopus_sim::config::SimConfig;
+use octopus_sim::log::{secs, Ev};
+use octopus_sim::run;
+
+const HELP: &str = "\
+octopus-sim: the real Octopus etcd client against a simulated etcd, under faults drawn from a seed
+
+USAGE:
+    octopus-sim [--seeds N] [--first S] [OPTIONS]     run seeds S..S+N-1 (default 1..=100), one process each
+    octopus-sim --seed N [--log] [--trace] [OPTIONS]  run one seed in this process and explain it
+
+OPTIONS:
+    --duration SECS        simulated seconds per run (default 60)
+    --registrants N        hosts that register (default 5)
+    --discoverers N        hosts that watch (default 3)
+    --jobs J               seeds at a time (default: the machine's cores)
+    --bug NAME             switch on a deliberate bug: keepalive-stops, watch-from-zero, no-jitter, no-fencing
+    --expect-violation     succeed only if some seed breaks an invariant (to prove a bug is caught)
+    --log                  print the event log (with --seed)
+    --trace                print the library's tracing with simulated timestamps (with --seed)
+    -h, --help             this text
+
+EXIT CODES:
+    0  every invariant held on every seed (with --expect-violation: a violation was found)
+    1  an invariant was broken (with --expect-violation: none was)
+    2  bad arguments";
+
+#[derive(Clone, Debug)]
+struct Args {
+    seeds: u64,
+    first: u64,
+    seed: Option<u64>,
+    duration: Option<u64>,
+    registrants: Option<usize>,
+    discoverers: Option<usize>,
+    jobs: usize,
+    bug: Option<String>,
+    expect_violation: bool,
+    log: bool,
+    trace: bool,
+    child: bool,
+}
+
+fn parse() -> Result<Args, String> {
+    let mut a = Args {
+        seeds: 100,
+        first: 1,
+        seed: None,
+        duration: None,
+        registrants: None,
+        discoverers: None,
+        jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        bug: None,
+        expect_violation: false,
+        log: false,
+        trace: false,
+        child: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
+        fn num<T: std::str::FromStr>(name: &str, v: String) -> Result<T, String> {
+            v.parse()
+                .map_err(|_| format!("{name} must be a non-negative integer, not {v:?}"))
+        }
+        match flag.as_str() {
+            "--seeds" => a.seeds = num("--seeds", value("--seeds")?)?,
+            "--first" => a.first = num("--first", value("--first")?)?,
+            "--seed" => a.seed = Some(num("--seed", value("--seed")?)?),
+            "--duration" => a.duration = Some(num("--duration", value("--duration")?)?),
+            "--registrants" => a.registrants = Some(num("--registrants", value("--registrants")?)?),
+            "--discoverers" => a.discoverers = Some(num("--discoverers", value("--discoverers")?)?),
+            "--hosts" => {
+                // --hosts R,D
+                let v = value("--hosts")?;
+                let (r, d) = v.split_once(',').ok_or("--hosts takes REGISTRANTS,DISCOVERERS")?;
+                a.registrants = Some(num("--hosts", r.to_owned())?);
+                a.discoverers = Some(num("--hosts", d.to_owned())?);
+            }
+            "--jobs" => a.jobs = num::<usize>("--jobs", value("--jobs")?)?.max(1),
+            "--bug" => {
+                let v = value("--bug")?;
+                if octopus_core::hooks::Bug::from_name(&v).is_none() {
+                    let names: Vec<&str> = octopus_core::hooks::Bug::ALL.iter().map(|(_, n)| *n).collect();
+                    return Err(format!("unknown bug {v:?}: one of {}", names.join(", ")));
+                }
+                a.bug = Some(v);
+            }
+            "--expect-violation" => a.expect_violation = true,
+            "--log" => a.log = true,
+            "--trace" => a.trace = true,
+            "--child" => a.child = true,
+            "-h" | "--help" => return Err(String::new()),
+            other => return Err(format!("unknown argument {other:?}")),
         }
     }
-    let report = octopus_sim::check::check(&cfg, &run);
-    for v in &report.violations {
+    if a.duration == Some(0) {
+        return Err("--duration must be at least 1 second".into());
+    }
+    Ok(a)
+}
+
+fn config(a: &Args, seed: u64) -> SimConfig {
+    let mut cfg = SimConfig::new(seed);
+    if let Some(d) = a.duration {
+        cfg.duration = Duration::from_secs(d);
+    }
+    if let Some(r) = a.registrants {
+        cfg.registrants = r;
+    }
+    if let Some(d) = a.discoverers {
+        cfg.discoverers = d;
+    }
+    cfg
+}
+
+/// The flags that shape a run, to pass to a child or print in a replay command.
+fn shape_flags(a: &Args) -> Vec<String> {
+    let mut f = Vec::new();
+    if let Some(d) = a.duration {
+        f.extend(["--duration".into(), d.to_string()]);
+    }
+    if let Some(r) = a.registrants {
+        f.extend(["--registrants".into(), r.to_string()]);
+    }
+    if let Some(d) = a.discoverers {
+        f.extend(["--discoverers".into(), d.to_string()]);
+    }
+    if let Some(b) = &a.bug {
+        f.extend(["--bug".into(), b.clone()]);
+    }
+    f
+}
+
+fn replay_command(a: &Args, seed: u64) -> String {
+    let mut cmd = format!("cargo run -p octopus-sim --release -- --seed {seed}");
+    for f in shape_flags(a) {
+        cmd.push(' ');
+        cmd.push_str(&f);
+    }
+    cmd.push_str(" --log");
+    cmd
+}
+
+fn main() -> ExitCode {
+    let args = match parse() {
+        Ok(a) => a,
+        Err(e) if e.is_empty() => {
+            println!("{HELP}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("octopus-sim: {e}\n\n{HELP}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(bug) = &args.bug {
+        octopus_core::hooks::enable(octopus_core::hooks::Bug::from_name(bug).expect("checked in parse"));
+    }
+    match args.seed {
+        Some(seed) => one(&args, seed),
+        None => many(&args),
+    }
+}
+
+/// Runs one seed here; as a child, prints machine-readable lines for the parent.
+fn one(a: &Args, seed: u64) -> ExitCode {
+    let cfg = config(a, seed);
+    let wall = std::time::Instant::now();
+    let run = run::run(&cfg, a.trace);
+    let wall = wall.elapsed();
+    let report = check::check(&cfg, &run);
+    if a.child {
+        let checks: Vec<String> = report
+            .checks
+            .iter()
+            .map(|(k, v)| format!("{}={v}", k.split(' ').next().unwrap_or(k)))
+            .collect();
         println!(
-            "VIOLATION {} at {}: {}",
-            v.invariant,
-            octopus_sim::log::secs(v.at),
-            v.detail
+            "RESULT seed={seed} digest={:016x} events={} sim_ms={} wall_us={} checks={}",
+            run.digest,
+            run.entries.len(),
+            cfg.duration.as_millis(),
+            wall.as_micros(),
+            checks.join(",")
+        );
+        for v in &report.violations {
+            println!("VIOLATION {} | {} | {}", v.invariant, secs(v.at), v.detail);
+        }
+        return if report.violations.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        };
+    }
+    if a.log {
+        for (at, ev) in &run.entries {
+            println!("{} {ev:?}", secs(*at));
+        }
+    }
+    let faults = run
+        .entries
+        .iter()
+        .filter(|(_, e)| matches!(e, Ev::FaultStart { .. } | Ev::HostDown { .. }))
+        .count();
+    println!(
+        "seed {seed}: {} events, {faults} faults, digest {:016x}, {:.1} simulated s in {:.3} s ({:.0}x)",
+        run.entries.len(),
+        run.digest,
+        cfg.duration.as_secs_f64(),
+        wall.as_secs_f64(),
+        cfg.duration.as_secs_f64() / wall.as_secs_f64().max(1e-9)
+    );
+    for inv in INVARIANTS {
+        println!(
+            "  {inv:<24} checked {:>5}",
+            report.checks.get(inv).copied().unwrap_or(0)
         );
     }
+    if report.violations.is_empty() {
+        println!("every invariant held");
+        return ExitCode::SUCCESS;
+    }
+    for v in &report.violations {
+        println!("VIOLATION of invariant {} at {}: {}", v.invariant, secs(v.at), v.detail);
+    }
+    println!("replay: {}", replay_command(a, seed));
+    ExitCode::from(1)
+}
+
+struct ChildResult {
+    seed: u64,
+    ok: bool,
+    digest: String,
+    wall: Duration,
+    sim: Duration,
+    checks: BTreeMap<String, u64>,
+    violations: Vec<String>,
+    failure: Option<String>,
+}
+
+fn run_child(a: &Args, seed: u64) -> ChildResult {
+    let exe = std::env::current_exe().expect("the running binary");
+    let mut r = ChildResult {
+        seed,
+        ok: false,
+        digest: String::new(),
+        wall: Duration::ZERO,
+        sim: Duration::ZERO,
+        checks: BTreeMap::new(),
+        violations: Vec::new(),
+        failure: None,
+    };
+    let child = Command::new(exe)
+        .args(["--child", "--seed", &seed.to_string()])
+        .args(shape_flags(a))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            r.failure = Some(format!("could not start a child: {e}"));
+            return r;
+        }
+    };
+    let stdout = child.stdout.take().expect("piped");
+    for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+        if let Some(rest) = line.strip_prefix("RESULT ") {
+            for field in rest.split(' ') {
+                let Some((k, v)) = field.split_once('=') else { continue };
+                match k {
+                    "digest" => r.digest = v.to_owned(),
+                    "wall_us" => r.wall = Duration::from_micros(v.parse().unwrap_or(0)),
+                    "sim_ms" => r.sim = Duration::from_millis(v.parse().unwrap_or(0)),
+                    "checks" => {
+                        for c in v.split(',').filter(|c| !c.is_empty()) {
+                            if let Some((name, n)) = c.split_once('=') {
+                                r.checks.insert(name.to_owned(), n.parse().unwrap_or(0));
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        } else if let Some(v) = line.strip_prefix("VIOLATION ") {
+            r.violations.push(v.to_owned());
+        }
+    }
+    let mut stderr = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        use std::io::Read;
+        let _ = e.read_to_string(&mut stderr);
+    }
+    match child.wait() {
+        Ok(status) if status.success() => r.ok = true,
+        Ok(status) if r.violations.is_empty() => {
+            r.failure = Some(format!("the child exited with {status}: {}", stderr.trim()));
+        }
+        Ok(_) => {}
+        Err(e) => r.failure = Some(format!("waiting for the child failed: {e}")),
+    }
+    r
+}
+
+/// Runs seeds in child processes (a process per seed: tokio's task ids are
+/// process-wide, so only a fresh process replays a seed exactly).
+fn many(a: &Args) -> ExitCode {
+    let started = std::time::Instant::now();
+    let next = Arc::new(AtomicU64::new(a.first));
+    let stop = Arc::new(AtomicBool::new(false));
+    let last = a.first + a.seeds;
+    let (tx, rx) = mpsc::channel();
+    let workers: Vec<_> = (0..a.jobs.min(a.seeds.max(1) as usize))
+        .map(|_| {
+            let (next, stop, tx, a) = (next.clone(), stop.clone(), tx.clone(), a.clone());
+            std::thread::spawn(move || loop {
+                if stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                let seed = next.fetch_add(1, Ordering::Relaxed);
+                if seed >= last {
+                    return;
+                }
+                if tx.send(run_child(&a, seed)).is_err() {
+                    return;
+                }
+            })
+        })
+        .collect();
+    drop(tx);
+
+    let mut done = 0u64;
+    let mut sim = Duration::ZERO;
+    let mut totals: BTreeMap<String, u64> = BTreeMap::new();
+    let mut failed: Option<ChildResult> = None;
+    for r in rx {
+        done += 1;
+        sim += r.sim;
+        for (k, v) in &r.checks {
+            *totals.entry(k.clone()).or_default() += v;
+        }
+        if !r.ok && failed.is_none() {
+            stop.store(true, Ordering::Relaxed);
+            failed = Some(r);
+        } else if done % 50 == 0 {
+            eprintln!("  {done} seeds, {:.1} s", started.elapsed().as_secs_f64());
+        }
+    }
+    for w in workers {
+        let _ = w.join();
+    }
+    let wall = started.elapsed().as_secs_f64();
     println!(
-        "seed {seed} digest {:016x} events {} wall {:?} failure {:?} checks {:?}",
-        run.digest,
-        run.entries.len(),
-        started.elapsed(),
-        run.failure,
-        report.checks
+        "{done} seeds in {wall:.1} s: {:.1} seeds/s, {:.0} simulated s per wall s ({} jobs){}",
+        done as f64 / wall,
+        sim.as_secs_f64() / wall,
+        a.jobs,
+        a.bug.as_ref().map_or(String::new(), |b| format!(", bug {b} on"))
     );
+    for inv in INVARIANTS {
+        let short = inv.split(' ').next().unwrap_or(inv);
+        println!("  {inv:<24} checked {:>8}", totals.get(short).copied().unwrap_or(0));
+    }
+    match (failed, a.expect_violation) {
+        (None, false) => {
+            println!("every invariant held on every seed");
+            ExitCode::SUCCESS
+        }
+        (None, true) => {
+            println!("no seed broke an invariant, but a violation was expected");
+            ExitCode::from(1)
+        }
+        (Some(r), expect) => {
+            println!("seed {} (digest {}):", r.seed, r.digest);
+            if let Some(f) = &r.failure {
+                println!("  failed: {f}");
+            }
+            for v in &r.violations {
+                println!("  VIOLATION {v}");
+            }
+            println!("replay: {}", replay_command(a, r.seed));
+            if expect && r.failure.is_none() {
+                println!("caught, as expected, after {done} seeds");
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+    }
 }

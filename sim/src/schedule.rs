@@ -159,10 +159,17 @@ pub fn draw(cfg: &SimConfig, rng: &mut StdRng) -> Schedule {
                 if !free(&busy, &reserved, &host, t, until) {
                     continue;
                 }
-                let (a, b) = if kind == FaultKind::PartitionOneway && rng.random_bool(0.5) {
-                    ("etcd".to_owned(), host.clone())
+                // Mostly between a client and etcd; sometimes between a discoverer
+                // and a registrant (the balancer's traffic).
+                let peer = if host.starts_with("disc-") && cfg.registrants > 0 && rng.random_bool(0.25) {
+                    format!("reg-{}", rng.random_range(0..cfg.registrants))
                 } else {
-                    (host.clone(), "etcd".to_owned())
+                    "etcd".to_owned()
+                };
+                let (a, b) = if kind == FaultKind::PartitionOneway && rng.random_bool(0.5) {
+                    (peer, host.clone())
+                } else {
+                    (host.clone(), peer)
                 };
                 let id = next_id;
                 next_id += 1;
