@@ -73,6 +73,27 @@ struct Outage {
 
 type Keys = BTreeMap<String, (i64, String)>;
 
+/// A discoverer's snapshot, as logged.
+#[derive(Debug)]
+struct View {
+    at: Duration,
+    revision: i64,
+    resyncs: u64,
+    fresh: bool,
+    instances: Vec<String>,
+    /// Which start of the host it came from.
+    incarnation: u32,
+}
+
+/// One change of etcd's keys: `key` None is a data loss (every key gone);
+/// `value` None is a delete.
+#[derive(Debug)]
+struct Change {
+    at: Duration,
+    key: Option<String>,
+    value: Option<(i64, String)>,
+}
+
 /// What the log says, indexed for the checks.
 struct Facts {
     end: Duration,
@@ -96,9 +117,9 @@ struct Facts {
     requested: BTreeSet<i64>,
     /// Every key change, in order: (when, key, new value: (lease, instance) or deleted),
     /// with `None` keys marking a data loss (everything gone).
-    changes: Vec<(Duration, Option<String>, Option<(i64, String)>)>,
+    changes: Vec<Change>,
     /// Views per discoverer: (when, revision, resyncs, fresh, instances, incarnation).
-    views: BTreeMap<String, Vec<(Duration, i64, u64, bool, Vec<String>, u32)>>,
+    views: BTreeMap<String, Vec<View>>,
 }
 
 fn instance_of(key: &str, value: &str) -> String {
@@ -171,7 +192,11 @@ impl Facts {
                     }
                     if *lost_data {
                         f.losses.push(at);
-                        f.changes.push((at, None, None));
+                        f.changes.push(Change {
+                            at,
+                            key: None,
+                            value: None,
+                        });
                     } else {
                         f.restarts.push(at);
                     }
@@ -185,10 +210,17 @@ impl Facts {
                     f.requested.insert(*revision);
                 }
                 Ev::Put { key, lease, value, .. } => {
-                    f.changes
-                        .push((at, Some(key.clone()), Some((*lease, instance_of(key, value)))));
+                    f.changes.push(Change {
+                        at,
+                        key: Some(key.clone()),
+                        value: Some((*lease, instance_of(key, value))),
+                    });
                 }
-                Ev::Delete { key, .. } => f.changes.push((at, Some(key.clone()), None)),
+                Ev::Delete { key, .. } => f.changes.push(Change {
+                    at,
+                    key: Some(key.clone()),
+                    value: None,
+                }),
                 Ev::View {
                     host,
                     revision,
@@ -197,14 +229,14 @@ impl Facts {
                     instances,
                 } => {
                     let inc = incarnations.get(host).copied().unwrap_or(0);
-                    f.views.entry(host.clone()).or_default().push((
+                    f.views.entry(host.clone()).or_default().push(View {
                         at,
-                        *revision,
-                        *resyncs,
-                        *fresh,
-                        instances.clone(),
-                        inc,
-                    ));
+                        revision: *revision,
+                        resyncs: *resyncs,
+                        fresh: *fresh,
+                        instances: instances.clone(),
+                        incarnation: inc,
+                    });
                 }
                 _ => {}
             }
@@ -247,11 +279,11 @@ impl Facts {
     /// etcd's keys at `at`.
     fn keys_at(&self, at: Duration) -> Keys {
         let mut keys = Keys::new();
-        for (t, key, value) in &self.changes {
-            if *t > at {
+        for c in &self.changes {
+            if c.at > at {
                 break;
             }
-            match (key, value) {
+            match (&c.key, &c.value) {
                 (None, _) => keys.clear(),
                 (Some(k), Some(v)) => {
                     keys.insert(k.clone(), v.clone());
@@ -270,14 +302,14 @@ impl Facts {
     }
 
     /// `host`'s view at `at`: its latest snapshot then.
-    fn view_at(&self, host: &str, at: Duration) -> Option<&(Duration, i64, u64, bool, Vec<String>, u32)> {
-        self.views.get(host)?.iter().take_while(|v| v.0 <= at).last()
+    fn view_at(&self, host: &str, at: Duration) -> Option<&View> {
+        self.views.get(host)?.iter().take_while(|v| v.at <= at).last()
     }
 
     fn changed_between(&self, key: &str, from: Duration, to: Duration) -> bool {
         self.changes
             .iter()
-            .any(|(t, k, _)| *t > from && *t <= to && k.as_deref().is_none_or(|k| k == key))
+            .any(|c| c.at > from && c.at <= to && c.key.as_deref().is_none_or(|k| k == key))
     }
 }
 
@@ -397,7 +429,7 @@ pub fn check(cfg: &SimConfig, run: &RunLog) -> Report {
             });
         }
     };
-    for (t, key, value) in &f.changes {
+    for Change { at: t, key, value } in &f.changes {
         match key {
             None => {
                 for (k, (lease, since)) in std::mem::take(&mut live) {
@@ -422,7 +454,7 @@ pub fn check(cfg: &SimConfig, run: &RunLog) -> Report {
 
     // 1 (while connected): a change reaches every connected view within a round trip.
     let p = cfg.propagation_bound();
-    for (t, key, value) in &f.changes {
+    for Change { at: t, key, value } in &f.changes {
         let Some(key) = key else { continue };
         let t2 = *t + p;
         if t2 > f.end || f.changed_between(key, *t, t2) {
@@ -435,14 +467,14 @@ pub fn check(cfg: &SimConfig, run: &RunLog) -> Report {
             let Some(view) = f.view_at(d, t2) else { continue };
             let id = key.rsplit('/').next().unwrap_or(key);
             let ok = match value {
-                Some((_, instance)) => view.4.contains(instance),
-                None => !view.4.iter().any(|i| id_of(i) == id),
+                Some((_, instance)) => view.instances.contains(instance),
+                None => !view.instances.iter().any(|i| id_of(i) == id),
             };
             report.check("1 heal visibility", ok, t2, || {
                 format!(
                     "{d}'s view at {} (revision {}) misses the {} of {key} at {} although connected",
                     secs(t2),
-                    view.1,
+                    view.revision,
                     if value.is_some() { "put" } else { "delete" },
                     secs(*t)
                 )
@@ -506,13 +538,13 @@ pub fn check(cfg: &SimConfig, run: &RunLog) -> Report {
                 continue;
             }
             let view = f.view_at(d, at);
-            let ok = view.is_some_and(|v| v.3 && v.4.iter().cloned().collect::<BTreeSet<_>>() == expected);
+            let ok = view.is_some_and(|v| v.fresh && v.instances.iter().cloned().collect::<BTreeSet<_>>() == expected);
             report.check("7 convergence", ok, at, || {
                 format!(
                     "{d}'s view at {} ({} after the last heal) is {:?}, etcd holds {:?}",
                     secs(at),
                     secs(at - run.heal_at),
-                    view.map(|v| (&v.4, v.1, if v.3 { "fresh" } else { "stale" })),
+                    view.map(|v| (&v.instances, v.revision, if v.fresh { "fresh" } else { "stale" })),
                     expected
                 )
             });
@@ -541,7 +573,7 @@ pub fn check(cfg: &SimConfig, run: &RunLog) -> Report {
                 continue;
             }
             let view = f.view_at(d, t2);
-            let ok = view.is_none_or(|v| !v.4.iter().any(|i| id_of(i) == host));
+            let ok = view.is_none_or(|v| !v.instances.iter().any(|i| id_of(i) == host));
             report.check("4 graceful deregister", ok, t2, || {
                 format!("{d} still lists {host} at {}, {p:?} after its deregistration", secs(t2))
             });
@@ -551,37 +583,37 @@ pub fn check(cfg: &SimConfig, run: &RunLog) -> Report {
     // 5, 6, 8: per view.
     for (d, views) in &f.views {
         for (i, v) in views.iter().enumerate() {
-            let ids: BTreeSet<&str> = v.4.iter().map(|s| id_of(s)).collect();
-            report.check("8 no duplicates", ids.len() == v.4.len(), v.0, || {
-                format!("{d}'s view at {} lists an id twice: {:?}", secs(v.0), v.4)
+            let ids: BTreeSet<&str> = v.instances.iter().map(|s| id_of(s)).collect();
+            report.check("8 no duplicates", ids.len() == v.instances.len(), v.at, || {
+                format!("{d}'s view at {} lists an id twice: {:?}", secs(v.at), v.instances)
             });
             let Some(prev) = i.checked_sub(1).map(|j| &views[j]) else {
                 continue;
             };
-            if prev.5 != v.5 {
+            if prev.incarnation != v.incarnation {
                 continue; // a new process
             }
-            let lost = f.losses.iter().any(|t| *t > prev.0 && *t <= v.0);
-            report.check("5 monotonic views", v.1 >= prev.1 || lost, v.0, || {
+            let lost = f.losses.iter().any(|t| *t > prev.at && *t <= v.at);
+            report.check("5 monotonic views", v.revision >= prev.revision || lost, v.at, || {
                 format!(
                     "{d}'s view went back from revision {} ({}) to {} ({}) without etcd losing its data",
-                    prev.1,
-                    secs(prev.0),
-                    v.1,
-                    secs(v.0)
+                    prev.revision,
+                    secs(prev.at),
+                    v.revision,
+                    secs(v.at)
                 )
             });
-            if v.2 > prev.2 {
+            if v.resyncs > prev.resyncs {
                 let since = views[..i]
                     .iter()
                     .rev()
-                    .find(|w| w.3 && w.5 == v.5)
-                    .map_or(Duration::ZERO, |w| w.0);
-                let cause = f.losses.iter().chain(&f.compactions).any(|t| *t >= since && *t <= v.0);
-                report.check("6 gap-free resume", cause, v.0, || {
+                    .find(|w| w.fresh && w.incarnation == v.incarnation)
+                    .map_or(Duration::ZERO, |w| w.at);
+                let cause = f.losses.iter().chain(&f.compactions).any(|t| *t >= since && *t <= v.at);
+                report.check("6 gap-free resume", cause, v.at, || {
                     format!(
                         "{d} resynced at {} with no compaction or data loss since its last fresh view at {}",
-                        secs(v.0),
+                        secs(v.at),
                         secs(since)
                     )
                 });

@@ -189,7 +189,7 @@ pub fn digest(entries: &[(Duration, Ev)]) -> u64 {
     let mut line = String::new();
     for (at, ev) in entries {
         line.clear();
-        let _ = write!(line, "{}:{ev:?}\n", at.as_nanos());
+        let _ = writeln!(line, "{}:{ev:?}", at.as_nanos());
         for b in line.bytes() {
             h ^= u64::from(b);
             h = h.wrapping_mul(0x0100_0000_01b3);
