@@ -15,6 +15,7 @@ pub struct Client {
     url: RegistryUrl,
     registry: Arc<dyn Registry>,
     discovery: Arc<dyn Discovery>,
+    inspector: crate::Inspector,
     defaults: RegisterOptions,
 }
 
@@ -81,7 +82,7 @@ pub async fn connect(url: &str) -> Result<Client> {
         Some("true") => Some(defaults.clone()),
         Some(other) => return Err(url.error(format!("shared_lease={other:?} must be true or false"))),
     };
-    let (registry, discovery): (Arc<dyn Registry>, Arc<dyn Discovery>) = match url.scheme.as_str() {
+    let (registry, discovery, inspector) = match url.scheme.as_str() {
         #[cfg(feature = "mem")]
         "mem" => {
             let name = url.hosts.join(",");
@@ -108,18 +109,19 @@ pub async fn connect(url: &str) -> Result<Client> {
         url,
         registry,
         discovery,
+        inspector,
         defaults,
     })
 }
 
-/// The registry and discovery of one backend; with `shared`, one lease for every
-/// registration, kept alive with those options.
+/// The registry, discovery and inspector of one backend; with `shared`, one lease
+/// for every registration, kept alive with those options.
 #[allow(dead_code)] // unused when no backend is compiled in
 fn pair<B: crate::core::KvBackend>(
     backend: B,
     layout: Arc<dyn crate::KeyLayout>,
     shared: Option<RegisterOptions>,
-) -> (Arc<dyn Registry>, Arc<dyn Discovery>) {
+) -> (Arc<dyn Registry>, Arc<dyn Discovery>, crate::Inspector) {
     let backend = Arc::new(backend);
     let mut registry = crate::core::LeaseRegistry::new(backend.clone(), layout.clone());
     if let Some(options) = shared {
@@ -127,7 +129,8 @@ fn pair<B: crate::core::KvBackend>(
     }
     (
         Arc::new(registry),
-        Arc::new(crate::core::WatchDiscovery::new(backend, layout)),
+        Arc::new(crate::core::WatchDiscovery::new(backend.clone(), layout.clone())),
+        crate::Inspector::new(backend, layout),
     )
 }
 
@@ -234,6 +237,17 @@ impl Client {
     /// The discovery.
     pub fn discovery(&self) -> Arc<dyn Discovery> {
         self.discovery.clone()
+    }
+
+    /// Raw access for operators' tools: list services and keys (undecodable ones
+    /// included), read one, delete one.
+    pub fn inspector(&self) -> &crate::Inspector {
+        &self.inspector
+    }
+
+    /// The registry URL this client was made from.
+    pub fn url(&self) -> &str {
+        self.url.as_str()
     }
 
     /// The registration defaults from the URL.

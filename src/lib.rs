@@ -36,6 +36,7 @@
 #![forbid(unsafe_code)]
 
 mod client;
+mod inspect;
 #[cfg(feature = "config")]
 mod config;
 #[cfg(feature = "grpc")]
@@ -47,6 +48,7 @@ mod serve;
 mod url;
 
 pub use client::{connect, Client};
+pub use inspect::{Entry, Inspector};
 #[cfg(feature = "config")]
 pub use config::{substitute, OctopusConfig, ServiceConfig};
 pub use url::{parse_duration, RegistryUrl};

@@ -9,14 +9,17 @@ use tonic_health::ServingStatus;
 
 use crate::{Error, RegisterOptions, Registry, Result, ServiceInstance, Status};
 
-/// How [`serve`] shuts down.
-#[derive(Clone, Copy, Debug)]
+/// How [`serve`] shuts down, and what else follows its registration.
+#[derive(Clone, Debug)]
 pub struct ServeOptions {
     /// After deregistering, keep serving this long so that clients' discovery sees
     /// the instance go before its listener closes (default 1 s).
     pub drain_delay: Duration,
     /// Then wait at most this long for in-flight calls (default 10 s).
     pub grace: Duration,
+    /// Makes `/readyz` follow the registration (feature `metrics`).
+    #[cfg(feature = "metrics")]
+    pub readiness: Option<crate::metrics::Readiness>,
 }
 
 impl Default for ServeOptions {
@@ -24,6 +27,8 @@ impl Default for ServeOptions {
         ServeOptions {
             drain_delay: Duration::from_secs(1),
             grace: Duration::from_secs(10),
+            #[cfg(feature = "metrics")]
+            readiness: None,
         }
     }
 }
@@ -58,6 +63,10 @@ pub async fn serve(
     );
 
     let registration = registry.register(instance.clone(), options).await?;
+    #[cfg(feature = "metrics")]
+    if let Some(readiness) = &serve_options.readiness {
+        readiness.track(&registration);
+    }
     let mut status = registration.status();
     let follower = {
         let reporter = reporter.clone();

@@ -57,6 +57,7 @@ async fn health_follows_registration_and_sigterm_drains_after_deregistering() {
     let drain = ServeOptions {
         drain_delay: Duration::from_millis(500),
         grace: Duration::from_secs(2),
+        ..ServeOptions::default()
     };
     let server = tokio::spawn(async move {
         serve(

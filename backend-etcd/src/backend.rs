@@ -313,6 +313,12 @@ impl KvBackend for EtcdBackend {
         ))
     }
 
+    async fn delete(&self, key: &str) -> Result<bool> {
+        let mut kv = self.client.kv_client();
+        let resp = self.call("delete", kv.delete(key, None)).await?;
+        Ok(resp.deleted() > 0)
+    }
+
     async fn delete_owned(&self, key: &str, lease: LeaseId) -> Result<bool> {
         let txn = Txn::new()
             .when([Compare::lease(key, CompareOp::Equal, lease.0)])

@@ -200,6 +200,11 @@ impl KvBackend for MemBackend {
         }
     }
 
+    async fn delete(&self, key: &str) -> Result<bool> {
+        self.check()?;
+        Ok(!self.store.delete(&KeyRange::key(key))?.1.is_empty())
+    }
+
     async fn delete_owned(&self, key: &str, lease: LeaseId) -> Result<bool> {
         self.check()?;
         let owned = Compare {

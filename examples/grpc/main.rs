@@ -48,6 +48,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         let drain = ServeOptions {
             drain_delay: Duration::from_millis(300),
             grace: Duration::from_secs(2),
+            ..ServeOptions::default()
         };
         servers.push(tokio::spawn(async move {
             serve(router, listener, &*registry, instance, options, drain, async {

@@ -170,6 +170,10 @@ pub trait KvBackend: Send + Sync + 'static {
     /// Atomically deletes `key` if it is held by `lease`; true if it was deleted.
     async fn delete_owned(&self, key: &str, lease: LeaseId) -> Result<bool>;
 
+    /// Deletes `key` whoever holds it (an operator's tool: `octopus deregister`);
+    /// true if it existed.
+    async fn delete(&self, key: &str) -> Result<bool>;
+
     /// Reads every key under `prefix` at one revision (paginated as the backend needs).
     async fn range_prefix(&self, prefix: &str) -> Result<(Header, Vec<KeyValue>)>;
 

@@ -24,6 +24,13 @@ pub trait KeyLayout: Send + Sync + fmt::Debug + 'static {
 
     /// Decodes a key and value found under `prefix(service)`. The result is validated.
     fn decode(&self, service: &str, key: &[u8], value: &[u8]) -> Result<ServiceInstance>;
+
+    /// The prefix under which every service lives, when a service's name is the
+    /// first path segment after it (so that services can be listed); `None` when
+    /// the layout cannot tell (the default).
+    fn root(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Octopus's own layout: `{namespace}/services/{service}/{id}` → JSON [`ServiceInstance`].
@@ -79,6 +86,10 @@ pub fn validate_namespace(namespace: &str) -> Result<String> {
 impl KeyLayout for JsonLayout {
     fn prefix(&self, service: &str) -> String {
         format!("{}/services/{service}/", self.namespace)
+    }
+
+    fn root(&self) -> Option<String> {
+        Some(format!("{}/services/", self.namespace))
     }
 
     fn key(&self, instance: &ServiceInstance, _lease: LeaseId) -> String {

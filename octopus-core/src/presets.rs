@@ -105,6 +105,10 @@ impl KeyLayout for KratosLayout {
         format!("{}/{service}/", self.namespace)
     }
 
+    fn root(&self) -> Option<String> {
+        Some(format!("{}/", self.namespace))
+    }
+
     fn key(&self, instance: &ServiceInstance, _lease: LeaseId) -> String {
         format!("{}{}", self.prefix(&instance.service), instance.id)
     }
@@ -199,6 +203,11 @@ impl KeyLayout for EtcdNamingLayout {
         bare_prefix(&self.namespace, service)
     }
 
+    fn root(&self) -> Option<String> {
+        // Without a namespace the services are the top of the key space: not listable.
+        (!self.namespace.is_empty()).then(|| format!("{}/", self.namespace))
+    }
+
     fn key(&self, instance: &ServiceInstance, _lease: LeaseId) -> String {
         format!("{}{}", self.prefix(&instance.service), instance.endpoint())
     }
@@ -264,6 +273,11 @@ impl GoZeroLayout {
 impl KeyLayout for GoZeroLayout {
     fn prefix(&self, service: &str) -> String {
         bare_prefix(&self.namespace, service)
+    }
+
+    fn root(&self) -> Option<String> {
+        // Without a namespace the services are the top of the key space: not listable.
+        (!self.namespace.is_empty()).then(|| format!("{}/", self.namespace))
     }
 
     fn key(&self, instance: &ServiceInstance, lease: LeaseId) -> String {
