@@ -68,7 +68,8 @@ pub struct ServiceConfig {
     pub id: String,
     /// Address to advertise.
     pub addr: String,
-    /// Port to advertise (and listen on).
+    /// Port to listen on and advertise; 0: any free port, the one bound is
+    /// advertised (see [`OctopusConfig::instance_on`]).
     pub port: u16,
     /// Version.
     #[serde(default)]
@@ -167,10 +168,17 @@ impl OctopusConfig {
         config.register_options().map_err(|e| config_err(file, e))?;
         if let Some(s) = &config.service {
             config
-                .instance_of(s)
+                .instance_of(s, s.port.max(1))
                 .map_err(|e| config_err(file, format!("key `service`: {e}")))?;
         }
         Ok(config)
+    }
+
+    /// Parses TOML text (no file, no environment; `${VAR}` substitution applies),
+    /// e.g. for tests.
+    pub fn from_toml_str(text: &str) -> Result<Self> {
+        let text = substitute(text, |var| std::env::var(var).ok()).map_err(|e| config_err("(text)", e))?;
+        Self::extract(Figment::from(Toml::string(&text)), "(text)")
     }
 
     /// The registration options these settings describe.
@@ -200,13 +208,20 @@ impl OctopusConfig {
         Ok(opts.retry(policy))
     }
 
-    /// The instance of the `[service]` section, validated.
+    /// The instance of the `[service]` section, validated (port 0 is an error
+    /// here: bind first, then use [`OctopusConfig::instance_on`]).
     pub fn instance(&self) -> Result<Option<ServiceInstance>> {
-        self.service.as_ref().map(|s| self.instance_of(s)).transpose()
+        self.service.as_ref().map(|s| self.instance_of(s, s.port)).transpose()
     }
 
-    fn instance_of(&self, s: &ServiceConfig) -> Result<ServiceInstance> {
-        let mut i = ServiceInstance::new(&s.name, &s.id, &s.addr, s.port)?
+    /// The instance of the `[service]` section advertising `port`, the port the
+    /// server actually bound (for `port = 0`).
+    pub fn instance_on(&self, port: u16) -> Result<Option<ServiceInstance>> {
+        self.service.as_ref().map(|s| self.instance_of(s, port)).transpose()
+    }
+
+    fn instance_of(&self, s: &ServiceConfig, port: u16) -> Result<ServiceInstance> {
+        let mut i = ServiceInstance::new(&s.name, &s.id, &s.addr, port)?
             .with_version(&s.version)
             .with_weight(s.weight);
         i.metadata = s.metadata.clone();

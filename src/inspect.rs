@@ -42,7 +42,9 @@ pub struct Inspector {
 
 impl std::fmt::Debug for Inspector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Inspector").field("layout", &self.layout).finish_non_exhaustive()
+        f.debug_struct("Inspector")
+            .field("layout", &self.layout)
+            .finish_non_exhaustive()
     }
 }
 
@@ -64,7 +66,9 @@ impl Inspector {
         let mut services = BTreeMap::new();
         for kv in kvs {
             let rest = &kv.key[root.len().min(kv.key.len())..];
-            let Some(end) = rest.iter().position(|b| *b == b'/') else { continue };
+            let Some(end) = rest.iter().position(|b| *b == b'/') else {
+                continue;
+            };
             let service = String::from_utf8_lossy(&rest[..end]).into_owned();
             *services.entry(service).or_insert(0) += 1;
         }

@@ -36,11 +36,11 @@
 #![forbid(unsafe_code)]
 
 mod client;
-mod inspect;
 #[cfg(feature = "config")]
 mod config;
 #[cfg(feature = "grpc")]
 pub mod grpc;
+mod inspect;
 #[cfg(feature = "metrics")]
 pub mod metrics;
 #[cfg(feature = "grpc")]
@@ -48,9 +48,9 @@ mod serve;
 mod url;
 
 pub use client::{connect, Client};
-pub use inspect::{Entry, Inspector};
 #[cfg(feature = "config")]
 pub use config::{substitute, OctopusConfig, ServiceConfig};
+pub use inspect::{Entry, Inspector};
 pub use url::{parse_duration, RegistryUrl};
 
 pub use octopus_core::{
