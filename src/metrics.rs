@@ -16,7 +16,7 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -34,7 +34,14 @@ pub fn install() -> Result<PrometheusHandle> {
     if let Some(h) = slot.as_ref() {
         return Ok(h.clone());
     }
+    // Propagation is a histogram with buckets (aggregatable across instances),
+    // from 1 ms to 10 s.
+    let buckets = [
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    ];
     let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Full(PROPAGATION.to_owned()), &buckets)
+        .map_err(|e| Error::backend("metrics", format!("invalid histogram buckets: {e}")))?
         .install_recorder()
         .map_err(|e| Error::backend("metrics", format!("cannot install the Prometheus recorder: {e}")))?;
     *slot = Some(handle.clone());

@@ -59,6 +59,15 @@ async fn prometheus_series_and_health_endpoints() {
     .expect("not ready while the registration is lost");
     backend.set_reachable(true);
     reg.registered().await.unwrap();
+    // …and discovery sees the new registration live (its watch resumes after a backoff).
+    let now = backend.store().header().revision;
+    timeout(
+        Duration::from_secs(10),
+        w.wait_for(|s| s.is_fresh() && s.revision >= now),
+    )
+    .await
+    .expect("discovery caught up")
+    .unwrap();
 
     let (code, body) = get(addr, "/metrics").await;
     assert_eq!(code, 200);
@@ -102,6 +111,20 @@ async fn prometheus_series_and_health_endpoints() {
         "{body}"
     );
     assert_eq!(value("octopus_instances", "metered", None), Some(1.0), "{body}");
+    // The re-registration reached the watch: one propagation observed, in buckets.
+    let propagation = scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == "octopus_discovery_propagation_seconds" && s.labels.get("service") == Some("metered"))
+        .unwrap_or_else(|| panic!("no propagation histogram in {body}"));
+    match &propagation.value {
+        prometheus_parse::Value::Histogram(buckets) => {
+            let all = buckets.iter().map(|b| b.count).fold(0.0, f64::max);
+            assert!(all >= 1.0, "{body}");
+            assert!(buckets.iter().any(|b| b.less_than == 0.001), "{body}");
+        }
+        other => panic!("propagation is not a histogram: {other:?}"),
+    }
     assert_eq!(get(addr, "/nope").await.0, 404);
 
     reg.deregister().await.unwrap();

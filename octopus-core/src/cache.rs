@@ -291,7 +291,13 @@ impl<B: KvBackend> CacheTask<B> {
                 Some(Ok(WatchMessage::Events { revision, events })) => {
                     for ev in &events {
                         match ev.kind {
-                            EventKind::Put => self.apply_put(&ev.kv),
+                            EventKind::Put => {
+                                // A live change: how long it took to get here.
+                                if let Some(written) = self.layout.written_at(&ev.kv.value) {
+                                    crate::telemetry::propagated(&self.service, written);
+                                }
+                                self.apply_put(&ev.kv)
+                            }
                             EventKind::Delete => {
                                 self.state.remove(&ev.kv.key);
                             }

@@ -25,6 +25,13 @@ pub trait KeyLayout: Send + Sync + fmt::Debug + 'static {
     /// Decodes a key and value found under `prefix(service)`. The result is validated.
     fn decode(&self, service: &str, key: &[u8], value: &[u8]) -> Result<ServiceInstance>;
 
+    /// When the value was written (since the Unix epoch), if the layout stamps
+    /// it: discovery measures propagation from it. `None` by default.
+    fn written_at(&self, value: &[u8]) -> Option<std::time::Duration> {
+        let _ = value;
+        None
+    }
+
     /// The prefix under which every service lives, when a service's name is the
     /// first path segment after it (so that services can be listed); `None` when
     /// the layout cannot tell (the default).
@@ -83,6 +90,15 @@ pub fn validate_namespace(namespace: &str) -> Result<String> {
     Ok(trimmed.to_owned())
 }
 
+/// An instance with the time it was written.
+#[derive(serde::Serialize)]
+struct Stamped<'a> {
+    #[serde(flatten)]
+    instance: &'a ServiceInstance,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    written_at_ms: Option<u64>,
+}
+
 impl KeyLayout for JsonLayout {
     fn prefix(&self, service: &str) -> String {
         format!("{}/services/{service}/", self.namespace)
@@ -96,9 +112,24 @@ impl KeyLayout for JsonLayout {
         format!("{}{}", self.prefix(&instance.service), instance.id)
     }
 
+    /// The instance as JSON, plus `written_at_ms`: when it was written (readers
+    /// that do not know the field ignore it).
     fn encode(&self, instance: &ServiceInstance) -> Result<Vec<u8>> {
         instance.validate()?;
-        serde_json::to_vec(instance).map_err(|e| Error::instance("instance", &instance.id, e.to_string()))
+        let stamped = Stamped {
+            instance,
+            written_at_ms: crate::clock::wall_now().map(|d| d.as_millis() as u64),
+        };
+        serde_json::to_vec(&stamped).map_err(|e| Error::instance("instance", &instance.id, e.to_string()))
+    }
+
+    fn written_at(&self, value: &[u8]) -> Option<std::time::Duration> {
+        #[derive(serde::Deserialize)]
+        struct Stamp {
+            written_at_ms: Option<u64>,
+        }
+        let stamp: Stamp = serde_json::from_slice(value).ok()?;
+        stamp.written_at_ms.map(std::time::Duration::from_millis)
     }
 
     fn decode(&self, service: &str, key: &[u8], value: &[u8]) -> Result<ServiceInstance> {

@@ -24,6 +24,7 @@
 
 mod backoff;
 mod cache;
+pub mod clock;
 mod discovery;
 mod error;
 #[cfg(feature = "sim-hooks")]

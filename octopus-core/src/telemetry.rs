@@ -2,7 +2,9 @@
 //! Prometheus series when the application installs one (the facade's `metrics`
 //! feature does). Names follow Prometheus conventions.
 
-use metrics::{counter, gauge};
+use std::time::Duration;
+
+use metrics::{counter, gauge, histogram};
 
 use crate::Status;
 
@@ -22,6 +24,10 @@ pub const RESYNCS: &str = "octopus_resyncs_total";
 pub const DECODE_ERRORS: &str = "octopus_decode_errors_total";
 /// Instances in a discovery view.
 pub const INSTANCES: &str = "octopus_instances";
+/// Seconds from a registration's write (its `written_at_ms`, by the writer's
+/// wall clock) to a discovery watch receiving it (by the reader's): propagation,
+/// including any clock difference between the two hosts.
+pub const PROPAGATION: &str = "octopus_discovery_propagation_seconds";
 /// Balancer picks per endpoint.
 pub const BALANCER_PICKS: &str = "octopus_balancer_picks_total";
 /// Balancer ejections per endpoint.
@@ -49,6 +55,14 @@ pub(crate) fn status_changed(service: &str, old: Option<&Status>, new: &Status) 
     if matches!(new, Status::Lost { .. }) {
         counter!(LEASE_LOSSES, "service" => service.to_owned()).increment(1);
     }
+}
+
+/// A watch received a change written at `written` (since the Unix epoch).
+pub(crate) fn propagated(service: &str, written: Duration) {
+    let Some(now) = crate::clock::wall_now() else { return };
+    // A reader whose clock is behind the writer's would see a negative delay: 0.
+    let seconds = now.saturating_sub(written).as_secs_f64();
+    histogram!(PROPAGATION, "service" => service.to_owned()).record(seconds);
 }
 
 pub(crate) fn reregistered(service: &str) {

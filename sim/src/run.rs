@@ -115,8 +115,11 @@ fn drive(cfg: &SimConfig, log: Log) -> RunLog {
         shared: shared.clone(),
     };
 
+    // Registrations stamp their write time: simulated time, so runs stay deterministic.
+    octopus_core::clock::set_wall_clock(turmoil::since_epoch);
     let mut sim = turmoil::Builder::new()
         .rng_seed(cfg.seed)
+        .epoch(std::time::UNIX_EPOCH + Duration::from_secs(1_764_000_000))
         .simulation_duration(cfg.duration + Duration::from_secs(60))
         .tick_duration(Duration::from_millis(1))
         .min_message_latency(Duration::ZERO)
