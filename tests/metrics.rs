@@ -69,6 +69,18 @@ async fn prometheus_series_and_health_endpoints() {
     .expect("discovery caught up")
     .unwrap();
 
+    // An abandoned registration (its key left to the TTL) leaves the gauge too.
+    let abandoned = backend
+        .registry()
+        .register(
+            ServiceInstance::new("abandoned", "a1", "127.0.0.1", 1).unwrap(),
+            RegisterOptions::default(),
+        )
+        .await
+        .unwrap();
+    abandoned.registered().await.unwrap();
+    abandoned.abandon().await;
+
     let (code, body) = get(addr, "/metrics").await;
     assert_eq!(code, 200);
     let lines = body.lines().map(|l| Ok(l.to_owned()));
@@ -111,6 +123,11 @@ async fn prometheus_series_and_health_endpoints() {
         "{body}"
     );
     assert_eq!(value("octopus_instances", "metered", None), Some(1.0), "{body}");
+    assert_eq!(
+        value("octopus_registrations", "abandoned", Some(("status", "registered"))),
+        Some(0.0),
+        "{body}"
+    );
     // The re-registration reached the watch: one propagation observed, in buckets.
     let propagation = scrape
         .samples

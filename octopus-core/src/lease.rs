@@ -412,7 +412,12 @@ impl<B: KvBackend> Task<B> {
                 let _ = self.deregister().await;
                 Some(Exit::Done)
             }
-            Some(Command::Abandon) => Some(Exit::Done),
+            Some(Command::Abandon) => {
+                // The registration leaves this process's gauge (its key is left to the TTL).
+                let current = self.status.borrow().clone();
+                crate::telemetry::status_changed(&self.instance.service, Some(&current), &Status::Deregistered);
+                Some(Exit::Done)
+            }
         }
     }
 
