@@ -186,7 +186,7 @@ pub(crate) async fn watch(args: &RegistryArgs, service: &str) -> Result {
                     "revision": snapshot.revision,
                     "fresh": fresh,
                     "resyncs": snapshot.resyncs,
-                    "instances": &snapshot.instances[..],
+                    "instances": snapshot.instances.iter().map(|i| &**i).collect::<Vec<&ServiceInstance>>(),
                     "added": diff.added.iter().map(|i| &i.id).collect::<Vec<_>>(),
                     "removed": diff.removed.iter().map(|i| &i.id).collect::<Vec<_>>(),
                     "updated": diff.updated.iter().map(|(_, i)| &i.id).collect::<Vec<_>>(),

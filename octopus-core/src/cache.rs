@@ -9,6 +9,8 @@ use tokio::sync::{oneshot, watch};
 use tokio::time::{sleep, Instant};
 
 use crate::lease::next_message;
+use crate::view::View;
+use crate::Instances;
 use crate::{
     Backoff, BackoffPolicy, Discovery, Error, EventKind, Freshness, Header, JitterRng, KeyLayout, KeyValue, KvBackend,
     Result, Revision, ServiceInstance, Snapshot, Watch, WatchMessage, WatchStream,
@@ -100,10 +102,10 @@ impl<B: KvBackend> WatchDiscovery<B> {
         &self.stats
     }
 
-    fn decode_all(&self, service: &str, kvs: &[KeyValue]) -> Vec<(Revision, ServiceInstance)> {
+    fn decode_all<'a>(&self, service: &str, kvs: &'a [KeyValue]) -> Vec<(&'a [u8], Revision, ServiceInstance)> {
         kvs.iter()
             .filter_map(|kv| match self.layout.decode(service, &kv.key, &kv.value) {
-                Ok(i) => Some((kv.mod_revision, i)),
+                Ok(i) => Some((kv.key.as_slice(), kv.mod_revision, i)),
                 Err(e) => {
                     self.stats.decode_failed(service);
                     tracing::warn!(%service, error = %e, "skipping a value that does not decode");
@@ -116,7 +118,7 @@ impl<B: KvBackend> WatchDiscovery<B> {
 
 #[async_trait]
 impl<B: KvBackend> Discovery for WatchDiscovery<B> {
-    async fn instances(&self, service: &str) -> Result<Arc<[ServiceInstance]>> {
+    async fn instances(&self, service: &str) -> Result<Instances> {
         crate::instance::validate_name("service", service)?;
         let cached = self
             .caches
@@ -128,8 +130,11 @@ impl<B: KvBackend> Discovery for WatchDiscovery<B> {
             return Ok(snapshot.instances);
         }
         let (_, kvs) = self.backend.range_prefix(&self.layout.prefix(service)).await?;
-        let decoded = self.decode_all(service, &kvs);
-        Ok(sorted(decoded.iter().map(|(r, i)| (*r, i))))
+        let mut view = View::default();
+        for (key, revision, instance) in self.decode_all(service, &kvs) {
+            view.put(key, revision, instance);
+        }
+        Ok(view.instances())
     }
 
     async fn watch(&self, service: &str) -> Result<Watch> {
@@ -150,7 +155,7 @@ impl<B: KvBackend> Discovery for WatchDiscovery<B> {
             backoff: Backoff::new(self.retry, rng),
             retry_cap: self.retry.cap(),
             tx,
-            state: BTreeMap::new(),
+            state: View::default(),
             revision: 0,
             cluster: None,
             resyncs: 0,
@@ -171,15 +176,6 @@ impl<B: KvBackend> Discovery for WatchDiscovery<B> {
     }
 }
 
-fn sorted<'a>(entries: impl Iterator<Item = (Revision, &'a ServiceInstance)>) -> Arc<[ServiceInstance]> {
-    // Keys sort like ids in most layouts, but not all (go-zero keys hold the lease):
-    // sort by id, and keep the newest write when two keys claim one id.
-    let mut v: Vec<(Revision, &ServiceInstance)> = entries.collect();
-    v.sort_by(|a, b| a.1.id.cmp(&b.1.id).then(b.0.cmp(&a.0)));
-    v.dedup_by(|later, earlier| later.1.id == earlier.1.id);
-    v.into_iter().map(|(_, i)| i.clone()).collect()
-}
-
 struct CacheTask<B> {
     backend: Arc<B>,
     layout: Arc<dyn KeyLayout>,
@@ -189,7 +185,7 @@ struct CacheTask<B> {
     backoff: Backoff,
     retry_cap: std::time::Duration,
     tx: watch::Sender<Option<Snapshot>>,
-    state: BTreeMap<Vec<u8>, (Revision, ServiceInstance)>,
+    state: View,
     revision: Revision,
     cluster: Option<u64>,
     resyncs: u64,
@@ -324,7 +320,7 @@ impl<B: KvBackend> CacheTask<B> {
     fn apply_put(&mut self, kv: &KeyValue) {
         match self.layout.decode(&self.service, &kv.key, &kv.value) {
             Ok(instance) => {
-                self.state.insert(kv.key.clone(), (kv.mod_revision, instance));
+                self.state.put(&kv.key, kv.mod_revision, instance);
             }
             Err(e) => {
                 // A key that no longer decodes no longer counts as an instance.
@@ -366,7 +362,7 @@ impl<B: KvBackend> CacheTask<B> {
         );
         let snapshot = Snapshot {
             revision: self.revision,
-            instances: sorted(self.state.values().map(|(r, i)| (*r, i))),
+            instances: self.state.instances(),
             freshness,
             resyncs: self.resyncs,
         };

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tokio::sync::watch;
 
-use crate::{Error, Result, ServiceInstance, Snapshot, Target};
+use crate::{Error, Instances, Result, Snapshot, Target};
 
 /// Finds the live instances of a service and follows their changes.
 #[async_trait]
@@ -13,7 +13,7 @@ pub trait Discovery: Send + Sync {
     /// The instances of `service`: from the live watch cache when one is fresh (an
     /// `Arc` clone; it may lag a write by one watch round trip, like the Go
     /// framework's `GetInstances`), otherwise one read from the registry.
-    async fn instances(&self, service: &str) -> Result<Arc<[ServiceInstance]>>;
+    async fn instances(&self, service: &str) -> Result<Instances>;
 
     /// Follows `service`. Every local watcher of one service shares one registry watch.
     async fn watch(&self, service: &str) -> Result<Watch>;

@@ -49,6 +49,7 @@ mod shared;
 mod snapshot;
 mod target;
 pub mod telemetry;
+mod view;
 
 #[cfg(feature = "test-util")]
 pub mod conformance;
@@ -75,3 +76,4 @@ pub use registry::{RegisterOptions, Registration, Registry, Status};
 pub use resolver::{DiscoveryResolver, Resolver, Resolvers};
 pub use snapshot::{diff, Diff, Freshness, Snapshot};
 pub use target::Target;
+pub use view::Instances;

@@ -1,10 +1,10 @@
 //! What discovery yields: the instances of a service at one revision, and diffs between them.
 
-use std::sync::Arc;
+use std::borrow::Borrow;
 
 use tokio::time::Instant;
 
-use crate::{Revision, ServiceInstance};
+use crate::{Instances, Revision, ServiceInstance};
 
 /// How current a snapshot is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,8 +24,9 @@ pub enum Freshness {
 pub struct Snapshot {
     /// The store revision this state reflects.
     pub revision: Revision,
-    /// The instances, sorted by id. Cloning a snapshot is an `Arc` clone.
-    pub instances: Arc<[ServiceInstance]>,
+    /// The instances, sorted by id. Cloning a snapshot is an `Arc` clone; the
+    /// instances are shared with the cache (and the next snapshots), not copied.
+    pub instances: Instances,
     /// Whether the watch behind it is live.
     pub freshness: Freshness,
     /// How many times discovery had to rebuild this view from scratch because the
@@ -44,7 +45,7 @@ impl Snapshot {
         self.instances
             .binary_search_by(|i| i.id.as_str().cmp(id))
             .ok()
-            .map(|at| &self.instances[at])
+            .map(|at| &*self.instances[at])
     }
 
     /// What changed from `earlier` to `self`.
@@ -83,11 +84,11 @@ impl Diff {
 /// assert!(d.removed.is_empty());
 /// # Ok::<(), octopus_core::Error>(())
 /// ```
-pub fn diff(before: &[ServiceInstance], now: &[ServiceInstance]) -> Diff {
+pub fn diff<T: Borrow<ServiceInstance>>(before: &[T], now: &[T]) -> Diff {
     let mut d = Diff::default();
     let (mut i, mut j) = (0, 0);
     while i < before.len() || j < now.len() {
-        match (before.get(i), now.get(j)) {
+        match (before.get(i).map(T::borrow), now.get(j).map(T::borrow)) {
             (Some(b), Some(n)) if b.id == n.id => {
                 if b != n {
                     d.updated.push((b.clone(), n.clone()));

@@ -258,7 +258,7 @@ async fn follow(inner: std::sync::Weak<Inner>, mut watch: Watch, connector: Arc<
                 .iter()
                 .find(|b| b.instance.id == instance.id && b.instance.endpoint() == instance.endpoint());
             let channel = match same_endpoint {
-                Some(b) if *b.instance == *instance => {
+                Some(b) if *b.instance == **instance => {
                     next.push(b.clone());
                     continue;
                 }
@@ -275,7 +275,7 @@ async fn follow(inner: std::sync::Weak<Inner>, mut watch: Watch, connector: Arc<
             next.push(Arc::new(Backend {
                 picks: metrics::counter!(crate::telemetry::BALANCER_PICKS, &labels),
                 ejections: metrics::counter!(crate::telemetry::BALANCER_EJECTIONS, &labels),
-                instance: Arc::new(instance.clone()),
+                instance: instance.clone(),
                 channel,
                 in_flight: AtomicUsize::new(0),
                 failures: AtomicU32::new(0),

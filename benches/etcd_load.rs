@@ -1,0 +1,683 @@
+//! The etcd load harness: Octopus and a raw etcd-client baseline doing the same
+//! work against a real etcd started on a loopback port, side by side in one run.
+//!
+//!     cargo bench --bench etcd_load --features etcd                 # every scenario
+//!     cargo bench --bench etcd_load --features etcd -- sync event   # some
+//!     cargo bench --bench etcd_load --features etcd -- --quick      # a tenth of the sizes
+//!
+//! Scenarios: `register` (throughput), `propagation` (put → every watcher),
+//! `sync` (100,000 instances: time, heap), `keepalive` (etcd requests to keep
+//! 10,000 instances alive), `storm` (1,000 registrations after an etcd restart),
+//! `event` (cost per change at 10,000 instances vs re-reading everything).
+//! Results go to docs/PERFORMANCE.md.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use etcd_client::{Client, EventType, GetOptions, PutOptions, Txn, TxnOp, WatchOptions};
+use futures_util::StreamExt;
+use octopus::core::{LeaseRegistry, WatchDiscovery};
+use octopus::etcd::testing::EtcdServer;
+use octopus::etcd::EtcdBackend;
+use octopus::{BackoffPolicy, Discovery, JitterRng, JsonLayout, KeyLayout, RegisterOptions, Registry, ServiceInstance};
+use tokio::time::{sleep, timeout, Instant};
+
+// ---------------------------------------------------------------- heap counting
+
+/// The system allocator, counting live and peak heap bytes (the `cap` crate).
+#[global_allocator]
+static ALLOC: cap::Cap<std::alloc::System> = cap::Cap::new(std::alloc::System, usize::MAX);
+
+fn live() -> usize {
+    ALLOC.allocated()
+}
+
+/// Peak heap since the last [`reset_peak`]: `cap` tracks the all-time peak, so
+/// this reports the peak above the baseline only if it was reached after it.
+fn peak() -> usize {
+    ALLOC.max_allocated()
+}
+
+/// CPU time of this process so far (every thread), from /proc (nanoseconds).
+fn cpu_time() -> Duration {
+    let mut total = 0u64;
+    if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+        for t in tasks.flatten() {
+            if let Ok(s) = std::fs::read_to_string(t.path().join("schedstat")) {
+                total += s
+                    .split_whitespace()
+                    .next()
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .unwrap_or(0);
+            }
+        }
+    }
+    Duration::from_nanos(total)
+}
+
+// ---------------------------------------------------------------- helpers
+
+fn layout() -> Arc<dyn KeyLayout> {
+    Arc::new(JsonLayout::default())
+}
+
+fn instance(service: &str, n: usize) -> ServiceInstance {
+    ServiceInstance::new(service, format!("instance-{n:06}"), "10.0.0.1", 1 + (n % 60000) as u16)
+        .unwrap()
+        .with_version("v1.2.3")
+        .with_metadata("zone", "eu-west-1a")
+}
+
+async fn backend(server: &EtcdServer) -> EtcdBackend {
+    EtcdBackend::connect(server.options().request_timeout(Duration::from_secs(30)))
+        .await
+        .unwrap()
+}
+
+async fn raw(server: &EtcdServer) -> Client {
+    Client::connect([server.endpoint()], None).await.unwrap()
+}
+
+async fn big_etcd() -> EtcdServer {
+    EtcdServer::start_with(
+        &[
+            "--quota-backend-bytes=8589934592".into(),
+            "--max-txn-ops=1024".into(),
+            "--max-request-bytes=33554432".into(),
+        ],
+        None,
+    )
+    .await
+}
+
+/// Writes `n` instances of `service` with raw txns of 500 puts (no lease).
+async fn load(client: &mut Client, service: &str, n: usize) {
+    let layout = layout();
+    for chunk in (0..n).collect::<Vec<_>>().chunks(500) {
+        let ops: Vec<TxnOp> = chunk
+            .iter()
+            .map(|i| {
+                let inst = instance(service, *i);
+                TxnOp::put(
+                    layout.key(&inst, octopus::LeaseId(0)),
+                    layout.encode(&inst).unwrap(),
+                    None,
+                )
+            })
+            .collect();
+        client.txn(Txn::new().and_then(ops)).await.unwrap();
+    }
+}
+
+/// etcd's own count of messages received per gRPC method (its /metrics).
+async fn etcd_messages(server: &EtcdServer, method: &str) -> f64 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    conn.write_all(b"GET /metrics HTTP/1.0\r\nHost: etcd\r\n\r\n")
+        .await
+        .unwrap();
+    let mut body = String::new();
+    conn.read_to_string(&mut body).await.unwrap();
+    body.lines()
+        .filter(|l| l.starts_with("grpc_server_msg_received_total") && l.contains(&format!("grpc_method=\"{method}\"")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1e3)
+}
+
+// ---------------------------------------------------------------- 1. registration throughput
+
+async fn register(quick: bool) {
+    println!("\n## 1. Registration throughput (100 services, 64 in flight)\n");
+    println!("| instances | raw grant+put | Octopus register | ratio |\n|---|---|---|---|");
+    for n in if quick { vec![1_000] } else { vec![1_000, 10_000] } {
+        let server = EtcdServer::start().await;
+        let layout = layout();
+
+        let client = raw(&server).await;
+        let started = Instant::now();
+        futures_util::stream::iter(0..n)
+            .map(|i| {
+                let mut c = client.clone();
+                let layout = layout.clone();
+                async move {
+                    let inst = instance(&format!("svc{:03}", i % 100), i);
+                    let lease = c.lease_grant(30, None).await.unwrap().id();
+                    let key = layout.key(&inst, octopus::LeaseId(lease));
+                    c.put(
+                        key,
+                        layout.encode(&inst).unwrap(),
+                        Some(PutOptions::new().with_lease(lease)),
+                    )
+                    .await
+                    .unwrap();
+                }
+            })
+            .buffer_unordered(64)
+            .collect::<Vec<()>>()
+            .await;
+        let raw_rate = n as f64 / started.elapsed().as_secs_f64();
+
+        let registry = Arc::new(LeaseRegistry::new(Arc::new(backend(&server).await), layout.clone()));
+        let opts = RegisterOptions::default().ttl(Duration::from_secs(30)).unwrap();
+        let started = Instant::now();
+        let regs: Vec<_> = futures_util::stream::iter(0..n)
+            .map(|i| {
+                let (registry, opts) = (registry.clone(), opts.clone());
+                async move {
+                    let inst = instance(&format!("ours{:03}", i % 100), i);
+                    let reg = registry.register(inst, opts).await.unwrap();
+                    reg.registered().await.unwrap();
+                    reg
+                }
+            })
+            .buffer_unordered(64)
+            .collect()
+            .await;
+        let ours_rate = n as f64 / started.elapsed().as_secs_f64();
+        println!(
+            "| {n} | {raw_rate:.0}/s | {ours_rate:.0}/s | {:.2} |",
+            ours_rate / raw_rate
+        );
+        for r in regs {
+            r.abandon().await;
+        }
+    }
+}
+
+// ---------------------------------------------------------------- 2. propagation
+
+async fn propagation(quick: bool) {
+    println!("\n## 2. Propagation: put sent → change seen by each watcher (200 puts, 5 ms apart)\n");
+    println!("| watchers | raw watch p50 / p99 / max | Octopus watch p50 / p99 / max |\n|---|---|---|");
+    let puts = if quick { 50 } else { 200 };
+    for w in [1usize, 10, 100] {
+        let server = EtcdServer::start().await;
+        let mut writer = raw(&server).await;
+        let layout = layout();
+
+        // Raw: W etcd-client watches, each on its own connection.
+        let started: Arc<Mutex<BTreeMap<String, Instant>>> = Arc::default();
+        let seen: Arc<Mutex<Vec<Duration>>> = Arc::default();
+        let mut tasks = Vec::new();
+        for _ in 0..w {
+            let mut c = raw(&server).await;
+            let (started, seen) = (started.clone(), seen.clone());
+            let mut stream = c
+                .watch("/octopus/services/raw/", Some(WatchOptions::new().with_prefix()))
+                .await
+                .unwrap();
+            tasks.push(tokio::spawn(async move {
+                let _keep = c;
+                while let Ok(Some(resp)) = stream.message().await {
+                    let now = Instant::now();
+                    for ev in resp.events() {
+                        if ev.event_type() == EventType::Put {
+                            let key = ev.kv().unwrap().key_str().unwrap().to_owned();
+                            if let Some(t0) = started.lock().unwrap().get(&key) {
+                                seen.lock().unwrap().push(now - *t0);
+                            }
+                        }
+                    }
+                }
+            }));
+        }
+        sleep(Duration::from_millis(300)).await;
+        for i in 0..puts {
+            let inst = instance("raw", i);
+            let key = layout.key(&inst, octopus::LeaseId(0));
+            started.lock().unwrap().insert(key.clone(), Instant::now());
+            writer.put(key, layout.encode(&inst).unwrap(), None).await.unwrap();
+            sleep(Duration::from_millis(5)).await;
+        }
+        let _ = timeout(Duration::from_secs(10), async {
+            while seen.lock().unwrap().len() < puts * w {
+                sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        tasks.iter().for_each(|t| t.abort());
+        let mut raw_lat = seen.lock().unwrap().clone();
+        raw_lat.sort();
+
+        // Octopus: W discoveries, each on its own connection.
+        let started: Arc<Mutex<BTreeMap<String, Instant>>> = Arc::default();
+        let seen: Arc<Mutex<Vec<Duration>>> = Arc::default();
+        let mut tasks = Vec::new();
+        for _ in 0..w {
+            let discovery = WatchDiscovery::new(Arc::new(backend(&server).await), layout.clone());
+            let mut watch = discovery.watch("ours").await.unwrap();
+            let (started, seen) = (started.clone(), seen.clone());
+            tasks.push(tokio::spawn(async move {
+                let _keep = discovery;
+                let mut known = std::collections::BTreeSet::new();
+                while let Some(snapshot) = watch.next().await {
+                    let now = Instant::now();
+                    for inst in snapshot.instances.iter() {
+                        if known.insert(inst.id.clone()) {
+                            if let Some(t0) = started.lock().unwrap().get(&inst.id) {
+                                seen.lock().unwrap().push(now - *t0);
+                            }
+                        }
+                    }
+                }
+            }));
+        }
+        sleep(Duration::from_millis(300)).await;
+        for i in 0..puts {
+            let inst = instance("ours", i);
+            started.lock().unwrap().insert(inst.id.clone(), Instant::now());
+            writer
+                .put(
+                    layout.key(&inst, octopus::LeaseId(0)),
+                    layout.encode(&inst).unwrap(),
+                    None,
+                )
+                .await
+                .unwrap();
+            sleep(Duration::from_millis(5)).await;
+        }
+        let _ = timeout(Duration::from_secs(10), async {
+            while seen.lock().unwrap().len() < puts * w {
+                sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        tasks.iter().for_each(|t| t.abort());
+        let mut ours = seen.lock().unwrap().clone();
+        ours.sort();
+        println!(
+            "| {w} | {} / {} / {} ({} seen) | {} / {} / {} ({} seen) |",
+            ms(percentile(&raw_lat, 0.5)),
+            ms(percentile(&raw_lat, 0.99)),
+            ms(raw_lat.last().copied().unwrap_or_default()),
+            raw_lat.len(),
+            ms(percentile(&ours, 0.5)),
+            ms(percentile(&ours, 0.99)),
+            ms(ours.last().copied().unwrap_or_default()),
+            ours.len(),
+        );
+    }
+}
+
+// ---------------------------------------------------------------- 3. initial sync
+
+async fn sync(quick: bool) {
+    let n = if quick { 10_000 } else { 100_000 };
+    println!("\n## 3. Initial sync of one service with {n} instances (pages of 1,000)\n");
+    let server = big_etcd().await;
+    let mut client = raw(&server).await;
+    load(&mut client, "big", n).await;
+    let layout = layout();
+    let prefix = layout.prefix("big");
+
+    // Raw: the same paginated read, values left undecoded.
+    let started = Instant::now();
+    let mut count = 0;
+    let mut bytes = 0;
+    let mut start = prefix.clone().into_bytes();
+    let end = octopus::core::prefix_end(prefix.as_bytes());
+    let mut rev = 0;
+    loop {
+        let mut opts = GetOptions::new().with_range(end.clone()).with_limit(1000);
+        if rev > 0 {
+            opts = opts.with_revision(rev);
+        }
+        let resp = client.get(start.clone(), Some(opts)).await.unwrap();
+        rev = resp.header().unwrap().revision();
+        count += resp.kvs().len();
+        bytes += resp
+            .kvs()
+            .iter()
+            .map(|kv| kv.key().len() + kv.value().len())
+            .sum::<usize>();
+        if !resp.more() {
+            break;
+        }
+        start = resp.kvs().last().unwrap().key().to_vec();
+        start.push(0);
+    }
+    let raw_time = started.elapsed();
+    assert_eq!(count, n);
+
+    // Octopus: a cold watch's first snapshot, decoded and cached.
+    let backend = Arc::new(backend(&server).await);
+    let discovery = WatchDiscovery::new(backend.clone() as Arc<EtcdBackend>, layout.clone());
+    let before = live();
+    let peak_before = peak();
+    let started = Instant::now();
+    let mut watch = discovery.watch("big").await.unwrap();
+    let snapshot = watch.next().await.unwrap();
+    let ours_time = started.elapsed();
+    assert_eq!(snapshot.instances.len(), n);
+    sleep(Duration::from_millis(200)).await; // let the read buffers go
+    let held = live().saturating_sub(before);
+    // The loader's own peak came before; report the sync's if it went higher.
+    let peak = peak().max(peak_before).saturating_sub(before);
+    let strings: usize = snapshot
+        .instances
+        .iter()
+        .map(|i| {
+            i.service.len()
+                + i.id.len()
+                + i.addr.len()
+                + i.version.len()
+                + i.metadata.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
+        })
+        .sum();
+    println!("| | raw range | Octopus watch (decoded, cached) |\n|---|---|---|");
+    println!("| time | {} | {} |", ms(raw_time), ms(ours_time));
+    println!("| bytes read (keys + values) | {:.1} MB | same |", bytes as f64 / 1e6);
+    println!(
+        "| heap held for the view | — | {:.1} MB = {:.0} B per instance, of which strings {:.0} B, overhead {:.0} B |",
+        held as f64 / 1e6,
+        held as f64 / n as f64,
+        strings as f64 / n as f64,
+        (held.saturating_sub(strings)) as f64 / n as f64
+    );
+    println!(
+        "| peak heap during the sync (above the start; at most the process peak) | — | {:.1} MB |",
+        peak as f64 / 1e6
+    );
+    drop(watch);
+}
+
+// ---------------------------------------------------------------- 4. keepalive cost
+
+async fn keepalive(quick: bool) {
+    let n = if quick { 1_000 } else { 10_000 };
+    println!("\n## 4. Keepalive cost of {n} instances (TTL 10 s, keepalive every TTL/3)\n");
+    println!("| leases | etcd LeaseKeepAlive messages/s (etcd's own metrics, over 10 s) |\n|---|---|");
+    for shared in [false, true] {
+        let server = big_etcd().await;
+        let mut registry = LeaseRegistry::new(Arc::new(backend(&server).await), layout());
+        let opts = RegisterOptions::default().ttl(Duration::from_secs(10)).unwrap();
+        if shared {
+            registry = registry.with_shared_lease(opts.clone());
+        }
+        let registry = Arc::new(registry);
+        let regs: Vec<_> = futures_util::stream::iter(0..n)
+            .map(|i| {
+                let (registry, opts) = (registry.clone(), opts.clone());
+                async move {
+                    let reg = registry
+                        .register(instance(&format!("ka{:03}", i % 100), i), opts)
+                        .await
+                        .unwrap();
+                    reg.registered().await.unwrap();
+                    reg
+                }
+            })
+            .buffer_unordered(64)
+            .collect()
+            .await;
+        sleep(Duration::from_secs(4)).await; // steady state
+        let a = etcd_messages(&server, "LeaseKeepAlive").await;
+        let t = Instant::now();
+        sleep(Duration::from_secs(10)).await;
+        let b = etcd_messages(&server, "LeaseKeepAlive").await;
+        let rate = (b - a) / t.elapsed().as_secs_f64();
+        println!(
+            "| {} | {rate:.1}/s |",
+            if shared {
+                "one shared lease"
+            } else {
+                "one lease per instance"
+            }
+        );
+        for r in regs {
+            r.abandon().await;
+        }
+    }
+}
+
+// ---------------------------------------------------------------- 5. recovery storm
+
+/// Records when each "retrying registration" attempt is due (event time + delay).
+struct Attempts(Arc<Mutex<Vec<Instant>>>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Attempts {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        struct Delay(Option<u64>, bool);
+        impl tracing::field::Visit for Delay {
+            fn record_u64(&mut self, f: &tracing::field::Field, v: u64) {
+                if f.name() == "delay_us" {
+                    self.0 = Some(v);
+                }
+            }
+            fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
+                if f.name() == "message" && format!("{v:?}") == "retrying registration" {
+                    self.1 = true;
+                }
+            }
+        }
+        let mut d = Delay(None, false);
+        event.record(&mut d);
+        if let (Some(us), true) = (d.0, d.1) {
+            self.0.lock().unwrap().push(Instant::now() + Duration::from_micros(us));
+        }
+    }
+}
+
+async fn storm(attempts: Arc<Mutex<Vec<Instant>>>) {
+    const N: usize = 1000;
+    let ttl = Duration::from_secs(2);
+    let (base, cap) = (Duration::from_millis(200), Duration::from_secs(5));
+    println!("\n## 5. Recovery storm: {N} registrations, etcd killed for 2 TTLs then restarted\n");
+    let mut server = EtcdServer::start().await;
+    let registry = Arc::new(LeaseRegistry::new(Arc::new(backend(&server).await), layout()));
+    let opts = RegisterOptions::default()
+        .ttl(ttl)
+        .unwrap()
+        .retry(BackoffPolicy::new(base, cap).unwrap());
+    let mut regs = Vec::with_capacity(N);
+    for n in 0..N {
+        let reg = registry
+            .register(
+                instance(&format!("storm{:03}", n % 100), n),
+                opts.clone().jitter_rng(JitterRng::seeded(n as u64)),
+            )
+            .await
+            .unwrap();
+        regs.push(reg);
+    }
+    for r in &regs {
+        r.registered().await.unwrap();
+    }
+    server.kill();
+    sleep(ttl * 2).await;
+    let restart = Instant::now();
+    server.restart(false).await;
+    let up = restart.elapsed();
+    let mut back = Vec::with_capacity(N);
+    for r in &regs {
+        let mut rx = r.status();
+        let _ = timeout(Duration::from_secs(30), rx.wait_for(|s| s.is_registered())).await;
+        back.push(restart.elapsed());
+    }
+    let all_back = back.iter().max().copied().unwrap_or_default();
+    // The attempts that reached etcd: those due once it was serving again.
+    let ready = restart + up;
+    let mut due: Vec<Duration> = attempts
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|t| **t >= ready)
+        .map(|t| *t - ready)
+        .collect();
+    due.sort();
+    let mut busiest = 0;
+    let mut lo = 0;
+    for hi in 0..due.len() {
+        while due[hi] - due[lo] >= Duration::from_millis(10) {
+            lo += 1;
+        }
+        busiest = busiest.max(hi - lo + 1);
+    }
+    println!("| | measured | bound |\n|---|---|---|");
+    println!("| etcd serving again after the restart began | {} | — |", ms(up));
+    println!(
+        "| all {N} registered again, after etcd serves | {} | TTL + max backoff = {} |",
+        ms(all_back.saturating_sub(up)),
+        ms(ttl + cap)
+    );
+    println!(
+        "| retry attempts after etcd serves | {} | — |\n| busiest 10 ms window | {busiest} = {:.1}% | ≤ 10% |",
+        due.len(),
+        busiest as f64 * 100.0 / due.len().max(1) as f64
+    );
+    for r in regs {
+        r.abandon().await;
+    }
+}
+
+// ---------------------------------------------------------------- 6. per-event cost
+
+async fn event(quick: bool) {
+    let n = if quick { 1_000 } else { 10_000 };
+    let m = if quick { 50 } else { 200 };
+    println!("\n## 6. Cost per change at {n} instances ({m} changes, one at a time)\n");
+    let server = big_etcd().await;
+    let mut writer = raw(&server).await;
+    load(&mut writer, "ev", n).await;
+    let layout = layout();
+    let change = |i: usize| {
+        let inst = instance("ev", (i * 7919) % n).with_metadata("change", i.to_string());
+        (layout.key(&inst, octopus::LeaseId(0)), layout.encode(&inst).unwrap())
+    };
+    let event_bytes: usize = (0..m).map(|i| change(i).0.len() * 2 + change(i).1.len() * 2).sum();
+
+    // Baseline: the writer alone.
+    let cpu0 = cpu_time();
+    for i in 0..m {
+        let (k, v) = change(i);
+        writer.put(k, v, None).await.unwrap();
+    }
+    let writer_cpu = cpu_time() - cpu0;
+
+    // Octopus: one watch applies each event to its cache.
+    let discovery = WatchDiscovery::new(Arc::new(backend(&server).await), layout.clone());
+    let mut watch = discovery.watch("ev").await.unwrap();
+    let rev0 = watch.next().await.unwrap().revision;
+    let cpu0 = cpu_time();
+    for i in 0..m {
+        let (k, v) = change(m + i);
+        let rev = writer.put(k, v, None).await.unwrap().header().unwrap().revision();
+        watch.wait_for(|s| s.revision >= rev).await.unwrap();
+    }
+    let ours_cpu = (cpu_time() - cpu0).saturating_sub(writer_cpu);
+    assert!(watch.latest().unwrap().revision >= rev0 + m as i64);
+    drop(watch);
+    drop(discovery);
+
+    // Re-read everything on every event (what go-kratos's etcd registry does).
+    let mut reader = raw(&server).await;
+    let mut stream = reader
+        .watch(layout.prefix("ev"), Some(WatchOptions::new().with_prefix()))
+        .await
+        .unwrap();
+    let prefix = layout.prefix("ev");
+    let mut reread_bytes = 0usize;
+    let cpu0 = cpu_time();
+    for i in 0..m {
+        let (k, v) = change(2 * m + i);
+        writer.put(k, v, None).await.unwrap();
+        let _ = stream.message().await.unwrap();
+        let all = reader
+            .get(prefix.clone(), Some(GetOptions::new().with_prefix()))
+            .await
+            .unwrap();
+        let mut decoded = Vec::with_capacity(all.kvs().len());
+        for kv in all.kvs() {
+            reread_bytes += kv.key().len() + kv.value().len();
+            if let Ok(inst) = layout.decode("ev", kv.key(), kv.value()) {
+                decoded.push(inst);
+            }
+        }
+        assert_eq!(decoded.len(), n);
+    }
+    let reread_cpu = (cpu_time() - cpu0).saturating_sub(writer_cpu);
+    println!("| per change | Octopus (incremental watch) | re-read the prefix | ratio |\n|---|---|---|---|");
+    println!(
+        "| CPU time (this process, writer's share removed) | {:.1} µs | {:.1} µs | {:.0}× |",
+        ours_cpu.as_secs_f64() * 1e6 / m as f64,
+        reread_cpu.as_secs_f64() * 1e6 / m as f64,
+        reread_cpu.as_secs_f64() / ours_cpu.as_secs_f64().max(1e-9)
+    );
+    println!(
+        "| bytes read (keys + values, prev included) | {:.0} B | {:.0} B | {:.0}× |",
+        event_bytes as f64 / m as f64,
+        reread_bytes as f64 / m as f64,
+        reread_bytes as f64 / event_bytes as f64
+    );
+}
+
+// ---------------------------------------------------------------- main
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let chosen: Vec<&str> = args
+        .iter()
+        .map(String::as_str)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let on = |name: &str| chosen.is_empty() || chosen.contains(&name);
+
+    let attempts: Arc<Mutex<Vec<Instant>>> = Arc::default();
+    use tracing_subscriber::layer::SubscriberExt;
+    let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry().with(Attempts(attempts.clone())));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    println!(
+        "# etcd load harness ({}; etcd {})",
+        if quick {
+            "quick: a tenth of the sizes"
+        } else {
+            "full sizes"
+        },
+        std::process::Command::new(octopus::etcd::testing::etcd_binary())
+            .arg("--version")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_owned())
+            .unwrap_or_default()
+    );
+    runtime.block_on(async {
+        if on("register") {
+            register(quick).await;
+        }
+        if on("propagation") {
+            propagation(quick).await;
+        }
+        if on("sync") {
+            sync(quick).await;
+        }
+        if on("keepalive") {
+            keepalive(quick).await;
+        }
+        if on("storm") {
+            storm(attempts.clone()).await;
+        }
+        if on("event") {
+            event(quick).await;
+        }
+    });
+}
