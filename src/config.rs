@@ -224,7 +224,7 @@ impl OctopusConfig {
         let mut i = ServiceInstance::new(&s.name, &s.id, &s.addr, port)?
             .with_version(&s.version)
             .with_weight(s.weight);
-        i.metadata = s.metadata.clone();
+        i.metadata = s.metadata.clone().into();
         i.validate()?;
         Ok(i)
     }

@@ -366,11 +366,13 @@ impl KvBackend for EtcdBackend {
     }
 
     async fn watch(&self, key: &str, prefix: bool, start: Revision) -> Result<WatchStream> {
-        if start > 1 {
+        if prefix && start > 1 {
             // etcd creates a watch whose start revision is compacted and only then
-            // cancels it: read at the revision before the start first, so that a
-            // compacted start is an error here (as the contract says), not a watch
-            // that looks healthy for a round trip.
+            // cancels it: for prefix watches (discovery's) read at the revision
+            // before the start first, so that a compacted start is an error here, not
+            // a watch that looks healthy for a round trip. A single-key watch (a
+            // registration's own key, opened right after its write) skips the extra
+            // request and learns of a compaction from the cancel that follows.
             self.check_compacted(key, prefix, start).await?;
         }
         let mut opts = WatchOptions::new()

@@ -47,7 +47,7 @@ async fn kratos() {
     let found = discovery.instances("helloworld").await.unwrap();
     assert_eq!(found.len(), 1);
     assert_eq!(
-        (found[0].id.as_str(), found[0].port, found[0].metadata["zone"].as_str()),
+        (found[0].id.as_str(), found[0].port, &found[0].metadata["zone"]),
         ("go-1", 9000, "a")
     );
 

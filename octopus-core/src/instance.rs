@@ -1,4 +1,4 @@
-use std::collections::BTreeMap;
+use crate::Metadata;
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
@@ -39,7 +39,7 @@ pub struct ServiceInstance {
     pub version: String,
     /// Free-form labels (zone, protocol…), matched by other target filters.
     #[serde(default)]
-    pub metadata: BTreeMap<String, String>,
+    pub metadata: Metadata,
     /// Relative weight for the `weighted` balancer policy; 0 takes no traffic.
     #[serde(default = "default_weight")]
     pub weight: u32,
@@ -68,7 +68,7 @@ impl ServiceInstance {
             addr: addr.into(),
             port,
             version: String::new(),
-            metadata: BTreeMap::new(),
+            metadata: Metadata::new(),
             weight: DEFAULT_WEIGHT,
         };
         instance.validate()?;
@@ -354,7 +354,7 @@ mod tests {
             weight in 0u32..=MAX_WEIGHT,
             metadata in proptest::collection::btree_map("\\PC{1,6}|[\"\\\\\u{1}\n]{1,3}", "\\PC{0,6}|[\"\\\\\u{7}\u{1f}\t]{0,3}", 0..5),
         ) {
-            let i = ServiceInstance { service, id: "i".into(), addr: "h".into(), port, version, metadata, weight };
+            let i = ServiceInstance { service, id: "i".into(), addr: "h".into(), port, version, metadata: metadata.into(), weight };
             proptest::prop_assert_eq!(i.json_len(), serde_json::to_vec(&i).unwrap().len());
         }
     }

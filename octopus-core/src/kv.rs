@@ -184,6 +184,8 @@ pub trait KvBackend: Send + Sync + 'static {
     async fn header(&self) -> Result<Header>;
 
     /// Watches `key` (or every key under it when `prefix`) from revision `start`,
-    /// with previous values.
+    /// with previous values. A compacted `start` is [`Error::Compacted`], either
+    /// here or as the stream's first item; for a prefix watch it must be here (the
+    /// watch cache calls a view fresh once this returns).
     async fn watch(&self, key: &str, prefix: bool, start: Revision) -> Result<WatchStream>;
 }

@@ -42,6 +42,7 @@ mod keepalive;
 mod kv;
 mod layout;
 mod lease;
+mod metadata;
 mod presets;
 mod registry;
 mod resolver;
@@ -71,6 +72,7 @@ pub use kv::{
 };
 pub use layout::{validate_namespace, JsonLayout, KeyLayout, DEFAULT_NAMESPACE};
 pub use lease::LeaseRegistry;
+pub use metadata::Metadata;
 pub use presets::{EtcdNamingLayout, GoZeroLayout, KratosLayout};
 pub use registry::{RegisterOptions, Registration, Registry, Status};
 pub use resolver::{DiscoveryResolver, Resolver, Resolvers};

@@ -117,13 +117,13 @@ impl KeyLayout for KratosLayout {
         instance.validate()?;
         let mut metadata = instance.metadata.clone();
         if instance.weight != DEFAULT_WEIGHT {
-            metadata.insert("weight".into(), instance.weight.to_string());
+            metadata.insert("weight", instance.weight.to_string());
         }
         let value = KratosValue {
             id: instance.id.clone(),
             name: instance.service.clone(),
             version: instance.version.clone(),
-            metadata: Some(metadata),
+            metadata: Some(metadata.into()),
             endpoints: vec![format!("{}://{}", self.scheme, instance.endpoint())],
         };
         serde_json::to_vec(&value).map_err(|e| Error::backend("encode", e))
@@ -162,7 +162,7 @@ impl KeyLayout for KratosLayout {
                 addr,
                 port,
                 version: v.version,
-                metadata,
+                metadata: metadata.into(),
                 weight,
             },
         )
@@ -245,7 +245,7 @@ impl KeyLayout for EtcdNamingLayout {
                 addr,
                 port,
                 version: metadata.get("version").cloned().unwrap_or_default(),
-                metadata,
+                metadata: metadata.into(),
                 weight: DEFAULT_WEIGHT,
             },
         )
@@ -302,7 +302,7 @@ impl KeyLayout for GoZeroLayout {
                 addr,
                 port,
                 version: String::new(),
-                metadata: BTreeMap::new(),
+                metadata: crate::Metadata::new(),
                 weight: DEFAULT_WEIGHT,
             },
         )

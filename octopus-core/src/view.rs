@@ -15,7 +15,37 @@ pub type Instances = Arc<[Arc<ServiceInstance>]>;
 #[derive(Debug, Default)]
 pub(crate) struct View {
     by_key: BTreeMap<Vec<u8>, (Revision, Arc<ServiceInstance>)>,
-    by_id: BTreeMap<String, Claim>,
+    by_id: BTreeMap<ById, Claim>,
+}
+
+/// An instance ordered by its id: the id is not copied into the map's key.
+#[derive(Debug, Clone)]
+struct ById(Arc<ServiceInstance>);
+
+impl PartialEq for ById {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.id == other.0.id
+    }
+}
+
+impl Eq for ById {}
+
+impl PartialOrd for ById {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for ById {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.id.cmp(&other.0.id)
+    }
+}
+
+impl std::borrow::Borrow<str> for ById {
+    fn borrow(&self) -> &str {
+        &self.0.id
+    }
 }
 
 #[derive(Debug)]
@@ -40,16 +70,15 @@ impl View {
         if let Some(old) = self.by_key.insert(key.to_vec(), (revision, instance.clone())) {
             self.unclaim(&old.1);
         }
-        match self.by_id.get_mut(&instance.id) {
+        match self.by_id.get_mut(instance.id.as_str()) {
             Some(claim) if revision >= claim.winner.0 => {
                 let previous = std::mem::replace(&mut claim.winner, (revision, instance));
                 claim.others.push(previous);
             }
             Some(claim) => claim.others.push((revision, instance)),
             None => {
-                let id = instance.id.clone();
                 self.by_id.insert(
-                    id,
+                    ById(instance.clone()),
                     Claim {
                         winner: (revision, instance),
                         others: Vec::new(),
@@ -67,7 +96,7 @@ impl View {
     }
 
     fn unclaim(&mut self, instance: &Arc<ServiceInstance>) {
-        let Some(claim) = self.by_id.get_mut(&instance.id) else {
+        let Some(claim) = self.by_id.get_mut(instance.id.as_str()) else {
             return;
         };
         if Arc::ptr_eq(&claim.winner.1, instance) {
@@ -75,7 +104,7 @@ impl View {
             match (0..claim.others.len()).max_by_key(|&i| claim.others[i].0) {
                 Some(i) => claim.winner = claim.others.swap_remove(i),
                 None => {
-                    self.by_id.remove(&instance.id);
+                    self.by_id.remove(instance.id.as_str());
                 }
             }
         } else {
