@@ -287,7 +287,11 @@ impl<B: KvBackend> Task<B> {
         let interval = self.opts.keepalive_for(granted);
         let mut ka = KeepAlive::new(lease, granted, interval);
         let mut key_watch: Option<WatchStream> = None;
-        let mut watch_checked = false;
+        // The watch on our key opens at the first keepalive tick, not right after the
+        // write: a burst of registrations (a start, a recovery storm) then costs
+        // etcd a grant and a write each. It watches from our write's revision, so a
+        // deletion in between is replayed and healed all the same.
+        let mut watch_checked = true;
         let mut written = Some(revision);
         let mut shared_rx = self.shared.as_ref().map(|s| s.subscribe());
         loop {

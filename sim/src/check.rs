@@ -306,10 +306,13 @@ impl Facts {
         self.views.get(host)?.iter().take_while(|v| v.at <= at).last()
     }
 
-    fn changed_between(&self, key: &str, from: Duration, to: Duration) -> bool {
-        self.changes
+    /// Whether `key` changed again after change number `index`, up to `to`
+    /// (later in the log, possibly at the same instant).
+    fn changed_after(&self, index: usize, key: &str, to: Duration) -> bool {
+        self.changes[index + 1..]
             .iter()
-            .any(|c| c.at > from && c.at <= to && c.key.as_deref().is_none_or(|k| k == key))
+            .take_while(|c| c.at <= to)
+            .any(|c| c.key.as_deref().is_none_or(|k| k == key))
     }
 }
 
@@ -454,10 +457,10 @@ pub fn check(cfg: &SimConfig, run: &RunLog) -> Report {
 
     // 1 (while connected): a change reaches every connected view within a round trip.
     let p = cfg.propagation_bound();
-    for Change { at: t, key, value } in &f.changes {
+    for (index, Change { at: t, key, value }) in f.changes.iter().enumerate() {
         let Some(key) = key else { continue };
         let t2 = *t + p;
-        if t2 > f.end || f.changed_between(key, *t, t2) {
+        if t2 > f.end || f.changed_after(index, key, t2) {
             continue;
         }
         for d in &discoverers {
