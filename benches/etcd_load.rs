@@ -223,6 +223,17 @@ async fn register(quick: bool) {
 
 // ---------------------------------------------------------------- 2. propagation
 
+/// Waits (10 s at most) until `n` sightings are in, then stops the watchers.
+async fn settle(seen: &Mutex<Vec<Duration>>, n: usize, tasks: &[tokio::task::JoinHandle<()>]) {
+    let _ = timeout(Duration::from_secs(10), async {
+        while seen.lock().unwrap().len() < n {
+            sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    tasks.iter().for_each(|t| t.abort());
+}
+
 async fn propagation(quick: bool) {
     println!("\n## 2. Propagation: put sent → change seen by each watcher (200 puts, 5 ms apart)\n");
     println!("| watchers | raw watch p50 / p99 / max | Octopus watch p50 / p99 / max |\n|---|---|---|");
@@ -266,13 +277,7 @@ async fn propagation(quick: bool) {
             writer.put(key, layout.encode(&inst).unwrap(), None).await.unwrap();
             sleep(Duration::from_millis(5)).await;
         }
-        let _ = timeout(Duration::from_secs(10), async {
-            while seen.lock().unwrap().len() < puts * w {
-                sleep(Duration::from_millis(10)).await;
-            }
-        })
-        .await;
-        tasks.iter().for_each(|t| t.abort());
+        settle(&seen, puts * w, &tasks).await;
         let mut raw_lat = seen.lock().unwrap().clone();
         raw_lat.sort();
 
@@ -313,13 +318,7 @@ async fn propagation(quick: bool) {
                 .unwrap();
             sleep(Duration::from_millis(5)).await;
         }
-        let _ = timeout(Duration::from_secs(10), async {
-            while seen.lock().unwrap().len() < puts * w {
-                sleep(Duration::from_millis(10)).await;
-            }
-        })
-        .await;
-        tasks.iter().for_each(|t| t.abort());
+        settle(&seen, puts * w, &tasks).await;
         let mut ours = seen.lock().unwrap().clone();
         ours.sort();
         println!(

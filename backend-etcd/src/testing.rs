@@ -201,14 +201,20 @@ impl EtcdServer {
 
     /// Runs etcdctl with global flags first (`--cacert`, `--user`…).
     pub fn etcdctl_with(&self, flags: &[String], args: &[&str]) -> std::process::Output {
-        Command::new(etcdctl_binary())
-            .env("ETCDCTL_API", "3")
-            .arg(format!("--endpoints={}", self.endpoint()))
-            .args(flags)
-            .args(args)
-            .output()
-            .expect("etcdctl runs")
+        etcdctl_at(&self.endpoint(), flags, args)
     }
+}
+
+/// Runs etcdctl (API v3) against `endpoint` (any etcd-speaking server), with
+/// global flags first.
+pub fn etcdctl_at(endpoint: &str, flags: &[String], args: &[&str]) -> std::process::Output {
+    Command::new(etcdctl_binary())
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={endpoint}"))
+        .args(flags)
+        .args(args)
+        .output()
+        .expect("etcdctl runs")
 }
 
 impl Drop for EtcdServer {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use octopus_etcd::testing::etcdctl_binary;
+use octopus_etcd::testing::{etcdctl_at, etcdctl_binary};
 
 const OCTOPUS: &str = env!("CARGO_BIN_EXE_octopus");
 
@@ -63,12 +63,7 @@ fn sigterm(child: &mut Running) {
 }
 
 fn etcdctl(addr: SocketAddr, args: &[&str]) -> String {
-    let out = Command::new(etcdctl_binary())
-        .env("ETCDCTL_API", "3")
-        .arg(format!("--endpoints={addr}"))
-        .args(args)
-        .output()
-        .expect("etcdctl runs");
+    let out = etcdctl_at(&addr.to_string(), &[], args);
     assert!(out.status.success(), "etcdctl {args:?}: {}", stderr(&out));
     stdout(&out)
 }

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use octopus_etcd::testing::etcdctl_binary;
+use octopus_etcd::testing::{etcdctl_at, etcdctl_binary};
 use octopus_mem::Store;
 use octopus_sim::{MemEtcd, MemEtcdOptions};
 
@@ -19,12 +19,7 @@ async fn server() -> SocketAddr {
 }
 
 fn etcdctl(addr: SocketAddr, args: &[&str]) -> String {
-    let out = Command::new(etcdctl_binary())
-        .env("ETCDCTL_API", "3")
-        .arg(format!("--endpoints={addr}"))
-        .args(args)
-        .output()
-        .expect("etcdctl runs");
+    let out = etcdctl_at(&addr.to_string(), &[], args);
     assert!(
         out.status.success(),
         "etcdctl {args:?} failed: {}",
