@@ -130,11 +130,12 @@ impl<B: KvBackend> Discovery for WatchDiscovery<B> {
             return Ok(snapshot.instances);
         }
         let (_, kvs) = self.backend.range_prefix(&self.layout.prefix(service)).await?;
-        let mut view = View::default();
-        for (key, revision, instance) in self.decode_all(service, &kvs) {
-            view.put(key, revision, instance);
-        }
-        Ok(view.instances())
+        let entries = self
+            .decode_all(service, &kvs)
+            .into_iter()
+            .map(|(key, revision, instance)| (key.to_vec(), revision, instance))
+            .collect();
+        Ok(View::build(entries).instances())
     }
 
     async fn watch(&self, service: &str) -> Result<Watch> {
@@ -268,10 +269,13 @@ impl<B: KvBackend> CacheTask<B> {
             crate::telemetry::resynced(&self.service);
             tracing::info!(service = %self.service, revision = header.revision, "full resync");
         }
-        self.state.clear();
+        let mut entries = Vec::with_capacity(kvs.len());
         for kv in &kvs {
-            self.apply_put(kv);
+            if let Some(instance) = self.decode(kv) {
+                entries.push((kv.key.clone(), kv.mod_revision, instance));
+            }
         }
+        self.state = View::build(entries);
         self.cluster = Some(header.cluster_id);
         self.revision = header.revision;
         self.stale_since = None;
@@ -318,17 +322,24 @@ impl<B: KvBackend> CacheTask<B> {
     }
 
     fn apply_put(&mut self, kv: &KeyValue) {
+        match self.decode(kv) {
+            Some(instance) => self.state.put(&kv.key, kv.mod_revision, instance),
+            // A key that no longer decodes no longer counts as an instance.
+            None => self.state.remove(&kv.key),
+        }
+    }
+
+    /// The instance at `kv`, or `None` (counted, and logged once per key) when it
+    /// does not decode.
+    fn decode(&mut self, kv: &KeyValue) -> Option<ServiceInstance> {
         match self.layout.decode(&self.service, &kv.key, &kv.value) {
-            Ok(instance) => {
-                self.state.put(&kv.key, kv.mod_revision, instance);
-            }
+            Ok(instance) => Some(instance),
             Err(e) => {
-                // A key that no longer decodes no longer counts as an instance.
-                self.state.remove(&kv.key);
                 self.stats.decode_failed(&self.service);
                 if self.logged.insert(kv.key.clone()) {
                     tracing::warn!(service = %self.service, error = %e, "skipping a value that does not decode");
                 }
+                None
             }
         }
     }

@@ -59,9 +59,34 @@ impl View {
         self.by_id.len()
     }
 
-    pub(crate) fn clear(&mut self) {
-        self.by_key.clear();
-        self.by_id.clear();
+    /// A view of `entries` (a full read, keys sorted and distinct): both maps are
+    /// built in bulk, so their nodes are full (inserting one by one leaves them
+    /// about half full).
+    pub(crate) fn build(entries: Vec<(Vec<u8>, Revision, ServiceInstance)>) -> View {
+        let by_key: BTreeMap<Vec<u8>, (Revision, Arc<ServiceInstance>)> = entries
+            .into_iter()
+            .map(|(key, revision, instance)| (key, (revision, Arc::new(instance))))
+            .collect();
+        // By id, newest first within an id: the first of each id wins.
+        let mut sorted: Vec<&(Revision, Arc<ServiceInstance>)> = by_key.values().collect();
+        sorted.sort_by(|a, b| a.1.id.cmp(&b.1.id).then(b.0.cmp(&a.0)));
+        let mut claims: Vec<(ById, Claim)> = Vec::with_capacity(sorted.len());
+        for (revision, instance) in sorted {
+            match claims.last_mut() {
+                Some((id, claim)) if id.0.id == instance.id => claim.others.push((*revision, instance.clone())),
+                _ => claims.push((
+                    ById(instance.clone()),
+                    Claim {
+                        winner: (*revision, instance.clone()),
+                        others: Vec::new(),
+                    },
+                )),
+            }
+        }
+        View {
+            by_key,
+            by_id: claims.into_iter().collect(),
+        }
     }
 
     /// `key` now holds `instance`, written at `revision`.
@@ -143,7 +168,18 @@ mod tests {
         assert_eq!(v.instances()[0].port, 9);
         assert_eq!(v.len(), 1);
         v.remove(b"/s/missing");
-        v.clear();
-        assert!(v.instances().is_empty());
+
+        // Built in bulk: the same answers.
+        let bulk = View::build(vec![
+            (b"/s/a/lease1".to_vec(), 2, inst("a", 1)),
+            (b"/s/a/lease2".to_vec(), 3, inst("a", 2)),
+            (b"/s/b".to_vec(), 1, inst("b", 1)),
+        ]);
+        let ports: Vec<(String, u16)> = bulk.instances().iter().map(|i| (i.id.clone(), i.port)).collect();
+        assert_eq!(ports, [("a".into(), 2), ("b".into(), 1)]);
+        let mut bulk = bulk;
+        bulk.remove(b"/s/a/lease2");
+        assert_eq!(bulk.instances()[0].port, 1, "the older claim takes over");
+        assert!(View::build(Vec::new()).instances().is_empty());
     }
 }
