@@ -234,9 +234,68 @@ async fn settle(seen: &Mutex<Vec<Duration>>, n: usize, tasks: &[tokio::task::Joi
     tasks.iter().for_each(|t| t.abort());
 }
 
+/// Puts `puts` instances of a fresh service and measures when each of `w`
+/// Octopus watchers sees each one: `w` discoveries, or `w` watches of one.
+async fn ours_propagation(
+    server: &EtcdServer,
+    writer: &mut Client,
+    puts: usize,
+    w: usize,
+    shared: bool,
+) -> Vec<Duration> {
+    let layout = layout();
+    let service = if shared { "shared" } else { "ours" };
+    let started: Arc<Mutex<BTreeMap<String, Instant>>> = Arc::default();
+    let seen: Arc<Mutex<Vec<Duration>>> = Arc::default();
+    let mut tasks = Vec::new();
+    let one = Arc::new(WatchDiscovery::new(Arc::new(backend(server).await), layout.clone()));
+    for _ in 0..w {
+        let discovery = if shared {
+            one.clone()
+        } else {
+            Arc::new(WatchDiscovery::new(Arc::new(backend(server).await), layout.clone()))
+        };
+        let mut watch = discovery.watch(service).await.unwrap();
+        let (started, seen) = (started.clone(), seen.clone());
+        tasks.push(tokio::spawn(async move {
+            let _keep = discovery;
+            let mut known = std::collections::BTreeSet::new();
+            while let Some(snapshot) = watch.next().await {
+                let now = Instant::now();
+                for inst in snapshot.instances.iter() {
+                    if known.insert(inst.id.clone()) {
+                        if let Some(t0) = started.lock().unwrap().get(&inst.id) {
+                            seen.lock().unwrap().push(now - *t0);
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    sleep(Duration::from_millis(300)).await;
+    for i in 0..puts {
+        let inst = instance(service, i);
+        started.lock().unwrap().insert(inst.id.clone(), Instant::now());
+        writer
+            .put(
+                layout.key(&inst, octopus::LeaseId(0)),
+                layout.encode(&inst).unwrap(),
+                None,
+            )
+            .await
+            .unwrap();
+        sleep(Duration::from_millis(5)).await;
+    }
+    settle(&seen, puts * w, &tasks).await;
+    let seen = seen.lock().unwrap().clone();
+    seen
+}
+
 async fn propagation(quick: bool) {
     println!("\n## 2. Propagation: put sent → change seen by each watcher (200 puts, 5 ms apart)\n");
-    println!("| watchers | raw watch p50 / p99 / max | Octopus watch p50 / p99 / max |\n|---|---|---|");
+    println!(
+        "| watchers | raw watch each, p50 / p99 / max | Octopus discovery each | Octopus watches sharing one discovery |\n|---|---|---|---|"
+    );
     let puts = if quick { 50 } else { 200 };
     for w in [1usize, 10, 100] {
         let server = EtcdServer::start().await;
@@ -281,57 +340,22 @@ async fn propagation(quick: bool) {
         let mut raw_lat = seen.lock().unwrap().clone();
         raw_lat.sort();
 
-        // Octopus: W discoveries, each on its own connection.
-        let started: Arc<Mutex<BTreeMap<String, Instant>>> = Arc::default();
-        let seen: Arc<Mutex<Vec<Duration>>> = Arc::default();
-        let mut tasks = Vec::new();
-        for _ in 0..w {
-            let discovery = WatchDiscovery::new(Arc::new(backend(&server).await), layout.clone());
-            let mut watch = discovery.watch("ours").await.unwrap();
-            let (started, seen) = (started.clone(), seen.clone());
-            tasks.push(tokio::spawn(async move {
-                let _keep = discovery;
-                let mut known = std::collections::BTreeSet::new();
-                while let Some(snapshot) = watch.next().await {
-                    let now = Instant::now();
-                    for inst in snapshot.instances.iter() {
-                        if known.insert(inst.id.clone()) {
-                            if let Some(t0) = started.lock().unwrap().get(&inst.id) {
-                                seen.lock().unwrap().push(now - *t0);
-                            }
-                        }
-                    }
-                }
-            }));
-        }
-        sleep(Duration::from_millis(300)).await;
-        for i in 0..puts {
-            let inst = instance("ours", i);
-            started.lock().unwrap().insert(inst.id.clone(), Instant::now());
-            writer
-                .put(
-                    layout.key(&inst, octopus::LeaseId(0)),
-                    layout.encode(&inst).unwrap(),
-                    None,
-                )
-                .await
-                .unwrap();
-            sleep(Duration::from_millis(5)).await;
-        }
-        settle(&seen, puts * w, &tasks).await;
-        let mut ours = seen.lock().unwrap().clone();
+        // Octopus: W discoveries, each on its own connection; then W watches
+        // sharing one discovery (one cache per service per process, as meant).
+        let mut ours = ours_propagation(&server, &mut writer, puts, w, false).await;
         ours.sort();
-        println!(
-            "| {w} | {} / {} / {} ({} seen) | {} / {} / {} ({} seen) |",
-            ms(percentile(&raw_lat, 0.5)),
-            ms(percentile(&raw_lat, 0.99)),
-            ms(raw_lat.last().copied().unwrap_or_default()),
-            raw_lat.len(),
-            ms(percentile(&ours, 0.5)),
-            ms(percentile(&ours, 0.99)),
-            ms(ours.last().copied().unwrap_or_default()),
-            ours.len(),
-        );
+        let mut shared = ours_propagation(&server, &mut writer, puts, w, true).await;
+        shared.sort();
+        let stats = |v: &[Duration]| {
+            format!(
+                "{} / {} / {} ({} seen)",
+                ms(percentile(v, 0.5)),
+                ms(percentile(v, 0.99)),
+                ms(v.last().copied().unwrap_or_default()),
+                v.len()
+            )
+        };
+        println!("| {w} | {} | {} | {} |", stats(&raw_lat), stats(&ours), stats(&shared));
     }
 }
 
