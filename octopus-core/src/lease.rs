@@ -228,6 +228,13 @@ impl<B: KvBackend> Task<B> {
 
     /// Grants a lease and writes the key under it, taking over from our earlier leases.
     async fn establish(&mut self) -> Result<Revision> {
+        if self.shared.is_none() && matches!(*self.status.borrow(), Status::Conflict { .. }) {
+            // Still held by someone else? Ask with one read before granting a lease
+            // that the guarded write would refuse and we would revoke at once.
+            if let Some((key, owner)) = self.foreign_owner().await {
+                return Err(Error::Conflict { key, owner });
+            }
+        }
         let lease = match &self.shared {
             Some(shared) => {
                 let (id, ttl) = shared.lease(self.opts.ttl).await?;
@@ -275,6 +282,20 @@ impl<B: KvBackend> Task<B> {
                 Err(e)
             }
         }
+    }
+
+    /// The lease of whoever else holds our key now, if someone does (`None` too
+    /// when the read fails, or when the layout puts the lease in the key, so that
+    /// there is no key to contend for).
+    async fn foreign_owner(&self) -> Option<(String, i64)> {
+        let key = self.key(LeaseId(0));
+        if key != self.key(LeaseId(1)) {
+            return None;
+        }
+        let (_, kv) = self.backend.get(&key).await.ok()?;
+        let holder = kv?.lease;
+        let mut ours = self.lease.iter().map(|(id, _)| *id).chain(self.unsure.iter().copied());
+        (!ours.any(|l| l.0 == holder)).then_some((key, holder))
     }
 
     /// The registered phase: keepalives, commands, and the watch on our own key.
