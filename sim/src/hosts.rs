@@ -108,11 +108,10 @@ pub struct Ctx {
 impl Ctx {
     /// A seed for `host`'s `incarnation`-th start, drawn from the run's seed.
     fn seed(&self, host: &str, incarnation: u64) -> u64 {
-        let mut h = self.cfg.seed ^ 0x9e37_79b9_7f4a_7c15;
-        for b in host.bytes().chain(incarnation.to_le_bytes()) {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
-        h
+        crate::log::fnv1a(
+            self.cfg.seed ^ 0x9e37_79b9_7f4a_7c15,
+            host.bytes().chain(incarnation.to_le_bytes()),
+        )
     }
 
     fn host_name(&self, peer: Option<SocketAddr>) -> String {

@@ -182,18 +182,26 @@ impl Log {
     }
 }
 
-/// FNV-1a (64 bit) over each entry's time and `Debug` text: stable across runs and
+/// FNV-1a (64 bit) of `bytes`, continuing from `h` (start from [`FNV_OFFSET`]).
+pub fn fnv1a(mut h: u64, bytes: impl IntoIterator<Item = u8>) -> u64 {
+    for b in bytes {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// FNV-1a's starting value.
+pub const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// FNV-1a over each entry's time and `Debug` text: stable across runs and
 /// platforms, which is all a determinism check needs.
 pub fn digest(entries: &[(Duration, Ev)]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut h = FNV_OFFSET;
     let mut line = String::new();
     for (at, ev) in entries {
         line.clear();
         let _ = writeln!(line, "{}:{ev:?}", at.as_nanos());
-        for b in line.bytes() {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
+        h = fnv1a(h, line.bytes());
     }
     h
 }

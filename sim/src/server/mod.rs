@@ -128,6 +128,8 @@ impl Default for MemEtcdOptions {
 pub struct MemEtcd {
     backend: MemBackend,
     options: MemEtcdOptions,
+    /// The store's cluster id (fixed for a store's life), read once.
+    cluster_id: u64,
 }
 
 impl MemEtcd {
@@ -135,6 +137,7 @@ impl MemEtcd {
     /// expires leases on time.
     pub fn new(store: Store, options: MemEtcdOptions) -> Self {
         MemEtcd {
+            cluster_id: store.header().cluster_id,
             backend: MemBackend::new(store),
             options,
         }
@@ -147,7 +150,7 @@ impl MemEtcd {
 
     /// The member id reported in headers (derived from the cluster id).
     pub fn member_id(&self) -> u64 {
-        self.store().header().cluster_id.rotate_left(17) ^ 0x9e37_79b9_7f4a_7c15
+        self.cluster_id.rotate_left(17) ^ 0x9e37_79b9_7f4a_7c15
     }
 
     fn audit(&self, event: AuditEvent) {
@@ -162,7 +165,7 @@ impl MemEtcd {
 
     fn header_at(&self, revision: i64) -> PbResponseHeader {
         PbResponseHeader {
-            cluster_id: self.store().header().cluster_id,
+            cluster_id: self.cluster_id,
             member_id: self.member_id(),
             revision,
             raft_term: self.options.term,
