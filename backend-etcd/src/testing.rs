@@ -319,6 +319,51 @@ pub struct FaultProxy {
     task: JoinHandle<()>,
 }
 
+/// Clients of an etcd-speaking server for the conformance suite: each behind a
+/// fault proxy of its own, grouped by namespace so that a case can cut its own.
+#[derive(Debug, Default)]
+pub struct ProxiedClients {
+    proxies: std::sync::Mutex<std::collections::BTreeMap<String, Vec<Arc<FaultProxy>>>>,
+}
+
+impl ProxiedClients {
+    /// A registry and a discovery of the server at `addr`, in `namespace`, through a
+    /// new proxy (2 s request timeout, HTTP/2 keepalive 500 ms / 1 s).
+    pub async fn open(
+        &self,
+        addr: SocketAddr,
+        namespace: &str,
+    ) -> (Arc<dyn octopus_core::Registry>, Arc<dyn octopus_core::Discovery>) {
+        let proxy = Arc::new(FaultProxy::start(addr).await);
+        let opts = EtcdOptions::new([proxy.endpoint()])
+            .expect("loopback endpoint")
+            .request_timeout(Duration::from_secs(2))
+            .http2_keepalive(Duration::from_millis(500), Duration::from_secs(1));
+        self.proxies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(namespace.to_owned())
+            .or_default()
+            .push(proxy);
+        let backend = EtcdBackend::connect(opts).await.expect("the server answers");
+        let layout = Arc::new(octopus_core::JsonLayout::new(namespace).expect("a valid namespace"));
+        (
+            Arc::new(backend.registry_with(layout.clone())),
+            Arc::new(backend.discovery_with(layout)),
+        )
+    }
+
+    /// Cuts (or restores) every connection of `namespace`'s clients.
+    pub fn cut(&self, namespace: &str, cut: bool) {
+        let mode = if cut { ProxyMode::Blackhole } else { ProxyMode::Pass };
+        if let Some(proxies) = self.proxies.lock().unwrap_or_else(|p| p.into_inner()).get(namespace) {
+            for proxy in proxies {
+                proxy.set(mode);
+            }
+        }
+    }
+}
+
 impl FaultProxy {
     /// Starts forwarding to `target`.
     pub async fn start(target: SocketAddr) -> Self {

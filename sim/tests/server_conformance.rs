@@ -8,9 +8,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use octopus_core::conformance::Harness;
-use octopus_core::{Discovery, JsonLayout, Registry};
-use octopus_etcd::testing::{FaultProxy, ProxyMode};
-use octopus_etcd::{EtcdBackend, EtcdOptions};
+use octopus_core::{Discovery, Registry};
+use octopus_etcd::testing::ProxiedClients;
 use octopus_mem::Store;
 use octopus_sim::{MemEtcd, MemEtcdOptions};
 
@@ -18,7 +17,7 @@ use octopus_sim::{MemEtcd, MemEtcdOptions};
 struct Sim {
     /// One server per case (each case runs in its own runtime), by namespace.
     servers: Mutex<BTreeMap<String, SocketAddr>>,
-    proxies: Mutex<BTreeMap<String, Vec<Arc<FaultProxy>>>>,
+    clients: ProxiedClients,
 }
 
 fn harness() -> Sim {
@@ -45,23 +44,7 @@ impl Harness for Sim {
                 addr
             }
         };
-        let proxy = Arc::new(FaultProxy::start(addr).await);
-        let opts = EtcdOptions::new([proxy.endpoint()])
-            .unwrap()
-            .request_timeout(Duration::from_secs(2))
-            .http2_keepalive(Duration::from_millis(500), Duration::from_secs(1));
-        self.proxies
-            .lock()
-            .unwrap()
-            .entry(namespace.to_owned())
-            .or_default()
-            .push(proxy);
-        let backend = EtcdBackend::connect(opts).await.unwrap();
-        let layout = Arc::new(JsonLayout::new(namespace).unwrap());
-        (
-            Arc::new(backend.registry_with(layout.clone())),
-            Arc::new(backend.discovery_with(layout)),
-        )
+        self.clients.open(addr, namespace).await
     }
 
     fn ttl(&self) -> Duration {
@@ -73,10 +56,7 @@ impl Harness for Sim {
     }
 
     async fn cut(&self, namespace: &str, cut: bool) -> bool {
-        let mode = if cut { ProxyMode::Blackhole } else { ProxyMode::Pass };
-        for proxy in &self.proxies.lock().unwrap()[namespace] {
-            proxy.set(mode);
-        }
+        self.clients.cut(namespace, cut);
         true
     }
 }
