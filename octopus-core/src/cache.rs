@@ -291,13 +291,7 @@ impl<B: KvBackend> CacheTask<B> {
                 Some(Ok(WatchMessage::Events { revision, events })) => {
                     for ev in &events {
                         match ev.kind {
-                            EventKind::Put => {
-                                // A live change: how long it took to get here.
-                                if let Some(written) = self.layout.written_at(&ev.kv.value) {
-                                    crate::telemetry::propagated(&self.service, written);
-                                }
-                                self.apply_put(&ev.kv)
-                            }
+                            EventKind::Put => self.apply_put(&ev.kv),
                             EventKind::Delete => {
                                 self.state.remove(&ev.kv.key);
                             }
@@ -321,11 +315,20 @@ impl<B: KvBackend> CacheTask<B> {
         }
     }
 
+    /// A live change: applied, and how long it took to get here measured.
     fn apply_put(&mut self, kv: &KeyValue) {
-        match self.decode(kv) {
-            Some(instance) => self.state.put(&kv.key, kv.mod_revision, instance),
-            // A key that no longer decodes no longer counts as an instance.
-            None => self.state.remove(&kv.key),
+        match self.layout.decode_stamped(&self.service, &kv.key, &kv.value) {
+            Ok((instance, written)) => {
+                if let Some(written) = written {
+                    crate::telemetry::propagated(&self.service, written);
+                }
+                self.state.put(&kv.key, kv.mod_revision, instance)
+            }
+            Err(e) => {
+                self.decode_failed(kv, &e);
+                // A key that no longer decodes no longer counts as an instance.
+                self.state.remove(&kv.key)
+            }
         }
     }
 
@@ -335,12 +338,17 @@ impl<B: KvBackend> CacheTask<B> {
         match self.layout.decode(&self.service, &kv.key, &kv.value) {
             Ok(instance) => Some(instance),
             Err(e) => {
-                self.stats.decode_failed(&self.service);
-                if self.logged.insert(kv.key.clone()) {
-                    tracing::warn!(service = %self.service, error = %e, "skipping a value that does not decode");
-                }
+                self.decode_failed(kv, &e);
                 None
             }
+        }
+    }
+
+    /// Counts a value that does not decode, and logs it once per key.
+    fn decode_failed(&mut self, kv: &KeyValue, e: &Error) {
+        self.stats.decode_failed(&self.service);
+        if self.logged.insert(kv.key.clone()) {
+            tracing::warn!(service = %self.service, error = %e, "skipping a value that does not decode");
         }
     }
 

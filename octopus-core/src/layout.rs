@@ -32,6 +32,19 @@ pub trait KeyLayout: Send + Sync + fmt::Debug + 'static {
         None
     }
 
+    /// [`decode`](Self::decode) and [`written_at`](Self::written_at) together, for
+    /// a live change: a layout that can should read the value once (the default
+    /// calls both).
+    fn decode_stamped(
+        &self,
+        service: &str,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<(ServiceInstance, Option<std::time::Duration>)> {
+        let instance = self.decode(service, key, value)?;
+        Ok((instance, self.written_at(value)))
+    }
+
     /// The prefix under which every service lives, when a service's name is the
     /// first path segment after it (so that services can be listed); `None` when
     /// the layout cannot tell (the default).
@@ -133,24 +146,75 @@ impl KeyLayout for JsonLayout {
     }
 
     fn decode(&self, service: &str, key: &[u8], value: &[u8]) -> Result<ServiceInstance> {
-        let key_str = String::from_utf8_lossy(key);
+        self.decode_stamped(service, key, value).map(|(instance, _)| instance)
+    }
+
+    fn decode_stamped(
+        &self,
+        service: &str,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<(ServiceInstance, Option<std::time::Duration>)> {
         let decode_err = |reason: String| Error::Decode {
-            key: key_str.to_string(),
+            key: String::from_utf8_lossy(key).into_owned(),
             reason,
         };
-        let id = key_str
-            .strip_prefix(&self.prefix(service))
+        // `{namespace}/services/{service}/{id}`, checked piece by piece (no allocation).
+        let id = key
+            .strip_prefix(self.namespace.as_bytes())
+            .and_then(|k| k.strip_prefix(b"/services/"))
+            .and_then(|k| k.strip_prefix(service.as_bytes()))
+            .and_then(|k| k.strip_prefix(b"/"))
             .ok_or_else(|| decode_err(format!("key is not under {}", self.prefix(service))))?;
-        let instance: ServiceInstance =
+        let incoming: Incoming =
             serde_json::from_slice(value).map_err(|e| decode_err(format!("not an instance in JSON: {e}")))?;
-        if instance.service != service || instance.id != id {
+        let (instance, written_at) = incoming.split();
+        if instance.service != service || instance.id.as_bytes() != id {
             return Err(decode_err(format!(
-                "value names {}/{}, but the key says {service}/{id}",
-                instance.service, instance.id
+                "value names {}/{}, but the key says {service}/{}",
+                instance.service,
+                instance.id,
+                String::from_utf8_lossy(id)
             )));
         }
         instance.validate().map_err(|e| decode_err(e.to_string()))?;
-        Ok(instance)
+        Ok((instance, written_at))
+    }
+}
+
+/// A stored value: the instance's fields and the stamp, read in one pass.
+#[derive(serde::Deserialize)]
+struct Incoming {
+    service: String,
+    id: String,
+    addr: String,
+    port: u16,
+    #[serde(default)]
+    version: String,
+    #[serde(default)]
+    metadata: crate::Metadata,
+    #[serde(default = "default_weight")]
+    weight: u32,
+    #[serde(default)]
+    written_at_ms: Option<u64>,
+}
+
+fn default_weight() -> u32 {
+    crate::instance::DEFAULT_WEIGHT
+}
+
+impl Incoming {
+    fn split(self) -> (ServiceInstance, Option<std::time::Duration>) {
+        let instance = ServiceInstance {
+            service: self.service,
+            id: self.id,
+            addr: self.addr,
+            port: self.port,
+            version: self.version,
+            metadata: self.metadata,
+            weight: self.weight,
+        };
+        (instance, self.written_at_ms.map(std::time::Duration::from_millis))
     }
 }
 

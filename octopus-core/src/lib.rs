@@ -38,6 +38,7 @@ macro_rules! bug {
     };
 }
 mod instance;
+mod instances;
 mod keepalive;
 mod kv;
 mod layout;
@@ -66,6 +67,7 @@ pub use instance::{
     validate_name, ServiceInstance, DEFAULT_WEIGHT, MAX_ENCODED_LEN, MAX_METADATA_ENTRIES, MAX_METADATA_KEY_LEN,
     MAX_NAME_LEN, MAX_WEIGHT,
 };
+pub use instances::Instances;
 pub use kv::{
     prefix_end, Event, EventKind, Header, KeyValue, KvBackend, Lease, LeaseId, LeaseKeeper, PutOutcome, Revision,
     WatchMessage, WatchStream,
@@ -78,4 +80,3 @@ pub use registry::{RegisterOptions, Registration, Registry, Status};
 pub use resolver::{DiscoveryResolver, Resolver, Resolvers};
 pub use snapshot::{diff, Diff, Freshness, Snapshot};
 pub use target::Target;
-pub use view::Instances;

@@ -42,15 +42,12 @@ impl Snapshot {
 
     /// The instance with `id`, if present.
     pub fn get(&self, id: &str) -> Option<&ServiceInstance> {
-        self.instances
-            .binary_search_by(|i| i.id.as_str().cmp(id))
-            .ok()
-            .map(|at| &*self.instances[at])
+        self.instances.get(id).map(|i| &**i)
     }
 
-    /// What changed from `earlier` to `self`.
+    /// What changed from `earlier` to `self` (see [`Instances::diff_from`]).
     pub fn diff_from(&self, earlier: &Snapshot) -> Diff {
-        diff(&earlier.instances, &self.instances)
+        self.instances.diff_from(&earlier.instances)
     }
 }
 

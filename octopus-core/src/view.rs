@@ -1,13 +1,12 @@
 //! The watch cache's instances, kept so that publishing a snapshot after a change
-//! costs one pointer copy per instance (no instance is cloned, nothing is sorted).
+//! copies one chunk of pointers and a pointer per chunk (no instance is cloned,
+//! nothing is sorted).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::{Revision, ServiceInstance};
-
-/// A list of instances sorted by id; cloning it is an `Arc` clone.
-pub type Instances = Arc<[Arc<ServiceInstance>]>;
+use crate::instances::Chunks;
+use crate::{Instances, Revision, ServiceInstance};
 
 /// Every key of a service (what the store holds) and, per id, the instance that
 /// is published: the newest write when two keys claim one id (go-zero's keys
@@ -16,6 +15,8 @@ pub type Instances = Arc<[Arc<ServiceInstance>]>;
 pub(crate) struct View {
     by_key: BTreeMap<Vec<u8>, (Revision, Arc<ServiceInstance>)>,
     by_id: BTreeMap<ById, Claim>,
+    /// The winners of `by_id`, as published.
+    published: Chunks,
 }
 
 /// An instance ordered by its id: the id is not copied into the map's key.
@@ -83,10 +84,18 @@ impl View {
                 )),
             }
         }
+        let published = Chunks::from_sorted(claims.iter().map(|(_, c)| c.winner.1.clone()).collect());
         View {
             by_key,
             by_id: claims.into_iter().collect(),
+            published,
         }
+    }
+
+    /// Publishes the winner of `id` (or its absence).
+    fn sync(&mut self, id: &str) {
+        let winner = self.by_id.get(id).map(|c| &c.winner.1);
+        self.published.set(id, winner);
     }
 
     /// `key` now holds `instance`, written at `revision`.
@@ -94,7 +103,11 @@ impl View {
         let instance = Arc::new(instance);
         if let Some(old) = self.by_key.insert(key.to_vec(), (revision, instance.clone())) {
             self.unclaim(&old.1);
+            if old.1.id != instance.id {
+                self.sync(&old.1.id);
+            }
         }
+        let id = instance.id.clone();
         match self.by_id.get_mut(instance.id.as_str()) {
             Some(claim) if revision >= claim.winner.0 => {
                 let previous = std::mem::replace(&mut claim.winner, (revision, instance));
@@ -111,12 +124,14 @@ impl View {
                 );
             }
         }
+        self.sync(&id);
     }
 
     /// `key` is gone (deleted, or its value no longer decodes).
     pub(crate) fn remove(&mut self, key: &[u8]) {
         if let Some((_, instance)) = self.by_key.remove(key) {
             self.unclaim(&instance);
+            self.sync(&instance.id);
         }
     }
 
@@ -139,7 +154,7 @@ impl View {
 
     /// The published instances, sorted by id.
     pub(crate) fn instances(&self) -> Instances {
-        self.by_id.values().map(|c| c.winner.1.clone()).collect()
+        self.published.snapshot()
     }
 }
 

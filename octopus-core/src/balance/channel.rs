@@ -245,6 +245,9 @@ impl Service<http::Request<Body>> for BalancedChannel {
 
 /// Follows discovery: rebuilds the backend list on every fresh snapshot, reusing
 /// the channels of instances that stay. Stale snapshots keep the last known list.
+/// Both lists are sorted by id, so an instance's old backend is found by binary
+/// search, and an unchanged instance (the same `Arc` in both snapshots) is reused
+/// without comparing: a change costs O(n log n) pointer work, never O(n²).
 async fn follow(inner: std::sync::Weak<Inner>, mut watch: Watch, connector: Arc<dyn Connector>) {
     while let Some(snapshot) = watch.next().await {
         let Some(inner) = inner.upgrade() else { return };
@@ -254,9 +257,16 @@ async fn follow(inner: std::sync::Weak<Inner>, mut watch: Watch, connector: Arc<
         let old = inner.backends.read().unwrap_or_else(|p| p.into_inner()).clone();
         let mut next = Vec::with_capacity(snapshot.instances.len());
         for instance in snapshot.instances.iter() {
-            let same_endpoint = old
-                .iter()
-                .find(|b| b.instance.id == instance.id && b.instance.endpoint() == instance.endpoint());
+            let same_id = old
+                .binary_search_by(|b| b.instance.id.cmp(&instance.id))
+                .ok()
+                .map(|at| &old[at]);
+            if let Some(b) = same_id.filter(|b| Arc::ptr_eq(&b.instance, instance)) {
+                next.push(b.clone());
+                continue;
+            }
+            let same_endpoint =
+                same_id.filter(|b| b.instance.addr == instance.addr && b.instance.port == instance.port);
             let channel = match same_endpoint {
                 Some(b) if *b.instance == **instance => {
                     next.push(b.clone());

@@ -1,0 +1,393 @@
+//! [`Instances`]: the published instances of a service, sorted by id, in shared
+//! chunks, so that a change republishes one chunk and a pointer per chunk rather
+//! than a pointer per instance.
+
+use std::fmt;
+use std::ops::Deref;
+use std::sync::{Arc, OnceLock};
+
+use crate::snapshot::Diff;
+use crate::ServiceInstance;
+
+/// Instances per chunk in a bulk build; a chunk that grows to twice this splits.
+/// 10,000 instances make 79 chunks: one change copies 79 pointers and one chunk
+/// of at most 255, instead of 10,000 pointers.
+const CHUNK: usize = 128;
+
+type Chunk = Arc<[Arc<ServiceInstance>]>;
+
+/// The instances of a service, sorted by id (unique ids).
+///
+/// Cloning is an `Arc` clone. It dereferences to a slice, `&[Arc<ServiceInstance>]`;
+/// the slice is assembled on the first such use and kept (shared by the clones).
+/// [`len`](Self::len), [`iter`](Self::iter), [`get`](Self::get) and
+/// [`diff_from`](Self::diff_from) work on the chunks directly and never assemble it,
+/// so a watcher that does not look at every instance pays nothing per instance
+/// for a change.
+///
+/// ```
+/// use std::sync::Arc;
+/// use octopus_core::{Instances, ServiceInstance};
+/// let list: Instances = ["b", "a"]
+///     .into_iter()
+///     .map(|id| Arc::new(ServiceInstance::new("s", id, "127.0.0.1", 80).unwrap()))
+///     .collect();
+/// assert_eq!(list.len(), 2);
+/// assert_eq!(list[0].id, "a"); // sorted by id
+/// assert!(list.get("b").is_some());
+/// ```
+#[derive(Clone, Default)]
+pub struct Instances {
+    chunks: Arc<[Chunk]>,
+    len: usize,
+    flat: Arc<OnceLock<Box<[Arc<ServiceInstance>]>>>,
+}
+
+impl Instances {
+    /// How many instances.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The instances in id order, without assembling a slice.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<ServiceInstance>> + Clone + '_ {
+        self.chunks.iter().flat_map(|c| c.iter())
+    }
+
+    /// The instance with `id`, found by binary search.
+    pub fn get(&self, id: &str) -> Option<&Arc<ServiceInstance>> {
+        let at = self.chunks.partition_point(|c| last_id(c) < id);
+        let chunk = self.chunks.get(at)?;
+        let i = chunk.binary_search_by(|x| x.id.as_str().cmp(id)).ok()?;
+        Some(&chunk[i])
+    }
+
+    /// What changed from `earlier` to `self`. Chunks that both share are skipped
+    /// without looking inside (consecutive snapshots of one watch share all but
+    /// the changed ones), and instances that both share are not compared.
+    pub fn diff_from(&self, earlier: &Instances) -> Diff {
+        let mut d = Diff::default();
+        let (mut a, mut b) = (Cursor::new(&earlier.chunks), Cursor::new(&self.chunks));
+        loop {
+            if a.at_chunk_start() && b.at_chunk_start() {
+                if let (Some(x), Some(y)) = (a.chunk(), b.chunk()) {
+                    if Arc::ptr_eq(x, y) {
+                        a.skip_chunk();
+                        b.skip_chunk();
+                        continue;
+                    }
+                }
+            }
+            match (a.peek(), b.peek()) {
+                (Some(x), Some(y)) if x.id == y.id => {
+                    if !Arc::ptr_eq(x, y) && x != y {
+                        d.updated.push(((**x).clone(), (**y).clone()));
+                    }
+                    a.advance();
+                    b.advance();
+                }
+                (Some(x), Some(y)) if x.id < y.id => {
+                    d.removed.push((**x).clone());
+                    a.advance();
+                }
+                (_, Some(y)) => {
+                    d.added.push((**y).clone());
+                    b.advance();
+                }
+                (Some(x), None) => {
+                    d.removed.push((**x).clone());
+                    a.advance();
+                }
+                (None, None) => return d,
+            }
+        }
+    }
+
+    fn from_chunks(chunks: Vec<Chunk>) -> Instances {
+        Instances {
+            len: chunks.iter().map(|c| c.len()).sum(),
+            chunks: chunks.into(),
+            flat: Arc::default(),
+        }
+    }
+
+    /// From a list sorted by id with unique ids.
+    fn from_sorted(sorted: Vec<Arc<ServiceInstance>>) -> Instances {
+        Instances::from_chunks(sorted.chunks(CHUNK).map(Chunk::from).collect())
+    }
+}
+
+fn last_id(chunk: &Chunk) -> &str {
+    // Chunks are never empty.
+    chunk.last().map_or("", |i| i.id.as_str())
+}
+
+/// A position in a list of chunks.
+struct Cursor<'a> {
+    chunks: &'a [Chunk],
+    chunk: usize,
+    at: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn new(chunks: &'a [Chunk]) -> Self {
+        Cursor {
+            chunks,
+            chunk: 0,
+            at: 0,
+        }
+    }
+
+    fn at_chunk_start(&self) -> bool {
+        self.at == 0
+    }
+
+    fn chunk(&self) -> Option<&'a Chunk> {
+        self.chunks.get(self.chunk)
+    }
+
+    fn skip_chunk(&mut self) {
+        self.chunk += 1;
+        self.at = 0;
+    }
+
+    fn peek(&self) -> Option<&'a Arc<ServiceInstance>> {
+        self.chunks.get(self.chunk).map(|c| &c[self.at])
+    }
+
+    fn advance(&mut self) {
+        self.at += 1;
+        if self.chunks.get(self.chunk).is_some_and(|c| self.at == c.len()) {
+            self.skip_chunk();
+        }
+    }
+}
+
+impl Deref for Instances {
+    type Target = [Arc<ServiceInstance>];
+
+    fn deref(&self) -> &Self::Target {
+        match &*self.chunks {
+            [] => &[],
+            [one] => one,
+            _ => self.flat.get_or_init(|| self.iter().cloned().collect()),
+        }
+    }
+}
+
+impl fmt::Debug for Instances {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl PartialEq for Instances {
+    fn eq(&self, other: &Self) -> bool {
+        self.len == other.len && self.iter().zip(other.iter()).all(|(a, b)| Arc::ptr_eq(a, b) || a == b)
+    }
+}
+
+impl Eq for Instances {}
+
+/// Collects instances in any order; they are sorted by id, and of several with
+/// one id the last wins.
+impl FromIterator<Arc<ServiceInstance>> for Instances {
+    fn from_iter<I: IntoIterator<Item = Arc<ServiceInstance>>>(iter: I) -> Self {
+        let mut list: Vec<Arc<ServiceInstance>> = iter.into_iter().collect();
+        if !list.windows(2).all(|w| w[0].id < w[1].id) {
+            list.reverse(); // so that the stable sort and dedup keep the last of an id
+            list.sort_by(|a, b| a.id.cmp(&b.id));
+            list.dedup_by(|a, b| a.id == b.id);
+        }
+        Instances::from_sorted(list)
+    }
+}
+
+impl FromIterator<ServiceInstance> for Instances {
+    fn from_iter<I: IntoIterator<Item = ServiceInstance>>(iter: I) -> Self {
+        iter.into_iter().map(Arc::new).collect()
+    }
+}
+
+impl<'a> IntoIterator for &'a Instances {
+    type Item = &'a Arc<ServiceInstance>;
+    type IntoIter = Box<dyn Iterator<Item = &'a Arc<ServiceInstance>> + 'a>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        Box::new(self.iter())
+    }
+}
+
+/// The chunked list a watch cache edits in place, one instance at a time;
+/// [`snapshot`](Self::snapshot) shares its chunks.
+#[derive(Debug, Default)]
+pub(crate) struct Chunks {
+    chunks: Vec<Chunk>,
+    len: usize,
+}
+
+impl Chunks {
+    /// From a list sorted by id with unique ids.
+    pub(crate) fn from_sorted(sorted: Vec<Arc<ServiceInstance>>) -> Chunks {
+        Chunks {
+            len: sorted.len(),
+            chunks: sorted.chunks(CHUNK).map(Chunk::from).collect(),
+        }
+    }
+
+    /// The current list: a copy of one pointer per chunk.
+    pub(crate) fn snapshot(&self) -> Instances {
+        Instances {
+            chunks: self.chunks.as_slice().into(),
+            len: self.len,
+            flat: Arc::default(),
+        }
+    }
+
+    /// Makes `id` map to `instance` (`None`: removes it). Copies one chunk.
+    pub(crate) fn set(&mut self, id: &str, instance: Option<&Arc<ServiceInstance>>) {
+        let at = self.chunks.partition_point(|c| last_id(c) < id);
+        // Past the last chunk: the id goes at the end of the last one.
+        let at = at.min(self.chunks.len().saturating_sub(1));
+        let found = self
+            .chunks
+            .get(at)
+            .map(|c| c.binary_search_by(|x| x.id.as_str().cmp(id)));
+        match (found, instance) {
+            (None, None) | (Some(Err(_)), None) => {}
+            (Some(Ok(i)), Some(new)) if Arc::ptr_eq(&self.chunks[at][i], new) => {}
+            (None, Some(new)) => {
+                self.chunks.push(Chunk::from(vec![new.clone()]));
+                self.len += 1;
+            }
+            (Some(pos), new) => {
+                let mut list = self.chunks[at].to_vec();
+                match (pos, new) {
+                    (Ok(i), Some(new)) => list[i] = new.clone(),
+                    (Ok(i), None) => {
+                        list.remove(i);
+                        self.len -= 1;
+                    }
+                    (Err(i), Some(new)) => {
+                        list.insert(i, new.clone());
+                        self.len += 1;
+                    }
+                    (Err(_), None) => unreachable!("matched above"),
+                }
+                if list.is_empty() {
+                    self.chunks.remove(at);
+                } else if list.len() >= 2 * CHUNK {
+                    let right = list.split_off(list.len() / 2);
+                    self.chunks[at] = list.into();
+                    self.chunks.insert(at + 1, right.into());
+                } else {
+                    self.chunks[at] = list.into();
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    fn inst(id: u16, port: u16) -> Arc<ServiceInstance> {
+        Arc::new(ServiceInstance::new("s", format!("i{id:05}"), "127.0.0.1", port).unwrap())
+    }
+
+    fn ids(list: &Instances) -> Vec<(String, u16)> {
+        list.iter().map(|i| (i.id.clone(), i.port)).collect()
+    }
+
+    proptest! {
+        /// Edits one at a time agree with a map, through chunk splits and removals,
+        /// and every way of reading (iter, slice, get, len) and diffing agrees.
+        #[test]
+        fn edits_agree_with_a_map(
+            start in proptest::collection::btree_map(0u16..2000, 1u16..4, 0..700),
+            edits in proptest::collection::vec((0u16..2000, 0u16..4), 0..400),
+        ) {
+            let mut model: BTreeMap<u16, u16> = start.clone();
+            let mut chunks = Chunks::from_sorted(start.iter().map(|(k, p)| inst(*k, *p)).collect());
+            let first = chunks.snapshot();
+            for (id, port) in edits {
+                let name = format!("i{id:05}");
+                if port == 0 {
+                    model.remove(&id);
+                    chunks.set(&name, None);
+                } else {
+                    model.insert(id, port);
+                    chunks.set(&name, Some(&inst(id, port)));
+                }
+            }
+            let now = chunks.snapshot();
+            let want: Vec<(String, u16)> = model.iter().map(|(k, p)| (format!("i{k:05}"), *p)).collect();
+            prop_assert_eq!(ids(&now), want.clone());
+            prop_assert_eq!(now.len(), want.len());
+            let sliced: Vec<(String, u16)> = now[..].iter().map(|i| (i.id.clone(), i.port)).collect();
+            prop_assert_eq!(sliced, want.clone());
+            prop_assert!(now.chunks.iter().all(|c| !c.is_empty() && c.len() < 2 * CHUNK));
+            for (k, p) in &model {
+                prop_assert_eq!(now.get(&format!("i{k:05}")).map(|i| i.port), Some(*p));
+            }
+            prop_assert!(now.get("i99999").is_none() && now.get("a").is_none());
+            // The chunk-skipping diff agrees with the plain merge diff.
+            prop_assert_eq!(now.diff_from(&first), crate::diff(&first[..], &now[..]));
+            prop_assert_eq!(first.diff_from(&now), crate::diff(&now[..], &first[..]));
+            prop_assert!(now.diff_from(&now.clone()).is_empty());
+        }
+    }
+
+    #[test]
+    fn one_change_copies_one_chunk() {
+        let mut chunks = Chunks::from_sorted((0..1000).map(|i| inst(i, 1)).collect());
+        let before = chunks.snapshot();
+        chunks.set("i00500", Some(&inst(500, 2)));
+        let after = chunks.snapshot();
+        let shared = before
+            .chunks
+            .iter()
+            .zip(after.chunks.iter())
+            .filter(|(a, b)| Arc::ptr_eq(a, b))
+            .count();
+        assert_eq!(shared, before.chunks.len() - 1);
+        let d = after.diff_from(&before);
+        assert_eq!(d.updated.len(), 1);
+        assert!(d.added.is_empty() && d.removed.is_empty());
+    }
+
+    #[test]
+    fn chunks_split_as_they_grow_and_go_when_empty() {
+        let mut chunks = Chunks::default();
+        for i in (0..1000).rev() {
+            chunks.set(&format!("i{i:05}"), Some(&inst(i, 1)));
+        }
+        let list = chunks.snapshot();
+        assert_eq!(list.len(), 1000);
+        assert!(list.chunks.len() >= 1000 / (2 * CHUNK), "{} chunks", list.chunks.len());
+        assert!(list.chunks.iter().all(|c| c.len() < 2 * CHUNK));
+        assert!(list.windows(2).all(|w| w[0].id < w[1].id));
+        for i in 0..1000 {
+            chunks.set(&format!("i{i:05}"), None);
+        }
+        assert!(chunks.snapshot().is_empty());
+        assert!(chunks.chunks.is_empty());
+    }
+
+    #[test]
+    fn collecting_sorts_and_keeps_the_last_of_an_id() {
+        let list: Instances = vec![inst(3, 1), inst(1, 1), inst(3, 2)].into_iter().collect();
+        assert_eq!(ids(&list), [("i00001".into(), 1), ("i00003".into(), 2)]);
+        assert!(Instances::default().is_empty());
+        assert_eq!(&Instances::default()[..], &[] as &[Arc<ServiceInstance>]);
+        assert_eq!(format!("{:?}", Instances::default()), "[]");
+    }
+}
