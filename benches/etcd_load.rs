@@ -163,61 +163,98 @@ fn ms(d: Duration) -> String {
 
 // ---------------------------------------------------------------- 1. registration throughput
 
+/// Registers `n` instances the raw way (grant + put, 64 in flight) on a fresh etcd:
+/// (registrations per second, this process's CPU per registration).
+async fn raw_registrations(n: usize) -> (f64, Duration) {
+    let server = EtcdServer::start().await;
+    let layout = layout();
+    let client = raw(&server).await;
+    let (started, cpu0) = (Instant::now(), cpu_time());
+    futures_util::stream::iter(0..n)
+        .map(|i| {
+            let mut c = client.clone();
+            let layout = layout.clone();
+            async move {
+                let inst = instance(&format!("svc{:03}", i % 100), i);
+                let lease = c.lease_grant(30, None).await.unwrap().id();
+                let key = layout.key(&inst, octopus::LeaseId(lease));
+                c.put(
+                    key,
+                    layout.encode(&inst).unwrap(),
+                    Some(PutOptions::new().with_lease(lease)),
+                )
+                .await
+                .unwrap();
+            }
+        })
+        .buffer_unordered(64)
+        .collect::<Vec<()>>()
+        .await;
+    (
+        n as f64 / started.elapsed().as_secs_f64(),
+        (cpu_time() - cpu0) / n as u32,
+    )
+}
+
+/// The same with Octopus (`register` until `Registered`), on a fresh etcd.
+async fn our_registrations(n: usize) -> (f64, Duration) {
+    let server = EtcdServer::start().await;
+    let registry = Arc::new(LeaseRegistry::new(Arc::new(backend(&server).await), layout()));
+    let opts = RegisterOptions::default().ttl(Duration::from_secs(30)).unwrap();
+    let (started, cpu0) = (Instant::now(), cpu_time());
+    let regs: Vec<_> = futures_util::stream::iter(0..n)
+        .map(|i| {
+            let (registry, opts) = (registry.clone(), opts.clone());
+            async move {
+                let inst = instance(&format!("svc{:03}", i % 100), i);
+                let reg = registry.register(inst, opts).await.unwrap();
+                reg.registered().await.unwrap();
+                reg
+            }
+        })
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    let result = (
+        n as f64 / started.elapsed().as_secs_f64(),
+        (cpu_time() - cpu0) / n as u32,
+    );
+    for r in regs {
+        r.abandon().await;
+    }
+    result
+}
+
 async fn register(quick: bool) {
-    println!("\n## 1. Registration throughput (100 services, 64 in flight)\n");
-    println!("| instances | raw grant+put | Octopus register | ratio |\n|---|---|---|---|");
+    const ROUNDS: usize = 3;
+    println!("\n## 1. Registration throughput (100 services, 64 in flight, each side on a fresh etcd, {ROUNDS} alternating rounds)\n");
+    println!("| instances | raw grant+put | Octopus register | ratio (of medians) | client CPU per registration, raw / Octopus |\n|---|---|---|---|---|");
     for n in if quick { vec![1_000] } else { vec![1_000, 10_000] } {
-        let server = EtcdServer::start().await;
-        let layout = layout();
-
-        let client = raw(&server).await;
-        let started = Instant::now();
-        futures_util::stream::iter(0..n)
-            .map(|i| {
-                let mut c = client.clone();
-                let layout = layout.clone();
-                async move {
-                    let inst = instance(&format!("svc{:03}", i % 100), i);
-                    let lease = c.lease_grant(30, None).await.unwrap().id();
-                    let key = layout.key(&inst, octopus::LeaseId(lease));
-                    c.put(
-                        key,
-                        layout.encode(&inst).unwrap(),
-                        Some(PutOptions::new().with_lease(lease)),
-                    )
-                    .await
-                    .unwrap();
-                }
-            })
-            .buffer_unordered(64)
-            .collect::<Vec<()>>()
-            .await;
-        let raw_rate = n as f64 / started.elapsed().as_secs_f64();
-
-        let registry = Arc::new(LeaseRegistry::new(Arc::new(backend(&server).await), layout.clone()));
-        let opts = RegisterOptions::default().ttl(Duration::from_secs(30)).unwrap();
-        let started = Instant::now();
-        let regs: Vec<_> = futures_util::stream::iter(0..n)
-            .map(|i| {
-                let (registry, opts) = (registry.clone(), opts.clone());
-                async move {
-                    let inst = instance(&format!("ours{:03}", i % 100), i);
-                    let reg = registry.register(inst, opts).await.unwrap();
-                    reg.registered().await.unwrap();
-                    reg
-                }
-            })
-            .buffer_unordered(64)
-            .collect()
-            .await;
-        let ours_rate = n as f64 / started.elapsed().as_secs_f64();
-        println!(
-            "| {n} | {raw_rate:.0}/s | {ours_rate:.0}/s | {:.2} |",
-            ours_rate / raw_rate
-        );
-        for r in regs {
-            r.abandon().await;
+        let (mut raws, mut ours) = (Vec::new(), Vec::new());
+        for round in 0..ROUNDS {
+            // Alternate which side goes first, so that neither always meets a warmer machine.
+            if round % 2 == 0 {
+                raws.push(raw_registrations(n).await);
+                ours.push(our_registrations(n).await);
+            } else {
+                ours.push(our_registrations(n).await);
+                raws.push(raw_registrations(n).await);
+            }
         }
+        let median = |v: &mut Vec<(f64, Duration)>| {
+            v.sort_by(|a, b| a.0.total_cmp(&b.0));
+            v[v.len() / 2]
+        };
+        let ((raw_rate, raw_cpu), (ours_rate, ours_cpu)) = (median(&mut raws), median(&mut ours));
+        let rates = |v: &[(f64, Duration)]| v.iter().map(|r| format!("{:.0}", r.0)).collect::<Vec<_>>().join(", ");
+        println!(
+            "| {n} | {raw_rate:.0}/s ({}) | {ours_rate:.0}/s ({}) | {:.2} | {:.0} µs / {:.0} µs |",
+            rates(&raws),
+            rates(&ours),
+            ours_rate / raw_rate,
+            raw_cpu.as_secs_f64() * 1e6,
+            ours_cpu.as_secs_f64() * 1e6,
+        );
     }
 }
 
