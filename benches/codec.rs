@@ -5,7 +5,9 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use octopus::core::{EtcdNamingLayout, GoZeroLayout, JsonLayout, KeyLayout, KratosLayout, LeaseId};
-use octopus::{diff, ServiceInstance};
+use std::sync::Arc;
+
+use octopus::{diff, Instances, ServiceInstance};
 
 fn instance(n: usize) -> ServiceInstance {
     ServiceInstance::new("user-service", format!("instance-{n:05}"), "10.0.0.1", 50051)
@@ -49,6 +51,18 @@ fn diffs(c: &mut Criterion) {
         after[0] = after[0].clone().with_weight(7);
         group.bench_with_input(BenchmarkId::new("one change", n), &n, |b, _| {
             b.iter(|| diff(&before, &after))
+        });
+        // As two snapshots of one watch hold them: the unchanged instances are the
+        // same `Arc`s, so they are matched by pointer, not compared field by field.
+        let shared: Vec<Arc<ServiceInstance>> = before.iter().cloned().map(Arc::new).collect();
+        let earlier: Instances = shared.iter().cloned().collect();
+        let mut next = shared.clone();
+        next.remove(n / 2);
+        next.push(Arc::new(instance(n + 1)));
+        next[0] = Arc::new((*next[0]).clone().with_weight(7));
+        let later: Instances = next.into_iter().collect();
+        group.bench_with_input(BenchmarkId::new("one change, shared instances", n), &n, |b, _| {
+            b.iter(|| later.diff_from(&earlier))
         });
     }
     group.finish();
