@@ -642,7 +642,7 @@ async fn storm(attempts: Arc<Mutex<Vec<Instant>>>) {
 async fn event(quick: bool) {
     const ROUNDS: usize = 5;
     let n = if quick { 1_000 } else { 10_000 };
-    let m = if quick { 50 } else { 200 };
+    let m = if quick { 50 } else { 500 };
     let per_round = m / ROUNDS;
     println!(
         "\n## 6. Cost per change at {n} instances ({m} changes each, one at a time, in {ROUNDS} interleaved rounds)\n"
@@ -761,7 +761,6 @@ fn main() {
         .map(String::as_str)
         .filter(|a| !a.starts_with('-'))
         .collect();
-    let on = |name: &str| chosen.is_empty() || chosen.contains(&name);
 
     let attempts: Arc<Mutex<Vec<Instant>>> = Arc::default();
     use tracing_subscriber::layer::SubscriberExt;
@@ -788,7 +787,11 @@ fn main() {
                 .to_owned())
             .unwrap_or_default()
     );
-    runtime.block_on(async {
+    let chosen: Vec<String> = chosen.iter().map(|s| s.to_string()).collect();
+    let on = move |name: &str| chosen.is_empty() || chosen.iter().any(|c| c == name);
+    // The scenarios run in a spawned task, on the runtime's workers, as a service's
+    // own code does (not on the thread that called `block_on`).
+    runtime.block_on(runtime.spawn(async move {
         if on("register") {
             register(quick).await;
         }
@@ -807,5 +810,6 @@ fn main() {
         if on("event") {
             event(quick).await;
         }
-    });
+    }))
+    .unwrap();
 }
