@@ -791,25 +791,26 @@ fn main() {
     let on = move |name: &str| chosen.is_empty() || chosen.iter().any(|c| c == name);
     // The scenarios run in a spawned task, on the runtime's workers, as a service's
     // own code does (not on the thread that called `block_on`).
-    runtime.block_on(runtime.spawn(async move {
-        if on("register") {
-            register(quick).await;
-        }
-        if on("propagation") {
-            propagation(quick).await;
-        }
-        if on("sync") {
-            sync(quick).await;
-        }
-        if on("keepalive") {
-            keepalive(quick).await;
-        }
-        if on("storm") {
-            storm(attempts.clone()).await;
-        }
-        if on("event") {
-            event(quick).await;
-        }
-    }))
-    .unwrap();
+    runtime
+        .block_on(runtime.spawn(async move {
+            if on("register") {
+                register(quick).await;
+            }
+            if on("propagation") {
+                propagation(quick).await;
+            }
+            if on("sync") {
+                sync(quick).await;
+            }
+            if on("keepalive") {
+                keepalive(quick).await;
+            }
+            if on("storm") {
+                storm(attempts.clone()).await;
+            }
+            if on("event") {
+                event(quick).await;
+            }
+        }))
+        .unwrap();
 }
