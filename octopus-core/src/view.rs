@@ -107,7 +107,7 @@ impl View {
                 self.sync(&old.1.id);
             }
         }
-        let id = instance.id.clone();
+        let this = instance.clone();
         match self.by_id.get_mut(instance.id.as_str()) {
             Some(claim) if revision >= claim.winner.0 => {
                 let previous = std::mem::replace(&mut claim.winner, (revision, instance));
@@ -124,7 +124,7 @@ impl View {
                 );
             }
         }
-        self.sync(&id);
+        self.sync(&this.id);
     }
 
     /// `key` is gone (deleted, or its value no longer decodes).
