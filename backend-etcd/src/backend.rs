@@ -115,8 +115,7 @@ impl EtcdBackend {
         Ok(EtcdBackend { client, options })
     }
 
-    /// A tonic endpoint for `uri` with the options' connect timeout, HTTP/2
-    /// keepalive and TLS (request timeouts are the backend's own, per call).
+    /// A tonic endpoint for `uri` with the options' timeouts, HTTP/2 keepalive and TLS.
     pub fn endpoint(uri: &str, options: &EtcdOptions) -> Result<Endpoint> {
         let bad = |e: tonic::transport::Error| Error::InvalidOption {
             name: "endpoint",
@@ -160,10 +159,7 @@ impl EtcdBackend {
         }
     }
 
-    /// The etcd-client handle, for what Octopus does not wrap. Requests made
-    /// through it have no request timeout (the backend bounds each of its own
-    /// calls instead): wrap them in `tokio::time::timeout`. A dead connection is
-    /// still noticed by HTTP/2 keepalive.
+    /// The etcd-client handle, for what Octopus does not wrap.
     pub fn client(&self) -> &Client {
         &self.client
     }
@@ -193,11 +189,9 @@ impl EtcdBackend {
     }
 }
 
-/// No request timeout on the endpoint: every call of the backend has its own
-/// (a typed [`Error::Timeout`] naming the operation), and a second timer per
-/// request in tonic cost each registration two more timer insertions.
 fn tune(ep: Endpoint, o: &EtcdOptions) -> Endpoint {
     ep.connect_timeout(o.connect_timeout)
+        .timeout(o.request_timeout)
         .http2_keep_alive_interval(o.keepalive_interval)
         .keep_alive_timeout(o.keepalive_timeout)
         .keep_alive_while_idle(true)
