@@ -64,6 +64,16 @@ fn diffs(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("one change, shared instances", n), &n, |b, _| {
             b.iter(|| later.diff_from(&earlier))
         });
+        // As a watch publishes them: the next snapshot shares every chunk but the
+        // changed ones, which the diff skips without looking inside.
+        let published = earlier
+            .without(&instance(n / 2).id)
+            .with(Arc::new(instance(n + 1)))
+            .with(Arc::new(instance(0).with_weight(7)));
+        assert_eq!(published.diff_from(&earlier), diff(&earlier[..], &published[..]));
+        group.bench_with_input(BenchmarkId::new("one change, shared chunks", n), &n, |b, _| {
+            b.iter(|| published.diff_from(&earlier))
+        });
     }
     group.finish();
 }

@@ -108,6 +108,28 @@ impl Instances {
         }
     }
 
+    /// A copy with `instance` added (or replacing the one with its id), sharing
+    /// every chunk but one with `self`: what a watch publishes after a change.
+    pub fn with(&self, instance: Arc<ServiceInstance>) -> Instances {
+        let mut chunks = self.editable();
+        chunks.set(&instance.id, Some(&instance));
+        chunks.snapshot()
+    }
+
+    /// A copy without the instance `id`, sharing every chunk but one with `self`.
+    pub fn without(&self, id: &str) -> Instances {
+        let mut chunks = self.editable();
+        chunks.set(id, None);
+        chunks.snapshot()
+    }
+
+    fn editable(&self) -> Chunks {
+        Chunks {
+            chunks: self.chunks.to_vec(),
+            len: self.len,
+        }
+    }
+
     fn from_chunks(chunks: Vec<Chunk>) -> Instances {
         Instances {
             len: chunks.iter().map(|c| c.len()).sum(),
@@ -318,6 +340,7 @@ mod tests {
             let mut model: BTreeMap<u16, u16> = start.clone();
             let mut chunks = Chunks::from_sorted(start.iter().map(|(k, p)| inst(*k, *p)).collect());
             let first = chunks.snapshot();
+            let edits_copy = edits.clone();
             for (id, port) in edits {
                 let name = format!("i{id:05}");
                 if port == 0 {
@@ -329,6 +352,13 @@ mod tests {
                 }
             }
             let now = chunks.snapshot();
+            // The public copy-on-write path gives the same list.
+            let mut cow = first.clone();
+            for (id, port) in &edits_copy {
+                let name = format!("i{id:05}");
+                cow = if *port == 0 { cow.without(&name) } else { cow.with(inst(*id, *port)) };
+            }
+            prop_assert_eq!(ids(&cow), ids(&now));
             let want: Vec<(String, u16)> = model.iter().map(|(k, p)| (format!("i{k:05}"), *p)).collect();
             prop_assert_eq!(ids(&now), want.clone());
             prop_assert_eq!(now.len(), want.len());
@@ -359,6 +389,19 @@ mod tests {
             .filter(|(a, b)| Arc::ptr_eq(a, b))
             .count();
         assert_eq!(shared, before.chunks.len() - 1);
+        let copied = before.with(inst(500, 2));
+        assert_eq!(copied, after);
+        assert_eq!(
+            copied
+                .chunks
+                .iter()
+                .zip(before.chunks.iter())
+                .filter(|(a, b)| Arc::ptr_eq(a, b))
+                .count(),
+            before.chunks.len() - 1
+        );
+        assert_eq!(before.without("i00500").len(), 999);
+        assert_eq!(before.without("nope").len(), 1000);
         let d = after.diff_from(&before);
         assert_eq!(d.updated.len(), 1);
         assert!(d.added.is_empty() && d.removed.is_empty());
