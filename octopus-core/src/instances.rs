@@ -37,32 +37,36 @@ type Chunk = Arc<[Arc<ServiceInstance>]>;
 /// assert!(list.get("b").is_some());
 /// ```
 #[derive(Clone, Default)]
-pub struct Instances {
-    chunks: Arc<[Chunk]>,
+pub struct Instances(Arc<Shared>);
+
+/// One allocation per published list: cloning `Instances` is one `Arc` clone.
+#[derive(Default)]
+struct Shared {
+    chunks: Box<[Chunk]>,
     len: usize,
-    flat: Arc<OnceLock<Box<[Arc<ServiceInstance>]>>>,
+    flat: OnceLock<Box<[Arc<ServiceInstance>]>>,
 }
 
 impl Instances {
     /// How many instances.
     pub fn len(&self) -> usize {
-        self.len
+        self.0.len
     }
 
     /// True when there are none.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.0.len == 0
     }
 
     /// The instances in id order, without assembling a slice.
     pub fn iter(&self) -> impl Iterator<Item = &Arc<ServiceInstance>> + Clone + '_ {
-        self.chunks.iter().flat_map(|c| c.iter())
+        self.0.chunks.iter().flat_map(|c| c.iter())
     }
 
     /// The instance with `id`, found by binary search.
     pub fn get(&self, id: &str) -> Option<&Arc<ServiceInstance>> {
-        let at = self.chunks.partition_point(|c| last_id(c) < id);
-        let chunk = self.chunks.get(at)?;
+        let at = self.0.chunks.partition_point(|c| last_id(c) < id);
+        let chunk = self.0.chunks.get(at)?;
         let i = chunk.binary_search_by(|x| x.id.as_str().cmp(id)).ok()?;
         Some(&chunk[i])
     }
@@ -72,7 +76,7 @@ impl Instances {
     /// the changed ones), and instances that both share are not compared.
     pub fn diff_from(&self, earlier: &Instances) -> Diff {
         let mut d = Diff::default();
-        let (mut a, mut b) = (Cursor::new(&earlier.chunks), Cursor::new(&self.chunks));
+        let (mut a, mut b) = (Cursor::new(&earlier.0.chunks), Cursor::new(&self.0.chunks));
         loop {
             if a.at_chunk_start() && b.at_chunk_start() {
                 if let (Some(x), Some(y)) = (a.chunk(), b.chunk()) {
@@ -125,17 +129,17 @@ impl Instances {
 
     fn editable(&self) -> Chunks {
         Chunks {
-            chunks: self.chunks.to_vec(),
-            len: self.len,
+            chunks: self.0.chunks.to_vec(),
+            len: self.0.len,
         }
     }
 
     fn from_chunks(chunks: Vec<Chunk>) -> Instances {
-        Instances {
+        Instances(Arc::new(Shared {
             len: chunks.iter().map(|c| c.len()).sum(),
             chunks: chunks.into(),
-            flat: Arc::default(),
-        }
+            flat: OnceLock::new(),
+        }))
     }
 
     /// From a list sorted by id with unique ids.
@@ -194,10 +198,10 @@ impl Deref for Instances {
     type Target = [Arc<ServiceInstance>];
 
     fn deref(&self) -> &Self::Target {
-        match &*self.chunks {
+        match &*self.0.chunks {
             [] => &[],
             [one] => one,
-            _ => self.flat.get_or_init(|| self.iter().cloned().collect()),
+            _ => self.0.flat.get_or_init(|| self.iter().cloned().collect()),
         }
     }
 }
@@ -210,7 +214,7 @@ impl fmt::Debug for Instances {
 
 impl PartialEq for Instances {
     fn eq(&self, other: &Self) -> bool {
-        self.len == other.len && self.iter().zip(other.iter()).all(|(a, b)| Arc::ptr_eq(a, b) || a == b)
+        self.0.len == other.0.len && self.iter().zip(other.iter()).all(|(a, b)| Arc::ptr_eq(a, b) || a == b)
     }
 }
 
@@ -264,11 +268,11 @@ impl Chunks {
 
     /// The current list: a copy of one pointer per chunk.
     pub(crate) fn snapshot(&self) -> Instances {
-        Instances {
+        Instances(Arc::new(Shared {
             chunks: self.chunks.as_slice().into(),
             len: self.len,
-            flat: Arc::default(),
-        }
+            flat: OnceLock::new(),
+        }))
     }
 
     /// Makes `id` map to `instance` (`None`: removes it). Copies one chunk.
@@ -364,7 +368,7 @@ mod tests {
             prop_assert_eq!(now.len(), want.len());
             let sliced: Vec<(String, u16)> = now[..].iter().map(|i| (i.id.clone(), i.port)).collect();
             prop_assert_eq!(sliced, want.clone());
-            prop_assert!(now.chunks.iter().all(|c| !c.is_empty() && c.len() < 2 * CHUNK));
+            prop_assert!(now.0.chunks.iter().all(|c| !c.is_empty() && c.len() < 2 * CHUNK));
             for (k, p) in &model {
                 prop_assert_eq!(now.get(&format!("i{k:05}")).map(|i| i.port), Some(*p));
             }
@@ -383,22 +387,24 @@ mod tests {
         chunks.set("i00500", Some(&inst(500, 2)));
         let after = chunks.snapshot();
         let shared = before
+            .0
             .chunks
             .iter()
-            .zip(after.chunks.iter())
+            .zip(after.0.chunks.iter())
             .filter(|(a, b)| Arc::ptr_eq(a, b))
             .count();
-        assert_eq!(shared, before.chunks.len() - 1);
+        assert_eq!(shared, before.0.chunks.len() - 1);
         let copied = before.with(inst(500, 2));
         assert_eq!(copied, after);
         assert_eq!(
             copied
+                .0
                 .chunks
                 .iter()
-                .zip(before.chunks.iter())
+                .zip(before.0.chunks.iter())
                 .filter(|(a, b)| Arc::ptr_eq(a, b))
                 .count(),
-            before.chunks.len() - 1
+            before.0.chunks.len() - 1
         );
         assert_eq!(before.without("i00500").len(), 999);
         assert_eq!(before.without("nope").len(), 1000);
@@ -415,8 +421,12 @@ mod tests {
         }
         let list = chunks.snapshot();
         assert_eq!(list.len(), 1000);
-        assert!(list.chunks.len() >= 1000 / (2 * CHUNK), "{} chunks", list.chunks.len());
-        assert!(list.chunks.iter().all(|c| c.len() < 2 * CHUNK));
+        assert!(
+            list.0.chunks.len() >= 1000 / (2 * CHUNK),
+            "{} chunks",
+            list.0.chunks.len()
+        );
+        assert!(list.0.chunks.iter().all(|c| c.len() < 2 * CHUNK));
         assert!(list.windows(2).all(|w| w[0].id < w[1].id));
         for i in 0..1000 {
             chunks.set(&format!("i{i:05}"), None);
