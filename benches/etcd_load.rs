@@ -296,16 +296,22 @@ async fn ours_propagation(
         let (started, seen) = (started.clone(), seen.clone());
         tasks.push(tokio::spawn(async move {
             let _keep = discovery;
-            let mut known = std::collections::BTreeSet::new();
+            // What changed since the last snapshot, as a consumer that reacts to
+            // changes reads it: O(change), like the raw side's events (walking
+            // every instance per snapshot would bill this side O(n) per change).
+            let mut previous: Option<octopus::Snapshot> = None;
             while let Some(snapshot) = watch.next().await {
                 let now = Instant::now();
-                for inst in snapshot.instances.iter() {
-                    if known.insert(inst.id.clone()) {
-                        if let Some(t0) = started.lock().unwrap().get(&inst.id) {
-                            seen.lock().unwrap().push(now - *t0);
-                        }
+                let added = match &previous {
+                    Some(p) => snapshot.diff_from(p).added,
+                    None => snapshot.instances.iter().map(|i| (**i).clone()).collect(),
+                };
+                for inst in added {
+                    if let Some(t0) = started.lock().unwrap().get(&inst.id) {
+                        seen.lock().unwrap().push(now - *t0);
                     }
                 }
+                previous = Some(snapshot);
             }
         }));
     }
