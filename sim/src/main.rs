@@ -7,7 +7,8 @@
 //!
 //! Exit codes: 0 every invariant held on every seed (or, with `--expect-violation`,
 //! a violation was found); 1 a violation (or none found with `--expect-violation`);
-//! 2 bad arguments.
+//! 2 bad arguments; 141 its output was closed early (`| head`), as a shell
+//! reports a process ended by SIGPIPE.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -17,6 +18,17 @@ use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use octopus_sim::check::{self, INVARIANTS};
+
+/// `println!` that ends the process quietly (exit 141) when stdout is closed,
+/// instead of panicking: `octopus-sim --seed 3 --log | head` is a normal use.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if writeln!(std::io::stdout(), $($arg)*).is_err() {
+            std::process::exit(141);
+        }
+    }};
+}
 use octopus_sim::config::SimConfig;
 use octopus_sim::log::{secs, Ev};
 use octopus_sim::run;
@@ -172,7 +184,7 @@ fn main() -> ExitCode {
     let args = match parse() {
         Ok(a) => a,
         Err(e) if e.is_empty() => {
-            println!("{HELP}");
+            out!("{HELP}");
             return ExitCode::SUCCESS;
         }
         Err(e) => {
@@ -202,7 +214,7 @@ fn one(a: &Args, seed: u64) -> ExitCode {
             .iter()
             .map(|(k, v)| format!("{}={v}", k.split(' ').next().unwrap_or(k)))
             .collect();
-        println!(
+        out!(
             "RESULT seed={seed} digest={:016x} events={} sim_ms={} wall_us={} checks={}",
             run.digest,
             run.entries.len(),
@@ -211,7 +223,7 @@ fn one(a: &Args, seed: u64) -> ExitCode {
             checks.join(",")
         );
         for v in &report.violations {
-            println!("VIOLATION {} | {} | {}", v.invariant, secs(v.at), v.detail);
+            out!("VIOLATION {} | {} | {}", v.invariant, secs(v.at), v.detail);
         }
         return if report.violations.is_empty() {
             ExitCode::SUCCESS
@@ -221,7 +233,7 @@ fn one(a: &Args, seed: u64) -> ExitCode {
     }
     if a.log {
         for (at, ev) in &run.entries {
-            println!("{} {ev:?}", secs(*at));
+            out!("{} {ev:?}", secs(*at));
         }
     }
     let faults = run
@@ -229,7 +241,7 @@ fn one(a: &Args, seed: u64) -> ExitCode {
         .iter()
         .filter(|(_, e)| matches!(e, Ev::FaultStart { .. } | Ev::HostDown { .. }))
         .count();
-    println!(
+    out!(
         "seed {seed}: {} events, {faults} faults, digest {:016x}, {:.1} simulated s in {:.3} s ({:.0}x)",
         run.entries.len(),
         run.digest,
@@ -238,19 +250,19 @@ fn one(a: &Args, seed: u64) -> ExitCode {
         cfg.duration.as_secs_f64() / wall.as_secs_f64().max(1e-9)
     );
     for inv in INVARIANTS {
-        println!(
+        out!(
             "  {inv:<24} checked {:>5}",
             report.checks.get(inv).copied().unwrap_or(0)
         );
     }
     if report.violations.is_empty() {
-        println!("every invariant held");
+        out!("every invariant held");
         return ExitCode::SUCCESS;
     }
     for v in &report.violations {
-        println!("VIOLATION of invariant {} at {}: {}", v.invariant, secs(v.at), v.detail);
+        out!("VIOLATION of invariant {} at {}: {}", v.invariant, secs(v.at), v.detail);
     }
-    println!("replay: {}", replay_command(a, seed));
+    out!("replay: {}", replay_command(a, seed));
     ExitCode::from(1)
 }
 
@@ -377,7 +389,7 @@ fn many(a: &Args) -> ExitCode {
         let _ = w.join();
     }
     let wall = started.elapsed().as_secs_f64();
-    println!(
+    out!(
         "{done} seeds in {wall:.1} s: {:.1} seeds/s, {:.0} simulated s per wall s ({} jobs){}",
         done as f64 / wall,
         sim.as_secs_f64() / wall,
@@ -386,28 +398,28 @@ fn many(a: &Args) -> ExitCode {
     );
     for inv in INVARIANTS {
         let short = inv.split(' ').next().unwrap_or(inv);
-        println!("  {inv:<24} checked {:>8}", totals.get(short).copied().unwrap_or(0));
+        out!("  {inv:<24} checked {:>8}", totals.get(short).copied().unwrap_or(0));
     }
     match (failed, a.expect_violation) {
         (None, false) => {
-            println!("every invariant held on every seed");
+            out!("every invariant held on every seed");
             ExitCode::SUCCESS
         }
         (None, true) => {
-            println!("no seed broke an invariant, but a violation was expected");
+            out!("no seed broke an invariant, but a violation was expected");
             ExitCode::from(1)
         }
         (Some(r), expect) => {
-            println!("seed {} (digest {}):", r.seed, r.digest);
+            out!("seed {} (digest {}):", r.seed, r.digest);
             if let Some(f) = &r.failure {
-                println!("  failed: {f}");
+                out!("  failed: {f}");
             }
             for v in &r.violations {
-                println!("  VIOLATION {v}");
+                out!("  VIOLATION {v}");
             }
-            println!("replay: {}", replay_command(a, r.seed));
+            out!("replay: {}", replay_command(a, r.seed));
             if expect && r.failure.is_none() {
-                println!("caught, as expected, after {done} seeds");
+                out!("caught, as expected, after {done} seeds");
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)
