@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use etcd_client::{Client, EventType, GetOptions, PutOptions, Txn, TxnOp, WatchOptions};
+use etcd_client::{Client, Compare, CompareOp, EventType, GetOptions, PutOptions, Txn, TxnOp, WatchOptions};
 use futures_util::StreamExt;
 use octopus::core::{LeaseRegistry, WatchDiscovery};
 use octopus::etcd::testing::EtcdServer;
@@ -163,9 +163,10 @@ fn ms(d: Duration) -> String {
 
 // ---------------------------------------------------------------- 1. registration throughput
 
-/// Registers `n` instances the raw way (grant + put, 64 in flight) on a fresh etcd:
-/// (registrations per second, this process's CPU per registration).
-async fn raw_registrations(n: usize) -> (f64, Duration) {
+/// Registers `n` instances the raw way (grant, then a put or, with `guarded`, the
+/// create-if-absent transaction Octopus writes with), 64 in flight, on a fresh
+/// etcd: (registrations per second, this process's CPU per registration).
+async fn raw_registrations(n: usize, guarded: bool) -> (f64, Duration) {
     let server = EtcdServer::start().await;
     let layout = layout();
     let client = raw(&server).await;
@@ -178,13 +179,17 @@ async fn raw_registrations(n: usize) -> (f64, Duration) {
                 let inst = instance(&format!("svc{:03}", i % 100), i);
                 let lease = c.lease_grant(30, None).await.unwrap().id();
                 let key = layout.key(&inst, octopus::LeaseId(lease));
-                c.put(
-                    key,
-                    layout.encode(&inst).unwrap(),
-                    Some(PutOptions::new().with_lease(lease)),
-                )
-                .await
-                .unwrap();
+                let value = layout.encode(&inst).unwrap();
+                let options = Some(PutOptions::new().with_lease(lease));
+                if guarded {
+                    let txn = Txn::new()
+                        .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+                        .and_then([TxnOp::put(key.clone(), value, options)])
+                        .or_else([TxnOp::get(key, None)]);
+                    assert!(c.txn(txn).await.unwrap().succeeded());
+                } else {
+                    c.put(key, value, options).await.unwrap();
+                }
             }
         })
         .buffer_unordered(64)
@@ -227,33 +232,44 @@ async fn our_registrations(n: usize) -> (f64, Duration) {
 
 async fn register(quick: bool) {
     const ROUNDS: usize = 3;
-    println!("\n## 1. Registration throughput (100 services, 64 in flight, each side on a fresh etcd, {ROUNDS} alternating rounds)\n");
-    println!("| instances | raw grant+put | Octopus register | ratio (of medians) | client CPU per registration, raw / Octopus |\n|---|---|---|---|---|");
+    println!(
+        "\n## 1. Registration throughput (100 services, 64 in flight, each side on a fresh etcd, {ROUNDS} rounds in rotating order)\n"
+    );
+    println!(
+        "| instances | raw grant+put | raw grant + guarded txn (Octopus's write, by hand) | Octopus register | ratio to raw put / to raw txn (of medians) | client CPU per registration, put / txn / Octopus |\n|---|---|---|---|---|---|"
+    );
     for n in if quick { vec![1_000] } else { vec![1_000, 10_000] } {
-        let (mut raws, mut ours) = (Vec::new(), Vec::new());
+        let (mut puts, mut txns, mut ours) = (Vec::new(), Vec::new(), Vec::new());
         for round in 0..ROUNDS {
-            // Alternate which side goes first, so that neither always meets a warmer machine.
-            if round % 2 == 0 {
-                raws.push(raw_registrations(n).await);
-                ours.push(our_registrations(n).await);
-            } else {
-                ours.push(our_registrations(n).await);
-                raws.push(raw_registrations(n).await);
+            // Rotate which side goes first, so that none always meets a warmer machine.
+            for side in 0..3 {
+                match (round + side) % 3 {
+                    0 => puts.push(raw_registrations(n, false).await),
+                    1 => txns.push(raw_registrations(n, true).await),
+                    _ => ours.push(our_registrations(n).await),
+                }
             }
         }
         let median = |v: &mut Vec<(f64, Duration)>| {
             v.sort_by(|a, b| a.0.total_cmp(&b.0));
             v[v.len() / 2]
         };
-        let ((raw_rate, raw_cpu), (ours_rate, ours_cpu)) = (median(&mut raws), median(&mut ours));
+        let (put, txn, our) = (median(&mut puts), median(&mut txns), median(&mut ours));
         let rates = |v: &[(f64, Duration)]| v.iter().map(|r| format!("{:.0}", r.0)).collect::<Vec<_>>().join(", ");
+        let us = |d: Duration| d.as_secs_f64() * 1e6;
         println!(
-            "| {n} | {raw_rate:.0}/s ({}) | {ours_rate:.0}/s ({}) | {:.2} | {:.0} µs / {:.0} µs |",
-            rates(&raws),
+            "| {n} | {:.0}/s ({}) | {:.0}/s ({}) | {:.0}/s ({}) | {:.2} / {:.2} | {:.0} / {:.0} / {:.0} µs |",
+            put.0,
+            rates(&puts),
+            txn.0,
+            rates(&txns),
+            our.0,
             rates(&ours),
-            ours_rate / raw_rate,
-            raw_cpu.as_secs_f64() * 1e6,
-            ours_cpu.as_secs_f64() * 1e6,
+            our.0 / put.0,
+            our.0 / txn.0,
+            us(put.1),
+            us(txn.1),
+            us(our.1),
         );
     }
 }
