@@ -65,10 +65,10 @@ impl Instances {
 
     /// The instance with `id`, found by binary search.
     pub fn get(&self, id: &str) -> Option<&Arc<ServiceInstance>> {
-        let at = self.0.chunks.partition_point(|c| last_id(c) < id);
-        let chunk = self.0.chunks.get(at)?;
-        let i = chunk.binary_search_by(|x| x.id.as_str().cmp(id)).ok()?;
-        Some(&chunk[i])
+        let (at, Some(Ok(i))) = locate(&self.0.chunks, id) else {
+            return None;
+        };
+        Some(&self.0.chunks[at][i])
     }
 
     /// What changed from `earlier` to `self`. Chunks that both share are skipped
@@ -117,14 +117,14 @@ impl Instances {
     pub fn with(&self, instance: Arc<ServiceInstance>) -> Instances {
         let mut chunks = self.editable();
         chunks.set(&instance.id, Some(&instance));
-        chunks.snapshot()
+        chunks.into_instances()
     }
 
     /// A copy without the instance `id`, sharing every chunk but one with `self`.
     pub fn without(&self, id: &str) -> Instances {
         let mut chunks = self.editable();
         chunks.set(id, None);
-        chunks.snapshot()
+        chunks.into_instances()
     }
 
     fn editable(&self) -> Chunks {
@@ -133,24 +133,21 @@ impl Instances {
             len: self.0.len,
         }
     }
-
-    fn from_chunks(chunks: Vec<Chunk>) -> Instances {
-        Instances(Arc::new(Shared {
-            len: chunks.iter().map(|c| c.len()).sum(),
-            chunks: chunks.into(),
-            flat: OnceLock::new(),
-        }))
-    }
-
-    /// From a list sorted by id with unique ids.
-    fn from_sorted(sorted: Vec<Arc<ServiceInstance>>) -> Instances {
-        Instances::from_chunks(sorted.chunks(CHUNK).map(Chunk::from).collect())
-    }
 }
 
 fn last_id(chunk: &Chunk) -> &str {
     // Chunks are never empty.
     chunk.last().map_or("", |i| i.id.as_str())
+}
+
+/// Where `id` is or would go: the chunk (past the last chunk: the last one) and,
+/// when there is a chunk, the binary search's answer within it.
+fn locate(chunks: &[Chunk], id: &str) -> (usize, Option<Result<usize, usize>>) {
+    let at = chunks
+        .partition_point(|c| last_id(c) < id)
+        .min(chunks.len().saturating_sub(1));
+    let found = chunks.get(at).map(|c| c.binary_search_by(|x| x.id.as_str().cmp(id)));
+    (at, found)
 }
 
 /// A position in a list of chunks.
@@ -230,7 +227,7 @@ impl FromIterator<Arc<ServiceInstance>> for Instances {
             list.sort_by(|a, b| a.id.cmp(&b.id));
             list.dedup_by(|a, b| a.id == b.id);
         }
-        Instances::from_sorted(list)
+        Chunks::from_sorted(list).into_instances()
     }
 }
 
@@ -251,7 +248,7 @@ impl<'a> IntoIterator for &'a Instances {
 
 /// The chunked list a watch cache edits in place, one instance at a time;
 /// [`snapshot`](Self::snapshot) shares its chunks.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Chunks {
     chunks: Vec<Chunk>,
     len: usize,
@@ -268,8 +265,12 @@ impl Chunks {
 
     /// The current list: a copy of one pointer per chunk.
     pub(crate) fn snapshot(&self) -> Instances {
+        self.clone().into_instances()
+    }
+
+    fn into_instances(self) -> Instances {
         Instances(Arc::new(Shared {
-            chunks: self.chunks.as_slice().into(),
+            chunks: self.chunks.into(),
             len: self.len,
             flat: OnceLock::new(),
         }))
@@ -277,13 +278,7 @@ impl Chunks {
 
     /// Makes `id` map to `instance` (`None`: removes it). Copies one chunk.
     pub(crate) fn set(&mut self, id: &str, instance: Option<&Arc<ServiceInstance>>) {
-        let at = self.chunks.partition_point(|c| last_id(c) < id);
-        // Past the last chunk: the id goes at the end of the last one.
-        let at = at.min(self.chunks.len().saturating_sub(1));
-        let found = self
-            .chunks
-            .get(at)
-            .map(|c| c.binary_search_by(|x| x.id.as_str().cmp(id)));
+        let (at, found) = locate(&self.chunks, id);
         match (found, instance) {
             (None, None) | (Some(Err(_)), None) => {}
             (Some(Ok(i)), Some(new)) if Arc::ptr_eq(&self.chunks[at][i], new) => {}
