@@ -6,7 +6,7 @@ use std::fmt;
 use std::ops::Deref;
 use std::sync::{Arc, OnceLock};
 
-use crate::snapshot::Diff;
+use crate::snapshot::{merge_step, Diff, Step};
 use crate::ServiceInstance;
 
 /// Instances per chunk in a bulk build; a chunk that grows to twice this splits.
@@ -87,27 +87,14 @@ impl Instances {
                     }
                 }
             }
-            match (a.peek(), b.peek()) {
-                (Some(x), Some(y)) if x.id == y.id => {
-                    if !Arc::ptr_eq(x, y) && x != y {
-                        d.updated.push(((**x).clone(), (**y).clone()));
-                    }
+            match merge_step(&mut d, a.peek().map(|x| &**x), b.peek().map(|y| &**y)) {
+                Step::Both => {
                     a.advance();
                     b.advance();
                 }
-                (Some(x), Some(y)) if x.id < y.id => {
-                    d.removed.push((**x).clone());
-                    a.advance();
-                }
-                (_, Some(y)) => {
-                    d.added.push((**y).clone());
-                    b.advance();
-                }
-                (Some(x), None) => {
-                    d.removed.push((**x).clone());
-                    a.advance();
-                }
-                (None, None) => return d,
+                Step::Before => a.advance(),
+                Step::Now => b.advance(),
+                Step::Done => return d,
             }
         }
     }

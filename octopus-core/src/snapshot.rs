@@ -84,31 +84,52 @@ impl Diff {
 pub fn diff<T: Borrow<ServiceInstance>>(before: &[T], now: &[T]) -> Diff {
     let mut d = Diff::default();
     let (mut i, mut j) = (0, 0);
-    while i < before.len() || j < now.len() {
-        match (before.get(i).map(T::borrow), now.get(j).map(T::borrow)) {
-            (Some(b), Some(n)) if b.id == n.id => {
-                if b != n {
-                    d.updated.push((b.clone(), n.clone()));
-                }
+    loop {
+        match merge_step(&mut d, before.get(i).map(T::borrow), now.get(j).map(T::borrow)) {
+            Step::Both => {
                 i += 1;
                 j += 1;
             }
-            (Some(b), Some(n)) if b.id < n.id => {
-                d.removed.push(b.clone());
-                i += 1;
-            }
-            (Some(_), Some(n)) | (None, Some(n)) => {
-                d.added.push(n.clone());
-                j += 1;
-            }
-            (Some(b), None) => {
-                d.removed.push(b.clone());
-                i += 1;
-            }
-            (None, None) => unreachable!("loop condition"),
+            Step::Before => i += 1,
+            Step::Now => j += 1,
+            Step::Done => return d,
         }
     }
-    d
+}
+
+/// Which list a merge of two id-sorted lists moves on in.
+pub(crate) enum Step {
+    Both,
+    Before,
+    Now,
+    Done,
+}
+
+/// One step of the merge behind every diff: records in `d` what the heads of the
+/// two lists say, and says which list(s) to move on in. The same instance (one
+/// `Arc` in both lists) is unchanged without comparing its fields.
+pub(crate) fn merge_step(d: &mut Diff, before: Option<&ServiceInstance>, now: Option<&ServiceInstance>) -> Step {
+    match (before, now) {
+        (Some(b), Some(n)) if b.id == n.id => {
+            if !std::ptr::eq(b, n) && b != n {
+                d.updated.push((b.clone(), n.clone()));
+            }
+            Step::Both
+        }
+        (Some(b), Some(n)) if b.id < n.id => {
+            d.removed.push(b.clone());
+            Step::Before
+        }
+        (_, Some(n)) => {
+            d.added.push(n.clone());
+            Step::Now
+        }
+        (Some(b), None) => {
+            d.removed.push(b.clone());
+            Step::Before
+        }
+        (None, None) => Step::Done,
+    }
 }
 
 #[cfg(test)]
