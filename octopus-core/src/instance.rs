@@ -45,7 +45,7 @@ pub struct ServiceInstance {
     pub weight: u32,
 }
 
-fn default_weight() -> u32 {
+pub(crate) fn default_weight() -> u32 {
     DEFAULT_WEIGHT
 }
 

@@ -182,7 +182,9 @@ impl KeyLayout for JsonLayout {
     }
 }
 
-/// A stored value: the instance's fields and the stamp, read in one pass.
+/// A stored value: the instance's fields and the stamp, read in one pass. It
+/// mirrors [`ServiceInstance`]'s fields and serde defaults (`#[serde(flatten)]`
+/// would buffer the whole value first); a test holds the two decodings equal.
 #[derive(serde::Deserialize)]
 struct Incoming {
     service: String,
@@ -193,14 +195,10 @@ struct Incoming {
     version: String,
     #[serde(default)]
     metadata: crate::Metadata,
-    #[serde(default = "default_weight")]
+    #[serde(default = "crate::instance::default_weight")]
     weight: u32,
     #[serde(default)]
     written_at_ms: Option<u64>,
-}
-
-fn default_weight() -> u32 {
-    crate::instance::DEFAULT_WEIGHT
 }
 
 impl Incoming {
@@ -232,6 +230,29 @@ mod tests {
         assert_eq!(key, "/octopus/services/users/a1");
         let value = layout.encode(&i).unwrap();
         assert_eq!(layout.decode("users", key.as_bytes(), &value).unwrap(), i);
+    }
+
+    #[test]
+    fn one_pass_decode_agrees_with_the_instance_s_own_serde() {
+        let layout = JsonLayout::default();
+        for value in [
+            r#"{"service":"users","id":"a1","addr":"127.0.0.1","port":80}"#,
+            r#"{"service":"users","id":"a1","addr":"h","port":1,"version":"v2","metadata":{"z":"a"},"weight":7,"written_at_ms":5}"#,
+        ] {
+            let ours = layout
+                .decode("users", b"/octopus/services/users/a1", value.as_bytes())
+                .unwrap();
+            let serde: ServiceInstance = serde_json::from_str(value).unwrap();
+            assert_eq!(ours, serde);
+        }
+        let (_, stamp) = layout
+            .decode_stamped(
+                "users",
+                b"/octopus/services/users/a1",
+                br#"{"service":"users","id":"a1","addr":"h","port":1,"written_at_ms":5}"#,
+            )
+            .unwrap();
+        assert_eq!(stamp, Some(std::time::Duration::from_millis(5)));
     }
 
     #[test]
