@@ -25,12 +25,21 @@ use tokio::time::{sleep, timeout, Instant};
 
 // ---------------------------------------------------------------- heap counting
 
-/// The system allocator, counting live and peak heap bytes (the `cap` crate).
+/// The system allocator, counting allocation calls and live heap bytes (the
+/// `stats_alloc` crate).
 #[global_allocator]
-static ALLOC: cap::Cap<std::alloc::System> = cap::Cap::new(std::alloc::System, usize::MAX);
+static ALLOC: stats_alloc::StatsAlloc<std::alloc::System> = stats_alloc::StatsAlloc::system();
 
+/// Allocation calls so far (alloc, alloc_zeroed and realloc), in this process.
+fn allocations() -> u64 {
+    let stats = ALLOC.stats();
+    (stats.allocations + stats.reallocations) as u64
+}
+
+/// Live heap bytes.
 fn live() -> usize {
-    ALLOC.allocated()
+    let stats = ALLOC.stats();
+    (stats.bytes_allocated as isize - stats.bytes_deallocated as isize + stats.bytes_reallocated) as usize
 }
 
 /// Samples the live heap every 200 µs on a thread of its own until dropped, and
@@ -65,6 +74,24 @@ impl PeakSampler {
 }
 
 /// CPU time of this process so far (every thread), from /proc (nanoseconds).
+/// CPU time (user + system) of another process so far, from `/proc/PID/stat`
+/// (in clock ticks of 10 ms: good enough over a run of seconds).
+fn process_cpu(pid: Option<u32>) -> Duration {
+    let Some(stat) = pid.and_then(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).ok()) else {
+        return Duration::ZERO;
+    };
+    // Fields after the command name (which may hold spaces) end with ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, f)| f)
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields
+        .get(11..13)
+        .map_or(0, |f| f.iter().filter_map(|t| t.parse::<u64>().ok()).sum());
+    Duration::from_millis(ticks * 10)
+}
+
 fn cpu_time() -> Duration {
     let mut total = 0u64;
     if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
@@ -163,14 +190,28 @@ fn ms(d: Duration) -> String {
 
 // ---------------------------------------------------------------- 1. registration throughput
 
+/// Registrations per second, and CPU per registration of this process and of etcd.
+#[derive(Clone, Copy)]
+struct Rate {
+    per_second: f64,
+    cpu: Duration,
+    etcd_cpu: Duration,
+    /// Heap allocations in this process, per registration.
+    allocations: f64,
+    /// Heap bytes held per registration once all are registered (Octopus keeps
+    /// a task per registration; the raw side keeps nothing).
+    held: usize,
+}
+
 /// Registers `n` instances the raw way (grant, then a put or, with `guarded`, the
 /// create-if-absent transaction Octopus writes with), 64 in flight, on a fresh
-/// etcd: (registrations per second, this process's CPU per registration).
-async fn raw_registrations(n: usize, guarded: bool) -> (f64, Duration) {
+/// etcd.
+async fn raw_registrations(n: usize, guarded: bool) -> Rate {
     let server = EtcdServer::start().await;
     let layout = layout();
     let client = raw(&server).await;
-    let (started, cpu0) = (Instant::now(), cpu_time());
+    let (started, cpu0, etcd0) = (Instant::now(), cpu_time(), process_cpu(server.pid()));
+    let allocations0 = allocations();
     futures_util::stream::iter(0..n)
         .map(|i| {
             let mut c = client.clone();
@@ -195,18 +236,23 @@ async fn raw_registrations(n: usize, guarded: bool) -> (f64, Duration) {
         .buffer_unordered(64)
         .collect::<Vec<()>>()
         .await;
-    (
-        n as f64 / started.elapsed().as_secs_f64(),
-        (cpu_time() - cpu0) / n as u32,
-    )
+    Rate {
+        per_second: n as f64 / started.elapsed().as_secs_f64(),
+        cpu: (cpu_time() - cpu0) / n as u32,
+        etcd_cpu: (process_cpu(server.pid()) - etcd0) / n as u32,
+        allocations: (allocations() - allocations0) as f64 / n as f64,
+        held: 0,
+    }
 }
 
 /// The same with Octopus (`register` until `Registered`), on a fresh etcd.
-async fn our_registrations(n: usize) -> (f64, Duration) {
+async fn our_registrations(n: usize) -> Rate {
     let server = EtcdServer::start().await;
     let registry = Arc::new(LeaseRegistry::new(Arc::new(backend(&server).await), layout()));
     let opts = RegisterOptions::default().ttl(Duration::from_secs(30)).unwrap();
-    let (started, cpu0) = (Instant::now(), cpu_time());
+    let heap0 = live();
+    let (started, cpu0, etcd0) = (Instant::now(), cpu_time(), process_cpu(server.pid()));
+    let allocations0 = allocations();
     let regs: Vec<_> = futures_util::stream::iter(0..n)
         .map(|i| {
             let (registry, opts) = (registry.clone(), opts.clone());
@@ -220,10 +266,13 @@ async fn our_registrations(n: usize) -> (f64, Duration) {
         .buffer_unordered(64)
         .collect()
         .await;
-    let result = (
-        n as f64 / started.elapsed().as_secs_f64(),
-        (cpu_time() - cpu0) / n as u32,
-    );
+    let result = Rate {
+        per_second: n as f64 / started.elapsed().as_secs_f64(),
+        cpu: (cpu_time() - cpu0) / n as u32,
+        etcd_cpu: (process_cpu(server.pid()) - etcd0) / n as u32,
+        allocations: (allocations() - allocations0) as f64 / n as f64,
+        held: live().saturating_sub(heap0) / n,
+    };
     for r in regs {
         r.abandon().await;
     }
@@ -236,7 +285,7 @@ async fn register(quick: bool) {
         "\n## 1. Registration throughput (100 services, 64 in flight, each side on a fresh etcd, {ROUNDS} rounds in rotating order)\n"
     );
     println!(
-        "| instances | raw grant+put | raw grant + guarded txn (Octopus's write, by hand) | Octopus register | ratio to raw put / to raw txn (of medians) | client CPU per registration, put / txn / Octopus |\n|---|---|---|---|---|---|"
+        "| instances | raw grant+put | raw grant + guarded txn (Octopus's write, by hand) | Octopus register | ratio to raw put / to raw txn (of medians) | client CPU per registration, put / txn / Octopus | etcd CPU per registration, put / txn / Octopus | client heap allocations per registration, put / txn / Octopus | heap Octopus holds per registration |\n|---|---|---|---|---|---|---|---|---|"
     );
     for n in if quick { vec![1_000] } else { vec![1_000, 10_000] } {
         let (mut puts, mut txns, mut ours) = (Vec::new(), Vec::new(), Vec::new());
@@ -250,26 +299,38 @@ async fn register(quick: bool) {
                 }
             }
         }
-        let median = |v: &mut Vec<(f64, Duration)>| {
-            v.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let median = |v: &mut Vec<Rate>| {
+            v.sort_by(|a, b| a.per_second.total_cmp(&b.per_second));
             v[v.len() / 2]
         };
         let (put, txn, our) = (median(&mut puts), median(&mut txns), median(&mut ours));
-        let rates = |v: &[(f64, Duration)]| v.iter().map(|r| format!("{:.0}", r.0)).collect::<Vec<_>>().join(", ");
+        let rates = |v: &[Rate]| {
+            v.iter()
+                .map(|r| format!("{:.0}", r.per_second))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         let us = |d: Duration| d.as_secs_f64() * 1e6;
         println!(
-            "| {n} | {:.0}/s ({}) | {:.0}/s ({}) | {:.0}/s ({}) | {:.2} / {:.2} | {:.0} / {:.0} / {:.0} µs |",
-            put.0,
+            "| {n} | {:.0}/s ({}) | {:.0}/s ({}) | {:.0}/s ({}) | {:.2} / {:.2} | {:.0} / {:.0} / {:.0} µs | {:.0} / {:.0} / {:.0} µs | {:.0} / {:.0} / {:.0} | {} B |",
+            put.per_second,
             rates(&puts),
-            txn.0,
+            txn.per_second,
             rates(&txns),
-            our.0,
+            our.per_second,
             rates(&ours),
-            our.0 / put.0,
-            our.0 / txn.0,
-            us(put.1),
-            us(txn.1),
-            us(our.1),
+            our.per_second / put.per_second,
+            our.per_second / txn.per_second,
+            us(put.cpu),
+            us(txn.cpu),
+            us(our.cpu),
+            us(put.etcd_cpu),
+            us(txn.etcd_cpu),
+            us(our.etcd_cpu),
+            put.allocations,
+            txn.allocations,
+            our.allocations,
+            our.held,
         );
     }
 }
@@ -810,13 +871,31 @@ fn main() {
             .unwrap_or_default()
     );
     let chosen: Vec<String> = chosen.iter().map(|s| s.to_string()).collect();
-    let on = move |name: &str| chosen.is_empty() || chosen.iter().any(|c| c == name);
+    let (chosen_profile, chosen): (Vec<String>, Vec<String>) =
+        chosen.into_iter().partition(|c| c.starts_with("profile-"));
+    let profiling = !chosen_profile.is_empty();
+    let on = move |name: &str| (chosen.is_empty() && !profiling) || chosen.iter().any(|c| c == name);
     // The scenarios run in a spawned task, on the runtime's workers, as a service's
     // own code does (not on the thread that called `block_on`).
     runtime
         .block_on(runtime.spawn(async move {
             if on("register") {
                 register(quick).await;
+            }
+            // One side of the registration scenario alone, for a profiler:
+            // `profile-put`, `profile-txn` or `profile-ours` (10,000 registrations).
+            for (name, side) in [("profile-put", 0), ("profile-txn", 1), ("profile-ours", 2)] {
+                if chosen_profile.iter().any(|c| c == name) {
+                    let rate = match side {
+                        0 => raw_registrations(10_000, false).await,
+                        1 => raw_registrations(10_000, true).await,
+                        _ => our_registrations(10_000).await,
+                    };
+                    println!(
+                        "{name}: {:.0}/s; per registration: client CPU {:?}, etcd CPU {:?}, {:.1} allocations, {} B held",
+                        rate.per_second, rate.cpu, rate.etcd_cpu, rate.allocations, rate.held
+                    );
+                }
             }
             if on("propagation") {
                 propagation(quick).await;

@@ -155,6 +155,11 @@ impl EtcdServer {
         SocketAddr::from(([127, 0, 0, 1], self.client_port))
     }
 
+    /// The etcd process's id while it runs (to read its CPU time, say).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// What etcd logged.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("etcd.log")).unwrap_or_default()

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use rand::rngs::StdRng;
+use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use crate::{Error, Result};
@@ -10,18 +10,22 @@ use crate::{Error, Result};
 /// A random source for jitter and balancing: seeded for replayable runs
 /// (the simulator, tests), from OS entropy in production so that a thousand
 /// processes do not draw the same delays.
+///
+/// Jitter needs uniform draws, not secrecy: the generator is a small one
+/// (xoshiro256++, 32 bytes of state), since every registration and every
+/// discovery task carries one.
 #[derive(Debug, Clone)]
-pub struct JitterRng(StdRng);
+pub struct JitterRng(SmallRng);
 
 impl JitterRng {
     /// A generator that always draws the same sequence for the same seed.
     pub fn seeded(seed: u64) -> Self {
-        JitterRng(StdRng::seed_from_u64(seed))
+        JitterRng(SmallRng::seed_from_u64(seed))
     }
 
     /// A generator seeded from the operating system's entropy.
     pub fn from_entropy() -> Self {
-        JitterRng(StdRng::from_os_rng())
+        JitterRng(SmallRng::from_os_rng())
     }
 
     /// A uniform draw from `0..=max`.

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_core::Stream;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::time::{sleep_until, timeout, Instant};
 
 use crate::keepalive::{Beat, KeepAlive};
@@ -122,13 +122,14 @@ impl<B: KvBackend> Registry for LeaseRegistry<B> {
             }
             None => None,
         };
-        let rng = match options.rng.clone() {
+        let mut options = options;
+        let rng = match options.rng.take() {
             Some(rng) => rng,
             None => self.rng.lock().unwrap_or_else(|p| p.into_inner()).fork(),
         };
         let (status_tx, status_rx) = watch::channel(Status::Registering);
         crate::telemetry::status_changed(&instance.service, None, &Status::Registering);
-        let (cmd_tx, cmd_rx) = mpsc::channel(8);
+        let (cmd_tx, cmd_rx) = crate::registry::inbox();
         let (service, id) = (instance.service.clone(), instance.id.clone());
         let task = Task {
             backend: self.backend.clone(),
@@ -167,7 +168,7 @@ struct Task<B> {
     instance: ServiceInstance,
     value: Vec<u8>,
     status: watch::Sender<Status>,
-    commands: mpsc::Receiver<Command>,
+    commands: crate::registry::Inbox,
     /// The lease that holds (or last held) our key.
     lease: Option<(LeaseId, Duration)>,
     /// Leases whose write failed with an error: it may have landed anyway.
