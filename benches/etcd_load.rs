@@ -203,6 +203,11 @@ struct Rate {
     held: usize,
 }
 
+/// The registration scenario's TTL, both sides: long enough that no keepalive
+/// falls inside a run, even under a profiler that slows it fifty times (the
+/// first keepalive comes at a third of it, and with it the watch on the key).
+const REGISTRATION_TTL: Duration = Duration::from_secs(600);
+
 /// Registers `n` instances the raw way (grant, then a put or, with `guarded`, the
 /// create-if-absent transaction Octopus writes with), 64 in flight, on a fresh
 /// etcd.
@@ -218,7 +223,11 @@ async fn raw_registrations(n: usize, guarded: bool) -> Rate {
             let layout = layout.clone();
             async move {
                 let inst = instance(&format!("svc{:03}", i % 100), i);
-                let lease = c.lease_grant(30, None).await.unwrap().id();
+                let lease = c
+                    .lease_grant(REGISTRATION_TTL.as_secs() as i64, None)
+                    .await
+                    .unwrap()
+                    .id();
                 let key = layout.key(&inst, octopus::LeaseId(lease));
                 let value = layout.encode(&inst).unwrap();
                 let options = Some(PutOptions::new().with_lease(lease));
@@ -249,7 +258,7 @@ async fn raw_registrations(n: usize, guarded: bool) -> Rate {
 async fn our_registrations(n: usize) -> Rate {
     let server = EtcdServer::start().await;
     let registry = Arc::new(LeaseRegistry::new(Arc::new(backend(&server).await), layout()));
-    let opts = RegisterOptions::default().ttl(Duration::from_secs(30)).unwrap();
+    let opts = RegisterOptions::default().ttl(REGISTRATION_TTL).unwrap();
     let heap0 = live();
     let (started, cpu0, etcd0) = (Instant::now(), cpu_time(), process_cpu(server.pid()));
     let allocations0 = allocations();

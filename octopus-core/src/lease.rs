@@ -20,8 +20,8 @@ use crate::keepalive::{Beat, KeepAlive};
 use crate::registry::Command;
 use crate::shared::{SharedLease, SharedState};
 use crate::{
-    Backoff, Error, EventKind, JitterRng, KeyLayout, KvBackend, LeaseId, PutOutcome, RegisterOptions, Registration,
-    Registry, Result, Revision, ServiceInstance, Status, WatchMessage, WatchStream,
+    Backoff, Error, Event, EventKind, JitterRng, KeyLayout, KvBackend, LeaseId, PutOutcome, RegisterOptions,
+    Registration, Registry, Result, Revision, ServiceInstance, Status, WatchMessage, WatchStream,
 };
 
 /// A [`Registry`] over any [`KvBackend`].
@@ -118,13 +118,13 @@ impl<B: KvBackend> Registry for LeaseRegistry<B> {
                         owner: 0,
                     });
                 }
-                Some(LiveKey(self.live.clone(), name))
+                Some(Box::new(LiveKey(self.live.clone(), name)))
             }
             None => None,
         };
         let mut options = options;
         let rng = match options.rng.take() {
-            Some(rng) => rng,
+            Some(rng) => *rng,
             None => self.rng.lock().unwrap_or_else(|p| p.into_inner()).fork(),
         };
         let (status_tx, status_rx) = watch::channel(Status::Registering);
@@ -176,7 +176,7 @@ struct Task<B> {
     /// The registry's shared lease, when it has one: then this task neither grants,
     /// keeps alive nor revokes leases.
     shared: Option<Arc<SharedLease>>,
-    _live: Option<LiveKey>,
+    _live: Option<Box<LiveKey>>,
 }
 
 /// Unsure leases remembered; older ones have long expired (nothing keeps them alive).
@@ -195,41 +195,63 @@ impl<B: KvBackend> Task<B> {
 
     /// The task's future. (Not an `async fn`: one would hold the task twice, once
     /// as its argument and once as the moved-in binding, ~490 B more per registration.)
+    ///
+    /// The future lives as long as the registration, inside tokio's task cell, so its
+    /// size is what every registration holds: the passing phases (an attempt, a
+    /// backoff) are boxed, and only the registered phase's state is inline.
     #[allow(clippy::manual_async_fn)]
     fn run(mut self) -> impl std::future::Future<Output = ()> + Send {
         async move {
             loop {
-                let status = match self.establish().await {
-                    Ok(revision) => {
-                        self.backoff.reset();
-                        match self.serve(revision).await {
-                            Exit::Done => return,
-                            Exit::Retry(status) => status,
+                // Only the revision outlives this block: an attempt's whole result
+                // (72 B) would otherwise stay in the future for the registered phase.
+                let revision = {
+                    let attempt = match Box::pin(self.establish()).await {
+                        Ok(revision) => Ok(revision),
+                        Err(Error::Conflict { owner, .. }) => Err(Status::Conflict { owner }),
+                        Err(e) => Err(Status::Lost { reason: e.to_string() }),
+                    };
+                    match attempt {
+                        Ok(revision) => revision,
+                        Err(status) => {
+                            if Box::pin(self.back_off(status)).await {
+                                return;
+                            }
+                            continue;
                         }
                     }
-                    Err(Error::Conflict { owner, .. }) => Status::Conflict { owner },
-                    Err(e) => Status::Lost { reason: e.to_string() },
                 };
-                let reason = status.to_string();
-                self.set(status);
-                let ceiling = self.opts.retry.ceiling(self.backoff.attempts());
-                let Some(delay) = self.backoff.next_delay() else {
-                    self.set(Status::Failed { reason });
-                    return;
+                self.backoff.reset();
+                let status = match self.serve(revision).await {
+                    Exit::Done => return,
+                    Exit::Retry(status) => status,
                 };
-                tracing::debug!(
-                    service = %self.instance.service,
-                    id = %self.instance.id,
-                    ?delay,
-                    delay_us = delay.as_micros() as u64,
-                    ceiling_us = ceiling.as_micros() as u64,
-                    "retrying registration"
-                );
-                if self.idle_until(Instant::now() + delay).await {
+                if Box::pin(self.back_off(status)).await {
                     return;
                 }
             }
         }
+    }
+
+    /// Reports `status` and waits out the next backoff delay (answering commands);
+    /// true when the task ends: a command ended it, or the retry limit was reached.
+    async fn back_off(&mut self, status: Status) -> bool {
+        let reason = status.to_string();
+        self.set(status);
+        let ceiling = self.opts.retry.ceiling(self.backoff.attempts());
+        let Some(delay) = self.backoff.next_delay() else {
+            self.set(Status::Failed { reason });
+            return true;
+        };
+        tracing::debug!(
+            service = %self.instance.service,
+            id = %self.instance.id,
+            ?delay,
+            delay_us = delay.as_micros() as u64,
+            ceiling_us = ceiling.as_micros() as u64,
+            "retrying registration"
+        );
+        self.idle_until(Instant::now() + delay).await
     }
 
     /// Grants a lease and writes the key under it, taking over from our earlier leases.
@@ -377,16 +399,9 @@ impl<B: KvBackend> Task<B> {
                 }
                 msg = next_message(&mut key_watch) => match msg {
                     Some(Ok(WatchMessage::Events { events, .. })) => {
-                        for ev in events {
-                            revision = revision.max(ev.kv.mod_revision);
-                            let ours = ev.kv.lease == lease.0;
-                            if ev.kind == EventKind::Delete || !ours {
-                                match self.heal(lease).await {
-                                    Ok(rev) => revision = revision.max(rev),
-                                    Err(Error::Conflict { owner, .. }) => return Exit::Retry(Status::Conflict { owner }),
-                                    Err(e) => log_err("restore deleted key", &e),
-                                }
-                            }
+                        // Boxed, as above: events on our own key are rare (someone deleted it).
+                        if let Some(exit) = Box::pin(self.on_key_events(lease, events, &mut revision)).await {
+                            return exit;
                         }
                     }
                     Some(Ok(WatchMessage::Progress { revision: r })) => revision = revision.max(r),
@@ -398,6 +413,23 @@ impl<B: KvBackend> Task<B> {
                 },
             }
         }
+    }
+
+    /// Events on our own key: a deletion, or a write under a lease that is not ours,
+    /// is put right (unless a newer owner holds the key: then `Some(exit)`).
+    async fn on_key_events(&mut self, lease: LeaseId, events: Vec<Event>, revision: &mut Revision) -> Option<Exit> {
+        for ev in events {
+            *revision = (*revision).max(ev.kv.mod_revision);
+            let ours = ev.kv.lease == lease.0;
+            if ev.kind == EventKind::Delete || !ours {
+                match self.heal(lease).await {
+                    Ok(rev) => *revision = (*revision).max(rev),
+                    Err(Error::Conflict { owner, .. }) => return Some(Exit::Retry(Status::Conflict { owner })),
+                    Err(e) => log_err("restore deleted key", &e),
+                }
+            }
+        }
+        None
     }
 
     /// Reads our key (restoring it if it is gone or not ours) and watches it from there.
@@ -429,7 +461,7 @@ impl<B: KvBackend> Task<B> {
     async fn command(&mut self, cmd: Option<Command>, lease: Option<LeaseId>) -> Option<Exit> {
         match cmd {
             Some(Command::Update(instance, reply)) => {
-                let result = self.update(instance, lease).await;
+                let result = self.update(*instance, lease).await;
                 let conflict = match &result {
                     Err(Error::Conflict { owner, .. }) => Some(*owner),
                     _ => None,
@@ -516,10 +548,12 @@ fn log_err(what: &str, e: &Error) {
     tracing::debug!(error = %e, "{what} failed");
 }
 
-/// The shared lease's next state; pending forever without a shared lease.
+/// The shared lease's next state; pending forever without a shared lease. The wait
+/// is boxed, so that registrations without a shared lease (most) do not carry its
+/// state (144 B) in their task.
 async fn shared_change(rx: &mut Option<watch::Receiver<SharedState>>) -> Option<SharedState> {
     match rx {
-        Some(rx) => match rx.changed().await {
+        Some(rx) => match Box::pin(rx.changed()).await {
             Ok(()) => Some(rx.borrow_and_update().clone()),
             Err(_) => None,
         },

@@ -87,7 +87,8 @@ pub struct RegisterOptions {
     pub(crate) ttl: Duration,
     pub(crate) keepalive: Option<Duration>,
     pub(crate) retry: BackoffPolicy,
-    pub(crate) rng: Option<JitterRng>,
+    /// Boxed: set only for replayable runs, and every registration's task holds its options.
+    pub(crate) rng: Option<Box<JitterRng>>,
     pub(crate) deregister_timeout: Duration,
 }
 
@@ -138,7 +139,7 @@ impl RegisterOptions {
 
     /// Draws retry jitter from `rng` (seed it for replayable runs).
     pub fn jitter_rng(mut self, rng: JitterRng) -> Self {
-        self.rng = Some(rng);
+        self.rng = Some(Box::new(rng));
         self
     }
 
@@ -160,7 +161,8 @@ impl RegisterOptions {
 }
 
 pub(crate) enum Command {
-    Update(ServiceInstance, oneshot::Sender<Result<()>>),
+    /// Boxed: a command is part of the registered phase's state while it is handled.
+    Update(Box<ServiceInstance>, oneshot::Sender<Result<()>>),
     Deregister(oneshot::Sender<Result<()>>),
     Abandon,
 }
@@ -347,7 +349,7 @@ impl Registration {
             });
         }
         let (tx, rx) = oneshot::channel();
-        self.commands.send(Command::Update(instance, tx))?;
+        self.commands.send(Command::Update(Box::new(instance), tx))?;
         rx.await.map_err(|_| Error::Closed("registration"))?
     }
 
