@@ -36,10 +36,13 @@ fn allocations() -> u64 {
     (stats.allocations + stats.reallocations) as u64
 }
 
-/// Live heap bytes.
+/// Live heap bytes. (stats_alloc already adds a realloc's growth to
+/// `bytes_allocated` and its shrinking to `bytes_deallocated`; its
+/// `bytes_reallocated` is the same change again, and adding it counted every
+/// realloc twice: a 100,000-instance view read 1,040 B per instance, not 520.)
 fn live() -> usize {
     let stats = ALLOC.stats();
-    (stats.bytes_allocated as isize - stats.bytes_deallocated as isize + stats.bytes_reallocated) as usize
+    stats.bytes_allocated.saturating_sub(stats.bytes_deallocated)
 }
 
 /// Samples the live heap every 200 µs on a thread of its own until dropped, and
