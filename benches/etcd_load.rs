@@ -857,6 +857,14 @@ fn main() {
         .filter(|a| !a.starts_with('-'))
         .collect();
 
+    // The heap counter itself: a buffer grown by realloc must count once.
+    let before = live();
+    let mut probe: Vec<u8> = Vec::with_capacity(1_000);
+    probe.reserve_exact(99_000 + 1);
+    probe.push(1);
+    assert_eq!(live() - before, probe.capacity(), "the heap counter miscounts reallocs");
+    drop(probe);
+
     let attempts: Arc<Mutex<Vec<Instant>>> = Arc::default();
     use tracing_subscriber::layer::SubscriberExt;
     let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry().with(Attempts(attempts.clone())));
