@@ -46,6 +46,38 @@ pub(crate) fn convert_kv(kv: &etcd_client::KeyValue) -> KeyValue {
     }
 }
 
+/// Like [`convert_kv`], taking the key and value over instead of copying them.
+fn into_kv(kv: etcd_client::KeyValue) -> KeyValue {
+    let (create_revision, mod_revision, version, lease) =
+        (kv.create_revision(), kv.mod_revision(), kv.version(), kv.lease());
+    let (key, value) = kv.into_key_value();
+    KeyValue {
+        key,
+        value,
+        create_revision,
+        mod_revision,
+        version,
+        lease,
+    }
+}
+
+/// A page being read in its own task; dropping it (the read was abandoned) stops the task.
+struct Page(tokio::task::JoinHandle<Result<etcd_client::GetResponse>>);
+
+impl Page {
+    async fn finish(&mut self) -> Result<etcd_client::GetResponse> {
+        (&mut self.0)
+            .await
+            .unwrap_or_else(|e| Err(Error::backend("range", format!("the page read ended: {e}"))))
+    }
+}
+
+impl Drop for Page {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 fn header(h: Option<&etcd_client::ResponseHeader>) -> Header {
     Header {
         cluster_id: h.map_or(0, |h| h.cluster_id()),
@@ -181,6 +213,26 @@ impl EtcdBackend {
                 after: self.limit(),
             }),
         }
+    }
+
+    /// Starts reading one page of `[start, end)` (at revision `at`) in a task of its
+    /// own, so that it proceeds while the caller works on the page before.
+    fn read_page(&self, start: Vec<u8>, end: Vec<u8>, at: Option<Revision>) -> Page {
+        let mut opts = GetOptions::new().with_range(end).with_limit(self.options.page_size);
+        if let Some(revision) = at {
+            opts = opts.with_revision(revision);
+        }
+        let mut kv = self.client.kv_client();
+        let limit = self.limit();
+        Page(tokio::spawn(async move {
+            match timeout(limit, kv.get(start, Some(opts))).await {
+                Ok(r) => r.map_err(|e| etcd_err("range", e)),
+                Err(_) => Err(Error::Timeout {
+                    op: "range",
+                    after: limit,
+                }),
+            }
+        }))
     }
 
     async fn txn(&self, txn: Txn) -> Result<etcd_client::TxnResponse> {
@@ -327,27 +379,33 @@ impl KvBackend for EtcdBackend {
     }
 
     async fn range_prefix(&self, prefix: &str) -> Result<(Header, Vec<KeyValue>)> {
-        let end = prefix_end(prefix.as_bytes());
-        let mut kv = self.client.kv_client();
         let mut out = Vec::new();
-        let mut start = prefix.as_bytes().to_vec();
+        let header = self.range_prefix_pages(prefix, &mut |kvs| out.extend(kvs)).await?;
+        Ok((header, out))
+    }
+
+    async fn range_prefix_pages(&self, prefix: &str, page: &mut (dyn FnMut(Vec<KeyValue>) + Send)) -> Result<Header> {
+        let end = prefix_end(prefix.as_bytes());
+        let mut next = self.read_page(prefix.as_bytes().to_vec(), end.clone(), None);
         let mut at: Option<Header> = None;
         loop {
-            let mut opts = GetOptions::new()
-                .with_range(end.clone())
-                .with_limit(self.options.page_size);
-            if let Some(h) = at {
-                opts = opts.with_revision(h.revision); // every page from one revision
-            }
-            let resp = self.call("range", kv.get(start.clone(), Some(opts))).await?;
+            let mut resp = next.finish().await?;
             let h = *at.get_or_insert(header(resp.header()));
-            out.extend(resp.kvs().iter().map(convert_kv));
-            if !resp.more() {
-                return Ok((h, out));
+            let more = resp.more();
+            let kvs: Vec<KeyValue> = resp.take_kvs().into_iter().map(into_kv).collect();
+            let after = kvs.last().filter(|_| more).map(|last| {
+                let mut start = last.key.clone();
+                start.push(0);
+                start
+            });
+            // The next page is on its way before this one is handed over.
+            if let Some(start) = after.clone() {
+                next = self.read_page(start, end.clone(), Some(h.revision)); // every page from one revision
             }
-            let Some(last) = out.last() else { return Ok((h, out)) };
-            start = last.key.clone();
-            start.push(0);
+            page(kvs);
+            if after.is_none() {
+                return Ok(h);
+            }
         }
     }
 

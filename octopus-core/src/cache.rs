@@ -262,18 +262,24 @@ impl<B: KvBackend> CacheTask<B> {
     }
 
     async fn resync(&mut self, reason: &Sync) -> Result<()> {
-        let (header, kvs) = self.backend.range_prefix(&self.prefix).await?;
+        // Each page is decoded as it arrives, while the backend reads the next.
+        let (backend, prefix) = (self.backend.clone(), self.prefix.clone());
+        let mut entries = Vec::new();
+        let header = backend
+            .range_prefix_pages(&prefix, &mut |kvs| {
+                entries.reserve(kvs.len());
+                for kv in kvs {
+                    if let Some(instance) = self.decode(&kv) {
+                        entries.push((kv.key, kv.mod_revision, instance));
+                    }
+                }
+            })
+            .await?;
         if *reason == Sync::Compacted || *reason == Sync::HistoryLost || self.history_lost(header) {
             self.resyncs += 1;
             self.stats.resyncs.fetch_add(1, Ordering::Relaxed);
             crate::telemetry::resynced(&self.service);
             tracing::info!(service = %self.service, revision = header.revision, "full resync");
-        }
-        let mut entries = Vec::with_capacity(kvs.len());
-        for kv in &kvs {
-            if let Some(instance) = self.decode(kv) {
-                entries.push((kv.key.clone(), kv.mod_revision, instance));
-            }
         }
         self.state = View::build(entries);
         self.cluster = Some(header.cluster_id);

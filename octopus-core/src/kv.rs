@@ -177,6 +177,18 @@ pub trait KvBackend: Send + Sync + 'static {
     /// Reads every key under `prefix` at one revision (paginated as the backend needs).
     async fn range_prefix(&self, prefix: &str) -> Result<(Header, Vec<KeyValue>)>;
 
+    /// Reads every key under `prefix` at one revision, as
+    /// [`range_prefix`](KvBackend::range_prefix) does, handing each page to `page`
+    /// as it arrives: a backend that pages may read the next page while the caller
+    /// works on this one (the watch cache decodes a page while etcd serves the
+    /// next). On an error, the pages already handed over are to be discarded.
+    /// The default reads everything, then hands it over as one page.
+    async fn range_prefix_pages(&self, prefix: &str, page: &mut (dyn FnMut(Vec<KeyValue>) + Send)) -> Result<Header> {
+        let (header, kvs) = self.range_prefix(prefix).await?;
+        page(kvs);
+        Ok(header)
+    }
+
     /// Reads one key.
     async fn get(&self, key: &str) -> Result<(Header, Option<KeyValue>)>;
 
