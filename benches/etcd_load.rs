@@ -4,6 +4,9 @@
 //!     cargo bench --bench etcd_load --features etcd                 # every scenario
 //!     cargo bench --bench etcd_load --features etcd -- sync event   # some
 //!     cargo bench --bench etcd_load --features etcd -- --quick      # a tenth of the sizes
+//!     cargo bench --bench etcd_load --features etcd -- profile-ours # one side alone, for a profiler
+//!         (profile-put, profile-txn, profile-ours: 10,000 registrations;
+//!          profile-event-ours=N, profile-event-raw=N: N changes at 10,000 instances)
 //!
 //! Scenarios: `register` (throughput), `propagation` (put → every watcher),
 //! `sync` (100,000 instances: time, heap), `keepalive` (etcd requests to keep
@@ -846,6 +849,46 @@ async fn event(quick: bool) {
     );
 }
 
+/// `changes` changes of a 10,000-instance service seen by one Octopus watch
+/// (`ours`) or one raw watch that only receives them.
+async fn changes_alone(ours: bool, changes: usize) {
+    let n = 10_000;
+    let server = big_etcd().await;
+    let mut writer = raw(&server).await;
+    load(&mut writer, "ev", n).await;
+    let layout = layout();
+    let change = |i: usize| {
+        let inst = instance("ev", (i * 7919) % n).with_metadata("change", i.to_string());
+        (layout.key(&inst, octopus::LeaseId(0)), layout.encode(&inst).unwrap())
+    };
+    let cpu0 = cpu_time();
+    if ours {
+        let discovery = WatchDiscovery::new(Arc::new(backend(&server).await), layout.clone());
+        let mut watch = discovery.watch("ev").await.unwrap();
+        watch.next().await.unwrap();
+        for i in 0..changes {
+            let (k, v) = change(i);
+            let rev = writer.put(k, v, None).await.unwrap().header().unwrap().revision();
+            watch.wait_for(|s| s.revision >= rev).await.unwrap();
+        }
+    } else {
+        let mut reader = raw(&server).await;
+        let options = WatchOptions::new().with_prefix().with_prev_key();
+        let mut stream = reader.watch(layout.prefix("ev"), Some(options)).await.unwrap();
+        let _created = stream.message().await.unwrap();
+        for i in 0..changes {
+            let (k, v) = change(i);
+            writer.put(k, v, None).await.unwrap();
+            let _ = stream.message().await.unwrap();
+        }
+    }
+    println!(
+        "profile-event-{}={changes}: {:?} of CPU",
+        if ours { "ours" } else { "raw" },
+        cpu_time() - cpu0
+    );
+}
+
 // ---------------------------------------------------------------- main
 
 fn main() {
@@ -915,6 +958,15 @@ fn main() {
                         "{name}: {:.0}/s; per registration: client CPU {:?}, etcd CPU {:?}, {:.1} allocations, {} B held",
                         rate.per_second, rate.cpu, rate.etcd_cpu, rate.allocations, rate.held
                     );
+                }
+            }
+            // One side of the per-change scenario alone, for a profiler:
+            // `profile-event-ours=N` or `profile-event-raw=N` (N changes at 10,000
+            // instances; two runs with different N give the cost of one change).
+            for c in &chosen_profile {
+                if let Some((side, count)) = c.strip_prefix("profile-event-").and_then(|r| r.split_once('=')) {
+                    let changes = count.parse().expect("profile-event-ours=N: N changes");
+                    changes_alone(side == "ours", changes).await;
                 }
             }
             if on("propagation") {
