@@ -270,7 +270,7 @@ impl<B: KvBackend> CacheTask<B> {
                 entries.reserve(kvs.len());
                 for kv in kvs {
                     if let Some(instance) = self.decode(&kv) {
-                        entries.push((kv.key, kv.mod_revision, instance));
+                        entries.push((relative(&prefix, &kv.key).to_vec(), kv.mod_revision, instance));
                     }
                 }
             })
@@ -299,7 +299,7 @@ impl<B: KvBackend> CacheTask<B> {
                         match ev.kind {
                             EventKind::Put => self.apply_put(&ev.kv),
                             EventKind::Delete => {
-                                self.state.remove(&ev.kv.key);
+                                self.state.remove(relative(&self.prefix, &ev.kv.key));
                             }
                         }
                         self.revision = self.revision.max(ev.kv.mod_revision);
@@ -328,12 +328,13 @@ impl<B: KvBackend> CacheTask<B> {
                 if let Some(written) = written {
                     crate::telemetry::propagated(&self.service, written);
                 }
-                self.state.put(&kv.key, kv.mod_revision, instance)
+                self.state
+                    .put(relative(&self.prefix, &kv.key), kv.mod_revision, instance)
             }
             Err(e) => {
                 self.decode_failed(kv, &e);
                 // A key that no longer decodes no longer counts as an instance.
-                self.state.remove(&kv.key)
+                self.state.remove(relative(&self.prefix, &kv.key))
             }
         }
     }
@@ -393,4 +394,11 @@ impl<B: KvBackend> CacheTask<B> {
         };
         self.tx.send_replace(Some(snapshot));
     }
+}
+
+/// A key as the view holds it: without the service's prefix, which every key of
+/// a prefix watch shares (16 B less per cached instance, and the view's index
+/// compares what differs).
+fn relative<'k>(prefix: &str, key: &'k [u8]) -> &'k [u8] {
+    key.strip_prefix(prefix.as_bytes()).unwrap_or(key)
 }
