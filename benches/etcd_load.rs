@@ -889,6 +889,34 @@ async fn changes_alone(ours: bool, changes: usize) {
     );
 }
 
+/// The CPU, its count, memory and kernel, as the numbers' context.
+fn machine() -> String {
+    let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
+    let cpuinfo = read("/proc/cpuinfo");
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")?
+                .split_once(':')
+                .map(|(_, m)| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cpus = std::thread::available_parallelism().map_or(0, usize::from);
+    let memory_gib = read("/proc/meminfo")
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("MemTotal:")?
+                .trim()
+                .strip_suffix("kB")?
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
+        .map_or(0.0, |kb| kb / 1024.0 / 1024.0);
+    let kernel = read("/proc/sys/kernel/osrelease");
+    format!("{model}, {cpus} CPUs, {memory_gib:.0} GiB, Linux {}", kernel.trim())
+}
+
 // ---------------------------------------------------------------- main
 
 fn main() {
@@ -933,6 +961,7 @@ fn main() {
                 .to_owned())
             .unwrap_or_default()
     );
+    println!("machine: {}", machine());
     let chosen: Vec<String> = chosen.iter().map(|s| s.to_string()).collect();
     let (chosen_profile, chosen): (Vec<String>, Vec<String>) =
         chosen.into_iter().partition(|c| c.starts_with("profile-"));
