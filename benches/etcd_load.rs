@@ -752,8 +752,7 @@ async fn event(quick: bool) {
     let mut changes = 0usize;
     let mut change = || {
         changes += 1;
-        let inst = instance("ev", (changes * 7919) % n).with_metadata("change", changes.to_string());
-        (layout.key(&inst, octopus::LeaseId(0)), layout.encode(&inst).unwrap())
+        ev_change(&layout, n, changes)
     };
     let mut event_bytes = 0usize;
     let (mut writer_cpu, mut ours_cpu, mut floor_cpu, mut reread_cpu) =
@@ -849,6 +848,13 @@ async fn event(quick: bool) {
     );
 }
 
+/// The `i`th change of the per-change scenario's service of `n` instances: one
+/// instance (spread over all of them) gets a new label. Key and value.
+fn ev_change(layout: &Arc<dyn KeyLayout>, n: usize, i: usize) -> (String, Vec<u8>) {
+    let inst = instance("ev", (i * 7919) % n).with_metadata("change", i.to_string());
+    (layout.key(&inst, octopus::LeaseId(0)), layout.encode(&inst).unwrap())
+}
+
 /// `changes` changes of a 10,000-instance service seen by one Octopus watch
 /// (`ours`) or one raw watch that only receives them.
 async fn changes_alone(ours: bool, changes: usize) {
@@ -857,10 +863,7 @@ async fn changes_alone(ours: bool, changes: usize) {
     let mut writer = raw(&server).await;
     load(&mut writer, "ev", n).await;
     let layout = layout();
-    let change = |i: usize| {
-        let inst = instance("ev", (i * 7919) % n).with_metadata("change", i.to_string());
-        (layout.key(&inst, octopus::LeaseId(0)), layout.encode(&inst).unwrap())
-    };
+    let change = |i: usize| ev_change(&layout, n, i);
     let cpu0 = cpu_time();
     if ours {
         let discovery = WatchDiscovery::new(Arc::new(backend(&server).await), layout.clone());

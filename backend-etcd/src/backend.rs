@@ -36,17 +36,10 @@ pub(crate) fn etcd_err(op: &'static str, e: etcd_client::Error) -> Error {
 }
 
 pub(crate) fn convert_kv(kv: &etcd_client::KeyValue) -> KeyValue {
-    KeyValue {
-        key: kv.key().to_vec(),
-        value: kv.value().to_vec(),
-        create_revision: kv.create_revision(),
-        mod_revision: kv.mod_revision(),
-        version: kv.version(),
-        lease: kv.lease(),
-    }
+    into_kv(kv.clone())
 }
 
-/// Like [`convert_kv`], taking the key and value over instead of copying them.
+/// A key-value from etcd-client, taking its key and value over ([`convert_kv`] copies them).
 fn into_kv(kv: etcd_client::KeyValue) -> KeyValue {
     let (create_revision, mod_revision, version, lease) =
         (kv.create_revision(), kv.mod_revision(), kv.version(), kv.lease());
@@ -206,13 +199,7 @@ impl EtcdBackend {
         op: &'static str,
         f: impl std::future::Future<Output = std::result::Result<T, etcd_client::Error>>,
     ) -> Result<T> {
-        match timeout(self.limit(), f).await {
-            Ok(r) => r.map_err(|e| etcd_err(op, e)),
-            Err(_) => Err(Error::Timeout {
-                op,
-                after: self.limit(),
-            }),
-        }
+        within(self.limit(), op, f).await
     }
 
     /// Starts reading one page of `[start, end)` (at revision `at`) in a task of its
@@ -225,19 +212,25 @@ impl EtcdBackend {
         let mut kv = self.client.kv_client();
         let limit = self.limit();
         Page(tokio::spawn(async move {
-            match timeout(limit, kv.get(start, Some(opts))).await {
-                Ok(r) => r.map_err(|e| etcd_err("range", e)),
-                Err(_) => Err(Error::Timeout {
-                    op: "range",
-                    after: limit,
-                }),
-            }
+            within(limit, "range", kv.get(start, Some(opts))).await
         }))
     }
 
     async fn txn(&self, txn: Txn) -> Result<etcd_client::TxnResponse> {
         let mut kv = self.client.kv_client();
         self.call("txn", kv.txn(txn)).await
+    }
+}
+
+/// `f` under `limit`: its error or a timeout, both naming `op`.
+async fn within<T>(
+    limit: Duration,
+    op: &'static str,
+    f: impl std::future::Future<Output = std::result::Result<T, etcd_client::Error>>,
+) -> Result<T> {
+    match timeout(limit, f).await {
+        Ok(r) => r.map_err(|e| etcd_err(op, e)),
+        Err(_) => Err(Error::Timeout { op, after: limit }),
     }
 }
 
@@ -398,12 +391,13 @@ impl KvBackend for EtcdBackend {
                 start.push(0);
                 start
             });
+            let last_page = after.is_none();
             // The next page is on its way before this one is handed over.
-            if let Some(start) = after.clone() {
+            if let Some(start) = after {
                 next = self.read_page(start, end.clone(), Some(h.revision)); // every page from one revision
             }
             page(kvs);
-            if after.is_none() {
+            if last_page {
                 return Ok(h);
             }
         }
