@@ -53,28 +53,85 @@ impl std::fmt::Debug for Client {
 /// assert!(err.to_string().contains("`etcd` feature") || err.to_string().contains("127.0.0.1:1"), "{err}");
 /// # Ok(()) }
 /// ```
+pub async fn connect(url: &str) -> Result<Client> {
+    open(url, true).await
+}
+
+/// Like [`connect`], but sends nothing to the registry: the URL is checked, the
+/// client is made, and the first request connects (and authenticates, with a user).
+///
+/// This is what a service uses at start-up, so that a registry that is down
+/// (etcd restarting with its services, a node rebooting) does not keep the service
+/// from starting: [`Client::register`] returns a registration in
+/// [`Status::Lost`](crate::Status::Lost) that retries with backoff, forever, and
+/// turns `Registered` as soon as etcd answers; [`grpc::serve`](crate::grpc::serve)
+/// reports `NOT_SERVING` and `/readyz` fails until then. For `mem://` it is
+/// [`connect`].
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> octopus::Result<()> {
+/// // Nothing listens on 127.0.0.1:1, and that is no error yet.
+/// # #[cfg(feature = "etcd")] {
+/// let client = octopus::connect_lazy("etcd://127.0.0.1:1?connect_timeout=100ms&request_timeout=100ms").await?;
+/// let reg = client.register(octopus::ServiceInstance::new("users", "u1", "127.0.0.1", 8080)?).await?;
+/// assert!(matches!(reg.status().borrow().clone(), octopus::Status::Lost { .. }));
+/// reg.abandon();
+/// # }
+/// # Ok(()) }
+/// ```
+pub async fn connect_lazy(url: &str) -> Result<Client> {
+    open(url, false).await
+}
+
+/// Parameters every backend takes.
+const COMMON: &[&str] = &[
+    "namespace",
+    "layout",
+    "shared_lease",
+    "ttl",
+    "retry_interval",
+    "retry_cap",
+];
+/// Parameters only the etcd backend takes.
+const ETCD_ONLY: &[&str] = &[
+    "connect_timeout",
+    "request_timeout",
+    "user",
+    "password",
+    "ca_file",
+    "cert_file",
+    "key_file",
+    "tls_domain",
+];
+
 #[cfg_attr(
     not(any(feature = "mem", feature = "etcd")),
     allow(unreachable_code, unused_variables)
 )]
-pub async fn connect(url: &str) -> Result<Client> {
+#[cfg_attr(not(feature = "etcd"), allow(unused_variables))]
+async fn open(url: &str, check: bool) -> Result<Client> {
     let url = RegistryUrl::parse(url)?;
-    url.only(&[
-        "namespace",
-        "layout",
-        "shared_lease",
-        "ttl",
-        "retry_interval",
-        "retry_cap",
-        "connect_timeout",
-        "request_timeout",
-        "user",
-        "password",
-        "ca_file",
-        "cert_file",
-        "key_file",
-        "tls_domain",
-    ])?;
+    if url.scheme == "mem" {
+        let etcd_only: Vec<&str> = ETCD_ONLY
+            .iter()
+            .copied()
+            .filter(|p| url.params.contains_key(*p))
+            .collect();
+        if !etcd_only.is_empty() {
+            return Err(url.error(format!(
+                "{} only for etcd://; mem:// takes {}",
+                if etcd_only.len() == 1 {
+                    format!("parameter {} is", etcd_only[0])
+                } else {
+                    format!("parameters {} are", etcd_only.join(", "))
+                },
+                COMMON.join(", ")
+            )));
+        }
+        url.only(COMMON)?;
+    } else {
+        url.only(&[COMMON, ETCD_ONLY].concat())?;
+    }
     let layout = layout(&url)?;
     let defaults = defaults(&url)?;
     let shared = match url.params.get("shared_lease").map(String::as_str) {
@@ -93,7 +150,12 @@ pub async fn connect(url: &str) -> Result<Client> {
         "mem" => return Err(missing(&url, "mem")),
         #[cfg(feature = "etcd")]
         "etcd" => {
-            let backend = octopus_etcd::EtcdBackend::connect(etcd_options(&url)?).await?;
+            let options = etcd_options(&url)?;
+            let backend = if check {
+                octopus_etcd::EtcdBackend::connect(options).await?
+            } else {
+                octopus_etcd::EtcdBackend::connect_lazy(options)?
+            };
             pair(backend, layout, shared)
         }
         #[cfg(not(feature = "etcd"))]
@@ -269,6 +331,13 @@ impl Client {
     /// `etcd:///user-service?version=v1`, that every tonic-generated client accepts.
     /// It follows discovery by itself. Connections are plain TCP; see
     /// [`Client::channel_with`] for another connector.
+    ///
+    /// A call made before discovery's first answer (right after this returns)
+    /// waits for it, as gRPC waits for its resolver, up to the call's deadline
+    /// (`grpc-timeout`, set by `tonic::Request::set_timeout`) or else
+    /// [`BalancedChannel::with_first_answer_timeout`](crate::grpc::BalancedChannel::with_first_answer_timeout)
+    /// (10 s by default); after that answer, a call with no instance to go to
+    /// fails at once with `Unavailable`.
     #[cfg(feature = "grpc")]
     pub async fn channel(&self, target: &str, policy: crate::grpc::Policy) -> Result<crate::grpc::BalancedChannel> {
         self.channel_with(
@@ -337,6 +406,11 @@ mod tests {
             ("mem://?ttl=1ms", "ttl"),
             ("mem://?retry_interval=5s&retry_cap=1s", "retry_cap"),
             ("mem://?colour=blue", "unknown parameter \"colour\""),
+            ("mem://?ca_file=ca.pem", "parameter ca_file is only for etcd://"),
+            (
+                "mem://?user=u&password=p",
+                "parameters user, password are only for etcd://",
+            ),
             ("mem://?shared_lease=yes", "shared_lease=\"yes\" must be true or false"),
             ("zk://127.0.0.1:2181", "unknown scheme `zk`"),
             #[cfg(feature = "etcd")]

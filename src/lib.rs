@@ -47,7 +47,7 @@ pub mod metrics;
 mod serve;
 mod url;
 
-pub use client::{connect, Client};
+pub use client::{connect, connect_lazy, Client};
 #[cfg(feature = "config")]
 pub use config::{substitute, OctopusConfig, ServiceConfig};
 pub use inspect::{Entry, Inspector};

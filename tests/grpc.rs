@@ -275,3 +275,68 @@ async fn a_lost_registry_connection_keeps_the_last_known_endpoints() {
     assert_eq!(seen.len(), 2, "calls go on while the registry is unreachable: {seen:?}");
     backend.set_reachable(true);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_call_on_a_new_channel_waits_for_discovery() {
+    let client = octopus::connect("mem://grpc-first-call").await.unwrap();
+    let _s = serve(&client, "x").await;
+    for policy in [Policy::RoundRobin, Policy::PickFirst, Policy::P2c, Policy::Weighted] {
+        for _ in 0..10 {
+            // No ready_endpoints: the call is made at once, before the channel's
+            // discovery task has answered, as a new user's first call is.
+            let channel = client.channel("mem:///greeter", policy).await.unwrap();
+            let mut greeter = GreeterClient::new(channel);
+            assert_eq!(call(&mut greeter).await.unwrap(), "x", "{policy}");
+        }
+    }
+    // A service with no instance still fails fast once discovery has answered.
+    let channel = client.channel("mem:///nobody", Policy::RoundRobin).await.unwrap();
+    let mut greeter = GreeterClient::new(channel);
+    let started = tokio::time::Instant::now();
+    let status = call(&mut greeter).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable);
+    assert!(
+        status.message().contains("nobody: no instance is registered"),
+        "{status}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_waits_for_a_silent_discovery_no_longer_than_its_deadline() {
+    // A discovery that never answers (a registry that does not respond).
+    let (_tx, rx) = tokio::sync::watch::channel(None);
+    let silent = || octopus::Watch::new(rx.clone(), Arc::new(()));
+    let connector: Arc<dyn Connector> = Arc::new(TcpConnector::default());
+    let channel = BalancedChannel::new(
+        "ghost",
+        silent(),
+        Policy::RoundRobin,
+        connector.clone(),
+        JitterRng::seeded(1),
+    );
+    let mut greeter = GreeterClient::new(channel);
+    let mut request = tonic::Request::new(HelloRequest { name: "octopus".into() });
+    request.set_timeout(Duration::from_millis(300));
+    let started = tokio::time::Instant::now();
+    let status = greeter.say_hello(request).await.unwrap_err();
+    let waited = started.elapsed();
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status}");
+    assert!(
+        status
+            .message()
+            .contains("ghost: discovery has not answered within 300ms"),
+        "{status}"
+    );
+    assert!(
+        waited >= Duration::from_millis(300) && waited < Duration::from_secs(5),
+        "{waited:?}"
+    );
+
+    // No deadline on the call: the channel's own bound.
+    let channel = BalancedChannel::new("ghost", silent(), Policy::RoundRobin, connector, JitterRng::seeded(1))
+        .with_first_answer_timeout(Duration::from_millis(200));
+    let mut greeter = GreeterClient::new(channel);
+    let status = call(&mut greeter).await.unwrap_err();
+    assert!(status.message().contains("within 200ms"), "{status}");
+}

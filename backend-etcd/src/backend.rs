@@ -1,5 +1,6 @@
 //! [`EtcdBackend`]: Octopus's [`KvBackend`] on etcd-client.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -19,8 +20,18 @@ use crate::EtcdOptions;
 /// A [`KvBackend`] on an etcd cluster.
 #[derive(Clone)]
 pub struct EtcdBackend {
-    client: Client,
+    client: Arc<LazyClient>,
     options: EtcdOptions,
+}
+
+/// etcd-client's `Client`, made on first use: with a user and password it
+/// authenticates when made, which needs etcd to answer. A backend made lazily
+/// (a service starting while etcd is down) makes it on its first request, and
+/// tries again on the next request if that fails.
+struct LazyClient {
+    cell: tokio::sync::OnceCell<Client>,
+    channel: Channel,
+    connect: ConnectOptions,
 }
 
 impl std::fmt::Debug for EtcdBackend {
@@ -83,7 +94,7 @@ impl EtcdBackend {
     /// answers within the connect and request timeouts: an unreachable etcd is an
     /// error naming the endpoints, not a client that hangs later.
     pub async fn connect(options: EtcdOptions) -> Result<Self> {
-        let backend = Self::connect_lazy(options).await?;
+        let backend = Self::connect_lazy(options)?;
         let limit = backend.options.connect_timeout + backend.options.request_timeout;
         match timeout(limit, KvBackend::header(&backend)).await {
             Ok(Ok(_)) => Ok(backend),
@@ -101,8 +112,10 @@ impl EtcdBackend {
         }
     }
 
-    /// Like [`EtcdBackend::connect`], without the check: the first request connects.
-    pub async fn connect_lazy(options: EtcdOptions) -> Result<Self> {
+    /// Like [`EtcdBackend::connect`], without the check and without any request:
+    /// the first request connects (and authenticates, with a user). A process made
+    /// this way starts while etcd is down; its registrations retry until etcd answers.
+    pub fn connect_lazy(options: EtcdOptions) -> Result<Self> {
         let endpoints = options
             .endpoints
             .iter()
@@ -113,12 +126,19 @@ impl EtcdBackend {
         } else {
             Channel::balance_list(endpoints.into_iter())
         };
-        Self::from_channel(channel, options).await
+        Ok(Self::lazy(channel, options))
     }
 
     /// Builds on a channel made by the caller (the simulator brings one over its own
-    /// network). Apply [`EtcdBackend::endpoint`]'s settings to the channel's endpoint.
+    /// network), authenticating now when the options carry a user. Apply
+    /// [`EtcdBackend::endpoint`]'s settings to the channel's endpoint.
     pub async fn from_channel(channel: Channel, options: EtcdOptions) -> Result<Self> {
+        let backend = Self::lazy(channel, options);
+        backend.etcd().await?;
+        Ok(backend)
+    }
+
+    fn lazy(channel: Channel, options: EtcdOptions) -> Self {
         let mut connect = ConnectOptions::new().with_require_leader(true);
         if let Some((user, password)) = &options.user {
             // Tokens expire (etcd's --auth-token-ttl): re-authenticate and retry then.
@@ -126,18 +146,33 @@ impl EtcdBackend {
                 .with_user(user.clone(), password.clone())
                 .with_auto_token_refresh(true);
         }
-        let limit = options.connect_timeout + options.request_timeout;
-        let client = timeout(
-            limit,
-            Client::from_channel(etcd_client::Channel::Tonic(channel), Some(connect)),
-        )
-        .await
-        .map_err(|_| Error::Timeout {
-            op: "connect to etcd",
-            after: limit,
-        })?
-        .map_err(|e| etcd_err("connect", e))?;
-        Ok(EtcdBackend { client, options })
+        let client = Arc::new(LazyClient {
+            cell: tokio::sync::OnceCell::new(),
+            channel,
+            connect,
+        });
+        EtcdBackend { client, options }
+    }
+
+    /// The etcd-client handle, made (and authenticated) on first use.
+    async fn etcd(&self) -> Result<&Client> {
+        if let Some(client) = self.client.cell.get() {
+            return Ok(client);
+        }
+        let limit = self.options.connect_timeout + self.options.request_timeout;
+        let lazy = &self.client;
+        lazy.cell
+            .get_or_try_init(|| async {
+                let channel = etcd_client::Channel::Tonic(lazy.channel.clone());
+                timeout(limit, Client::from_channel(channel, Some(lazy.connect.clone())))
+                    .await
+                    .map_err(|_| Error::Timeout {
+                        op: "connect to etcd",
+                        after: limit,
+                    })?
+                    .map_err(|e| etcd_err("connect", e))
+            })
+            .await
     }
 
     /// A tonic endpoint for `uri` with the options' timeouts, HTTP/2 keepalive and TLS.
@@ -165,7 +200,7 @@ impl EtcdBackend {
         if prefix {
             opts = opts.with_prefix();
         }
-        let mut kv = self.client.kv_client();
+        let mut kv = self.etcd().await?.kv_client();
         match timeout(self.limit(), kv.get(key, Some(opts))).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(etcd_client::Error::GRpcStatus(s)))
@@ -184,9 +219,10 @@ impl EtcdBackend {
         }
     }
 
-    /// The etcd-client handle, for what Octopus does not wrap.
-    pub fn client(&self) -> &Client {
-        &self.client
+    /// The etcd-client handle, for what Octopus does not wrap (made on first use,
+    /// see [`EtcdBackend::connect_lazy`]).
+    pub async fn client(&self) -> Result<&Client> {
+        self.etcd().await
     }
 
     fn limit(&self) -> Duration {
@@ -204,12 +240,12 @@ impl EtcdBackend {
 
     /// Starts reading one page of `[start, end)` (at revision `at`) in a task of its
     /// own, so that it proceeds while the caller works on the page before.
-    fn read_page(&self, start: Vec<u8>, end: Vec<u8>, at: Option<Revision>) -> Page {
+    fn read_page(&self, client: &Client, start: Vec<u8>, end: Vec<u8>, at: Option<Revision>) -> Page {
         let mut opts = GetOptions::new().with_range(end).with_limit(self.options.page_size);
         if let Some(revision) = at {
             opts = opts.with_revision(revision);
         }
-        let mut kv = self.client.kv_client();
+        let mut kv = client.kv_client();
         let limit = self.limit();
         Page(tokio::spawn(async move {
             within(limit, "range", kv.get(start, Some(opts))).await
@@ -217,7 +253,7 @@ impl EtcdBackend {
     }
 
     async fn txn(&self, txn: Txn) -> Result<etcd_client::TxnResponse> {
-        let mut kv = self.client.kv_client();
+        let mut kv = self.etcd().await?.kv_client();
         self.call("txn", kv.txn(txn)).await
     }
 }
@@ -274,7 +310,7 @@ impl LeaseKeeper for EtcdKeeper {
 impl KvBackend for EtcdBackend {
     async fn grant(&self, ttl: Duration) -> Result<Lease> {
         let secs = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
-        let mut lease = self.client.lease_client();
+        let mut lease = self.etcd().await?.lease_client();
         let resp = self.call("lease grant", lease.grant(secs.max(1) as i64, None)).await?;
         Ok(Lease {
             id: LeaseId(resp.id()),
@@ -283,7 +319,7 @@ impl KvBackend for EtcdBackend {
     }
 
     async fn keeper(&self, lease: LeaseId) -> Result<Box<dyn LeaseKeeper>> {
-        let mut client = self.client.lease_client();
+        let mut client = self.etcd().await?.lease_client();
         // etcd-client opens the stream with one keepalive and reads its answer: a
         // lease that is gone shows here, and must not look like a network error.
         let opened = match timeout(self.limit(), client.keep_alive(lease.0)).await {
@@ -307,7 +343,7 @@ impl KvBackend for EtcdBackend {
     }
 
     async fn revoke(&self, lease: LeaseId) -> Result<()> {
-        let mut client = self.client.lease_client();
+        let mut client = self.etcd().await?.lease_client();
         match timeout(self.limit(), client.revoke(lease.0)).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(etcd_client::Error::GRpcStatus(s))) if s.code() == tonic::Code::NotFound => Ok(()),
@@ -359,7 +395,7 @@ impl KvBackend for EtcdBackend {
     }
 
     async fn delete(&self, key: &str) -> Result<bool> {
-        let mut kv = self.client.kv_client();
+        let mut kv = self.etcd().await?.kv_client();
         let resp = self.call("delete", kv.delete(key, None)).await?;
         Ok(resp.deleted() > 0)
     }
@@ -378,8 +414,9 @@ impl KvBackend for EtcdBackend {
     }
 
     async fn range_prefix_pages(&self, prefix: &str, page: &mut (dyn FnMut(Vec<KeyValue>) + Send)) -> Result<Header> {
+        let client = self.etcd().await?;
         let end = prefix_end(prefix.as_bytes());
-        let mut next = self.read_page(prefix.as_bytes().to_vec(), end.clone(), None);
+        let mut next = self.read_page(client, prefix.as_bytes().to_vec(), end.clone(), None);
         let mut at: Option<Header> = None;
         loop {
             let mut resp = next.finish().await?;
@@ -394,7 +431,8 @@ impl KvBackend for EtcdBackend {
             let last_page = after.is_none();
             // The next page is on its way before this one is handed over.
             if let Some(start) = after {
-                next = self.read_page(start, end.clone(), Some(h.revision)); // every page from one revision
+                next = self.read_page(client, start, end.clone(), Some(h.revision));
+                // every page from one revision
             }
             page(kvs);
             if last_page {
@@ -404,7 +442,7 @@ impl KvBackend for EtcdBackend {
     }
 
     async fn get(&self, key: &str) -> Result<(Header, Option<KeyValue>)> {
-        let mut kv = self.client.kv_client();
+        let mut kv = self.etcd().await?.kv_client();
         let resp = self.call("get", kv.get(key, None)).await?;
         Ok((header(resp.header()), resp.kvs().first().map(convert_kv)))
     }
@@ -412,7 +450,7 @@ impl KvBackend for EtcdBackend {
     async fn header(&self) -> Result<Header> {
         // Maintenance status needs no permission on any key, so it works for users
         // whose role covers only their namespace.
-        let mut maintenance = self.client.maintenance_client();
+        let mut maintenance = self.etcd().await?.maintenance_client();
         let resp = self.call("status", maintenance.status()).await?;
         Ok(header(resp.header()))
     }
@@ -434,7 +472,7 @@ impl KvBackend for EtcdBackend {
         if prefix {
             opts = opts.with_prefix();
         }
-        let mut client = self.client.watch_client();
+        let mut client = self.etcd().await?.watch_client();
         let mut watch = self.call("watch", client.watch(key, Some(opts))).await?;
         // The first answer says whether the watch was created or refused (compacted).
         let first = timeout(self.limit(), watch.message())

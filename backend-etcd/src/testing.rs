@@ -275,7 +275,10 @@ impl EtcdCluster {
             let Ok(backend) = EtcdBackend::connect(EtcdOptions::new([m.endpoint()]).ok()?).await else {
                 continue;
             };
-            let mut maintenance = backend.client().maintenance_client();
+            let Ok(client) = backend.client().await else {
+                continue;
+            };
+            let mut maintenance = client.maintenance_client();
             let Ok(status) = maintenance.status().await else {
                 continue;
             };
@@ -284,7 +287,10 @@ impl EtcdCluster {
                 let Ok(b) = EtcdBackend::connect(EtcdOptions::new([other.endpoint()]).ok()?).await else {
                     continue;
                 };
-                let Ok(s) = b.client().maintenance_client().status().await else {
+                let Ok(client) = b.client().await else {
+                    continue;
+                };
+                let Ok(s) = client.maintenance_client().status().await else {
                     continue;
                 };
                 if s.header().map(|h| h.member_id()) == Some(leader) {

@@ -78,6 +78,8 @@ async fn a_watch_cache_syncs_through_many_pages() {
         let key = layout.key(&inst, octopus_core::LeaseId(0));
         writer
             .client()
+            .await
+            .unwrap()
             .clone()
             .put(key, layout.encode(&inst).unwrap(), None)
             .await

@@ -126,10 +126,23 @@ impl<B: KvBackend> Discovery for WatchDiscovery<B> {
             .unwrap_or_else(|p| p.into_inner())
             .get(service)
             .and_then(Weak::upgrade);
-        if let Some(snapshot) = cached.and_then(|c| c.rx.borrow().clone()).filter(Snapshot::is_fresh) {
-            return Ok(snapshot.instances);
-        }
-        let (_, kvs) = self.backend.range_prefix(&self.layout.prefix(service)).await?;
+        let last_known = cached.and_then(|c| c.rx.borrow().clone());
+        let stale = match last_known {
+            Some(snapshot) if snapshot.is_fresh() => return Ok(snapshot.instances),
+            other => other,
+        };
+        let kvs = match self.backend.range_prefix(&self.layout.prefix(service)).await {
+            Ok((_, kvs)) => kvs,
+            // The registry cannot be read, and a watch holds the last known state:
+            // that, as the watch itself serves it, rather than nothing.
+            Err(e) => match stale {
+                Some(snapshot) => {
+                    tracing::debug!(service, error = %e, "registry unreachable: the last known instances");
+                    return Ok(snapshot.instances);
+                }
+                None => return Err(e),
+            },
+        };
         let entries = self
             .decode_all(service, &kvs)
             .into_iter()

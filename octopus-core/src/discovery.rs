@@ -13,6 +13,11 @@ pub trait Discovery: Send + Sync {
     /// The instances of `service`: from the live watch cache when one is fresh (an
     /// `Arc` clone; it may lag a write by one watch round trip, like the Go
     /// framework's `GetInstances`), otherwise one read from the registry.
+    ///
+    /// When that read fails (the registry is unreachable) and a watch of the
+    /// service holds a last known state, that state is returned, as the watch
+    /// serves it; [`Watch::latest`] says whether it is fresh or stale and since
+    /// when. Without a watch, the read's error is returned.
     async fn instances(&self, service: &str) -> Result<Instances>;
 
     /// Follows `service`. Every local watcher of one service shares one registry watch.

@@ -51,6 +51,12 @@ struct Inner {
     eject_cap: Duration,
     epoch: Instant,
     follower: Mutex<Option<JoinHandle<()>>>,
+    /// True once discovery has answered (or stopped): until then a call waits
+    /// for the first answer instead of failing on an empty list.
+    resolved: tokio::sync::watch::Sender<bool>,
+    /// How long a call waits for that first answer when its request carries no
+    /// deadline (`grpc-timeout`) of its own.
+    first_answer_timeout_ns: AtomicU64,
 }
 
 impl Drop for Inner {
@@ -80,6 +86,10 @@ impl std::fmt::Debug for BalancedChannel {
 }
 
 impl BalancedChannel {
+    /// How long a call made before discovery's first answer waits for it when the
+    /// call has no deadline of its own: 10 s.
+    pub const DEFAULT_FIRST_ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+
     /// Balances over the instances `watch` yields, connecting with `connector` and
     /// drawing randomness (p2c, weighted) from `rng`.
     pub fn new(service: &str, watch: Watch, policy: Policy, connector: Arc<dyn Connector>, rng: JitterRng) -> Self {
@@ -93,10 +103,33 @@ impl BalancedChannel {
             eject_cap: Duration::from_secs(30),
             epoch: Instant::now(),
             follower: Mutex::new(None),
+            resolved: tokio::sync::watch::Sender::new(false),
+            first_answer_timeout_ns: AtomicU64::new(Self::DEFAULT_FIRST_ANSWER_TIMEOUT.as_nanos() as u64),
         });
         let task = tokio::spawn(follow(Arc::downgrade(&inner), watch, connector));
         *inner.follower.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
         BalancedChannel { inner }
+    }
+
+    /// Sets how long a call made before discovery's first answer waits for it
+    /// when the request carries no `grpc-timeout` (default
+    /// [`DEFAULT_FIRST_ANSWER_TIMEOUT`](Self::DEFAULT_FIRST_ANSWER_TIMEOUT)). Only
+    /// before the first answer: after it, a call with no instance to go to fails
+    /// at once.
+    pub fn with_first_answer_timeout(self, timeout: Duration) -> Self {
+        let nanos = u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX);
+        self.inner.first_answer_timeout_ns.store(nanos, Ordering::Relaxed);
+        self
+    }
+
+    /// Waits until discovery has answered, at most `limit`; true if it has.
+    async fn first_answer(&self, limit: Duration) -> bool {
+        if *self.inner.resolved.borrow() {
+            return true;
+        }
+        let mut rx = self.inner.resolved.subscribe();
+        let answered = matches!(tokio::time::timeout(limit, rx.wait_for(|r| *r)).await, Ok(Ok(_)));
+        answered
     }
 
     /// The endpoints balanced over now, in id order.
@@ -213,6 +246,20 @@ impl Service<http::Request<Body>> for BalancedChannel {
     fn call(&mut self, req: http::Request<Body>) -> Self::Future {
         let this = self.clone();
         Box::pin(async move {
+            if !*this.inner.resolved.borrow() {
+                // As gRPC waits for its resolver's first result: a call made right
+                // after the channel was must not fail on a list not yet filled.
+                let limit = grpc_timeout(req.headers()).unwrap_or_else(|| {
+                    Duration::from_nanos(this.inner.first_answer_timeout_ns.load(Ordering::Relaxed))
+                });
+                if !this.first_answer(limit).await {
+                    return Err(tonic::Status::unavailable(format!(
+                        "{}: discovery has not answered within {limit:?}",
+                        this.inner.service
+                    ))
+                    .into());
+                }
+            }
             let backend = this.pick_backend()?;
             backend.picks.increment(1);
             backend.in_flight.fetch_add(1, Ordering::Relaxed);
@@ -245,15 +292,23 @@ impl Service<http::Request<Body>> for BalancedChannel {
 
 /// Follows discovery: rebuilds the backend list on every fresh snapshot, reusing
 /// the channels of instances that stay. Stale snapshots keep the last known list.
+/// The first snapshot, fresh or stale, marks the channel resolved.
 /// Both lists are sorted by id, so an instance's old backend is found by binary
 /// search, and an unchanged instance (the same `Arc` in both snapshots) is reused
 /// without comparing: a change costs O(n log n) pointer work, never O(n²).
 async fn follow(inner: std::sync::Weak<Inner>, mut watch: Watch, connector: Arc<dyn Connector>) {
+    // Discovery stopped: calls no longer wait for an answer that will not come.
+    let _resolved_at_end = ResolveOnDrop(inner.clone());
+    let mut answered = false;
     while let Some(snapshot) = watch.next().await {
         let Some(inner) = inner.upgrade() else { return };
-        if !snapshot.is_fresh() {
+        // A stale snapshot keeps the endpoints we have; as the first answer (the
+        // registry is unreachable, a shared watch holds the last known instances)
+        // it is all there is, and calls go to those rather than wait.
+        if !snapshot.is_fresh() && answered {
             continue;
         }
+        answered = true;
         let old = inner.backends.read().unwrap_or_else(|p| p.into_inner()).clone();
         let mut next = Vec::with_capacity(snapshot.instances.len());
         for instance in snapshot.instances.iter() {
@@ -294,5 +349,59 @@ async fn follow(inner: std::sync::Weak<Inner>, mut watch: Watch, connector: Arc<
         }
         tracing::debug!(service = %inner.service, endpoints = next.len(), "balancer endpoints changed");
         *inner.backends.write().unwrap_or_else(|p| p.into_inner()) = Arc::from(next);
+        inner.resolved.send_replace(true);
+    }
+}
+
+struct ResolveOnDrop(std::sync::Weak<Inner>);
+
+impl Drop for ResolveOnDrop {
+    fn drop(&mut self) {
+        if let Some(inner) = self.0.upgrade() {
+            inner.resolved.send_replace(true);
+        }
+    }
+}
+
+/// The request's deadline from its `grpc-timeout` header (`<digits><unit>`, the
+/// unit one of H, M, S, m, u, n), as tonic's clients write it.
+fn grpc_timeout(headers: &http::HeaderMap) -> Option<Duration> {
+    let value = headers.get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeout_header() {
+        let mut h = http::HeaderMap::new();
+        assert_eq!(grpc_timeout(&h), None);
+        for (v, d) in [
+            ("5S", Duration::from_secs(5)),
+            ("250m", Duration::from_millis(250)),
+            ("2M", Duration::from_secs(120)),
+            ("1H", Duration::from_secs(3600)),
+            ("7u", Duration::from_micros(7)),
+            ("9n", Duration::from_nanos(9)),
+        ] {
+            h.insert("grpc-timeout", http::HeaderValue::from_static(v));
+            assert_eq!(grpc_timeout(&h), Some(d), "{v}");
+        }
+        for bad in ["", "S", "5", "5x", "-5S"] {
+            h.insert("grpc-timeout", http::HeaderValue::from_static(bad));
+            assert_eq!(grpc_timeout(&h), None, "{bad:?}");
+        }
     }
 }

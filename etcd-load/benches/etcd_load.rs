@@ -1,10 +1,10 @@
 //! The etcd load harness: Octopus and a raw etcd-client baseline doing the same
 //! work against a real etcd started on a loopback port, side by side in one run.
 //!
-//!     cargo bench --bench etcd_load --features etcd                 # every scenario
-//!     cargo bench --bench etcd_load --features etcd -- sync event   # some
-//!     cargo bench --bench etcd_load --features etcd -- --quick      # a tenth of the sizes
-//!     cargo bench --bench etcd_load --features etcd -- profile-ours # one side alone, for a profiler
+//!     cargo bench -p octopus-etcd-load --bench etcd_load                 # every scenario
+//!     cargo bench -p octopus-etcd-load --bench etcd_load -- sync event   # some
+//!     cargo bench -p octopus-etcd-load --bench etcd_load -- --quick      # a tenth of the sizes
+//!     cargo bench -p octopus-etcd-load --bench etcd_load -- profile-ours # one side alone, for a profiler
 //!         (profile-put, profile-txn, profile-ours: 10,000 registrations;
 //!          profile-event-ours=N, profile-event-raw=N: N changes at 10,000 instances)
 //!
