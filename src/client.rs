@@ -104,10 +104,7 @@ const ETCD_ONLY: &[&str] = &[
     "tls_domain",
 ];
 
-#[cfg_attr(
-    not(any(feature = "mem", feature = "etcd")),
-    allow(unreachable_code, unused_variables)
-)]
+#[cfg_attr(not(any(feature = "mem", feature = "etcd")), allow(unreachable_code))]
 #[cfg_attr(not(feature = "etcd"), allow(unused_variables))]
 async fn open(url: &str, check: bool) -> Result<Client> {
     let url = RegistryUrl::parse(url)?;

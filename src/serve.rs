@@ -1,10 +1,15 @@
 //! Serving a tonic service that registers itself (feature `grpc`).
 
 use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio_stream::Stream;
 use tonic::transport::server::Router;
+use tonic_health::pb::health_server::{Health, HealthServer};
+use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 use tonic_health::ServingStatus;
 
 use crate::{Error, RegisterOptions, Registry, Result, ServiceInstance, Status};
@@ -39,8 +44,9 @@ impl Default for ServeOptions {
 /// the registration is lost or the server drains.
 ///
 /// When `shutdown` completes — or on SIGINT or SIGTERM — it deregisters first,
-/// keeps serving for the drain delay, then stops accepting and waits for
-/// in-flight calls up to the grace period.
+/// keeps serving for the drain delay, ends the health service's `Watch` streams
+/// (they have said `NOT_SERVING`), then stops accepting and waits for in-flight
+/// calls up to the grace period.
 pub async fn serve(
     router: Router,
     listener: TcpListener,
@@ -50,8 +56,13 @@ pub async fn serve(
     serve_options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<()> {
-    let (reporter, health) = tonic_health::server::health_reporter();
+    let reporter = tonic_health::server::HealthReporter::new();
     reporter.set_service_status("", ServingStatus::NotServing).await;
+    let (drained_tx, drained) = tokio::sync::watch::channel(false);
+    let health = HealthServer::new(DrainingHealth {
+        inner: tonic_health::server::HealthService::from_health_reporter(reporter.clone()),
+        drained,
+    });
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     let server = tokio::spawn(
@@ -95,6 +106,10 @@ pub async fn serve(
     reporter.set_service_status("", ServingStatus::NotServing).await;
     let deregistered = registration.deregister().await;
     tokio::time::sleep(serve_options.drain_delay).await;
+    // Health Watch streams (grpc-go's client-side health checking keeps one open on
+    // every server) have said NOT_SERVING by now: end them, or the graceful stop
+    // below would wait the whole grace period for streams that never end.
+    drained_tx.send_replace(true);
     let _ = stop_tx.send(());
     match tokio::time::timeout(serve_options.grace, server).await {
         Ok(Ok(Ok(()))) => {}
@@ -103,6 +118,65 @@ pub async fn serve(
         Err(_) => tracing::warn!(grace = ?serve_options.grace, "in-flight calls outlived the grace period"),
     }
     deregistered
+}
+
+/// tonic-health's service, whose `Watch` streams end once the server has drained.
+struct DrainingHealth {
+    inner: tonic_health::server::HealthService,
+    drained: tokio::sync::watch::Receiver<bool>,
+}
+
+type HealthStream = Pin<Box<dyn Stream<Item = std::result::Result<HealthCheckResponse, tonic::Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Health for DrainingHealth {
+    async fn check(
+        &self,
+        request: tonic::Request<HealthCheckRequest>,
+    ) -> std::result::Result<tonic::Response<HealthCheckResponse>, tonic::Status> {
+        self.inner.check(request).await
+    }
+
+    type WatchStream = HealthStream;
+
+    async fn watch(
+        &self,
+        request: tonic::Request<HealthCheckRequest>,
+    ) -> std::result::Result<tonic::Response<HealthStream>, tonic::Status> {
+        let statuses = self.inner.watch(request).await?.into_inner();
+        let mut drained = self.drained.clone();
+        let drained = Box::pin(async move {
+            let _ = drained.wait_for(|d| *d).await;
+        });
+        Ok(tonic::Response::new(Box::pin(UntilDrained {
+            statuses,
+            drained: Some(drained),
+        })))
+    }
+}
+
+/// A health status stream that ends when `drained` completes.
+struct UntilDrained {
+    statuses: tonic_health::server::WatchStream,
+    drained: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+}
+
+impl Stream for UntilDrained {
+    type Item = std::result::Result<HealthCheckResponse, tonic::Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        // Statuses already sent (NOT_SERVING) go out before the stream ends.
+        if let Poll::Ready(item) = Pin::new(&mut self.statuses).poll_next(cx) {
+            return Poll::Ready(item);
+        }
+        match self.drained.as_mut().map(|d| d.as_mut().poll(cx)) {
+            Some(Poll::Ready(())) | None => {
+                self.drained = None;
+                Poll::Ready(None)
+            }
+            Some(Poll::Pending) => Poll::Pending,
+        }
+    }
 }
 
 /// SIGINT or SIGTERM.

@@ -340,3 +340,72 @@ async fn a_call_waits_for_a_silent_discovery_no_longer_than_its_deadline() {
     let status = call(&mut greeter).await.unwrap_err();
     assert!(status.message().contains("within 200ms"), "{status}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_is_not_held_by_an_open_health_watch() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::HealthCheckRequest;
+
+    let client = octopus::connect("mem://grpc-health-watch").await.unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let instance = ServiceInstance::new("greeter", "hw", "127.0.0.1", addr.port()).unwrap();
+    let router = tonic::transport::Server::builder().add_service(NamedGreeter::service("hw".to_owned()));
+    let drain = octopus::grpc::ServeOptions {
+        drain_delay: Duration::from_millis(300),
+        grace: Duration::from_secs(20),
+        ..Default::default()
+    };
+    let (stop, stopped) = oneshot::channel::<()>();
+    let registry = client.registry();
+    let options = client.register_options();
+    let server = tokio::spawn(async move {
+        octopus::grpc::serve(router, listener, &*registry, instance, options, drain, async {
+            let _ = stopped.await;
+        })
+        .await
+    });
+
+    // A client-side health checker (grpc-go keeps one Watch open on every server).
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut statuses = HealthClient::new(channel)
+        .watch(HealthCheckRequest { service: String::new() })
+        .await
+        .unwrap()
+        .into_inner();
+    let serving = ServingStatus::Serving as i32;
+    timeout(Duration::from_secs(5), async {
+        while statuses.message().await.unwrap().unwrap().status != serving {}
+    })
+    .await
+    .expect("the watch says SERVING once registered");
+
+    let started = tokio::time::Instant::now();
+    stop.send(()).unwrap();
+    let mut last = None;
+    while let Some(update) = timeout(Duration::from_secs(15), statuses.message())
+        .await
+        .expect("the health watch ends")
+        .unwrap()
+    {
+        last = Some(update.status);
+    }
+    assert_eq!(
+        last,
+        Some(ServingStatus::NotServing as i32),
+        "NOT_SERVING before the stream ends"
+    );
+    timeout(Duration::from_secs(15), server)
+        .await
+        .expect("serve returns")
+        .unwrap()
+        .unwrap();
+    let took = started.elapsed();
+    // The drain is 0.3 s and the grace 20 s: a watch that held the stop would take 20 s.
+    assert!(took < Duration::from_secs(10), "shutdown took {took:?}");
+}
