@@ -11,7 +11,9 @@
 //! `octopus_watch_reconnects_total`, `octopus_resyncs_total`,
 //! `octopus_decode_errors_total`, `octopus_instances{service}`,
 //! `octopus_balancer_picks_total{service,endpoint}`,
-//! `octopus_balancer_ejections_total{service,endpoint}`.
+//! `octopus_balancer_ejections_total{service,endpoint}`,
+//! `octopus_discovery_propagation_seconds{service}` (a histogram). Each has its
+//! `# HELP` line; the text passes `promtool check metrics`.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -44,6 +46,7 @@ pub fn install() -> Result<PrometheusHandle> {
         .map_err(|e| Error::backend("metrics", format!("invalid histogram buckets: {e}")))?
         .install_recorder()
         .map_err(|e| Error::backend("metrics", format!("cannot install the Prometheus recorder: {e}")))?;
+    octopus_core::telemetry::describe();
     *slot = Some(handle.clone());
     Ok(handle)
 }

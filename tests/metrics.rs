@@ -143,11 +143,36 @@ async fn prometheus_series_and_health_endpoints() {
         other => panic!("propagation is not a histogram: {other:?}"),
     }
     assert_eq!(get(addr, "/nope").await.0, 404);
+    promtool_lint(&body);
 
     reg.deregister().await.unwrap();
     assert_eq!(
         get(addr, "/readyz").await.0,
         200,
         "a deregistered registration no longer counts"
+    );
+}
+
+/// Prometheus's own linter on the scraped text (Debian's `prometheus` package,
+/// which `./scripts/test` installs): help text for every family, naming rules.
+fn promtool_lint(body: &str) {
+    use std::io::Write;
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (apt-get install prometheus; ./scripts/test installs it)");
+    child.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool check metrics: {said}\n--- the text:\n{body}"
     );
 }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use metrics::{counter, gauge, histogram};
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit};
 
 use crate::Status;
 
@@ -32,6 +32,46 @@ pub const PROPAGATION: &str = "octopus_discovery_propagation_seconds";
 pub const BALANCER_PICKS: &str = "octopus_balancer_picks_total";
 /// Balancer ejections per endpoint.
 pub const BALANCER_EJECTIONS: &str = "octopus_balancer_ejections_total";
+
+/// Gives every series above its help text and unit, for the recorder installed
+/// now (Prometheus's `# HELP` lines; `promtool check metrics` wants one per family).
+/// The facade's `metrics::install` calls it; call it after installing a recorder
+/// of your own.
+pub fn describe() {
+    describe_gauge!(
+        REGISTRATIONS,
+        "Registrations of this process by service and status (registering, registered, lost, conflict)."
+    );
+    describe_counter!(
+        REREGISTRATIONS,
+        "Registrations written again under a new lease after the old one was lost."
+    );
+    describe_counter!(KEEPALIVE_FAILURES, "Lease keepalive attempts that failed.");
+    describe_counter!(
+        LEASE_LOSSES,
+        "Leases lost: expired, revoked, or unreachable for a whole TTL."
+    );
+    describe_counter!(
+        WATCH_RECONNECTS,
+        "Discovery watches re-opened after their connection to the registry was lost."
+    );
+    describe_counter!(
+        RESYNCS,
+        "Full re-reads of a service after a compaction or a lost registry history."
+    );
+    describe_counter!(DECODE_ERRORS, "Registry values skipped because they did not decode.");
+    describe_gauge!(INSTANCES, "Instances in this process's discovery view of a service.");
+    describe_histogram!(
+        PROPAGATION,
+        Unit::Seconds,
+        "Seconds from a registration's write (writer's clock) to a discovery watch receiving it (reader's clock)."
+    );
+    describe_counter!(BALANCER_PICKS, "Calls the balancer sent to an endpoint.");
+    describe_counter!(
+        BALANCER_EJECTIONS,
+        "Times the balancer ejected an endpoint after a failed connection."
+    );
+}
 
 fn status_label(s: &Status) -> &'static str {
     match s {
