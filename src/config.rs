@@ -26,11 +26,15 @@ use crate::{parse_duration, BackoffPolicy, Error, RegisterOptions, Result, Servi
 ///
 /// [service]
 /// name = "user-service"
-/// id = "${HOSTNAME:-instance-001}"
+/// # id: default the host name and the port, unique per process
 /// addr = "127.0.0.1"
 /// port = 50051
 /// version = "v1.0.0"
 /// metadata = { zone = "a" }
+///
+/// # The service's own settings, typed by it: see OctopusConfig::app.
+/// [app]
+/// greeting = "hello"
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -56,6 +60,34 @@ pub struct OctopusConfig {
     /// The instance this process registers, if it registers one.
     #[serde(default)]
     pub service: Option<ServiceConfig>,
+    /// The `[app]` section: the service's own settings, read with
+    /// [`OctopusConfig::app`] into a type of the service's.
+    #[serde(default)]
+    pub app: AppSection,
+}
+
+/// The `[app]` section of a configuration, kept as it was read (after `${VAR}`
+/// substitution and `OCTOPUS_APP__*` overrides) until the service gives it a type
+/// with [`OctopusConfig::app`].
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(transparent)]
+pub struct AppSection(figment::value::Dict);
+
+impl PartialEq for AppSection {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+
+// Values compare as figment compares them (a NaN read from a file is unequal to
+// itself, as in any float comparison).
+impl Eq for AppSection {}
+
+impl AppSection {
+    /// True when the file has no `[app]` section (or an empty one).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 /// The instance a process registers.
@@ -64,8 +96,13 @@ pub struct OctopusConfig {
 pub struct ServiceConfig {
     /// Service name.
     pub name: String,
-    /// Instance id.
-    pub id: String,
+    /// Instance id. Default: the host name and the port (`{host}-{port}`, with
+    /// characters outside `[A-Za-z0-9._-]` replaced by `-`), unique per process on
+    /// a host and across replicas (in Kubernetes, the host name is the pod's).
+    /// Two processes with the same id do not both register: the second waits in
+    /// `Conflict` while the first holds the key.
+    #[serde(default)]
+    pub id: Option<String>,
     /// Address to advertise.
     pub addr: String,
     /// Port to listen on and advertise; 0: any free port, the one bound is
@@ -84,7 +121,7 @@ pub struct ServiceConfig {
 
 /// The keys `OCTOPUS_*` variables may set; other `OCTOPUS_*` variables (a tool's
 /// own, like `OCTOPUS_ETCD_BIN`) are not configuration and are left alone.
-const ENV_KEYS: [&str; 7] = [
+const ENV_KEYS: [&str; 8] = [
     "registry",
     "ttl",
     "retry_interval",
@@ -92,6 +129,7 @@ const ENV_KEYS: [&str; 7] = [
     "max_retries",
     "metrics_addr",
     "service",
+    "app",
 ];
 
 fn env() -> Env {
@@ -147,24 +185,7 @@ impl OctopusConfig {
     }
 
     fn extract(figment: Figment, file: &str) -> Result<Self> {
-        let config: OctopusConfig = figment.extract().map_err(|e| {
-            let errors: Vec<String> = e
-                .into_iter()
-                .map(|e| {
-                    let key = if e.path.is_empty() {
-                        "(top level)".to_owned()
-                    } else {
-                        e.path.join(".")
-                    };
-                    let source = match &e.metadata {
-                        Some(m) if m.name.contains("environment") => " (from the environment)".to_owned(),
-                        _ => String::new(),
-                    };
-                    format!("key `{key}`{source}: {}", e.kind)
-                })
-                .collect();
-            config_err(file, errors.join("; "))
-        })?;
+        let config: OctopusConfig = figment.extract().map_err(|e| figment_err(file, e, ""))?;
         config.register_options().map_err(|e| config_err(file, e))?;
         if let Some(s) = &config.service {
             config
@@ -179,6 +200,34 @@ impl OctopusConfig {
     pub fn from_toml_str(text: &str) -> Result<Self> {
         let text = substitute(text, |var| std::env::var(var).ok()).map_err(|e| config_err("(text)", e))?;
         Self::extract(Figment::from(Toml::string(&text)), "(text)")
+    }
+
+    /// The `[app]` section as the service's own type: its settings live in the
+    /// same file, with the same `${VAR}` substitution and `OCTOPUS_APP__KEY`
+    /// overrides. A missing `[app]` section reads as an empty one, so a type whose
+    /// fields all have defaults still reads. Errors name the key and the problem.
+    ///
+    /// ```
+    /// # fn main() -> octopus::Result<()> {
+    /// #[derive(Debug, serde::Deserialize)]
+    /// struct Settings {
+    ///     greeting: String,
+    ///     #[serde(default)]
+    ///     shout: bool,
+    /// }
+    /// let config = octopus::OctopusConfig::from_toml_str("[app]\ngreeting = \"hi\"")?;
+    /// let settings: Settings = config.app()?;
+    /// assert_eq!(settings.greeting, "hi");
+    /// assert!(!settings.shout);
+    ///
+    /// let err = octopus::OctopusConfig::from_toml_str("[app]\ngreeting = 3")?.app::<Settings>().unwrap_err();
+    /// assert!(err.to_string().contains("key `app.greeting`"), "{err}");
+    /// # Ok(()) }
+    /// ```
+    pub fn app<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
+        Figment::from(figment::providers::Serialized::defaults(&self.app.0))
+            .extract()
+            .map_err(|e| figment_err("the [app] section", e, "app."))
     }
 
     /// The registration options these settings describe.
@@ -221,13 +270,61 @@ impl OctopusConfig {
     }
 
     fn instance_of(&self, s: &ServiceConfig, port: u16) -> Result<ServiceInstance> {
-        let mut i = ServiceInstance::new(&s.name, &s.id, &s.addr, port)?
+        let id = match &s.id {
+            Some(id) => id.clone(),
+            None => default_id(port),
+        };
+        let mut i = ServiceInstance::new(&s.name, id, &s.addr, port)?
             .with_version(&s.version)
             .with_weight(s.weight);
         i.metadata = s.metadata.clone().into();
         i.validate()?;
         Ok(i)
     }
+}
+
+/// A figment error as ours: the file, then each key (under `prefix`) and its problem.
+fn figment_err(file: &str, e: figment::Error, prefix: &str) -> Error {
+    let errors: Vec<String> = e
+        .into_iter()
+        .map(|e| {
+            let key = if e.path.is_empty() {
+                "(top level)".to_owned()
+            } else {
+                format!("{prefix}{}", e.path.join("."))
+            };
+            let source = match &e.metadata {
+                Some(m) if m.name.contains("environment") => " (from the environment)".to_owned(),
+                _ => String::new(),
+            };
+            format!("key `{key}`{source}: {}", e.kind)
+        })
+        .collect();
+    config_err(file, errors.join("; "))
+}
+
+/// The default instance id: `{host}-{port}`, the host name from `HOSTNAME` or the
+/// kernel, made a valid id.
+fn default_id(port: u16) -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".to_owned());
+    let host: String = host
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(100)
+        .collect();
+    format!("{host}-{port}")
 }
 
 /// Replaces `${VAR}` and `${VAR:-default}`; an unset variable without a default is

@@ -49,7 +49,7 @@ mod url;
 
 pub use client::{connect, connect_lazy, Client};
 #[cfg(feature = "config")]
-pub use config::{substitute, OctopusConfig, ServiceConfig};
+pub use config::{substitute, AppSection, OctopusConfig, ServiceConfig};
 pub use inspect::{Entry, Inspector};
 pub use url::{parse_duration, RegistryUrl};
 

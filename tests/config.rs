@@ -67,6 +67,51 @@ metadata = { zone = "a" }
     );
     std::env::remove_var("OCTOPUS_SERVICE__PORT");
 
+    // The service's own settings: typed, substituted, overridden by OCTOPUS_APP__*.
+    #[derive(Debug, serde::Deserialize, PartialEq)]
+    struct Settings {
+        greeting: String,
+        limit: u32,
+    }
+    let app = write(
+        &dir,
+        "app.toml",
+        "[app]\ngreeting = \"${OCTOPUS_TEST_GREETING:-hello}\"\nlimit = 3\n",
+    );
+    let settings: Settings = OctopusConfig::load(&app).unwrap().app().unwrap();
+    assert_eq!(
+        settings,
+        Settings {
+            greeting: "hello".into(),
+            limit: 3
+        }
+    );
+    std::env::set_var("OCTOPUS_APP__LIMIT", "9");
+    let settings: Settings = OctopusConfig::load(&app).unwrap().app().unwrap();
+    assert_eq!(settings.limit, 9);
+    std::env::set_var("OCTOPUS_APP__LIMIT", "many");
+    let err = OctopusConfig::load(&app)
+        .unwrap()
+        .app::<Settings>()
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("app.limit") && err.contains("\"many\""), "{err}");
+    std::env::remove_var("OCTOPUS_APP__LIMIT");
+
+    // Without an id, each process gets its own: the host name and the port.
+    let replicas = write(
+        &dir,
+        "replicas.toml",
+        "[service]\nname = \"users\"\naddr = \"127.0.0.1\"\nport = 0\n",
+    );
+    let c = OctopusConfig::load(&replicas).unwrap();
+    let (a, b) = (
+        c.instance_on(7001).unwrap().unwrap(),
+        c.instance_on(7002).unwrap().unwrap(),
+    );
+    assert!(a.id.ends_with("-7001") && b.id.ends_with("-7002"), "{} {}", a.id, b.id);
+    assert_ne!(a.id, b.id);
+
     for (name, body, key, problem) in [
         (
             "unknown.toml",
