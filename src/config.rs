@@ -105,6 +105,10 @@ pub struct ServiceConfig {
     pub id: Option<String>,
     /// Address to advertise.
     pub addr: String,
+    /// Address to bind, when it is not `addr`: `0.0.0.0` (every interface) in a
+    /// container that advertises its pod IP. Default: `addr`.
+    #[serde(default)]
+    pub listen: Option<String>,
     /// Port to listen on and advertise; 0: any free port, the one bound is
     /// advertised (see [`OctopusConfig::instance_on`]).
     pub port: u16,

@@ -66,6 +66,14 @@ impl Readiness {
             .push(registration.status());
     }
 
+    /// Holds readiness at "not ready" until the returned guard is dropped: for the
+    /// time before a registration exists to track (its first attempt).
+    pub fn pending(&self) -> Pending {
+        let (tx, rx) = watch::channel(Status::Registering);
+        self.tracked.lock().unwrap_or_else(|p| p.into_inner()).push(rx);
+        Pending(tx)
+    }
+
     /// True when every tracked registration is registered (deregistered ones no
     /// longer count).
     pub fn is_ready(&self) -> bool {
@@ -74,6 +82,17 @@ impl Readiness {
         // process unready (its last status stays readable after its task ended).
         tracked.retain(|rx| !matches!(*rx.borrow(), Status::Deregistered));
         tracked.iter().all(|rx| rx.borrow().is_registered())
+    }
+}
+
+/// Keeps a [`Readiness`] not ready while it lives ([`Readiness::pending`]).
+#[derive(Debug)]
+pub struct Pending(watch::Sender<Status>);
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        // Deregistered entries no longer count.
+        self.0.send_replace(Status::Deregistered);
     }
 }
 

@@ -73,10 +73,15 @@ pub async fn serve(
             }),
     );
 
+    // Not ready until registered, including while the first attempt is under way
+    // (a registry that is down takes a request timeout to say so).
+    #[cfg(feature = "metrics")]
+    let first_attempt = serve_options.readiness.as_ref().map(|r| r.pending());
     let registration = registry.register(instance.clone(), options).await?;
     #[cfg(feature = "metrics")]
     if let Some(readiness) = &serve_options.readiness {
         readiness.track(&registration);
+        drop(first_attempt);
     }
     let mut status = registration.status();
     let follower = {

@@ -112,6 +112,15 @@ struct RegistryArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Octopus's own logs (a watch reconnecting, `octopus dev`'s server) on stderr,
+    // filtered by RUST_LOG; warnings and errors by default.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let result = match cli.command {
         Command::New(args) => new::run(&args),
         other => {

@@ -13,6 +13,9 @@ const LOGIC: &str = include_str!("../templates/logic.rs.tmpl");
 const CONFIG: &str = include_str!("../templates/config.toml.tmpl");
 const TEST: &str = include_str!("../templates/test.rs.tmpl");
 const README: &str = include_str!("../templates/README.md.tmpl");
+const CLIENT: &str = include_str!("../templates/client.rs.tmpl");
+const DOCKERFILE: &str = include_str!("../templates/Dockerfile.tmpl");
+const DOCKERIGNORE: &str = include_str!("../templates/dockerignore.tmpl");
 
 /// Names Cargo or Rust would refuse or misread as a crate or module.
 const RESERVED: [&str; 44] = [
@@ -144,7 +147,7 @@ pub(crate) fn run(args: &NewArgs) -> Result {
             .replace("{{features}}", features)
             .replace("{{registry}}", registry)
     };
-    let files: [(String, &str); 10] = [
+    let files: [(String, &str); 13] = [
         ("Cargo.toml".into(), CARGO),
         (format!("proto/{module}.proto"), PROTO),
         ("build.rs".into(), BUILD),
@@ -153,6 +156,9 @@ pub(crate) fn run(args: &NewArgs) -> Result {
         ("src/logic.rs".into(), LOGIC),
         ("etc/config.toml".into(), CONFIG),
         ("tests/discovery.rs".into(), TEST),
+        ("examples/client.rs".into(), CLIENT),
+        ("Dockerfile".into(), DOCKERFILE),
+        (".dockerignore".into(), DOCKERIGNORE),
         ("README.md".into(), README),
         (".gitignore".into(), "/target\n"),
     ];

@@ -40,7 +40,11 @@ impl Drop for Running {
 
 /// `octopus dev` on a free port, once it accepts connections.
 fn dev(data: Option<&Path>) -> (Running, SocketAddr) {
-    let addr = free_addr();
+    dev_at(free_addr(), data)
+}
+
+/// `octopus dev` on `addr`, once it accepts connections.
+fn dev_at(addr: SocketAddr, data: Option<&Path>) -> (Running, SocketAddr) {
     let listen = addr.to_string();
     let mut cmd = Command::new(OCTOPUS);
     cmd.args(["dev", "--listen", &listen]).stdout(Stdio::piped());
@@ -81,22 +85,6 @@ fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
-mod wire {
-    //! The scaffold's messages, declared here the way any gRPC client could.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub(crate) struct HelloRequest {
-        #[prost(string, tag = "1")]
-        pub(crate) name: String,
-    }
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub(crate) struct HelloReply {
-        #[prost(string, tag = "1")]
-        pub(crate) message: String,
-        #[prost(string, tag = "2")]
-        pub(crate) instance: String,
-    }
-}
-
 #[test]
 fn scaffold_build_run_call_inspect_deregister() {
     let tmp = tempfile::tempdir().unwrap();
@@ -120,6 +108,9 @@ fn scaffold_build_run_call_inspect_deregister() {
         "src/logic.rs",
         "etc/config.toml",
         "tests/discovery.rs",
+        "examples/client.rs",
+        "Dockerfile",
+        ".dockerignore",
         "README.md",
     ] {
         assert!(project.join(file).is_file(), "{file} was not generated");
@@ -148,83 +139,245 @@ fn scaffold_build_run_call_inspect_deregister() {
     let binary = target_dir().join("debug").join("demo");
     assert!(binary.is_file(), "{} was not built", binary.display());
 
-    // Run it against `octopus dev`.
-    let (_dev, addr) = dev(None);
+    // Day one of a team: the service starts while its registry is down (etcd
+    // restarting with it, a node rebooting). It keeps running, serves, and says
+    // it is not ready.
+    let addr = free_addr();
     let registry = format!("etcd://{addr}");
-    let mut service = Running(
-        Command::new(&binary)
-            .current_dir(&project)
+    let start = |id: Option<&str>| {
+        let mut cmd = Command::new(&binary);
+        cmd.current_dir(&project)
             .env("REGISTRY", &registry)
             .env("PORT", "0")
             .env("METRICS_ADDR", "127.0.0.1:0")
-            .env("INSTANCE_ID", "demo-1")
+            // Retry every 200 ms..1 s, so the test need not wait out 30 s of backoff.
+            .env("OCTOPUS_RETRY_INTERVAL", "200ms")
+            .env("OCTOPUS_RETRY_CAP", "1s")
+            .env_remove("OCTOPUS_SERVICE__ID")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(id) = id {
+            cmd.env("OCTOPUS_SERVICE__ID", id);
+        }
+        let mut child = Running(cmd.spawn().unwrap());
+        let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
+        let metrics = lines
+            .find_map(|l| l.ok().filter(|l| l.starts_with("metrics on http://")))
+            .expect("the service says where its metrics are");
+        let metrics: SocketAddr = metrics["metrics on http://".len()..]
+            .split('/')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let serving = lines
+            .find_map(|l| l.ok().filter(|l| l.contains("serving on")))
+            .expect("the service says where it serves");
+        (child, metrics, serving)
+    };
+    let (mut a, a_metrics, serving) = start(None);
+    let a_id = serving.split_whitespace().nth(1).unwrap().to_owned();
+    let a_port: u16 = serving
+        .split("serving on 127.0.0.1:")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        serving.starts_with("demo ") && a_id.ends_with(&format!("-{a_port}")),
+        "the id is the host name and the port: {serving}"
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        a.0.try_wait().unwrap().is_none(),
+        "the service exited while its registry was down"
+    );
+    assert_eq!(
+        http_get(a_metrics, "/readyz").0,
+        503,
+        "not ready before it is registered"
+    );
+    assert_eq!(http_get(a_metrics, "/healthz").0, 200);
+
+    // The registry comes up: the service registers by itself within its retry interval.
+    let (_dev, _) = dev_at(addr, None);
+    let up = std::time::Instant::now();
+    let listed = (0..150).find_map(|_| {
+        let ls = octopus(&["ls", "demo", "--registry", &registry]);
+        if stdout(&ls).contains(&a_id) {
+            return Some(up.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        None
+    });
+    let listed = listed.expect("listed by `octopus ls` within 15 s of the registry starting");
+    println!("registered {listed:?} after the registry started");
+    until(|| http_get(a_metrics, "/readyz").0 == 200, "ready once registered");
+
+    // A second replica with the same configuration gets an id of its own.
+    let (mut b, _, serving) = start(None);
+    let b_id = serving.split_whitespace().nth(1).unwrap().to_owned();
+    assert_ne!(a_id, b_id);
+    until(
+        || {
+            let ls = octopus(&["ls", "--registry", &registry]);
+            stdout(&ls).lines().any(|l| l.split_whitespace().eq(["demo", "2"]))
+        },
+        "both replicas registered",
+    );
+    let ls = octopus(&["ls", "demo", "--registry", &registry, "--json"]);
+    let json: serde_json::Value = serde_json::from_str(&stdout(&ls)).unwrap();
+    assert_eq!(json["instances"].as_array().unwrap().len(), 2, "{json}");
+    assert_eq!(json["instances"][0]["instance"]["version"], "v0.1.0");
+
+    // `octopus get` and `octopus watch` show what a user reads.
+    let get = octopus(&["get", &format!("demo/{a_id}"), "--registry", &registry]);
+    assert!(get.status.success(), "{}", stderr(&get));
+    let text = stdout(&get);
+    for want in [
+        format!("key:       /octopus/services/demo/{a_id}"),
+        format!("id:        {a_id}"),
+        format!("endpoint:  127.0.0.1:{a_port}"),
+        "version:   v0.1.0".to_owned(),
+        "metadata:  zone=local".to_owned(),
+    ] {
+        assert!(text.lines().any(|l| l == want), "no line {want:?} in:\n{text}");
+    }
+    let get = octopus(&["get", &format!("demo/{a_id}"), "--registry", &registry, "--json"]);
+    let json: serde_json::Value = serde_json::from_str(&stdout(&get)).unwrap();
+    assert_eq!(json["instance"]["port"], a_port, "{json}");
+    let mut watch = Running(
+        Command::new(OCTOPUS)
+            .args(["watch", "demo", "--registry", &registry])
             .stdout(Stdio::piped())
             .spawn()
             .unwrap(),
     );
-    let mut lines = BufReader::new(service.0.stdout.take().unwrap()).lines();
-    let serving = lines
-        .find_map(|l| l.ok().filter(|l| l.contains("serving on")))
-        .expect("the service says where it serves");
-    assert!(serving.contains("demo demo-1 serving on 127.0.0.1:"), "{serving}");
+    let mut seen = BufReader::new(watch.0.stdout.take().unwrap()).lines();
+    let first = seen.next().unwrap().unwrap();
+    assert!(
+        first.starts_with("revision ") && first.ends_with(": 2 instance(s)"),
+        "{first}"
+    );
+    let mut added: Vec<String> = (0..2).map(|_| seen.next().unwrap().unwrap()).collect();
+    added.sort();
+    let mut want = vec![
+        format!("  + {a_id} 127.0.0.1:{a_port}"),
+        format!("  + {b_id} 127.0.0.1:"),
+    ];
+    want.sort();
+    for (line, want) in added.iter().zip(&want) {
+        assert!(line.starts_with(want.as_str()), "{line:?} is not {want:?}…");
+    }
 
-    // A client calls it by name.
+    // Another service calls it by name: the generated example client, through
+    // etcd:///demo, its very first call on a new channel.
+    let client = Command::new(target_dir().join("debug").join("examples").join("client"))
+        .args(["etc/config.toml", "cli"])
+        .current_dir(&project)
+        .env("REGISTRY", &registry)
+        .output()
+        .unwrap();
+    assert!(client.status.success(), "{}", stderr(&client));
+    let reply = stdout(&client);
+    assert!(
+        reply.starts_with("hello, cli (from ") && (reply.contains(&a_id) || reply.contains(&b_id)),
+        "{reply}"
+    );
+
+    // SIGTERM with a health Watch open (grpc-go's client-side health checking keeps
+    // one on every server): deregistered, drained (1 s), stopped, without waiting
+    // out the 10 s grace period for the stream.
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let reply = runtime.block_on(async {
-        let client = octopus::connect(&registry).await.unwrap();
-        let channel = client
-            .channel("etcd:///demo", octopus::grpc::Policy::RoundRobin)
+    let mut statuses = runtime.block_on(async {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{a_port}"))
+            .unwrap()
+            .connect()
             .await
             .unwrap();
-        assert!(channel.ready_endpoints(1, Duration::from_secs(10)).await);
-        let mut grpc = tonic::client::Grpc::new(channel);
-        grpc.ready().await.unwrap();
-        grpc.unary(
-            tonic::Request::new(wire::HelloRequest { name: "cli".into() }),
-            http::uri::PathAndQuery::from_static("/demo.Demo/Hello"),
-            tonic_prost::ProstCodec::<wire::HelloRequest, wire::HelloReply>::default(),
-        )
-        .await
-        .unwrap()
-        .into_inner()
+        tonic_health::pb::health_client::HealthClient::new(channel)
+            .watch(tonic_health::pb::HealthCheckRequest { service: String::new() })
+            .await
+            .unwrap()
+            .into_inner()
     });
-    assert_eq!(reply.message, "hello, cli");
-    assert_eq!(reply.instance, "demo-1");
-
-    let ls = octopus(&["ls", "--registry", &registry]);
-    assert!(ls.status.success(), "{}", stderr(&ls));
-    assert!(
-        stdout(&ls).lines().any(|l| l.split_whitespace().eq(["demo", "1"])),
-        "{}",
-        stdout(&ls)
+    let first = runtime.block_on(statuses.message()).unwrap().unwrap();
+    assert_eq!(
+        first.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
     );
-    let ls = octopus(&["ls", "demo", "--registry", &registry, "--json"]);
-    let json: serde_json::Value = serde_json::from_str(&stdout(&ls)).unwrap();
-    assert_eq!(json["instances"][0]["id"], "demo-1");
-    assert_eq!(json["instances"][0]["instance"]["version"], "v0.1.0");
-
-    // The process dies without deregistering: its key outlives it until the TTL…
-    let _ = service.0.kill();
-    let _ = service.0.wait();
+    let stopping = std::time::Instant::now();
+    let _ = Command::new("kill").args(["-TERM", &a.0.id().to_string()]).status();
+    let exited = (0..200).find_map(|_| {
+        if a.0.try_wait().unwrap().is_some() {
+            return Some(stopping.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        None
+    });
+    let exited = exited.expect("exits within 10 s of SIGTERM");
+    println!("exited {exited:?} after SIGTERM with a health Watch open (drain 1 s, grace 10 s)");
+    assert!(
+        exited < Duration::from_secs(6),
+        "shutdown waited {exited:?}: held by the health Watch?"
+    );
+    drop(statuses);
     let ls = octopus(&["ls", "demo", "--registry", &registry]);
-    assert!(stdout(&ls).contains("demo-1"), "{}", stdout(&ls));
+    assert!(!stdout(&ls).contains(&a_id), "deregistered on SIGTERM: {}", stdout(&ls));
+
+    // The other dies without deregistering: its key outlives it until the TTL…
+    let _ = b.0.kill();
+    let _ = b.0.wait();
+    let ls = octopus(&["ls", "demo", "--registry", &registry]);
+    assert!(stdout(&ls).contains(&b_id), "{}", stdout(&ls));
     // …unless an operator removes it.
-    let gone = octopus(&["deregister", "demo/demo-1", "--registry", &registry]);
+    let gone = octopus(&["deregister", &format!("demo/{b_id}"), "--registry", &registry]);
     assert!(gone.status.success(), "{}", stderr(&gone));
     assert!(
-        stdout(&gone).starts_with("deregistered demo/demo-1"),
+        stdout(&gone).starts_with(&format!("deregistered demo/{b_id}")),
         "{}",
         stdout(&gone)
     );
     let ls = octopus(&["ls", "demo", "--registry", &registry]);
     assert!(stdout(&ls).starts_with("no instances of demo"), "{}", stdout(&ls));
-    let again = octopus(&["deregister", "demo/demo-1", "--registry", &registry]);
+    let again = octopus(&["deregister", &format!("demo/{b_id}"), "--registry", &registry]);
     assert_eq!(again.status.code(), Some(1));
     assert!(
-        stderr(&again).contains("no instance demo-1 of demo"),
+        stderr(&again).contains(&format!("no instance {b_id} of demo")),
         "{}",
         stderr(&again)
     );
+    drop(watch);
+}
+
+/// Polls `ok` every 100 ms for up to 15 s.
+fn until(mut ok: impl FnMut() -> bool, what: &str) {
+    for _ in 0..150 {
+        if ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("not within 15 s: {what}");
+}
+
+/// A plain HTTP GET: the status code and the body.
+fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut conn = TcpStream::connect(addr).unwrap();
+    write!(conn, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut out = String::new();
+    conn.read_to_string(&mut out).unwrap();
+    let code = out.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (
+        code,
+        out.split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default(),
+    )
 }
 
 #[test]
