@@ -358,6 +358,12 @@ pub async fn cut_keeps_last_known(h: &impl Harness) {
     assert!(matches!(stale.freshness, Freshness::Stale { .. }));
     sleep(h.ttl() * 2).await; // the lease expires behind the cut
     assert_eq!(ids(&w.latest().unwrap()), ["a"], "still the last known instances");
+    // The one-shot read cannot reach the registry: it answers as the watch does.
+    let known = disc
+        .instances("svc")
+        .await
+        .expect("the last known instances while a watch holds them");
+    assert_eq!(known.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(), ["a"]);
     assert!(
         !r.current().is_registered(),
         "the registration knows it lost its lease: {}",
