@@ -75,7 +75,7 @@ pub async fn connect(url: &str) -> Result<Client> {
 /// let client = octopus::connect_lazy("etcd://127.0.0.1:1?connect_timeout=100ms&request_timeout=100ms").await?;
 /// let reg = client.register(octopus::ServiceInstance::new("users", "u1", "127.0.0.1", 8080)?).await?;
 /// assert!(matches!(reg.status().borrow().clone(), octopus::Status::Lost { .. }));
-/// reg.abandon();
+/// reg.abandon().await;
 /// # }
 /// # Ok(()) }
 /// ```
