@@ -81,14 +81,21 @@ async fn etcd_naming() {
     let found = discovery.instances("greeter").await.unwrap();
     assert_eq!((found[0].addr.as_str(), found[0].port), ("127.0.0.1", 7001));
 
-    let rust = ServiceInstance::new("greeter", "rs", "127.0.0.1", 7002).unwrap();
+    let rust = ServiceInstance::new("greeter", "rs", "127.0.0.1", 7002)
+        .unwrap()
+        .with_version("v0.1.0")
+        .with_metadata("zone", "local");
     let (seen, _reg) = register_and_read(&server, layout, rust).await;
     let lines: Vec<&str> = seen.lines().collect();
     let at = lines
         .iter()
         .position(|l| *l == "/services/greeter/127.0.0.1:7002")
         .expect("our key");
-    assert_eq!(lines[at + 1], r#"{"Op":0,"Addr":"127.0.0.1:7002","Metadata":null}"#);
+    // Metadata stays null (grpc-go's round_robin hashes it); the rest rides beside it.
+    assert_eq!(
+        lines[at + 1],
+        r#"{"Op":0,"Addr":"127.0.0.1:7002","Metadata":null,"Octopus":{"id":"rs","version":"v0.1.0","metadata":{"zone":"local"},"weight":100}}"#
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
