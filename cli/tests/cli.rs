@@ -204,7 +204,7 @@ fn scaffold_build_run_call_inspect_deregister() {
 
     // The registry comes up: the service registers by itself within its retry interval.
     let (_dev, _) = dev_at(addr, None);
-    let up = std::time::Instant::now();
+    let up = tokio::time::Instant::now();
     let listed = (0..150).find_map(|_| {
         let ls = octopus(&["ls", "demo", "--registry", &registry]);
         if stdout(&ls).contains(&a_id) {
@@ -309,7 +309,7 @@ fn scaffold_build_run_call_inspect_deregister() {
         first.status,
         tonic_health::pb::health_check_response::ServingStatus::Serving as i32
     );
-    let stopping = std::time::Instant::now();
+    let stopping = tokio::time::Instant::now();
     let _ = Command::new("kill").args(["-TERM", &a.0.id().to_string()]).status();
     let exited = (0..200).find_map(|_| {
         if a.0.try_wait().unwrap().is_some() {
