@@ -32,6 +32,30 @@ pub enum Error {
         /// The rule it broke.
         rule: &'static str,
     },
+    /// A transaction names one key twice among its writes (a put twice, or a put
+    /// inside a deleted range), as etcd refuses.
+    #[error("duplicate key given in txn request: {key:?}")]
+    DuplicateKey {
+        /// The key, lossily as UTF-8.
+        key: String,
+    },
+    /// A transaction has more compares or operations in a branch than etcd takes
+    /// (`--max-txn-ops`, 128).
+    #[error("too many operations in txn request: {count} (at most {max})")]
+    TooManyOps {
+        /// The count found.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A request is larger than etcd takes (`--max-request-bytes`, 1.5 MiB).
+    #[error("request is too large: {bytes} bytes (at most {max})")]
+    RequestTooLarge {
+        /// The request's size, keys and values.
+        bytes: usize,
+        /// The limit.
+        max: usize,
+    },
     /// The backend was made unreachable (fault injection in tests).
     #[error("in-memory registry is unreachable (fault injected)")]
     Unreachable,

@@ -48,7 +48,10 @@ pub use error::Error;
 pub use image::StoreImage;
 pub use lease::LeaseInfo;
 pub use octopus_core::prefix_end;
-pub use store::{Compare, CompareOp, CompareTarget, KeyRange, Op, OpResult, Store, TxnResult, DEFAULT_HISTORY_LIMIT};
+pub use store::{
+    Compare, CompareOp, CompareTarget, KeyRange, Op, OpResult, Store, TxnResult, DEFAULT_HISTORY_LIMIT,
+    MAX_REQUEST_BYTES, MAX_TXN_OPS,
+};
 pub use watch::StoreWatch;
 
 /// The registry of the in-memory backend.

@@ -275,8 +275,11 @@ impl Store {
         }
     }
 
-    /// Runs a transaction atomically, as one revision.
+    /// Runs a transaction atomically, as one revision. etcd's limits apply: at
+    /// most [`MAX_TXN_OPS`] compares and operations per branch, no key written
+    /// twice in a branch, at most [`MAX_REQUEST_BYTES`] of keys and values.
     pub fn txn(&self, compare: &[Compare], success: &[Op], failure: &[Op]) -> Result<TxnResult, Error> {
+        check_limits(compare, success, failure)?;
         let mut inner = self.lock();
         let succeeded = compare.iter().all(|c| inner.compare(c));
         let ops = if succeeded { success } else { failure };
@@ -338,6 +341,63 @@ impl Store {
     }
 }
 
+/// etcd's default `--max-txn-ops`: compares, and operations in each branch.
+pub const MAX_TXN_OPS: usize = 128;
+/// etcd's default `--max-request-bytes` (1.5 MiB).
+pub const MAX_REQUEST_BYTES: usize = 1536 * 1024;
+
+/// The checks etcd makes before applying a transaction (its `checkTxnRequest`,
+/// `checkIntervals` and request size limit).
+fn check_limits(compare: &[Compare], success: &[Op], failure: &[Op]) -> Result<(), Error> {
+    for count in [compare.len(), success.len(), failure.len()] {
+        if count > MAX_TXN_OPS {
+            return Err(Error::TooManyOps {
+                count,
+                max: MAX_TXN_OPS,
+            });
+        }
+    }
+    let key_bytes = |r: &KeyRange| r.key.len() + r.range_end.len();
+    let bytes: usize = compare.iter().map(|c| key_bytes(&c.range)).sum::<usize>()
+        + [success, failure]
+            .iter()
+            .flat_map(|ops| ops.iter())
+            .map(|op| match op {
+                Op::Put { key, value, .. } => key.len() + value.len(),
+                Op::Range(r) | Op::Delete(r) => key_bytes(r),
+            })
+            .sum::<usize>();
+    if bytes > MAX_REQUEST_BYTES {
+        return Err(Error::RequestTooLarge {
+            bytes,
+            max: MAX_REQUEST_BYTES,
+        });
+    }
+    for ops in [success, failure] {
+        let mut puts: Vec<&[u8]> = ops
+            .iter()
+            .filter_map(|op| match op {
+                Op::Put { key, .. } => Some(key.as_slice()),
+                _ => None,
+            })
+            .collect();
+        puts.sort_unstable();
+        let twice = puts.windows(2).find(|w| w[0] == w[1]).map(|w| w[0]);
+        let deleted = || {
+            ops.iter().find_map(|op| match op {
+                Op::Delete(range) => puts.iter().find(|k| range.contains(k)).copied(),
+                _ => None,
+            })
+        };
+        if let Some(key) = twice.or_else(deleted) {
+            return Err(Error::DuplicateKey {
+                key: String::from_utf8_lossy(key).into_owned(),
+            });
+        }
+    }
+    Ok(())
+}
+
 impl Inner {
     pub(crate) fn header(&self) -> Header {
         Header {
@@ -394,9 +454,16 @@ impl Inner {
             lease: 0,
         };
         let kvs: Vec<&KeyValue> = if c.range.range_end.is_empty() {
-            vec![self.kvs.get(&c.range.key).unwrap_or(&absent)]
+            self.kvs.get(&c.range.key).into_iter().collect()
         } else {
             self.kvs.range::<[u8], _>(c.range.bounds()).map(|(_, v)| v).collect()
+        };
+        // etcd (applyCompare): no key in the range compares the zero key-value,
+        // except a value compare, which fails: there is no value to compare.
+        let kvs = match (kvs.is_empty(), &c.target) {
+            (true, CompareTarget::Value(_)) => return false,
+            (true, _) => vec![&absent],
+            (false, _) => kvs,
         };
         kvs.into_iter().all(|kv| {
             let ord = match &c.target {

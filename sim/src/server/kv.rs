@@ -19,13 +19,14 @@ type RangeStream = Pin<Box<dyn futures_util::Stream<Item = Result<PbRangeStreamR
 impl MemEtcd {
     /// Applies a range request's sort, filters, limit and projections to `kvs`.
     fn range_response(&self, mut kvs: Vec<KeyValue>, req: &PbRangeRequest, revision: i64) -> PbRangeResponse {
+        // etcd counts the range before its revision filters (and before the limit).
+        let count = kvs.len() as i64;
         kvs.retain(|kv| {
             (req.min_mod_revision == 0 || kv.mod_revision >= req.min_mod_revision)
                 && (req.max_mod_revision == 0 || kv.mod_revision <= req.max_mod_revision)
                 && (req.min_create_revision == 0 || kv.create_revision >= req.min_create_revision)
                 && (req.max_create_revision == 0 || kv.create_revision <= req.max_create_revision)
         });
-        let count = kvs.len() as i64;
         // etcd: a sort target other than the key with no order means ascending.
         let order = match (req.sort_order, req.sort_target) {
             (0, 0) => 0,

@@ -225,6 +225,9 @@ fn status(e: octopus_mem::Error) -> tonic::Status {
             tonic::Status::out_of_range("etcdserver: mvcc: required revision is a future revision")
         }
         E::InvalidArgument { name, rule } => tonic::Status::invalid_argument(format!("etcdserver: {name} {rule}")),
+        E::DuplicateKey { .. } => tonic::Status::invalid_argument("etcdserver: duplicate key given in txn request"),
+        E::TooManyOps { .. } => tonic::Status::invalid_argument("etcdserver: too many operations in txn request"),
+        E::RequestTooLarge { .. } => tonic::Status::invalid_argument("etcdserver: request is too large"),
         other => tonic::Status::unavailable(other.to_string()),
     }
 }
