@@ -113,6 +113,9 @@ pub enum Op {
     },
     /// Delete a range.
     Delete(KeyRange),
+    /// Read a range as it was at a past revision (a compacted or future one
+    /// fails the whole transaction, as in etcd).
+    RangeAt(KeyRange, Revision),
 }
 
 /// The result of one [`Op`].
@@ -291,11 +294,21 @@ impl Store {
                 }
             }
         }
+        // Reads at past revisions first: they must not see this transaction's
+        // writes, and one that fails must fail it before anything is written.
+        let mut past: Vec<Option<Vec<KeyValue>>> = ops
+            .iter()
+            .map(|op| match op {
+                Op::RangeAt(range, at) => inner.range_at(range, *at).map(Some),
+                _ => Ok(None),
+            })
+            .collect::<Result<_, _>>()?;
         let rev = inner.revision + 1;
         let mut events = Vec::new();
         let mut results = Vec::with_capacity(ops.len());
-        for op in ops {
+        for (n, op) in ops.iter().enumerate() {
             results.push(match op {
+                Op::RangeAt(..) => OpResult::Range(past[n].take().unwrap_or_default()),
                 Op::Range(range) => OpResult::Range(inner.range_at(range, 0)?),
                 Op::Put { key, value, lease } => OpResult::Put(inner.apply_put(rev, key, value, *lease, &mut events)),
                 Op::Delete(range) => OpResult::Delete(inner.apply_delete(rev, range, &mut events)),
@@ -364,7 +377,7 @@ fn check_limits(compare: &[Compare], success: &[Op], failure: &[Op]) -> Result<(
             .flat_map(|ops| ops.iter())
             .map(|op| match op {
                 Op::Put { key, value, .. } => key.len() + value.len(),
-                Op::Range(r) | Op::Delete(r) => key_bytes(r),
+                Op::Range(r) | Op::Delete(r) | Op::RangeAt(r, _) => key_bytes(r),
             })
             .sum::<usize>();
     if bytes > MAX_REQUEST_BYTES {

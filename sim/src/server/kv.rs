@@ -49,7 +49,8 @@ impl MemEtcd {
                 }
             });
         }
-        let more = req.limit > 0 && kvs.len() as i64 > req.limit;
+        // etcd reads no key-value for count_only, so it never says there are more.
+        let more = !req.count_only && req.limit > 0 && kvs.len() as i64 > req.limit;
         if more {
             kvs.truncate(req.limit as usize);
         }
@@ -175,14 +176,24 @@ impl MemEtcd {
         }
         let requests = if r.succeeded { &success.1 } else { &failure.1 };
         let revision = r.header.revision;
+        // etcd answers a read inside a transaction at the revision it started from,
+        // or at the new one once an earlier operation of it changed something.
+        let before = if wrote { revision - 1 } else { revision };
+        let mut changed = false;
         let responses = r
             .results
             .into_iter()
             .zip(requests)
             .map(|(result, request)| {
+                let read_at = if changed { revision } else { before };
+                changed |= match &result {
+                    OpResult::Put(_) => true,
+                    OpResult::Delete(deleted) => !deleted.is_empty(),
+                    OpResult::Range(_) => false,
+                };
                 let response = match (result, request) {
                     (OpResult::Range(kvs), PbTxnOpRequest::RequestRange(req)) => {
-                        PbTxnOpResponse::ResponseRange(self.range_response(kvs, req, revision))
+                        PbTxnOpResponse::ResponseRange(self.range_response(kvs, req, read_at))
                     }
                     (OpResult::Put(prev), PbTxnOpRequest::RequestPut(req)) => {
                         PbTxnOpResponse::ResponsePut(PbPutResponse {
@@ -263,10 +274,12 @@ fn ops(requests: &[etcd_client::proto::PbTxnRequestOp]) -> Result<(Vec<Op>, Vec<
         };
         ops.push(match req {
             PbTxnOpRequest::RequestRange(r) => {
-                if r.revision != 0 {
-                    return Err(unimplemented("a txn range at a past revision"));
+                let range = convert::range(r.key.clone(), r.range_end.clone())?;
+                if r.revision > 0 {
+                    Op::RangeAt(range, r.revision)
+                } else {
+                    Op::Range(range)
                 }
-                Op::Range(convert::range(r.key.clone(), r.range_end.clone())?)
             }
             PbTxnOpRequest::RequestPut(p) => {
                 if p.ignore_value || p.ignore_lease {
