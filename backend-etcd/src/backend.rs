@@ -456,15 +456,6 @@ impl KvBackend for EtcdBackend {
     }
 
     async fn watch(&self, key: &str, prefix: bool, start: Revision) -> Result<WatchStream> {
-        if prefix && start > 1 {
-            // etcd creates a watch whose start revision is compacted and only then
-            // cancels it: for prefix watches (discovery's) read at the revision
-            // before the start first, so that a compacted start is an error here, not
-            // a watch that looks healthy for a round trip. A single-key watch (a
-            // registration's own key, opened right after its write) skips the extra
-            // request and learns of a compaction from the cancel that follows.
-            self.check_compacted(key, prefix, start).await?;
-        }
         let mut opts = WatchOptions::new()
             .with_start_revision(start)
             .with_prev_key()
@@ -494,6 +485,20 @@ impl KvBackend for EtcdBackend {
                 "watch",
                 format!("etcd refused the watch: {}", first.cancel_reason()),
             ));
+        }
+        if prefix && start > 1 {
+            // etcd creates a watch whose start revision is compacted and only then
+            // cancels it: for prefix watches (discovery's), read at the revision
+            // before the start once the watch is created. Compaction only moves
+            // forward, so if that revision is readable now it was when the watch was
+            // created, and the watch is sound; if not, the compacted start is an
+            // error here, never a watch that looks healthy (and makes a view fresh)
+            // for a round trip before its cancel arrives. (Read before creating, a
+            // compaction could land in between: seen in the simulator, seed 240.)
+            // A single-key watch (a registration's own key, opened right after its
+            // write) skips the extra request and learns of a compaction from the
+            // cancel that follows.
+            self.check_compacted(key, prefix, start).await?;
         }
         Ok(crate::watch::stream(watch))
     }

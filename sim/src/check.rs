@@ -83,6 +83,10 @@ struct View {
     instances: Vec<String>,
     /// Which start of the host it came from.
     incarnation: u32,
+    /// Which history of etcd its revision belongs to: the number of data losses
+    /// before the state it shows was read. A fresh view reads the history in
+    /// force when it is published; a stale one keeps its last fresh view's.
+    epoch: usize,
 }
 
 /// One change of etcd's keys: `key` None is a data loss (every key gone);
@@ -111,8 +115,8 @@ struct Facts {
     restarts: Vec<Duration>,
     /// Times etcd came back without data.
     losses: Vec<Duration>,
-    /// Compactions.
-    compactions: Vec<Duration>,
+    /// Compactions: when, and up to which revision.
+    compactions: Vec<(Duration, i64)>,
     /// Revisions written by a client's request.
     requested: BTreeSet<i64>,
     /// Every key change, in order: (when, key, new value: (lease, instance) or deleted),
@@ -166,7 +170,9 @@ impl Facts {
                     }
                 }
                 Ev::HostDown { host } => {
-                    down_since.insert(host.clone(), at);
+                    // A crash while already down (etcd crashed again before its
+                    // restart) does not end the first outage: down since the first.
+                    down_since.entry(host.clone()).or_insert(at);
                 }
                 Ev::HostUp { host } => {
                     f.first_up.entry(host.clone()).or_insert(at);
@@ -201,7 +207,7 @@ impl Facts {
                         f.restarts.push(at);
                     }
                 }
-                Ev::Compact { .. } => f.compactions.push(at),
+                Ev::Compact { revision } => f.compactions.push((at, *revision)),
                 Ev::Grant { lease, ttl, host } => {
                     f.grants.insert(*lease, (host.clone(), *ttl, at));
                 }
@@ -229,13 +235,24 @@ impl Facts {
                     instances,
                 } => {
                     let inc = incarnations.get(host).copied().unwrap_or(0);
-                    f.views.entry(host.clone()).or_default().push(View {
+                    let views = f.views.entry(host.clone()).or_default();
+                    let epoch = if *fresh {
+                        f.losses.len()
+                    } else {
+                        views
+                            .iter()
+                            .rev()
+                            .find(|v| v.fresh && v.incarnation == inc)
+                            .map_or(f.losses.len(), |v| v.epoch)
+                    };
+                    views.push(View {
                         at,
                         revision: *revision,
                         resyncs: *resyncs,
                         fresh: *fresh,
                         instances: instances.clone(),
                         incarnation: inc,
+                        epoch,
                     });
                 }
                 _ => {}
@@ -596,7 +613,10 @@ pub fn check(cfg: &SimConfig, run: &RunLog) -> Report {
             if prev.incarnation != v.incarnation {
                 continue; // a new process
             }
-            let lost = f.losses.iter().any(|t| *t > prev.at && *t <= v.at);
+            // Revisions may go back only into a newer history: etcd lost its data
+            // after the history the previous view's revision came from (a stale view
+            // published after the loss still carries the old history's revision).
+            let lost = v.epoch > prev.epoch;
             report.check("5 monotonic views", v.revision >= prev.revision || lost, v.at, || {
                 format!(
                     "{d}'s view went back from revision {} ({}) to {} ({}) without etcd losing its data",
@@ -607,15 +627,24 @@ pub fn check(cfg: &SimConfig, run: &RunLog) -> Report {
                 )
             });
             if v.resyncs > prev.resyncs {
-                let since = views[..i]
+                // A resync is owed to a data loss after the history the cache followed,
+                // or to a compaction that removed revisions it still needed: past the
+                // revision of its last fresh view, in that view's history, by now.
+                let last_fresh = views[..i]
                     .iter()
                     .rev()
-                    .find(|w| w.fresh && w.incarnation == v.incarnation)
-                    .map_or(Duration::ZERO, |w| w.at);
-                let cause = f.losses.iter().chain(&f.compactions).any(|t| *t >= since && *t <= v.at);
-                report.check("6 gap-free resume", cause, v.at, || {
+                    .find(|w| w.fresh && w.incarnation == v.incarnation);
+                let (since, needed, epoch) = last_fresh.map_or((Duration::ZERO, 0, 0), |w| (w.at, w.revision, w.epoch));
+                let history_began = epoch.checked_sub(1).map_or(Duration::ZERO, |e| f.losses[e]);
+                let lost = f.losses.iter().filter(|t| **t <= v.at).count() > epoch;
+                let compacted = f
+                    .compactions
+                    .iter()
+                    .any(|(t, revision)| *t >= history_began && *t <= v.at && *revision > needed);
+                report.check("6 gap-free resume", lost || compacted, v.at, || {
                     format!(
-                        "{d} resynced at {} with no compaction or data loss since its last fresh view at {}",
+                        "{d} resynced at {} with no data loss and no compaction past revision {needed} (its last \
+                         fresh view, at {}) since",
                         secs(v.at),
                         secs(since)
                     )
