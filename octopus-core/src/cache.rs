@@ -223,6 +223,9 @@ impl<B: KvBackend> CacheTask<B> {
     async fn run(mut self) {
         let mut sync = Some(Sync::Initial);
         loop {
+            if crate::bug!(FreshBeforeWatch) && self.stale_since.take().is_some() {
+                self.publish();
+            }
             if let Some(reason) = sync.take() {
                 if let Err(e) = self.resync(&reason).await {
                     self.lost(&e).await;
@@ -288,7 +291,8 @@ impl<B: KvBackend> CacheTask<B> {
                 }
             })
             .await?;
-        if *reason == Sync::Compacted || *reason == Sync::HistoryLost || self.history_lost(header) {
+        let reset = *reason == Sync::Compacted || *reason == Sync::HistoryLost || self.history_lost(header);
+        if reset && !crate::bug!(ResyncUncounted) {
             self.resyncs += 1;
             self.stats.resyncs.fetch_add(1, Ordering::Relaxed);
             crate::telemetry::resynced(&self.service);

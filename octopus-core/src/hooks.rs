@@ -19,15 +19,22 @@ pub enum Bug {
     /// The etcd backend writes a registration's key with a plain put, overwriting
     /// whoever holds it.
     NoFencing,
+    /// Discovery calls its view fresh again as soon as it sets out to reconnect,
+    /// before its watch is confirmed (before etcd has even answered).
+    FreshBeforeWatch,
+    /// A full resync (after a compaction or a lost history) does not count itself.
+    ResyncUncounted,
 }
 
 impl Bug {
     /// Every bug, with its command-line name.
-    pub const ALL: [(Bug, &'static str); 4] = [
+    pub const ALL: [(Bug, &'static str); 6] = [
         (Bug::KeepaliveStopsAfterFailure, "keepalive-stops"),
         (Bug::WatchResumesFromZero, "watch-from-zero"),
         (Bug::NoJitter, "no-jitter"),
         (Bug::NoFencing, "no-fencing"),
+        (Bug::FreshBeforeWatch, "fresh-before-watch"),
+        (Bug::ResyncUncounted, "resync-uncounted"),
     ];
 
     fn bit(self) -> u32 {

@@ -14,8 +14,10 @@ use crate::run::RunLog;
 
 /// The invariants, by number, as DESIGN.md names them.
 /// The eleventh is the balancer's: after healing every call succeeds, reaches
-/// only registered instances, and round robin reaches all of them.
-pub const INVARIANTS: [&str; 11] = [
+/// only registered instances, and round robin reaches all of them. The twelfth
+/// keeps "fresh" honest: a view is published fresh only when etcd can have just
+/// confirmed its watch.
+pub const INVARIANTS: [&str; 12] = [
     "1 heal visibility",
     "2 crash removal",
     "3 no false eviction",
@@ -27,6 +29,7 @@ pub const INVARIANTS: [&str; 11] = [
     "9 fencing",
     "10 retry hygiene",
     "11 balanced calls",
+    "12 honest freshness",
 ];
 
 /// One broken invariant.
@@ -282,6 +285,28 @@ impl Facts {
                 .links
                 .iter()
                 .any(|o| (o.a == host || o.b == host) && (o.a == "etcd" || o.b == "etcd") && overlaps(o))
+    }
+
+    /// What kept `host` from etcd during all of `[from, to]`, if anything did:
+    /// etcd down, or a partition or hold between them that began by `from` and had
+    /// not ended by `to` (a hold released at `to` may deliver at `to`).
+    fn cut_throughout(&self, host: &str, from: Duration, to: Duration) -> Option<String> {
+        let covers = |o: &Outage| o.from <= from && o.to > to;
+        if let Some(o) = self.downs.iter().find(|o| o.a == "etcd" && covers(o)) {
+            return Some(format!("etcd was down from {} to {}", secs(o.from), secs(o.to)));
+        }
+        self.links
+            .iter()
+            .find(|o| (o.a == host || o.b == host) && (o.a == "etcd" || o.b == "etcd") && covers(o))
+            .map(|o| {
+                format!(
+                    "the link {}-{} was cut from {} to {}",
+                    o.a,
+                    o.b,
+                    secs(o.from),
+                    secs(o.to)
+                )
+            })
     }
 
     fn running(&self, host: &str, at: Duration) -> bool {
@@ -616,16 +641,42 @@ pub fn check(cfg: &SimConfig, run: &RunLog) -> Report {
             // Revisions may go back only into a newer history: etcd lost its data
             // after the history the previous view's revision came from (a stale view
             // published after the loss still carries the old history's revision).
+            // And only by a counted reset: the view says it started over.
             let lost = v.epoch > prev.epoch;
-            report.check("5 monotonic views", v.revision >= prev.revision || lost, v.at, || {
-                format!(
-                    "{d}'s view went back from revision {} ({}) to {} ({}) without etcd losing its data",
-                    prev.revision,
-                    secs(prev.at),
-                    v.revision,
-                    secs(v.at)
-                )
-            });
+            let counted = v.resyncs > prev.resyncs;
+            report.check(
+                "5 monotonic views",
+                v.revision >= prev.revision || (lost && counted),
+                v.at,
+                || {
+                    format!(
+                        "{d}'s view went back from revision {} ({}) to {} ({}){}",
+                        prev.revision,
+                        secs(prev.at),
+                        v.revision,
+                        secs(v.at),
+                        if lost {
+                            " without counting a resync"
+                        } else {
+                            " without etcd losing its data"
+                        }
+                    )
+                },
+            );
+            // 12: a view is fresh only when its watch is confirmed, which needs etcd
+            // to have answered over the discoverer's link just before.
+            if v.fresh {
+                let window = cfg.max_latency + Duration::from_millis(5);
+                let cut = f.cut_throughout(d, v.at.saturating_sub(window), v.at);
+                report.check("12 honest freshness", cut.is_none(), v.at, || {
+                    format!(
+                        "{d} published a fresh view at {} (revision {}) although {} throughout the {window:?} before",
+                        secs(v.at),
+                        v.revision,
+                        cut.unwrap_or_default()
+                    )
+                });
+            }
             if v.resyncs > prev.resyncs {
                 // A resync is owed to a data loss after the history the cache followed,
                 // or to a compaction that removed revisions it still needed: past the

@@ -45,7 +45,8 @@ OPTIONS:
     --registrants N        hosts that register (default 5)
     --discoverers N        hosts that watch (default 3)
     --jobs J               seeds at a time (default: the machine's cores)
-    --bug NAME             switch on a deliberate bug: keepalive-stops, watch-from-zero, no-jitter, no-fencing
+    --bug NAME             switch on a deliberate bug: keepalive-stops, watch-from-zero, no-jitter, no-fencing,
+                           fresh-before-watch, resync-uncounted
     --expect-violation     succeed only if some seed breaks an invariant (to prove a bug is caught)
     --log                  print the event log (with --seed)
     --trace                print the library's tracing with simulated timestamps (with --seed)
