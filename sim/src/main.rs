@@ -48,6 +48,7 @@ OPTIONS:
     --bug NAME             switch on a deliberate bug: keepalive-stops, watch-from-zero, no-jitter, no-fencing,
                            fresh-before-watch, resync-uncounted
     --expect-violation     succeed only if some seed breaks an invariant (to prove a bug is caught)
+    --keep-going           run every seed even after one breaks an invariant, and list every failing seed
     --log                  print the event log (with --seed)
     --trace                print the library's tracing with simulated timestamps (with --seed)
     -h, --help             this text
@@ -75,6 +76,7 @@ struct Args {
     jobs: usize,
     bug: Option<String>,
     expect_violation: bool,
+    keep_going: bool,
     log: bool,
     trace: bool,
     child: bool,
@@ -91,6 +93,7 @@ fn parse() -> Result<Args, String> {
         jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
         bug: None,
         expect_violation: false,
+        keep_going: false,
         log: false,
         trace: false,
         child: false,
@@ -126,6 +129,7 @@ fn parse() -> Result<Args, String> {
                 a.bug = Some(v);
             }
             "--expect-violation" => a.expect_violation = true,
+            "--keep-going" => a.keep_going = true,
             "--log" => a.log = true,
             "--trace" => a.trace = true,
             "--child" => a.child = true,
@@ -372,16 +376,20 @@ fn many(a: &Args) -> ExitCode {
     let mut done = 0u64;
     let mut sim = Duration::ZERO;
     let mut totals: BTreeMap<String, u64> = BTreeMap::new();
-    let mut failed: Option<ChildResult> = None;
+    let mut failures: Vec<ChildResult> = Vec::new();
     for r in rx {
         done += 1;
         sim += r.sim;
         for (k, v) in &r.checks {
             *totals.entry(k.clone()).or_default() += v;
         }
-        if !r.ok && failed.is_none() {
-            stop.store(true, Ordering::Relaxed);
-            failed = Some(r);
+        if !r.ok {
+            if !a.keep_going {
+                stop.store(true, Ordering::Relaxed);
+            } else {
+                eprintln!("  seed {} broke an invariant: {}", r.seed, replay_command(a, r.seed));
+            }
+            failures.push(r);
         } else if done % 50 == 0 {
             eprintln!("  {done} seeds, {:.1} s", started.elapsed().as_secs_f64());
         }
@@ -401,7 +409,14 @@ fn many(a: &Args) -> ExitCode {
         let short = inv.split(' ').next().unwrap_or(inv);
         out!("  {inv:<24} checked {:>8}", totals.get(short).copied().unwrap_or(0));
     }
-    match (failed, a.expect_violation) {
+    failures.sort_by_key(|r| r.seed);
+    if failures.len() > 1 {
+        out!("{} seeds broke an invariant:", failures.len());
+        for r in &failures[1..] {
+            out!("  seed {}: {}", r.seed, r.violations.first().or(r.failure.as_ref()).map_or("", |v| v.as_str()));
+        }
+    }
+    match (failures.into_iter().next(), a.expect_violation) {
         (None, false) => {
             out!("every invariant held on every seed");
             ExitCode::SUCCESS
