@@ -103,8 +103,16 @@ pub fn serve(listener: TcpListener, handle: PrometheusHandle, readiness: Readine
         while let Ok((mut conn, _)) = listener.accept().await {
             let (handle, readiness) = (handle.clone(), readiness.clone());
             tokio::spawn(async move {
+                // Read until the end of the request's head (a request may arrive in
+                // several segments), at most 4 KiB.
                 let mut buf = vec![0u8; 4096];
-                let Ok(n) = conn.read(&mut buf).await else { return };
+                let mut n = 0;
+                while n < buf.len() && !buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf[n..]).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(k) => n += k,
+                    }
+                }
                 let request = String::from_utf8_lossy(&buf[..n]);
                 let path = request.split_whitespace().nth(1).unwrap_or("/");
                 let (code, kind, body) = match (request.starts_with("GET "), path) {

@@ -143,6 +143,14 @@ async fn prometheus_series_and_health_endpoints() {
         other => panic!("propagation is not a histogram: {other:?}"),
     }
     assert_eq!(get(addr, "/nope").await.0, 404);
+    // A request that arrives in pieces is read whole.
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    conn.write_all(b"GET /hea").await.unwrap();
+    sleep(Duration::from_millis(50)).await;
+    conn.write_all(b"lthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let mut out = String::new();
+    conn.read_to_string(&mut out).await.unwrap();
+    assert!(out.starts_with("HTTP/1.1 200 OK"), "{out}");
     promtool_lint(&body);
 
     reg.deregister().await.unwrap();

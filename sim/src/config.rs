@@ -36,6 +36,8 @@ pub struct SimConfig {
     pub call_interval: Duration,
     /// Whether a second process with the same instance id as `reg-0` joins (the fencing scenario).
     pub twin: bool,
+    /// Changes to the schedule drawn from the seed (shrinking a failing seed).
+    pub edits: crate::schedule::Edits,
 }
 
 impl SimConfig {
@@ -57,6 +59,7 @@ impl SimConfig {
             safety_fraction: 0.6,
             call_interval: Duration::from_millis(250),
             twin: true,
+            edits: crate::schedule::Edits::default(),
         }
     }
 

@@ -32,6 +32,9 @@ macro_rules! out {
 use octopus_sim::config::SimConfig;
 use octopus_sim::log::{secs, Ev};
 use octopus_sim::run;
+use octopus_sim::schedule::{self, Edits};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
 
 const HELP: &str = "\
 octopus-sim: the real Octopus etcd client against a simulated etcd, under faults drawn from a seed
@@ -49,6 +52,11 @@ OPTIONS:
                            fresh-before-watch, resync-uncounted
     --expect-violation     succeed only if some seed breaks an invariant (to prove a bug is caught)
     --keep-going           run every seed even after one breaks an invariant, and list every failing seed
+    --shrink               with --seed: shrink the failing seed's fault schedule (drop faults, shorten
+                           them, move them later) while the same invariant still breaks; prints the
+                           minimal schedule and the command that replays it
+    --edits EDITS          change the seed's drawn schedule: UNIT:drop, UNIT:len=MSms, UNIT:at=MSms,
+                           comma separated (what --shrink prints)
     --log                  print the event log (with --seed)
     --trace                print the library's tracing with simulated timestamps (with --seed)
     -h, --help             this text
@@ -77,6 +85,8 @@ struct Args {
     bug: Option<String>,
     expect_violation: bool,
     keep_going: bool,
+    edits: Option<String>,
+    shrink: bool,
     log: bool,
     trace: bool,
     child: bool,
@@ -94,6 +104,8 @@ fn parse() -> Result<Args, String> {
         bug: None,
         expect_violation: false,
         keep_going: false,
+        edits: None,
+        shrink: false,
         log: false,
         trace: false,
         child: false,
@@ -130,6 +142,12 @@ fn parse() -> Result<Args, String> {
             }
             "--expect-violation" => a.expect_violation = true,
             "--keep-going" => a.keep_going = true,
+            "--edits" => {
+                let v = value("--edits")?;
+                Edits::parse(&v)?;
+                a.edits = Some(v);
+            }
+            "--shrink" => a.shrink = true,
             "--log" => a.log = true,
             "--trace" => a.trace = true,
             "--child" => a.child = true,
@@ -154,6 +172,9 @@ fn config(a: &Args, seed: u64) -> SimConfig {
     if let Some(d) = a.discoverers {
         cfg.discoverers = d;
     }
+    if let Some(e) = &a.edits {
+        cfg.edits = Edits::parse(e).expect("checked in parse");
+    }
     cfg
 }
 
@@ -171,6 +192,9 @@ fn shape_flags(a: &Args) -> Vec<String> {
     }
     if let Some(b) = &a.bug {
         f.extend(["--bug".into(), b.clone()]);
+    }
+    if let Some(e) = a.edits.as_ref().filter(|e| !e.is_empty()) {
+        f.extend(["--edits".into(), e.clone()]);
     }
     f
 }
@@ -201,9 +225,98 @@ fn main() -> ExitCode {
         octopus_core::hooks::enable(octopus_core::hooks::Bug::from_name(bug).expect("checked in parse"));
     }
     match args.seed {
+        Some(seed) if args.shrink => shrink(&args, seed),
         Some(seed) => one(&args, seed),
         None => many(&args),
     }
+}
+
+/// Shrinks a failing seed's schedule, as proptest shrinks a failing case: drops
+/// each fault that the failure does not need, then shortens and delays the rest,
+/// keeping every change under which the same invariant still breaks. Each try is
+/// a run of its own in a child process.
+fn shrink(a: &Args, seed: u64) -> ExitCode {
+    let cfg = config(a, seed);
+    let drawn = schedule::draw(&cfg, &mut StdRng::seed_from_u64(seed));
+    let units = schedule::units(&drawn);
+    let first = run_child(a, seed);
+    let Some(target) = first
+        .violations
+        .first()
+        .map(|v| v.split(" | ").next().unwrap_or(v).to_owned())
+    else {
+        out!("seed {seed} breaks no invariant: nothing to shrink");
+        return ExitCode::from(1);
+    };
+    out!(
+        "seed {seed} breaks invariant {target}; shrinking its {} faults",
+        units.len()
+    );
+    let mut runs = 1;
+    let mut fails = |edits: &Edits| {
+        runs += 1;
+        let mut b = a.clone();
+        b.edits = Some(edits.to_string());
+        let r = run_child(&b, seed);
+        r.violations.iter().any(|v| v.starts_with(&format!("{target} |")))
+    };
+    let mut edits = cfg.edits.clone();
+    for i in (0..units.len()).rev() {
+        if edits.drop.contains(&i) {
+            continue;
+        }
+        let mut e = edits.clone();
+        e.drop.insert(i);
+        if fails(&e) {
+            edits = e;
+        }
+    }
+    let kept: Vec<usize> = (0..units.len()).filter(|i| !edits.drop.contains(i)).collect();
+    for &i in &kept {
+        if units[i].is_empty() {
+            continue;
+        }
+        for _ in 0..4 {
+            let now = edits.len.get(&i).copied().unwrap_or(units[i].len());
+            if now < Duration::from_millis(100) {
+                break;
+            }
+            let mut e = edits.clone();
+            e.len.insert(i, now / 2);
+            if !fails(&e) {
+                break;
+            }
+            edits = e;
+        }
+    }
+    let heal = cfg.heal_at();
+    for &i in &kept {
+        let at = edits.at.get(&i).copied().unwrap_or(units[i].at);
+        let len = edits.len.get(&i).copied().unwrap_or(units[i].len());
+        let later = at + heal.saturating_sub(at + len) / 2;
+        if later <= at + Duration::from_millis(100) {
+            continue;
+        }
+        let mut e = edits.clone();
+        e.at.insert(i, later);
+        if fails(&e) {
+            edits = e;
+        }
+    }
+    let shrunk = edits.apply(drawn);
+    let left = schedule::units(&shrunk);
+    out!(
+        "shrunk to {} of {} faults in {runs} runs; invariant {target} still breaks:",
+        left.len(),
+        units.len()
+    );
+    for u in &left {
+        out!("  {u}");
+    }
+    let mut b = a.clone();
+    b.edits = Some(edits.to_string());
+    out!("replay: {}", replay_command(&b, seed));
+    ExitCode::SUCCESS
 }
 
 /// Runs one seed here; as a child, prints machine-readable lines for the parent.
@@ -413,7 +526,11 @@ fn many(a: &Args) -> ExitCode {
     if failures.len() > 1 {
         out!("{} seeds broke an invariant:", failures.len());
         for r in &failures[1..] {
-            out!("  seed {}: {}", r.seed, r.violations.first().or(r.failure.as_ref()).map_or("", |v| v.as_str()));
+            out!(
+                "  seed {}: {}",
+                r.seed,
+                r.violations.first().or(r.failure.as_ref()).map_or("", |v| v.as_str())
+            );
         }
     }
     match (failures.into_iter().next(), a.expect_violation) {

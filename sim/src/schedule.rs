@@ -239,3 +239,167 @@ pub fn draw(cfg: &SimConfig, rng: &mut StdRng) -> Schedule {
     actions.sort_by_key(|(at, _)| *at);
     Schedule { actions, twin_start }
 }
+
+/// One fault of a schedule with its end: a link fault and its heal, a crash and
+/// its restart, or a single action (a compaction, a deregistration). Units are
+/// numbered in the order the schedule starts them; edits name them by number.
+#[derive(Clone, Debug)]
+pub struct Unit {
+    /// When it starts.
+    pub at: Duration,
+    /// What starts it.
+    pub start: Action,
+    /// When and what ends it, if anything does.
+    pub end: Option<(Duration, Action)>,
+}
+
+impl Unit {
+    /// How long it lasts (zero for a single action).
+    pub fn len(&self) -> Duration {
+        self.end
+            .as_ref()
+            .map_or(Duration::ZERO, |(t, _)| t.saturating_sub(self.at))
+    }
+
+    /// Whether it has no duration (a single action).
+    pub fn is_empty(&self) -> bool {
+        self.end.is_none()
+    }
+}
+
+impl std::fmt::Display for Unit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = match &self.start {
+            Action::Fault { kind, a, b, .. } => format!("{kind:?} {a} -> {b}"),
+            Action::Crash { host, lose_data: true } => format!("crash {host}, losing its data"),
+            Action::Crash { host, .. } => format!("crash {host}"),
+            Action::Compact => "compact etcd".into(),
+            Action::Deregister { host } => format!("deregister {host}"),
+            other => format!("{other:?}"),
+        };
+        write!(f, "{:>9.3}s  {what}", self.at.as_secs_f64())?;
+        if self.end.is_some() {
+            write!(f, " for {:.3}s", self.len().as_secs_f64())?;
+        }
+        Ok(())
+    }
+}
+
+/// The schedule's units, in the order they start.
+pub fn units(schedule: &Schedule) -> Vec<Unit> {
+    let mut units: Vec<Unit> = Vec::new();
+    let mut open_faults: BTreeMap<u32, usize> = BTreeMap::new();
+    let mut open_crashes: BTreeMap<String, usize> = BTreeMap::new();
+    for (at, action) in &schedule.actions {
+        let close = match action {
+            Action::Heal { id, .. } => open_faults.remove(id),
+            Action::Restart { host } => open_crashes.remove(host),
+            _ => None,
+        };
+        if let Some(i) = close {
+            units[i].end = Some((*at, action.clone()));
+            continue;
+        }
+        match action {
+            Action::Fault { id, .. } => {
+                open_faults.insert(*id, units.len());
+            }
+            Action::Crash { host, .. } => {
+                open_crashes.insert(host.clone(), units.len());
+            }
+            _ => {}
+        }
+        units.push(Unit {
+            at: *at,
+            start: action.clone(),
+            end: None,
+        });
+    }
+    units
+}
+
+/// Changes to a drawn schedule, for shrinking a failing seed: units dropped,
+/// shortened or moved. Written `3:drop,5:len=400ms,7:at=12500ms`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Edits {
+    /// Units left out.
+    pub drop: std::collections::BTreeSet<usize>,
+    /// New lengths.
+    pub len: BTreeMap<usize, Duration>,
+    /// New start times.
+    pub at: BTreeMap<usize, Duration>,
+}
+
+impl Edits {
+    /// Parses `3:drop,5:len=400ms,7:at=12500ms`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut e = Edits::default();
+        for part in text.split(',').filter(|p| !p.is_empty()) {
+            let bad = || format!("bad edit {part:?}: UNIT:drop, UNIT:len=MSms or UNIT:at=MSms");
+            let (unit, what) = part.split_once(':').ok_or_else(bad)?;
+            let unit: usize = unit.parse().map_err(|_| bad())?;
+            let ms = |v: &str| -> Result<Duration, String> {
+                v.strip_suffix("ms")
+                    .and_then(|n| n.parse().ok())
+                    .map(Duration::from_millis)
+                    .ok_or_else(bad)
+            };
+            match what.split_once('=') {
+                None if what == "drop" => {
+                    e.drop.insert(unit);
+                }
+                Some(("len", v)) => {
+                    e.len.insert(unit, ms(v)?);
+                }
+                Some(("at", v)) => {
+                    e.at.insert(unit, ms(v)?);
+                }
+                _ => return Err(bad()),
+            }
+        }
+        Ok(e)
+    }
+
+    /// True when nothing is changed.
+    pub fn is_empty(&self) -> bool {
+        self.drop.is_empty() && self.len.is_empty() && self.at.is_empty()
+    }
+
+    /// `schedule` with these edits applied.
+    pub fn apply(&self, schedule: Schedule) -> Schedule {
+        if self.is_empty() {
+            return schedule;
+        }
+        let twin_start = schedule.twin_start;
+        let mut actions = Vec::new();
+        for (i, unit) in units(&schedule).into_iter().enumerate() {
+            if self.drop.contains(&i) {
+                continue;
+            }
+            let at = self.at.get(&i).copied().unwrap_or(unit.at);
+            let len = self.len.get(&i).copied().unwrap_or(unit.len());
+            actions.push((at, unit.start));
+            if let Some((_, end)) = unit.end {
+                actions.push((at + len, end));
+            }
+        }
+        actions.sort_by_key(|(at, _)| *at);
+        Schedule { actions, twin_start }
+    }
+}
+
+impl std::fmt::Display for Edits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts: Vec<(usize, String)> = Vec::new();
+        parts.extend(self.drop.iter().map(|u| (*u, format!("{u}:drop"))));
+        parts.extend(
+            self.len
+                .iter()
+                .map(|(u, d)| (*u, format!("{u}:len={}ms", d.as_millis()))),
+        );
+        parts.extend(self.at.iter().map(|(u, d)| (*u, format!("{u}:at={}ms", d.as_millis()))));
+        parts.sort();
+        let parts: Vec<String> = parts.into_iter().map(|(_, p)| p).collect();
+        f.write_str(&parts.join(","))
+    }
+}
