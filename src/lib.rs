@@ -45,12 +45,16 @@ mod inspect;
 pub mod metrics;
 #[cfg(feature = "grpc")]
 mod serve;
+#[cfg(feature = "grpc")]
+mod signal;
 mod url;
 
 pub use client::{connect, connect_lazy, Client};
 #[cfg(feature = "config")]
 pub use config::{substitute, AppSection, OctopusConfig, ServiceConfig};
 pub use inspect::{Entry, Inspector};
+#[cfg(feature = "grpc")]
+pub use signal::shutdown_signal;
 pub use url::{parse_duration, RegistryUrl};
 
 pub use octopus_core::{

@@ -43,10 +43,13 @@ impl Default for ServeOptions {
 /// in step with the registration: `SERVING` while registered, `NOT_SERVING` while
 /// the registration is lost or the server drains.
 ///
-/// When `shutdown` completes — or on SIGINT or SIGTERM — it deregisters first,
+/// When `shutdown` completes it deregisters first,
 /// keeps serving for the drain delay, ends the health service's `Watch` streams
 /// (they have said `NOT_SERVING`), then stops accepting and waits for in-flight
 /// calls up to the grace period.
+///
+/// It traps no signal: a binary passes [`shutdown_signal`](crate::shutdown_signal)
+/// (SIGINT or SIGTERM), a test or an embedding program a future of its own.
 pub async fn serve(
     router: Router,
     listener: TcpListener,
@@ -102,10 +105,7 @@ pub async fn serve(
         })
     };
 
-    tokio::select! {
-        _ = shutdown => {}
-        _ = signal() => {}
-    }
+    shutdown.await;
     tracing::info!(service = %instance.service, id = %instance.id, "shutting down: deregistering first");
     follower.abort();
     reporter.set_service_status("", ServingStatus::NotServing).await;
@@ -181,24 +181,5 @@ impl Stream for UntilDrained {
             }
             Some(Poll::Pending) => Poll::Pending,
         }
-    }
-}
-
-/// SIGINT or SIGTERM.
-async fn signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-            return std::future::pending().await;
-        };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -67,7 +67,7 @@ async fn health_follows_registration_and_sigterm_drains_after_deregistering() {
             instance,
             options(),
             drain,
-            std::future::pending(),
+            octopus::shutdown_signal(),
         )
         .await
     });

@@ -117,22 +117,6 @@ fn save(store: &Store, path: &Path) -> Result<(usize, usize)> {
     Ok(counts)
 }
 
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return std::future::pending().await,
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
-}
-
 pub(crate) async fn run(listen: SocketAddr, data: Option<PathBuf>) -> Result {
     let store = match &data {
         Some(path) if path.exists() => load(path)?,
@@ -166,7 +150,7 @@ pub(crate) async fn run(listen: SocketAddr, data: Option<PathBuf>) -> Result {
         served = server.serve(listener, std::future::pending()) => {
             served.map_err(|e| format!("serving on {addr} failed: {e}"))?;
         }
-        _ = shutdown_signal() => {}
+        _ = octopus::shutdown_signal() => {}
     }
     if let Some(path) = &data {
         let (keys, leases) = save(&store, path)?;

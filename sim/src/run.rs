@@ -126,7 +126,7 @@ pub fn run(cfg: &SimConfig, trace: bool) -> RunLog {
     match fmt {
         // --trace: everything at debug, printed, and the retries recorded.
         Some(fmt) => {
-            let recorder = recorder.with_filter(tracing_subscriber::filter::filter_fn(|m| recorded(m)));
+            let recorder = recorder.with_filter(tracing_subscriber::filter::filter_fn(recorded));
             let subscriber = tracing_subscriber::registry().with(recorder).with(fmt);
             tracing::subscriber::with_default(subscriber, || drive(cfg, log))
         }
