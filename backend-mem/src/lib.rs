@@ -29,13 +29,16 @@
 //!
 //! # Feature flags
 //!
-//! None.
+//! - `persist`: `Store::save` and `Store::load`, keys and leases in a file
+//!   (`octopus dev --data FILE`).
 #![forbid(unsafe_code)]
 
 mod backend;
 mod error;
 mod image;
 mod lease;
+#[cfg(feature = "persist")]
+mod persist;
 mod store;
 mod watch;
 
@@ -48,6 +51,8 @@ pub use error::Error;
 pub use image::StoreImage;
 pub use lease::LeaseInfo;
 pub use octopus_core::prefix_end;
+#[cfg(feature = "persist")]
+pub use persist::FORMAT;
 pub use store::{
     Compare, CompareOp, CompareTarget, KeyRange, Op, OpResult, Store, TxnResult, DEFAULT_HISTORY_LIMIT,
     MAX_REQUEST_BYTES, MAX_TXN_OPS,

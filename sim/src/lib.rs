@@ -1,11 +1,6 @@
-//! Octopus's deterministic simulator, and the in-memory etcd it runs against.
-//!
-//! - [`MemEtcd`]: the `octopus-mem` store served as an etcd v3 gRPC server, on
-//!   turmoil's simulated TCP or on real TCP (`octopus dev`, `etcdctl`).
-
-pub mod server;
-
-pub use server::{AuditEvent, AuditHook, MemEtcd, MemEtcdOptions};
+//! Octopus's deterministic simulator: the real etcd backend, registry, watch
+//! cache and balancer against a simulated etcd (`octopus_devserver::MemEtcd` on
+//! turmoil's network), under faults drawn from a seed.
 pub mod check;
 pub mod config;
 pub mod hosts;

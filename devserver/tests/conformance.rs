@@ -9,9 +9,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use octopus_core::conformance::Harness;
 use octopus_core::{Discovery, Registry};
+use octopus_devserver::{MemEtcd, MemEtcdOptions};
 use octopus_etcd::testing::ProxiedClients;
 use octopus_mem::Store;
-use octopus_sim::{MemEtcd, MemEtcdOptions};
 
 #[derive(Default)]
 struct Sim {

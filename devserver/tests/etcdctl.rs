@@ -6,9 +6,9 @@ use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use octopus_devserver::{MemEtcd, MemEtcdOptions};
 use octopus_etcd::testing::{etcdctl_at, etcdctl_binary};
 use octopus_mem::Store;
-use octopus_sim::{MemEtcd, MemEtcdOptions};
 
 async fn server() -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

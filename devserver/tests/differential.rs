@@ -18,9 +18,9 @@ use etcd_client::{
     Client, Compare, CompareOp, DeleteOptions, GetOptions, LeaseTimeToLiveOptions, PutOptions, SortOrder, SortTarget,
     Txn, TxnOp, TxnOpResponse, WatchOptions,
 };
+use octopus_devserver::{MemEtcd, MemEtcdOptions};
 use octopus_etcd::testing::EtcdServer;
 use octopus_mem::Store;
-use octopus_sim::{MemEtcd, MemEtcdOptions};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
