@@ -72,6 +72,8 @@ struct Outage {
     b: String,
     from: Duration,
     to: Duration,
+    /// Only `a` → `b` is blocked (a one-way partition); otherwise both ways.
+    oneway: bool,
 }
 
 type Keys = BTreeMap<String, (i64, String)>;
@@ -158,18 +160,25 @@ impl Facts {
             changes: Vec::new(),
             views: BTreeMap::new(),
         };
-        let mut open: BTreeMap<u32, (String, String, Duration)> = BTreeMap::new();
+        let mut open: BTreeMap<u32, (String, String, Duration, bool)> = BTreeMap::new();
         let mut down_since: BTreeMap<String, Duration> = BTreeMap::new();
         let mut incarnations: BTreeMap<String, u32> = BTreeMap::new();
         for (at, ev) in entries {
             let at = *at;
             match ev {
                 Ev::FaultStart { id, kind, a, b } if *kind != FaultKind::Latency => {
-                    open.insert(*id, (a.clone(), b.clone(), at));
+                    let oneway = *kind == FaultKind::PartitionOneway;
+                    open.insert(*id, (a.clone(), b.clone(), at, oneway));
                 }
                 Ev::FaultEnd { id } => {
-                    if let Some((a, b, from)) = open.remove(id) {
-                        f.links.push(Outage { a, b, from, to: at });
+                    if let Some((a, b, from, oneway)) = open.remove(id) {
+                        f.links.push(Outage {
+                            a,
+                            b,
+                            from,
+                            to: at,
+                            oneway,
+                        });
                     }
                 }
                 Ev::HostDown { host } => {
@@ -186,6 +195,7 @@ impl Facts {
                             b: String::new(),
                             from,
                             to: at,
+                            oneway: false,
                         });
                     }
                 }
@@ -197,6 +207,7 @@ impl Facts {
                             b: String::new(),
                             from,
                             to: at,
+                            oneway: false,
                         });
                     }
                     if *lost_data {
@@ -261,8 +272,14 @@ impl Facts {
                 _ => {}
             }
         }
-        for (_, (a, b, from)) in open {
-            f.links.push(Outage { a, b, from, to: end });
+        for (_, (a, b, from, oneway)) in open {
+            f.links.push(Outage {
+                a,
+                b,
+                from,
+                to: end,
+                oneway,
+            });
         }
         for (host, from) in down_since {
             f.downs.push(Outage {
@@ -270,6 +287,7 @@ impl Facts {
                 b: String::new(),
                 from,
                 to: end,
+                oneway: false,
             });
         }
         f
@@ -287,26 +305,31 @@ impl Facts {
                 .any(|o| (o.a == host || o.b == host) && (o.a == "etcd" || o.b == "etcd") && overlaps(o))
     }
 
-    /// What kept `host` from etcd during all of `[from, to]`, if anything did:
-    /// etcd down, or a partition or hold between them that began by `from` and had
-    /// not ended by `to` (a hold released at `to` may deliver at `to`).
-    fn cut_throughout(&self, host: &str, from: Duration, to: Duration) -> Option<String> {
+    /// What kept etcd from answering `host` during all of `[from, to]`, if anything
+    /// did: etcd down, or a partition or hold between them that began by `from` and
+    /// had not ended by `to` (a hold released at `to` may deliver at `to`). With
+    /// `both_ways`, a one-way partition counts in either direction (a watch being
+    /// created needs a request and its answer); without, only etcd → `host` (an
+    /// open watch stream only needs etcd's messages to arrive).
+    fn cut_throughout(&self, host: &str, from: Duration, to: Duration, both_ways: bool) -> Option<String> {
         let covers = |o: &Outage| o.from <= from && o.to > to;
         if let Some(o) = self.downs.iter().find(|o| o.a == "etcd" && covers(o)) {
             return Some(format!("etcd was down from {} to {}", secs(o.from), secs(o.to)));
         }
-        self.links
-            .iter()
-            .find(|o| (o.a == host || o.b == host) && (o.a == "etcd" || o.b == "etcd") && covers(o))
-            .map(|o| {
-                format!(
-                    "the link {}-{} was cut from {} to {}",
-                    o.a,
-                    o.b,
-                    secs(o.from),
-                    secs(o.to)
-                )
-            })
+        let blocks = |o: &Outage| {
+            let between = (o.a == host && o.b == "etcd") || (o.a == "etcd" && o.b == host);
+            between && (both_ways || !o.oneway || o.a == "etcd")
+        };
+        self.links.iter().find(|o| blocks(o) && covers(o)).map(|o| {
+            let how = if o.oneway { "one way" } else { "both ways" };
+            format!(
+                "the link {} -> {} was cut ({how}) from {} to {}",
+                o.a,
+                o.b,
+                secs(o.from),
+                secs(o.to)
+            )
+        })
     }
 
     fn running(&self, host: &str, at: Duration) -> bool {
@@ -663,11 +686,13 @@ pub fn check(cfg: &SimConfig, run: &RunLog) -> Report {
                     )
                 },
             );
-            // 12: a view is fresh only when its watch is confirmed, which needs etcd
-            // to have answered over the discoverer's link just before.
+            // 12: a view turns fresh only when its watch is confirmed, which needs a
+            // request to etcd and its answer just before; a view that stays fresh
+            // needs etcd's messages to arrive.
             if v.fresh {
+                let turned = !prev.fresh;
                 let window = cfg.max_latency + Duration::from_millis(5);
-                let cut = f.cut_throughout(d, v.at.saturating_sub(window), v.at);
+                let cut = f.cut_throughout(d, v.at.saturating_sub(window), v.at, turned);
                 report.check("12 honest freshness", cut.is_none(), v.at, || {
                     format!(
                         "{d} published a fresh view at {} (revision {}) although {} throughout the {window:?} before",
