@@ -38,6 +38,23 @@ pub struct SimConfig {
     pub twin: bool,
     /// Changes to the schedule drawn from the seed (shrinking a failing seed).
     pub edits: crate::schedule::Edits,
+    /// Harsher worlds, each off by default (`octopus-sim --world big` turns all on).
+    pub world: World,
+}
+
+/// Harsher worlds than the default one.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct World {
+    /// One client's link to etcd flaps: cut for 0.3–1 s every 1–3 s, for up to a
+    /// minute of the safety phase (nacos-sdk-go#587's repeated faults).
+    pub flapping: bool,
+    /// Registrants keep their registration on their process's shared lease.
+    pub shared_lease: bool,
+    /// Once, every client host crashes and restarts while etcd is down.
+    pub restart_all: bool,
+    /// A minority of the discoverers sits behind a slow link (latency up to D)
+    /// for the whole run.
+    pub slow_minority: bool,
 }
 
 impl SimConfig {
@@ -60,6 +77,7 @@ impl SimConfig {
             call_interval: Duration::from_millis(250),
             twin: true,
             edits: crate::schedule::Edits::default(),
+            world: World::default(),
         }
     }
 

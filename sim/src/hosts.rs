@@ -255,12 +255,15 @@ pub async fn registrant(ctx: Ctx, host: String, id: String, start_after: Duratio
     );
     let backend = backend(cfg).await?;
     let rng = JitterRng::seeded(ctx.seed(&host, incarnation));
-    let registry = backend.registry_with(layout());
     let instance = ServiceInstance::new(SERVICE, id, ip.to_string(), SERVICE_PORT)?;
     let options = RegisterOptions::default()
         .ttl(cfg.ttl)?
         .retry(BackoffPolicy::new(cfg.retry_base, cfg.retry_cap)?)
         .jitter_rng(rng);
+    let mut registry = backend.registry_with(layout());
+    if cfg.world.shared_lease {
+        registry = registry.with_shared_lease(options.clone());
+    }
     let mut registration = Some(registry.register(instance, options).await?);
     let mut status = registration.as_ref().expect("just registered").status();
     ctx.log.push(Ev::Status {

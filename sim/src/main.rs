@@ -29,7 +29,7 @@ macro_rules! out {
         }
     }};
 }
-use octopus_sim::config::SimConfig;
+use octopus_sim::config::{SimConfig, World};
 use octopus_sim::log::{secs, Ev};
 use octopus_sim::run;
 use octopus_sim::schedule::{self, Edits};
@@ -55,6 +55,11 @@ OPTIONS:
     --shrink               with --seed: shrink the failing seed's fault schedule (drop faults, shorten
                            them, move them later) while the same invariant still breaks; prints the
                            minimal schedule and the command that replays it
+    --world big            20 registrants, 10 discoverers, and every harsher world below
+    --flapping             one client's link to etcd flaps (cut 0.3-1 s every 1-3 s) for up to a minute
+    --shared-lease         registrants keep their registration on their process's shared lease
+    --restart-all          once, every client host crashes and restarts while etcd is down
+    --slow-minority        a minority of the discoverers sits behind a slow link for the whole run
     --edits EDITS          change the seed's drawn schedule: UNIT:drop, UNIT:len=MSms, UNIT:at=MSms,
                            comma separated (what --shrink prints)
     --log                  print the event log (with --seed)
@@ -87,6 +92,7 @@ struct Args {
     keep_going: bool,
     edits: Option<String>,
     shrink: bool,
+    world: World,
     log: bool,
     trace: bool,
     child: bool,
@@ -106,6 +112,7 @@ fn parse() -> Result<Args, String> {
         keep_going: false,
         edits: None,
         shrink: false,
+        world: World::default(),
         log: false,
         trace: false,
         child: false,
@@ -148,6 +155,24 @@ fn parse() -> Result<Args, String> {
                 a.edits = Some(v);
             }
             "--shrink" => a.shrink = true,
+            "--flapping" => a.world.flapping = true,
+            "--shared-lease" => a.world.shared_lease = true,
+            "--restart-all" => a.world.restart_all = true,
+            "--slow-minority" => a.world.slow_minority = true,
+            "--world" => match value("--world")?.as_str() {
+                "default" => {}
+                "big" => {
+                    a.registrants = Some(20);
+                    a.discoverers = Some(10);
+                    a.world = World {
+                        flapping: true,
+                        shared_lease: true,
+                        restart_all: true,
+                        slow_minority: true,
+                    };
+                }
+                other => return Err(format!("unknown world {other:?}: default or big")),
+            },
             "--log" => a.log = true,
             "--trace" => a.trace = true,
             "--child" => a.child = true,
@@ -175,6 +200,7 @@ fn config(a: &Args, seed: u64) -> SimConfig {
     if let Some(e) = &a.edits {
         cfg.edits = Edits::parse(e).expect("checked in parse");
     }
+    cfg.world = a.world.clone();
     cfg
 }
 
@@ -192,6 +218,16 @@ fn shape_flags(a: &Args) -> Vec<String> {
     }
     if let Some(b) = &a.bug {
         f.extend(["--bug".into(), b.clone()]);
+    }
+    for (on, flag) in [
+        (a.world.flapping, "--flapping"),
+        (a.world.shared_lease, "--shared-lease"),
+        (a.world.restart_all, "--restart-all"),
+        (a.world.slow_minority, "--slow-minority"),
+    ] {
+        if on {
+            f.push(flag.into());
+        }
     }
     if let Some(e) = a.edits.as_ref().filter(|e| !e.is_empty()) {
         f.extend(["--edits".into(), e.clone()]);

@@ -137,6 +137,102 @@ pub fn draw(cfg: &SimConfig, rng: &mut StdRng) -> Schedule {
         reserved.push(("reg-0".into(), at.saturating_sub(ttl * 2), at + d + ttl * 2));
     }
 
+    // Harsher worlds (each off by default).
+    let mut etcd_reserved: Vec<(Duration, Duration)> = Vec::new();
+    let mut slow: Vec<String> = Vec::new();
+    if cfg.world.slow_minority && cfg.discoverers > 0 {
+        // A minority behind a slow link for the whole run (at least one).
+        let k = ((cfg.discoverers - 1) / 2).max(1);
+        for host in discoverers(cfg).into_iter().take(k) {
+            let id = next_id;
+            next_id += 1;
+            let (a, b, kind) = (host.clone(), "etcd".to_owned(), FaultKind::Latency);
+            actions.push((
+                Duration::ZERO,
+                Action::Fault {
+                    id,
+                    kind,
+                    a: a.clone(),
+                    b: b.clone(),
+                },
+            ));
+            actions.push((cfg.duration, Action::Heal { id, kind, a, b }));
+            slow.push(host);
+        }
+    }
+    if cfg.world.restart_all && t_heal > ttl * 6 + Duration::from_secs(6) {
+        // etcd goes down; while it is down every client host crashes and restarts;
+        // then etcd comes back.
+        for _ in 0..10 {
+            let at = between(rng, Duration::from_secs(5), t_heal.saturating_sub(ttl * 6));
+            let crash = at + Duration::from_millis(200);
+            let restart = crash + between(rng, Duration::from_millis(300), Duration::from_secs(1));
+            let back = restart + between(rng, ttl / 2, ttl * 2);
+            let hosts: Vec<&String> = clients
+                .iter()
+                .filter(|h| h.as_str() != TWIN || twin_start.is_some_and(|s| s < at))
+                .collect();
+            if !hosts.iter().all(|h| free(&busy, &reserved, h, at, back)) {
+                continue;
+            }
+            actions.push((
+                at,
+                Action::Crash {
+                    host: "etcd".into(),
+                    lose_data: false,
+                },
+            ));
+            for h in &hosts {
+                actions.push((
+                    crash,
+                    Action::Crash {
+                        host: (*h).clone(),
+                        lose_data: false,
+                    },
+                ));
+                actions.push((restart, Action::Restart { host: (*h).clone() }));
+            }
+            actions.push((back, Action::Restart { host: "etcd".into() }));
+            for h in hosts {
+                reserved.push((h.clone(), at, back));
+            }
+            etcd_reserved.push((at, back));
+            break;
+        }
+    }
+    if cfg.world.flapping && !clients.is_empty() {
+        // One client's link to etcd flaps for up to a minute.
+        let host = clients[rng.random_range(0..clients.len())].clone();
+        let start = between(
+            rng,
+            Duration::from_secs(3),
+            t_heal.saturating_sub(Duration::from_secs(10)),
+        );
+        let stop = (start + Duration::from_secs(60)).min(t_heal.saturating_sub(Duration::from_secs(1)));
+        if host != TWIN && free(&busy, &reserved, &host, start, stop) {
+            let mut t = start;
+            while t < stop {
+                let cut = between(rng, Duration::from_millis(300), Duration::from_secs(1));
+                let id = next_id;
+                next_id += 1;
+                let (a, b, kind) = (host.clone(), "etcd".to_owned(), FaultKind::Partition);
+                actions.push((
+                    t,
+                    Action::Fault {
+                        id,
+                        kind,
+                        a: a.clone(),
+                        b: b.clone(),
+                    },
+                ));
+                actions.push(((t + cut).min(stop), Action::Heal { id, kind, a, b }));
+                t += between(rng, Duration::from_secs(1), Duration::from_secs(3)).max(cut + Duration::from_millis(50));
+            }
+            reserved.push((host, start, stop));
+        }
+    }
+    let etcd_free = |from: Duration, to: Duration| !etcd_reserved.iter().any(|(f, t)| from < *t && to > *f);
+
     let mut t = Duration::from_secs(3);
     let mut etcd_busy = Duration::ZERO;
     loop {
@@ -156,7 +252,7 @@ pub fn draw(cfg: &SimConfig, rng: &mut StdRng) -> Schedule {
                     _ => FaultKind::Latency,
                 };
                 let until = end(between(rng, ttl / 5, ttl * 3));
-                if !free(&busy, &reserved, &host, t, until) {
+                if !free(&busy, &reserved, &host, t, until) || (kind == FaultKind::Latency && slow.contains(&host)) {
                     continue;
                 }
                 // Mostly between a client and etcd; sometimes between a discoverer
@@ -205,6 +301,9 @@ pub fn draw(cfg: &SimConfig, rng: &mut StdRng) -> Schedule {
                     continue;
                 }
                 let until = end(between(rng, ttl / 5, ttl * 2));
+                if !etcd_free(t, until) {
+                    continue;
+                }
                 let lose_data = rng.random_bool(0.3);
                 actions.push((
                     t,
@@ -217,7 +316,7 @@ pub fn draw(cfg: &SimConfig, rng: &mut StdRng) -> Schedule {
                 etcd_busy = until;
             }
             _ => {
-                if etcd_busy <= t {
+                if etcd_busy <= t && etcd_free(t, t) {
                     actions.push((t, Action::Compact));
                 }
             }
