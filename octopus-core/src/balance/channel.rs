@@ -173,10 +173,15 @@ impl BalancedChannel {
             _ if n == 0 => None,
             Policy::RoundRobin => scan(self.inner.next.fetch_add(1, Ordering::Relaxed), &mut up),
             Policy::PickFirst => scan(0, &mut up),
+            Policy::P2c if n == 1 => scan(0, &mut up),
             Policy::P2c => {
+                // Two *distinct* instances (tower's p2c draws with sample_floyd2): a
+                // second draw of the first would skip the comparison.
                 let (i, j) = {
                     let mut rng = self.inner.rng.lock().unwrap_or_else(|p| p.into_inner());
-                    (rng.index(n), rng.index(n))
+                    let i = rng.index(n);
+                    let j = rng.index(n - 1);
+                    (i, if j >= i { j + 1 } else { j })
                 };
                 match (up(&all[i]), up(&all[j])) {
                     (true, true) => {
@@ -383,6 +388,30 @@ fn grpc_timeout(headers: &http::HeaderMap) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn p2c_compares_two_distinct_instances() {
+        let a = crate::ServiceInstance::new("s", "a", "127.0.0.1", 1).unwrap();
+        let b = crate::ServiceInstance::new("s", "b", "127.0.0.1", 2).unwrap();
+        let snapshot = crate::Snapshot {
+            revision: 1,
+            instances: [a, b].into_iter().collect(),
+            freshness: crate::Freshness::Fresh,
+            resyncs: 0,
+        };
+        let (tx, rx) = tokio::sync::watch::channel(Some(snapshot));
+        let watch = Watch::new(rx, Arc::new(()));
+        let connector: Arc<dyn Connector> = Arc::new(super::super::TcpConnector::default());
+        let channel = BalancedChannel::new("s", watch, Policy::P2c, connector, JitterRng::seeded(7));
+        assert!(channel.ready_endpoints(2, Duration::from_secs(1)).await);
+        // `a` is busy: every pick of two distinct instances prefers `b`. Drawing the
+        // same instance twice would pick `a` about a quarter of the time.
+        channel.snapshot()[0].in_flight.store(10, Ordering::Relaxed);
+        for _ in 0..200 {
+            assert_eq!(channel.pick().unwrap().id, "b");
+        }
+        drop(tx);
+    }
 
     #[test]
     fn grpc_timeout_header() {
