@@ -33,6 +33,49 @@ struct Kv {
     lease: i64,
 }
 
+// The file's copy of a key-value: octopus-core's type is not serde's.
+impl From<KeyValue> for Kv {
+    fn from(k: KeyValue) -> Self {
+        let KeyValue {
+            key,
+            value,
+            create_revision,
+            mod_revision,
+            version,
+            lease,
+        } = k;
+        Kv {
+            key,
+            value,
+            create_revision,
+            mod_revision,
+            version,
+            lease,
+        }
+    }
+}
+
+impl From<Kv> for KeyValue {
+    fn from(k: Kv) -> Self {
+        let Kv {
+            key,
+            value,
+            create_revision,
+            mod_revision,
+            version,
+            lease,
+        } = k;
+        KeyValue {
+            key,
+            value,
+            create_revision,
+            mod_revision,
+            version,
+            lease,
+        }
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 struct Lease {
     id: i64,
@@ -57,18 +100,7 @@ impl Store {
             cluster_id: file.cluster_id,
             revision: file.revision,
             compact_revision: file.revision,
-            kvs: file
-                .kvs
-                .into_iter()
-                .map(|k| KeyValue {
-                    key: k.key,
-                    value: k.value,
-                    create_revision: k.create_revision,
-                    mod_revision: k.mod_revision,
-                    version: k.version,
-                    lease: k.lease,
-                })
-                .collect(),
+            kvs: file.kvs.into_iter().map(KeyValue::from).collect(),
             leases: file
                 .leases
                 .iter()
@@ -89,18 +121,7 @@ impl Store {
             cluster_id: image.cluster_id,
             revision: image.revision,
             next_lease: image.next_lease,
-            kvs: image
-                .kvs
-                .into_iter()
-                .map(|k| Kv {
-                    key: k.key,
-                    value: k.value,
-                    create_revision: k.create_revision,
-                    mod_revision: k.mod_revision,
-                    version: k.version,
-                    lease: k.lease,
-                })
-                .collect(),
+            kvs: image.kvs.into_iter().map(Kv::from).collect(),
             leases: image
                 .leases
                 .iter()

@@ -260,7 +260,10 @@ pub async fn registrant(ctx: Ctx, host: String, id: String, start_after: Duratio
         .ttl(cfg.ttl)?
         .retry(BackoffPolicy::new(cfg.retry_base, cfg.retry_cap)?)
         .jitter_rng(rng);
-    let mut registry = backend.registry_with(layout());
+    // The registry's own randomness (the shared lease's backoff) from the seed too.
+    let mut registry = backend
+        .registry_with(layout())
+        .with_rng(JitterRng::seeded(ctx.seed(&format!("{host}/registry"), incarnation)));
     if cfg.world.shared_lease {
         registry = registry.with_shared_lease(options.clone());
     }

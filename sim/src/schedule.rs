@@ -96,6 +96,29 @@ fn free(
     busy.get(host).is_none_or(|b| *b <= from) && !reserved.iter().any(|(h, f, t)| h == host && from < *t && until > *f)
 }
 
+/// Adds fault `next_id` of `kind` between `a` and `b` from `from` to `until`.
+fn link_fault(
+    actions: &mut Vec<(Duration, Action)>,
+    next_id: &mut u32,
+    kind: FaultKind,
+    (a, b): (String, String),
+    from: Duration,
+    until: Duration,
+) {
+    let id = *next_id;
+    *next_id += 1;
+    actions.push((
+        from,
+        Action::Fault {
+            id,
+            kind,
+            a: a.clone(),
+            b: b.clone(),
+        },
+    ));
+    actions.push((until, Action::Heal { id, kind, a, b }));
+}
+
 /// Draws the schedule for `cfg` from `rng`.
 pub fn draw(cfg: &SimConfig, rng: &mut StdRng) -> Schedule {
     let t_heal = cfg.heal_at();
@@ -120,19 +143,8 @@ pub fn draw(cfg: &SimConfig, rng: &mut StdRng) -> Schedule {
         } else {
             FaultKind::Partition
         };
-        let id = next_id;
-        next_id += 1;
-        let (a, b) = ("reg-0".to_owned(), "etcd".to_owned());
-        actions.push((
-            at,
-            Action::Fault {
-                id,
-                kind,
-                a: a.clone(),
-                b: b.clone(),
-            },
-        ));
-        actions.push((at + d, Action::Heal { id, kind, a, b }));
+        let link = ("reg-0".to_owned(), "etcd".to_owned());
+        link_fault(&mut actions, &mut next_id, kind, link, at, at + d);
         // No other fault touches reg-0 around it, so the scenario is not disturbed.
         reserved.push(("reg-0".into(), at.saturating_sub(ttl * 2), at + d + ttl * 2));
     }
@@ -144,19 +156,8 @@ pub fn draw(cfg: &SimConfig, rng: &mut StdRng) -> Schedule {
         // A minority behind a slow link for the whole run (at least one).
         let k = ((cfg.discoverers - 1) / 2).max(1);
         for host in discoverers(cfg).into_iter().take(k) {
-            let id = next_id;
-            next_id += 1;
             let (a, b, kind) = (host.clone(), "etcd".to_owned(), FaultKind::Latency);
-            actions.push((
-                Duration::ZERO,
-                Action::Fault {
-                    id,
-                    kind,
-                    a: a.clone(),
-                    b: b.clone(),
-                },
-            ));
-            actions.push((cfg.duration, Action::Heal { id, kind, a, b }));
+            link_fault(&mut actions, &mut next_id, kind, (a, b), Duration::ZERO, cfg.duration);
             slow.push(host);
         }
     }
@@ -213,19 +214,8 @@ pub fn draw(cfg: &SimConfig, rng: &mut StdRng) -> Schedule {
             let mut t = start;
             while t < stop {
                 let cut = between(rng, Duration::from_millis(300), Duration::from_secs(1));
-                let id = next_id;
-                next_id += 1;
                 let (a, b, kind) = (host.clone(), "etcd".to_owned(), FaultKind::Partition);
-                actions.push((
-                    t,
-                    Action::Fault {
-                        id,
-                        kind,
-                        a: a.clone(),
-                        b: b.clone(),
-                    },
-                ));
-                actions.push(((t + cut).min(stop), Action::Heal { id, kind, a, b }));
+                link_fault(&mut actions, &mut next_id, kind, (a, b), t, (t + cut).min(stop));
                 t += between(rng, Duration::from_secs(1), Duration::from_secs(3)).max(cut + Duration::from_millis(50));
             }
             reserved.push((host, start, stop));
@@ -267,18 +257,7 @@ pub fn draw(cfg: &SimConfig, rng: &mut StdRng) -> Schedule {
                 } else {
                     (host.clone(), peer)
                 };
-                let id = next_id;
-                next_id += 1;
-                actions.push((
-                    t,
-                    Action::Fault {
-                        id,
-                        kind,
-                        a: a.clone(),
-                        b: b.clone(),
-                    },
-                ));
-                actions.push((until, Action::Heal { id, kind, a, b }));
+                link_fault(&mut actions, &mut next_id, kind, (a, b), t, until);
                 busy.insert(host, until);
             }
             55..=74 => {

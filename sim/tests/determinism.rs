@@ -4,8 +4,13 @@
 use std::process::Command;
 
 fn digest(seed: u64) -> String {
+    digest_with(seed, &[])
+}
+
+fn digest_with(seed: u64, flags: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_octopus-sim"))
         .args(["--child", "--seed", &seed.to_string(), "--duration", "20"])
+        .args(flags)
         .output()
         .expect("octopus-sim runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -38,6 +43,15 @@ fn same_seed_same_digest_different_seeds_differ() {
     assert_eq!(a, b, "seed 7 gave two different event logs");
     let c = digest(8);
     assert_ne!(a, c, "seeds 7 and 8 gave the same event log");
+}
+
+/// The harsher worlds too (a registry whose shared lease drew its jitter from the
+/// machine's entropy once made them differ run to run).
+#[test]
+fn harsher_worlds_are_deterministic_too() {
+    let flags = ["--flapping", "--shared-lease", "--restart-all", "--slow-minority"];
+    assert_eq!(digest_with(3, &flags), digest_with(3, &flags));
+    assert_ne!(digest_with(3, &flags), digest(3), "the flags change the run");
 }
 
 #[test]
