@@ -19,61 +19,8 @@ struct File {
     cluster_id: u64,
     revision: i64,
     next_lease: i64,
-    kvs: Vec<Kv>,
+    kvs: Vec<KeyValue>,
     leases: Vec<Lease>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct Kv {
-    key: Vec<u8>,
-    value: Vec<u8>,
-    create_revision: i64,
-    mod_revision: i64,
-    version: i64,
-    lease: i64,
-}
-
-// The file's copy of a key-value: octopus-core's type is not serde's.
-impl From<KeyValue> for Kv {
-    fn from(k: KeyValue) -> Self {
-        let KeyValue {
-            key,
-            value,
-            create_revision,
-            mod_revision,
-            version,
-            lease,
-        } = k;
-        Kv {
-            key,
-            value,
-            create_revision,
-            mod_revision,
-            version,
-            lease,
-        }
-    }
-}
-
-impl From<Kv> for KeyValue {
-    fn from(k: Kv) -> Self {
-        let Kv {
-            key,
-            value,
-            create_revision,
-            mod_revision,
-            version,
-            lease,
-        } = k;
-        KeyValue {
-            key,
-            value,
-            create_revision,
-            mod_revision,
-            version,
-            lease,
-        }
-    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -100,7 +47,7 @@ impl Store {
             cluster_id: file.cluster_id,
             revision: file.revision,
             compact_revision: file.revision,
-            kvs: file.kvs.into_iter().map(KeyValue::from).collect(),
+            kvs: file.kvs,
             leases: file
                 .leases
                 .iter()
@@ -121,7 +68,7 @@ impl Store {
             cluster_id: image.cluster_id,
             revision: image.revision,
             next_lease: image.next_lease,
-            kvs: image.kvs.into_iter().map(Kv::from).collect(),
+            kvs: image.kvs,
             leases: image
                 .leases
                 .iter()

@@ -68,8 +68,9 @@ pub struct Header {
     pub revision: Revision,
 }
 
-/// A key and its value with etcd's metadata.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+/// A key and its value with etcd's metadata. Serde's form (the field names) is
+/// what `octopus dev --data` files hold.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct KeyValue {
     /// The key.
     pub key: Vec<u8>,

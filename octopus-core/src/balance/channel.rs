@@ -304,16 +304,14 @@ impl Service<http::Request<Body>> for BalancedChannel {
 async fn follow(inner: std::sync::Weak<Inner>, mut watch: Watch, connector: Arc<dyn Connector>) {
     // Discovery stopped: calls no longer wait for an answer that will not come.
     let _resolved_at_end = ResolveOnDrop(inner.clone());
-    let mut answered = false;
     while let Some(snapshot) = watch.next().await {
         let Some(inner) = inner.upgrade() else { return };
         // A stale snapshot keeps the endpoints we have; as the first answer (the
         // registry is unreachable, a shared watch holds the last known instances)
         // it is all there is, and calls go to those rather than wait.
-        if !snapshot.is_fresh() && answered {
+        if !snapshot.is_fresh() && *inner.resolved.borrow() {
             continue;
         }
-        answered = true;
         let old = inner.backends.read().unwrap_or_else(|p| p.into_inner()).clone();
         let mut next = Vec::with_capacity(snapshot.instances.len());
         for instance in snapshot.instances.iter() {
