@@ -3,6 +3,14 @@
 
 use std::time::Duration;
 
+/// Simulated milliseconds per step. Every step polls every host, so a run's wall
+/// time is proportional to steps: 3 ms runs 2.4-2.6x the seeds per second of 1 ms
+/// (docs/RELIABILITY.md, Speed). Messages and timers resolve to this grain; the
+/// base latency (2 ms) and every bound the checker uses are coarser than one
+/// step's difference. `--tick-ms 1` replays the runs made before 2026-12-02's
+/// second session (seeds 240, 809, 825 among them).
+pub const DEFAULT_TICK_MS: u64 = 3;
+
 /// One run's settings.
 #[derive(Clone, Debug)]
 pub struct SimConfig {
@@ -30,6 +38,9 @@ pub struct SimConfig {
     pub max_latency: Duration,
     /// Latency outside latency faults.
     pub base_latency: Duration,
+    /// How far simulated time moves per step: the resolution of every timer and
+    /// message delivery.
+    pub tick: Duration,
     /// Fraction of the run that has faults; the rest heals.
     pub safety_fraction: f64,
     /// How often each discoverer calls the greeter through the balancer.
@@ -73,6 +84,7 @@ impl SimConfig {
             request_timeout: Duration::from_secs(1),
             max_latency: Duration::from_millis(100),
             base_latency: Duration::from_millis(2),
+            tick: Duration::from_millis(DEFAULT_TICK_MS),
             safety_fraction: 0.6,
             call_interval: Duration::from_millis(250),
             twin: true,

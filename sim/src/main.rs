@@ -48,6 +48,8 @@ OPTIONS:
     --registrants N        hosts that register (default 5)
     --discoverers N        hosts that watch (default 3)
     --jobs J               seeds at a time (default: the machine's cores)
+    --tick-ms MS           simulated milliseconds per step (default 3; 1 replays runs made before the
+                           default changed, at 2.5x the wall time)
     --bug NAME             switch on a deliberate bug: keepalive-stops, watch-from-zero, no-jitter, no-fencing,
                            fresh-before-watch, resync-uncounted
     --expect-violation     succeed only if some seed breaks an invariant (to prove a bug is caught)
@@ -86,6 +88,7 @@ struct Args {
     duration: Option<u64>,
     registrants: Option<usize>,
     discoverers: Option<usize>,
+    tick_ms: Option<u64>,
     jobs: usize,
     bug: Option<String>,
     expect_violation: bool,
@@ -106,6 +109,7 @@ fn parse() -> Result<Args, String> {
         duration: None,
         registrants: None,
         discoverers: None,
+        tick_ms: None,
         jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
         bug: None,
         expect_violation: false,
@@ -138,6 +142,7 @@ fn parse() -> Result<Args, String> {
                 a.registrants = Some(num("--hosts", r.to_owned())?);
                 a.discoverers = Some(num("--hosts", d.to_owned())?);
             }
+            "--tick-ms" => a.tick_ms = Some(num("--tick-ms", value("--tick-ms")?)?),
             "--jobs" => a.jobs = num::<usize>("--jobs", value("--jobs")?)?.max(1),
             "--bug" => {
                 let v = value("--bug")?;
@@ -183,6 +188,9 @@ fn parse() -> Result<Args, String> {
     if a.duration == Some(0) {
         return Err("--duration must be at least 1 second".into());
     }
+    if a.tick_ms == Some(0) {
+        return Err("--tick-ms must be at least 1 millisecond".into());
+    }
     Ok(a)
 }
 
@@ -196,6 +204,9 @@ fn config(a: &Args, seed: u64) -> SimConfig {
     }
     if let Some(d) = a.discoverers {
         cfg.discoverers = d;
+    }
+    if let Some(t) = a.tick_ms {
+        cfg.tick = Duration::from_millis(t);
     }
     if let Some(e) = &a.edits {
         cfg.edits = Edits::parse(e).expect("checked in parse");
@@ -215,6 +226,9 @@ fn shape_flags(a: &Args) -> Vec<String> {
     }
     if let Some(d) = a.discoverers {
         f.extend(["--discoverers".into(), d.to_string()]);
+    }
+    if let Some(t) = a.tick_ms {
+        f.extend(["--tick-ms".into(), t.to_string()]);
     }
     if let Some(b) = &a.bug {
         f.extend(["--bug".into(), b.clone()]);

@@ -153,7 +153,7 @@ fn drive(cfg: &SimConfig, log: Log) -> RunLog {
         .rng_seed(cfg.seed)
         .epoch(std::time::UNIX_EPOCH + Duration::from_secs(1_764_000_000))
         .simulation_duration(cfg.duration + Duration::from_secs(60))
-        .tick_duration(Duration::from_millis(1))
+        .tick_duration(cfg.tick)
         .min_message_latency(Duration::ZERO)
         .max_message_latency(cfg.base_latency)
         .build();

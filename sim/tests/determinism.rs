@@ -54,6 +54,15 @@ fn harsher_worlds_are_deterministic_too() {
     assert_ne!(digest_with(3, &flags), digest(3), "the flags change the run");
 }
 
+/// The step size is part of a run: `--tick-ms 1` (how runs were made before the
+/// default became 3 ms) is deterministic too, and a different run from the default.
+#[test]
+fn the_step_size_is_part_of_the_run() {
+    assert_eq!(digest_with(5, &["--tick-ms", "1"]), digest_with(5, &["--tick-ms", "1"]));
+    assert_ne!(digest_with(5, &["--tick-ms", "1"]), digest(5), "the step changes the run");
+    assert_eq!(digest_with(5, &["--tick-ms", "3"]), digest(5), "3 ms is the default");
+}
+
 #[test]
 fn bad_arguments_are_named() {
     let out = Command::new(env!("CARGO_BIN_EXE_octopus-sim"))
