@@ -4,10 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, GetOptions, LeaseKeepAliveStream, PutOptions, Txn, TxnOp,
-    TxnOpResponse, WatchOptions,
-};
+use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse};
 use octopus_core::{
     prefix_end, Error, Header, KeyValue, KvBackend, Lease, LeaseId, LeaseKeeper, PutOutcome, Result, Revision,
     WatchStream,
@@ -15,6 +12,8 @@ use octopus_core::{
 use tokio::time::timeout;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
+use crate::call::{bounded, within};
+use crate::convert::{convert_kv, etcd_err, header, into_kv};
 use crate::EtcdOptions;
 
 /// A [`KvBackend`] on an etcd cluster.
@@ -42,29 +41,6 @@ impl std::fmt::Debug for EtcdBackend {
     }
 }
 
-pub(crate) fn etcd_err(op: &'static str, e: etcd_client::Error) -> Error {
-    Error::backend(op, e)
-}
-
-pub(crate) fn convert_kv(kv: &etcd_client::KeyValue) -> KeyValue {
-    into_kv(kv.clone())
-}
-
-/// A key-value from etcd-client, taking its key and value over ([`convert_kv`] copies them).
-fn into_kv(kv: etcd_client::KeyValue) -> KeyValue {
-    let (create_revision, mod_revision, version, lease) =
-        (kv.create_revision(), kv.mod_revision(), kv.version(), kv.lease());
-    let (key, value) = kv.into_key_value();
-    KeyValue {
-        key,
-        value,
-        create_revision,
-        mod_revision,
-        version,
-        lease,
-    }
-}
-
 /// A page being read in its own task; dropping it (the read was abandoned) stops the task.
 struct Page(tokio::task::JoinHandle<Result<etcd_client::GetResponse>>);
 
@@ -79,13 +55,6 @@ impl Page {
 impl Drop for Page {
     fn drop(&mut self) {
         self.0.abort();
-    }
-}
-
-fn header(h: Option<&etcd_client::ResponseHeader>) -> Header {
-    Header {
-        cluster_id: h.map_or(0, |h| h.cluster_id()),
-        revision: h.map_or(0, |h| h.revision()),
     }
 }
 
@@ -164,13 +133,13 @@ impl EtcdBackend {
         lazy.cell
             .get_or_try_init(|| async {
                 let channel = etcd_client::Channel::Tonic(lazy.channel.clone());
-                timeout(limit, Client::from_channel(channel, Some(lazy.connect.clone())))
-                    .await
-                    .map_err(|_| Error::Timeout {
-                        op: "connect to etcd",
-                        after: limit,
-                    })?
-                    .map_err(|e| etcd_err("connect", e))
+                bounded(
+                    limit,
+                    "connect to etcd",
+                    Client::from_channel(channel, Some(lazy.connect.clone())),
+                )
+                .await?
+                .map_err(|e| etcd_err("connect", e))
             })
             .await
     }
@@ -192,31 +161,6 @@ impl EtcdBackend {
             config = config.domain_name(domain.clone());
         }
         ep.tls_config(config).map_err(bad)
-    }
-
-    /// `Err(Compacted)` when revision `start - 1` of `key` is compacted away.
-    async fn check_compacted(&self, key: &str, prefix: bool, start: Revision) -> Result<()> {
-        let mut opts = GetOptions::new().with_revision(start - 1).with_count_only();
-        if prefix {
-            opts = opts.with_prefix();
-        }
-        let mut kv = self.etcd().await?.kv_client();
-        match timeout(self.limit(), kv.get(key, Some(opts))).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(etcd_client::Error::GRpcStatus(s)))
-                if s.code() == tonic::Code::OutOfRange && s.message().contains("compacted") =>
-            {
-                Err(Error::Compacted {
-                    requested: start,
-                    compacted: 0,
-                })
-            }
-            Ok(Err(e)) => Err(etcd_err("watch", e)),
-            Err(_) => Err(Error::Timeout {
-                op: "watch",
-                after: self.limit(),
-            }),
-        }
     }
 
     /// The etcd-client handle, for what Octopus does not wrap (made on first use,
@@ -258,18 +202,6 @@ impl EtcdBackend {
     }
 }
 
-/// `f` under `limit`: its error or a timeout, both naming `op`.
-async fn within<T>(
-    limit: Duration,
-    op: &'static str,
-    f: impl std::future::Future<Output = std::result::Result<T, etcd_client::Error>>,
-) -> Result<T> {
-    match timeout(limit, f).await {
-        Ok(r) => r.map_err(|e| etcd_err(op, e)),
-        Err(_) => Err(Error::Timeout { op, after: limit }),
-    }
-}
-
 fn tune(ep: Endpoint, o: &EtcdOptions) -> Endpoint {
     ep.connect_timeout(o.connect_timeout)
         .timeout(o.request_timeout)
@@ -279,82 +211,8 @@ fn tune(ep: Endpoint, o: &EtcdOptions) -> Endpoint {
         .tcp_nodelay(true)
 }
 
-struct EtcdKeeper {
-    keeper: etcd_client::LeaseKeeper,
-    stream: LeaseKeepAliveStream,
-    limit: Duration,
-}
-
-#[async_trait]
-impl LeaseKeeper for EtcdKeeper {
-    async fn keep_alive(&mut self) -> Result<Option<Duration>> {
-        let answer = timeout(self.limit, async {
-            self.keeper.keep_alive().await?;
-            self.stream.message().await
-        })
-        .await
-        .map_err(|_| Error::Timeout {
-            op: "keepalive",
-            after: self.limit,
-        })?
-        .map_err(|e| etcd_err("keepalive", e))?;
-        match answer {
-            Some(resp) if resp.ttl() > 0 => Ok(Some(Duration::from_secs(resp.ttl() as u64))),
-            Some(_) => Ok(None),
-            None => Err(Error::backend("keepalive", "etcd ended the keepalive stream")),
-        }
-    }
-}
-
 #[async_trait]
 impl KvBackend for EtcdBackend {
-    async fn grant(&self, ttl: Duration) -> Result<Lease> {
-        let secs = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
-        let mut lease = self.etcd().await?.lease_client();
-        let resp = self.call("lease grant", lease.grant(secs.max(1) as i64, None)).await?;
-        Ok(Lease {
-            id: LeaseId(resp.id()),
-            ttl: Duration::from_secs(resp.ttl().max(1) as u64),
-        })
-    }
-
-    async fn keeper(&self, lease: LeaseId) -> Result<Box<dyn LeaseKeeper>> {
-        let mut client = self.etcd().await?.lease_client();
-        // etcd-client opens the stream with one keepalive and reads its answer: a
-        // lease that is gone shows here, and must not look like a network error.
-        let opened = match timeout(self.limit(), client.keep_alive(lease.0)).await {
-            Ok(Err(etcd_client::Error::LeaseKeepAliveError(m))) if m == "lease not found" => {
-                return Err(Error::LeaseNotFound(lease.0));
-            }
-            Ok(r) => r.map_err(|e| etcd_err("lease keepalive", e))?,
-            Err(_) => {
-                return Err(Error::Timeout {
-                    op: "lease keepalive",
-                    after: self.limit(),
-                })
-            }
-        };
-        let (keeper, stream) = opened;
-        Ok(Box::new(EtcdKeeper {
-            keeper,
-            stream,
-            limit: self.limit(),
-        }))
-    }
-
-    async fn revoke(&self, lease: LeaseId) -> Result<()> {
-        let mut client = self.etcd().await?.lease_client();
-        match timeout(self.limit(), client.revoke(lease.0)).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(etcd_client::Error::GRpcStatus(s))) if s.code() == tonic::Code::NotFound => Ok(()),
-            Ok(Err(e)) => Err(etcd_err("lease revoke", e)),
-            Err(_) => Err(Error::Timeout {
-                op: "lease revoke",
-                after: self.limit(),
-            }),
-        }
-    }
-
     async fn put_owned(&self, key: &str, value: Vec<u8>, lease: LeaseId, previous: &[LeaseId]) -> Result<PutOutcome> {
         let put = || TxnOp::put(key, value.clone(), Some(PutOptions::new().with_lease(lease.0)));
         if octopus_core::bug!(NoFencing) {
@@ -454,52 +312,19 @@ impl KvBackend for EtcdBackend {
         let resp = self.call("status", maintenance.status()).await?;
         Ok(header(resp.header()))
     }
+    async fn grant(&self, ttl: Duration) -> Result<Lease> {
+        crate::lease::grant(self.etcd().await?, ttl, self.limit()).await
+    }
+
+    async fn keeper(&self, lease: LeaseId) -> Result<Box<dyn LeaseKeeper>> {
+        crate::lease::keeper(self.etcd().await?, lease, self.limit()).await
+    }
+
+    async fn revoke(&self, lease: LeaseId) -> Result<()> {
+        crate::lease::revoke(self.etcd().await?, lease, self.limit()).await
+    }
 
     async fn watch(&self, key: &str, prefix: bool, start: Revision) -> Result<WatchStream> {
-        let mut opts = WatchOptions::new()
-            .with_start_revision(start)
-            .with_prev_key()
-            .with_progress_notify();
-        if prefix {
-            opts = opts.with_prefix();
-        }
-        let mut client = self.etcd().await?.watch_client();
-        let mut watch = self.call("watch", client.watch(key, Some(opts))).await?;
-        // The first answer says whether the watch was created or refused (compacted).
-        let first = timeout(self.limit(), watch.message())
-            .await
-            .map_err(|_| Error::Timeout {
-                op: "watch",
-                after: self.limit(),
-            })?
-            .map_err(|e| etcd_err("watch", e))?
-            .ok_or_else(|| Error::backend("watch", "etcd closed the watch before creating it"))?;
-        if first.canceled() {
-            if first.compact_revision() > 0 {
-                return Err(Error::Compacted {
-                    requested: start,
-                    compacted: first.compact_revision(),
-                });
-            }
-            return Err(Error::backend(
-                "watch",
-                format!("etcd refused the watch: {}", first.cancel_reason()),
-            ));
-        }
-        if prefix && start > 1 {
-            // etcd creates a watch whose start revision is compacted and only then
-            // cancels it: for prefix watches (discovery's), read at the revision
-            // before the start once the watch is created. Compaction only moves
-            // forward, so if that revision is readable now it was when the watch was
-            // created, and the watch is sound; if not, the compacted start is an
-            // error here, never a watch that looks healthy (and makes a view fresh)
-            // for a round trip before its cancel arrives. (Read before creating, a
-            // compaction could land in between: seen in the simulator, seed 240.)
-            // A single-key watch (a registration's own key, opened right after its
-            // write) skips the extra request and learns of a compaction from the
-            // cancel that follows.
-            self.check_compacted(key, prefix, start).await?;
-        }
-        Ok(crate::watch::stream(watch))
+        crate::watch::open(self.etcd().await?, key, prefix, start, self.limit()).await
     }
 }

@@ -14,6 +14,9 @@
 #![forbid(unsafe_code)]
 
 mod backend;
+mod call;
+mod convert;
+mod lease;
 mod options;
 mod watch;
 

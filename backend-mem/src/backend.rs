@@ -2,7 +2,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -15,8 +15,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::sleep_until;
 
-use crate::store::{Compare, CompareOp, CompareTarget, KeyRange, Op, OpResult, Store};
-use crate::watch::StoreWatch;
+use crate::range::KeyRange;
+use crate::store::{Store, StoreWatch, WeakStore};
+use crate::txn::{Compare, CompareOp, CompareTarget, Op, OpResult};
 use crate::Error;
 
 /// A [`KvBackend`] over a [`Store`]. Cloning shares the store and the fault switch.
@@ -42,7 +43,7 @@ impl Drop for ExpiryTask {
 impl MemBackend {
     /// A backend over `store`. Call from within a tokio runtime (it spawns the expiry task).
     pub fn new(store: Store) -> Self {
-        let expiry = tokio::spawn(expire_on_time(store.clone_weak()));
+        let expiry = tokio::spawn(expire_on_time(store.downgrade()));
         MemBackend {
             store,
             reachable: Arc::new(watch::channel(true).0),
@@ -73,7 +74,7 @@ impl MemBackend {
 
 /// Revokes leases at their deadline; ends when the store is gone.
 async fn expire_on_time(weak: WeakStore) {
-    let wake = weak.wake.clone();
+    let wake = weak.granted();
     loop {
         let Some(store) = weak.upgrade() else { return };
         let next = store.next_deadline(); // collects what is due, then looks ahead
@@ -87,31 +88,6 @@ async fn expire_on_time(weak: WeakStore) {
                 }
             }
             None => wake.notified().await,
-        }
-    }
-}
-
-/// A handle to a store that does not keep it alive.
-#[derive(Debug)]
-pub(crate) struct WeakStore {
-    inner: Weak<std::sync::Mutex<crate::store::Inner>>,
-    wake: Arc<tokio::sync::Notify>,
-}
-
-impl WeakStore {
-    fn upgrade(&self) -> Option<Store> {
-        Some(Store {
-            inner: self.inner.upgrade()?,
-            wake: self.wake.clone(),
-        })
-    }
-}
-
-impl Store {
-    pub(crate) fn clone_weak(&self) -> WeakStore {
-        WeakStore {
-            inner: Arc::downgrade(&self.inner),
-            wake: self.wake.clone(),
         }
     }
 }

@@ -1,16 +1,10 @@
 //! A copy of a store's data, to restart a store from (the simulator's etcd restart
-//! that keeps its data; `octopus dev --data`).
+//! that keeps its data; `octopus dev --data`): [`Store::image`](crate::Store::image)
+//! and [`Store::from_image`](crate::Store::from_image).
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use octopus_core::{Event, KeyValue, Revision};
-use tokio::sync::Notify;
-use tokio::time::Instant;
-
-use crate::lease::LeaseState;
-use crate::store::{Inner, Store};
 
 /// Everything a store holds but its watchers: keys, leases (id and TTL), history.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,75 +26,6 @@ pub struct StoreImage {
     /// The next lease id to try: ids are never handed out twice, not even after
     /// a restart (a client may still hold an expired one).
     pub next_lease: i64,
-}
-
-impl Store {
-    /// A copy of the store's data as it is (leases that are due but not yet
-    /// collected are still in it: this reads no clock, so it works from any runtime).
-    pub fn image(&self) -> StoreImage {
-        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        StoreImage {
-            cluster_id: inner.cluster_id,
-            revision: inner.revision,
-            compact_revision: inner.compact_revision,
-            kvs: inner.kvs.values().cloned().collect(),
-            leases: inner.leases.iter().map(|(id, l)| (*id, l.ttl)).collect(),
-            history: inner.history.clone(),
-            history_limit: inner.history_limit,
-            next_lease: inner.next_lease,
-        }
-    }
-
-    /// A store with `image`'s data. Every lease starts again with its full TTL from
-    /// now, as etcd's lessor does when a member becomes leader after a restart; a key
-    /// whose lease is missing from the image is kept without a lease.
-    pub fn from_image(image: StoreImage) -> Store {
-        let now = Instant::now();
-        let mut leases: BTreeMap<i64, LeaseState> = image
-            .leases
-            .iter()
-            .map(|&(id, ttl)| {
-                let state = LeaseState {
-                    ttl,
-                    deadline: now + ttl.max(Duration::from_millis(1)),
-                    keys: Default::default(),
-                };
-                (id, state)
-            })
-            .collect();
-        let mut kvs = BTreeMap::new();
-        for mut kv in image.kvs {
-            match leases.get_mut(&kv.lease) {
-                Some(l) => {
-                    l.keys.insert(kv.key.clone());
-                }
-                None => kv.lease = 0,
-            }
-            kvs.insert(kv.key.clone(), kv);
-        }
-        let first = crate::store::first_lease(image.cluster_id);
-        let next_lease = leases
-            .keys()
-            .next_back()
-            .map_or(first, |id| id + 1)
-            .max(first)
-            .max(image.next_lease);
-        Store {
-            inner: Arc::new(Mutex::new(Inner {
-                cluster_id: image.cluster_id,
-                revision: image.revision,
-                compact_revision: image.compact_revision,
-                kvs,
-                leases,
-                next_lease,
-                history: image.history,
-                watchers: BTreeMap::new(),
-                next_watcher: 1,
-                history_limit: image.history_limit.max(1),
-            })),
-            wake: Arc::new(Notify::new()),
-        }
-    }
 }
 
 #[cfg(test)]

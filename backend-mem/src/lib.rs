@@ -39,7 +39,10 @@ mod image;
 mod lease;
 #[cfg(feature = "persist")]
 mod persist;
+mod range;
+mod state;
 mod store;
+mod txn;
 mod watch;
 
 use std::sync::Arc;
@@ -53,11 +56,10 @@ pub use lease::LeaseInfo;
 pub use octopus_core::prefix_end;
 #[cfg(feature = "persist")]
 pub use persist::FORMAT;
-pub use store::{
-    Compare, CompareOp, CompareTarget, KeyRange, Op, OpResult, Store, TxnResult, DEFAULT_HISTORY_LIMIT,
-    MAX_REQUEST_BYTES, MAX_TXN_OPS,
-};
-pub use watch::StoreWatch;
+pub use range::KeyRange;
+pub use state::DEFAULT_HISTORY_LIMIT;
+pub use store::{Store, StoreWatch};
+pub use txn::{Compare, CompareOp, CompareTarget, Op, OpResult, TxnResult, MAX_REQUEST_BYTES, MAX_TXN_OPS};
 
 /// The registry of the in-memory backend.
 pub type MemRegistry = LeaseRegistry<MemBackend>;

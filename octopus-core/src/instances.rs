@@ -6,7 +6,7 @@ use std::fmt;
 use std::ops::Deref;
 use std::sync::{Arc, OnceLock};
 
-use crate::snapshot::{merge_step, Diff, Step};
+use crate::diff::{merge_step, Diff, Step};
 use crate::ServiceInstance;
 
 /// Instances per chunk in a bulk build; a chunk that grows to twice this splits.

@@ -25,6 +25,7 @@
 mod backoff;
 mod cache;
 pub mod clock;
+mod diff;
 mod discovery;
 mod error;
 #[cfg(feature = "sim-hooks")]
@@ -61,6 +62,7 @@ pub mod balance;
 
 pub use backoff::{Backoff, BackoffPolicy, JitterRng};
 pub use cache::{DiscoveryStats, WatchDiscovery};
+pub use diff::{diff, Diff};
 pub use discovery::{Discovery, Watch};
 pub use error::{BoxError, Error, Result};
 pub use instance::{
@@ -78,5 +80,5 @@ pub use metadata::Metadata;
 pub use presets::{EtcdNamingLayout, GoZeroLayout, KratosLayout};
 pub use registry::{RegisterOptions, Registration, Registry, Status};
 pub use resolver::{DiscoveryResolver, Resolver, Resolvers};
-pub use snapshot::{diff, Diff, Freshness, Snapshot};
+pub use snapshot::{Freshness, Snapshot};
 pub use target::Target;

@@ -48,7 +48,7 @@ pub struct SimConfig {
     /// Whether a second process with the same instance id as `reg-0` joins (the fencing scenario).
     pub twin: bool,
     /// Changes to the schedule drawn from the seed (shrinking a failing seed).
-    pub edits: crate::schedule::Edits,
+    pub edits: crate::edits::Edits,
     /// Harsher worlds, each off by default (`octopus-sim --world big` turns all on).
     pub world: World,
 }
@@ -88,7 +88,7 @@ impl SimConfig {
             safety_fraction: 0.6,
             call_interval: Duration::from_millis(250),
             twin: true,
-            edits: crate::schedule::Edits::default(),
+            edits: crate::edits::Edits::default(),
             world: World::default(),
         }
     }

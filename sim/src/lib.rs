@@ -3,8 +3,10 @@
 //! turmoil's network), under faults drawn from a seed.
 pub mod check;
 pub mod config;
+pub mod edits;
 pub mod hosts;
 pub mod log;
 pub mod net;
 pub mod run;
 pub mod schedule;
+pub mod units;

@@ -30,9 +30,11 @@ macro_rules! out {
     }};
 }
 use octopus_sim::config::{SimConfig, World};
+use octopus_sim::edits::Edits;
 use octopus_sim::log::{secs, Ev};
 use octopus_sim::run;
-use octopus_sim::schedule::{self, Edits};
+use octopus_sim::schedule;
+use octopus_sim::units;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
@@ -288,7 +290,7 @@ fn main() -> ExitCode {
 fn shrink(a: &Args, seed: u64) -> ExitCode {
     let cfg = config(a, seed);
     let drawn = schedule::draw(&cfg, &mut StdRng::seed_from_u64(seed));
-    let units = schedule::units(&drawn);
+    let units = units::units(&drawn);
     let first = run_child(a, seed);
     let Some(target) = first
         .violations
@@ -353,8 +355,8 @@ fn shrink(a: &Args, seed: u64) -> ExitCode {
             edits = e;
         }
     }
-    let shrunk = edits.apply(drawn);
-    let left = schedule::units(&shrunk);
+    let shrunk = units::apply(&edits, drawn);
+    let left = units::units(&shrunk);
     out!(
         "shrunk to {} of {} faults in {runs} runs; invariant {target} still breaks:",
         left.len(),

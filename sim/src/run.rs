@@ -139,7 +139,7 @@ pub fn run(cfg: &SimConfig, trace: bool) -> RunLog {
 
 fn drive(cfg: &SimConfig, log: Log) -> RunLog {
     let mut rng = StdRng::seed_from_u64(cfg.seed);
-    let plan = cfg.edits.apply(schedule::draw(cfg, &mut rng));
+    let plan = crate::units::apply(&cfg.edits, schedule::draw(cfg, &mut rng));
     let shared = Shared::default();
     let ctx = Ctx {
         cfg: cfg.clone(),

@@ -59,7 +59,11 @@ fn harsher_worlds_are_deterministic_too() {
 #[test]
 fn the_step_size_is_part_of_the_run() {
     assert_eq!(digest_with(5, &["--tick-ms", "1"]), digest_with(5, &["--tick-ms", "1"]));
-    assert_ne!(digest_with(5, &["--tick-ms", "1"]), digest(5), "the step changes the run");
+    assert_ne!(
+        digest_with(5, &["--tick-ms", "1"]),
+        digest(5),
+        "the step changes the run"
+    );
     assert_eq!(digest_with(5, &["--tick-ms", "3"]), digest(5), "3 ms is the default");
 }
 
