@@ -7,10 +7,6 @@
 //! resync). The connection is a tonic channel with HTTP/2 keepalive and timeouts
 //! set on the endpoint, so a partitioned connection fails instead of hanging; a
 //! caller may bring its own channel ([`EtcdBackend::from_channel`]).
-//!
-//! # Feature flags
-//!
-//! - `test-util`: [`testing`], which starts real etcd servers on loopback ports.
 #![forbid(unsafe_code)]
 
 mod backend;
@@ -19,9 +15,6 @@ mod convert;
 mod lease;
 mod options;
 mod watch;
-
-#[cfg(feature = "test-util")]
-pub mod testing;
 
 use std::sync::Arc;
 

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use octopus_core::{BackoffPolicy, Discovery, RegisterOptions, Registry, ServiceInstance};
-use octopus_etcd::testing::EtcdCluster;
 use octopus_etcd::{EtcdBackend, EtcdOptions};
+use octopus_testkit::etcd::EtcdCluster;
 use tokio::time::{timeout, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

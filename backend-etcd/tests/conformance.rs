@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use octopus_core::conformance::Harness;
 use octopus_core::{Discovery, Registry};
-use octopus_etcd::testing::{EtcdServer, ProxiedClients};
+use octopus_testkit::conformance::Harness;
+use octopus_testkit::etcd::{EtcdServer, ProxiedClients};
 use tokio::sync::OnceCell;
 
 #[derive(Default)]
@@ -41,4 +41,4 @@ impl Harness for Etcd {
     }
 }
 
-octopus_core::conformance_tests!(real: harness());
+octopus_testkit::conformance_tests!(real: harness());

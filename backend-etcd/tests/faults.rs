@@ -10,8 +10,8 @@ use std::time::Duration;
 use octopus_core::{
     BackoffPolicy, Discovery, JitterRng, KvBackend, RegisterOptions, Registry, ServiceInstance, Snapshot, Status, Watch,
 };
-use octopus_etcd::testing::{EtcdServer, FaultProxy, ProxyMode};
 use octopus_etcd::{EtcdBackend, EtcdOptions};
+use octopus_testkit::etcd::{EtcdServer, FaultProxy, ProxyMode};
 use tokio::time::{sleep, timeout, Instant};
 
 const TTL: Duration = Duration::from_secs(2);

@@ -8,8 +8,8 @@ use std::time::Duration;
 use octopus_core::{
     Discovery, EtcdNamingLayout, GoZeroLayout, KeyLayout, KratosLayout, RegisterOptions, Registry, ServiceInstance,
 };
-use octopus_etcd::testing::EtcdServer;
 use octopus_etcd::{EtcdBackend, EtcdOptions};
+use octopus_testkit::etcd::EtcdServer;
 
 async fn backend(server: &EtcdServer) -> EtcdBackend {
     EtcdBackend::connect(EtcdOptions::new([server.endpoint()]).unwrap())

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use octopus_core::{Discovery, JsonLayout, KeyLayout, KvBackend, ServiceInstance, WatchDiscovery};
-use octopus_etcd::testing::EtcdServer;
 use octopus_etcd::{EtcdBackend, EtcdOptions};
+use octopus_testkit::etcd::EtcdServer;
 
 async fn paged(server: &EtcdServer, page_size: u32) -> EtcdBackend {
     EtcdBackend::connect(EtcdOptions::new([server.endpoint()]).unwrap().page_size(page_size))

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use octopus_core::{Discovery, KvBackend, RegisterOptions, Registry, ServiceInstance};
-use octopus_etcd::testing::EtcdServer;
 use octopus_etcd::{EtcdBackend, TlsOptions};
+use octopus_testkit::etcd::EtcdServer;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use tokio::time::{sleep, timeout};
 

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use octopus_core::{JsonLayout, RegisterOptions, Registry, ServiceInstance};
-use octopus_etcd::testing::EtcdServer;
 use octopus_etcd::EtcdBackend;
+use octopus_testkit::etcd::EtcdServer;
 use tokio::time::sleep;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,9 +5,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use octopus_core::conformance::Harness;
 use octopus_core::{Discovery, JsonLayout, Registry};
 use octopus_mem::{MemBackend, Store};
+use octopus_testkit::conformance::Harness;
 
 #[derive(Default)]
 struct Mem {
@@ -51,4 +51,4 @@ impl Harness for Mem {
     }
 }
 
-octopus_core::conformance_tests!(paused: harness());
+octopus_testkit::conformance_tests!(paused: harness());

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
-use octopus_etcd::testing::etcdctl_binary;
+use octopus_testkit::etcd::etcdctl_binary;
 
 #[test]
 fn scaffold_build_run_call_inspect_deregister() {

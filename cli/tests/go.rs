@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use common::*;
-use octopus_etcd::testing::EtcdServer;
+use octopus_testkit::etcd::EtcdServer;
 
 /// The Go program, built once per run into the target directory.
 fn go_program() -> PathBuf {

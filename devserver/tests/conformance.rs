@@ -7,11 +7,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use octopus_core::conformance::Harness;
 use octopus_core::{Discovery, Registry};
 use octopus_devserver::{MemEtcd, MemEtcdOptions};
-use octopus_etcd::testing::ProxiedClients;
 use octopus_mem::Store;
+use octopus_testkit::conformance::Harness;
+use octopus_testkit::etcd::ProxiedClients;
 
 #[derive(Default)]
 struct Sim {
@@ -61,4 +61,4 @@ impl Harness for Sim {
     }
 }
 
-octopus_core::conformance_tests!(real: harness());
+octopus_testkit::conformance_tests!(real: harness());

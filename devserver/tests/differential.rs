@@ -19,8 +19,8 @@ use etcd_client::{
     Txn, TxnOp, TxnOpResponse, WatchOptions,
 };
 use octopus_devserver::{MemEtcd, MemEtcdOptions};
-use octopus_etcd::testing::EtcdServer;
 use octopus_mem::Store;
+use octopus_testkit::etcd::EtcdServer;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 

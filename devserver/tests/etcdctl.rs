@@ -7,8 +7,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use octopus_devserver::{MemEtcd, MemEtcdOptions};
-use octopus_etcd::testing::{etcdctl_at, etcdctl_binary};
 use octopus_mem::Store;
+use octopus_testkit::etcd::{etcdctl_at, etcdctl_binary};
 
 async fn server() -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -21,9 +21,9 @@ use std::time::Duration;
 use etcd_client::{Client, Compare, CompareOp, EventType, GetOptions, PutOptions, Txn, TxnOp, WatchOptions};
 use futures_util::StreamExt;
 use octopus::core::{LeaseRegistry, WatchDiscovery};
-use octopus::etcd::testing::EtcdServer;
 use octopus::etcd::EtcdBackend;
 use octopus::{BackoffPolicy, Discovery, JitterRng, JsonLayout, KeyLayout, RegisterOptions, Registry, ServiceInstance};
+use octopus_testkit::etcd::EtcdServer;
 use tokio::time::{sleep, timeout, Instant};
 
 // ---------------------------------------------------------------- heap counting
@@ -954,7 +954,7 @@ fn main() {
         } else {
             "full sizes"
         },
-        std::process::Command::new(octopus::etcd::testing::etcd_binary())
+        std::process::Command::new(octopus_testkit::etcd::etcd_binary())
             .arg("--version")
             .output()
             .map(|o| String::from_utf8_lossy(&o.stdout)

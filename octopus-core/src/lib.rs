@@ -17,8 +17,6 @@
 //!
 //! # Feature flags
 //!
-//! - `test-util`: the backend conformance suite in [`conformance`], which every
-//!   backend crate runs in its tests.
 //! - `grpc`: the gRPC balancer in [`balance`].
 #![forbid(unsafe_code)]
 
@@ -53,9 +51,6 @@ mod snapshot;
 mod target;
 pub mod telemetry;
 mod view;
-
-#[cfg(feature = "test-util")]
-pub mod conformance;
 
 #[cfg(feature = "grpc")]
 pub mod balance;

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use octopus_etcd::testing::etcdctl_at;
+use octopus_testkit::etcd::etcdctl_at;
 
 pub(crate) const OCTOPUS: &str = env!("CARGO_BIN_EXE_octopus");
 

@@ -1,4 +1,4 @@
-//! The conformance suite every backend runs (feature `test-util`).
+//! The conformance suite every backend runs.
 //!
 //! A backend provides a [`Harness`]; [`conformance_tests!`](crate::conformance_tests)
 //! expands to one `#[tokio::test]` per case. Each case uses a namespace of its own,
@@ -6,8 +6,8 @@
 //!
 //! ```text
 //! fn harness() -> MyHarness { MyHarness::default() }
-//! octopus_core::conformance_tests!(paused: harness());   // in-process backends
-//! octopus_core::conformance_tests!(real: harness());     // backends with a real server
+//! octopus_testkit::conformance_tests!(paused: harness());   // in-process backends
+//! octopus_testkit::conformance_tests!(real: harness());     // backends with a real server
 //! ```
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,7 +17,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::time::{sleep, timeout, Instant};
 
-use crate::{
+use octopus_core::{
     BackoffPolicy, Discovery, Error, Freshness, RegisterOptions, Registry, ServiceInstance, Snapshot, Status, Watch,
 };
 

@@ -1,4 +1,4 @@
-//! Real etcd servers for tests (feature `test-util`): each on free loopback ports
+//! Real etcd servers for tests (feature `etcd`): each on free loopback ports
 //! with its own data directory, stopped when dropped; and a fault-injecting TCP
 //! proxy that cuts one client off while others stay connected.
 //!
@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::{sleep, Instant};
 
-use crate::{EtcdBackend, EtcdOptions, TlsOptions};
+use octopus_etcd::{EtcdBackend, EtcdOptions, TlsOptions};
 
 /// The etcd binary to run.
 pub fn etcd_binary() -> PathBuf {

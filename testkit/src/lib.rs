@@ -1,0 +1,12 @@
+//! Octopus's test kits, kept out of the published crates.
+//!
+//! - [`conformance`]: the backend conformance suite every backend's tests run
+//!   ([`conformance_tests!`]).
+//! - `etcd` (feature `etcd`): real etcd servers and clusters on free loopback
+//!   ports with their own data directories, `etcdctl`, and a fault proxy.
+#![forbid(unsafe_code)]
+
+pub mod conformance;
+
+#[cfg(feature = "etcd")]
+pub mod etcd;
