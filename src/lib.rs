@@ -43,6 +43,7 @@ pub mod grpc;
 mod inspect;
 #[cfg(feature = "metrics")]
 pub mod metrics;
+mod params;
 #[cfg(feature = "grpc")]
 mod serve;
 #[cfg(feature = "grpc")]

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use crate::image::StoreImage;
 use crate::lease::{LeaseInfo, Leases};
 use crate::range::KeyRange;
-use crate::txn::{Compare, CompareOp, CompareTarget, Op, OpResult, TxnResult};
+use crate::txn::{Compare, Op, OpResult, TxnResult};
 use crate::watch::Watchers;
 use crate::Error;
 
@@ -104,7 +104,7 @@ impl State {
 
     /// Runs a transaction (its limits already checked) as one revision.
     pub(crate) fn txn(&mut self, compare: &[Compare], success: &[Op], failure: &[Op]) -> Result<TxnResult, Error> {
-        let succeeded = compare.iter().all(|c| self.compare(c));
+        let succeeded = compare.iter().all(|c| c.holds(&self.kvs));
         let ops = if succeeded { success } else { failure };
         // Check before writing anything: a transaction applies whole or not at all.
         for op in ops {
@@ -285,44 +285,6 @@ impl State {
             }
         }
         Ok(view.into_values().cloned().collect())
-    }
-
-    fn compare(&self, c: &Compare) -> bool {
-        let absent = KeyValue {
-            key: c.range.key.clone(),
-            value: Vec::new(),
-            create_revision: 0,
-            mod_revision: 0,
-            version: 0,
-            lease: 0,
-        };
-        let kvs: Vec<&KeyValue> = if c.range.range_end.is_empty() {
-            self.kvs.get(&c.range.key).into_iter().collect()
-        } else {
-            self.kvs.range::<[u8], _>(c.range.bounds()).map(|(_, v)| v).collect()
-        };
-        // etcd (applyCompare): no key in the range compares the zero key-value,
-        // except a value compare, which fails: there is no value to compare.
-        let kvs = match (kvs.is_empty(), &c.target) {
-            (true, CompareTarget::Value(_)) => return false,
-            (true, _) => vec![&absent],
-            (false, _) => kvs,
-        };
-        kvs.into_iter().all(|kv| {
-            let ord = match &c.target {
-                CompareTarget::Version(v) => kv.version.cmp(v),
-                CompareTarget::Create(v) => kv.create_revision.cmp(v),
-                CompareTarget::Mod(v) => kv.mod_revision.cmp(v),
-                CompareTarget::Lease(v) => kv.lease.cmp(v),
-                CompareTarget::Value(v) => kv.value.as_slice().cmp(v.as_slice()),
-            };
-            match c.op {
-                CompareOp::Equal => ord.is_eq(),
-                CompareOp::NotEqual => ord.is_ne(),
-                CompareOp::Less => ord.is_lt(),
-                CompareOp::Greater => ord.is_gt(),
-            }
-        })
     }
 
     fn apply_put(

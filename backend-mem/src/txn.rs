@@ -1,6 +1,8 @@
 //! Transactions: what they compare, what they do, what they return, and the
 //! limits etcd puts on them.
 
+use std::collections::BTreeMap;
+
 use octopus_core::{Header, KeyValue, Revision};
 
 use crate::range::KeyRange;
@@ -43,6 +45,47 @@ pub struct Compare {
     pub op: CompareOp,
     /// The field and the value to compare with.
     pub target: CompareTarget,
+}
+
+impl Compare {
+    /// Whether the comparison holds over `kvs` (the store's keys now).
+    pub(crate) fn holds(&self, kvs: &BTreeMap<Vec<u8>, KeyValue>) -> bool {
+        let absent = KeyValue {
+            key: self.range.key.clone(),
+            value: Vec::new(),
+            create_revision: 0,
+            mod_revision: 0,
+            version: 0,
+            lease: 0,
+        };
+        let kvs: Vec<&KeyValue> = if self.range.range_end.is_empty() {
+            kvs.get(&self.range.key).into_iter().collect()
+        } else {
+            kvs.range::<[u8], _>(self.range.bounds()).map(|(_, v)| v).collect()
+        };
+        // etcd (applyCompare): no key in the range compares the zero key-value,
+        // except a value compare, which fails: there is no value to compare.
+        let kvs = match (kvs.is_empty(), &self.target) {
+            (true, CompareTarget::Value(_)) => return false,
+            (true, _) => vec![&absent],
+            (false, _) => kvs,
+        };
+        kvs.into_iter().all(|kv| {
+            let ord = match &self.target {
+                CompareTarget::Version(v) => kv.version.cmp(v),
+                CompareTarget::Create(v) => kv.create_revision.cmp(v),
+                CompareTarget::Mod(v) => kv.mod_revision.cmp(v),
+                CompareTarget::Lease(v) => kv.lease.cmp(v),
+                CompareTarget::Value(v) => kv.value.as_slice().cmp(v.as_slice()),
+            };
+            match self.op {
+                CompareOp::Equal => ord.is_eq(),
+                CompareOp::NotEqual => ord.is_ne(),
+                CompareOp::Less => ord.is_lt(),
+                CompareOp::Greater => ord.is_gt(),
+            }
+        })
+    }
 }
 
 /// One operation of a transaction.

@@ -6,6 +6,7 @@
 //! conformance suite prove one implementation for every backend.
 
 use std::fmt;
+use std::future::poll_fn;
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -201,4 +202,12 @@ pub trait KvBackend: Send + Sync + 'static {
     /// here or as the stream's first item; for a prefix watch it must be here (the
     /// watch cache calls a view fresh once this returns).
     async fn watch(&self, key: &str, prefix: bool, start: Revision) -> Result<WatchStream>;
+}
+
+/// The next message of an optional stream; pending forever when there is none.
+pub(crate) async fn next_message(stream: &mut Option<WatchStream>) -> Option<Result<WatchMessage>> {
+    match stream {
+        Some(s) => poll_fn(|cx| Pin::new(&mut *s).poll_next(cx)).await,
+        None => std::future::pending().await,
+    }
 }

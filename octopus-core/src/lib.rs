@@ -42,6 +42,7 @@ mod keepalive;
 mod kv;
 mod layout;
 mod lease;
+mod mailbox;
 mod metadata;
 mod presets;
 mod registry;

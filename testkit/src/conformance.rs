@@ -1,5 +1,8 @@
 //! The conformance suite every backend runs.
 //!
+//! Long: one function per clause of the registry and discovery contract, and the
+//! macro that makes each a test; kept together so the contract reads in one place.
+//!
 //! A backend provides a [`Harness`]; [`conformance_tests!`](crate::conformance_tests)
 //! expands to one `#[tokio::test]` per case. Each case uses a namespace of its own,
 //! so cases can share one server.

@@ -2,7 +2,7 @@
 //!
 //! - [`conformance`]: the backend conformance suite every backend's tests run
 //!   ([`conformance_tests!`]).
-//! - `etcd` (feature `etcd`): real etcd servers and clusters on free loopback
+//! - `etcd` and `proxy` (feature `etcd`): real etcd servers and clusters on free loopback
 //!   ports with their own data directories, `etcdctl`, and a fault proxy.
 #![forbid(unsafe_code)]
 
@@ -10,3 +10,5 @@ pub mod conformance;
 
 #[cfg(feature = "etcd")]
 pub mod etcd;
+#[cfg(feature = "etcd")]
+pub mod proxy;

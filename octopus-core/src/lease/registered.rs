@@ -1,0 +1,219 @@
+//! A registration's registered phase: keep the lease alive, watch our own key and
+//! put it back if someone deletes it, answer the handle's commands (update,
+//! deregister), and leave for the retry loop when the lease is lost.
+
+use tokio::sync::watch;
+use tokio::time::{sleep_until, timeout, Instant};
+
+use super::task::{log_err, Exit, Task};
+use crate::keepalive::{Beat, KeepAlive};
+use crate::kv::next_message;
+use crate::mailbox::Command;
+use crate::shared::SharedState;
+use crate::{
+    Error, Event, EventKind, KvBackend, LeaseId, PutOutcome, Result, Revision, ServiceInstance, Status, WatchMessage,
+    WatchStream,
+};
+
+impl<B: KvBackend> Task<B> {
+    /// The registered phase: keepalives, commands, and the watch on our own key.
+    pub(super) async fn serve(&mut self, mut revision: Revision) -> Exit {
+        let Some((lease, granted)) = self.lease else {
+            return Exit::Retry(Status::Lost {
+                reason: "no lease".into(),
+            });
+        };
+        let interval = self.opts.keepalive_for(granted);
+        let mut ka = KeepAlive::new(lease, granted, interval);
+        let mut key_watch: Option<WatchStream> = None;
+        // The watch on our key opens at the first keepalive tick, not right after the
+        // write: a burst of registrations (a start, a recovery storm) then costs
+        // etcd a grant and a write each. It watches from our write's revision, so a
+        // deletion in between is replayed and healed all the same.
+        let mut watch_checked = true;
+        let mut written = Some(revision);
+        let mut shared_rx = self.shared.as_ref().map(|s| s.subscribe());
+        loop {
+            if !watch_checked {
+                // (Re)open the watch on our key only while the connection is known to
+                // work (at start, and after a successful keepalive), so that a dead
+                // connection never delays the keepalive that detects it.
+                watch_checked = true;
+                // Right after our own write there is nothing to check: watch from it.
+                let opened = if written.take() == Some(revision) {
+                    self.backend
+                        .watch(&self.key(lease), false, revision + 1)
+                        .await
+                        .map(|s| (s, revision))
+                } else {
+                    self.reopen_key_watch(lease).await
+                };
+                match opened {
+                    Ok((stream, rev)) => {
+                        key_watch = Some(stream);
+                        revision = revision.max(rev);
+                    }
+                    Err(Error::Conflict { owner, .. }) => return Exit::Retry(Status::Conflict { owner }),
+                    Err(e) => log_err("watch own key", &e),
+                }
+            }
+            tokio::select! {
+                biased;
+                // Commands and keepalives are boxed: inline, their futures would be part
+                // of every registration's task for its whole life (~650 B more each).
+                cmd = self.commands.recv() => match Box::pin(self.command(cmd, Some(lease))).await {
+                    Some(exit) => return exit,
+                    None => continue,
+                },
+                _ = sleep_until(ka.next) => {
+                    if self.shared.is_some() {
+                        // The shared lease's own task keeps it alive; the tick only retries
+                        // a lost watch on our key.
+                        ka.next = Instant::now() + interval;
+                        watch_checked = key_watch.is_some();
+                        continue;
+                    }
+                    match Box::pin(ka.beat(&*self.backend)).await {
+                        Beat::Alive => watch_checked = key_watch.is_some(),
+                        Beat::Retrying => crate::telemetry::keepalive_failed(&self.instance.service),
+                        Beat::Lost(reason) => {
+                            crate::telemetry::keepalive_failed(&self.instance.service);
+                            return Exit::Retry(Status::Lost { reason });
+                        }
+                    }
+                }
+                state = shared_change(&mut shared_rx) => {
+                    if !matches!(state, Some(SharedState::Held(id, _)) if id == lease) {
+                        return Exit::Retry(Status::Lost { reason: "the shared lease was lost".into() });
+                    }
+                }
+                msg = next_message(&mut key_watch) => match msg {
+                    Some(Ok(WatchMessage::Events { events, .. })) => {
+                        // Boxed, as above: events on our own key are rare (someone deleted it).
+                        if let Some(exit) = Box::pin(self.on_key_events(lease, events, &mut revision)).await {
+                            return exit;
+                        }
+                    }
+                    Some(Ok(WatchMessage::Progress { revision: r })) => revision = revision.max(r),
+                    Some(Err(_)) | None => {
+                        // The watch on our key was lost: it is read and watched again
+                        // after the next successful keepalive.
+                        key_watch = None;
+                    }
+                },
+            }
+        }
+    }
+
+    /// Events on our own key: a deletion, or a write under a lease that is not ours,
+    /// is put right (unless a newer owner holds the key: then `Some(exit)`).
+    async fn on_key_events(&mut self, lease: LeaseId, events: Vec<Event>, revision: &mut Revision) -> Option<Exit> {
+        for ev in events {
+            *revision = (*revision).max(ev.kv.mod_revision);
+            let ours = ev.kv.lease == lease.0;
+            if ev.kind == EventKind::Delete || !ours {
+                match self.heal(lease).await {
+                    Ok(rev) => *revision = (*revision).max(rev),
+                    Err(Error::Conflict { owner, .. }) => return Some(Exit::Retry(Status::Conflict { owner })),
+                    Err(e) => log_err("restore deleted key", &e),
+                }
+            }
+        }
+        None
+    }
+
+    /// Reads our key (restoring it if it is gone or not ours) and watches it from there.
+    async fn reopen_key_watch(&mut self, lease: LeaseId) -> Result<(WatchStream, Revision)> {
+        let (header, kv) = self.backend.get(&self.key(lease)).await?;
+        let mut revision = header.revision;
+        if kv.is_none_or(|kv| kv.lease != lease.0) {
+            revision = revision.max(self.heal(lease).await?);
+        }
+        let stream = self.backend.watch(&self.key(lease), false, revision + 1).await?;
+        Ok((stream, revision))
+    }
+
+    /// Handles one command; `lease` is the lease that holds our key now, if any.
+    /// `Some(exit)` ends the current phase.
+    pub(super) async fn command(&mut self, cmd: Option<Command>, lease: Option<LeaseId>) -> Option<Exit> {
+        match cmd {
+            Some(Command::Update(instance, reply)) => {
+                let result = self.update(*instance, lease).await;
+                let conflict = match &result {
+                    Err(Error::Conflict { owner, .. }) => Some(*owner),
+                    _ => None,
+                };
+                let _ = reply.send(result);
+                conflict.map(|owner| Exit::Retry(Status::Conflict { owner }))
+            }
+            Some(Command::Deregister(reply)) => {
+                let _ = reply.send(self.deregister().await);
+                Some(Exit::Done)
+            }
+            None => {
+                let _ = self.deregister().await;
+                Some(Exit::Done)
+            }
+            Some(Command::Abandon) => {
+                // The registration leaves this process's gauge (its key is left to the TTL).
+                let current = self.status.borrow().clone();
+                crate::telemetry::status_changed(&self.instance.service, Some(&current), &Status::Deregistered);
+                Some(Exit::Done)
+            }
+        }
+    }
+
+    async fn update(&mut self, instance: ServiceInstance, lease: Option<LeaseId>) -> Result<()> {
+        let value = self.layout.encode(&instance)?;
+        self.instance = instance;
+        self.value = value;
+        let Some(lease) = lease else {
+            return Ok(()); // not registered now: the next attempt writes the new value
+        };
+        match self
+            .backend
+            .put_owned(&self.key(lease), self.value.clone(), lease, &[])
+            .await?
+        {
+            PutOutcome::Written(_) => Ok(()),
+            PutOutcome::Conflict { owner } => Err(Error::Conflict {
+                key: self.key(lease),
+                owner,
+            }),
+        }
+    }
+
+    async fn deregister(&mut self) -> Result<()> {
+        let limit = self.opts.deregister_timeout;
+        let result = match self.lease {
+            Some((lease, _)) => timeout(limit, async {
+                self.backend.delete_owned(&self.key(lease), lease).await?;
+                match self.shared {
+                    Some(_) => Ok(()), // the lease holds other registrations' keys
+                    None => self.backend.revoke(lease).await,
+                }
+            })
+            .await
+            .unwrap_or(Err(Error::Timeout {
+                op: "deregister",
+                after: limit,
+            })),
+            None => Ok(()),
+        };
+        self.set(Status::Deregistered);
+        result
+    }
+}
+
+/// The shared lease's next state; pending forever without a shared lease. The wait
+/// is boxed, so that registrations without a shared lease (most) do not carry its
+/// state (144 B) in their task.
+async fn shared_change(rx: &mut Option<watch::Receiver<SharedState>>) -> Option<SharedState> {
+    match rx {
+        Some(rx) => match Box::pin(rx.changed()).await {
+            Ok(()) => Some(rx.borrow_and_update().clone()),
+            Err(_) => None,
+        },
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,115 @@
+//! What a registry URL's parameters mean: which are allowed, the key layout,
+//! registration defaults, and the etcd backend's options and TLS.
+
+use std::sync::Arc;
+
+use crate::url::RegistryUrl;
+use crate::{Error, RegisterOptions, Result};
+
+/// Parameters every backend takes.
+pub(crate) const COMMON: &[&str] = &[
+    "namespace",
+    "layout",
+    "shared_lease",
+    "ttl",
+    "retry_interval",
+    "retry_cap",
+];
+/// Parameters only the etcd backend takes.
+pub(crate) const ETCD_ONLY: &[&str] = &[
+    "connect_timeout",
+    "request_timeout",
+    "user",
+    "password",
+    "ca_file",
+    "cert_file",
+    "key_file",
+    "tls_domain",
+];
+
+/// The key layout named by `layout=` (default `octopus`) under `namespace=`.
+pub(crate) fn layout(url: &RegistryUrl) -> Result<Arc<dyn crate::KeyLayout>> {
+    let in_url = |e: Error| url.error(e);
+    let namespace = url.params.get("namespace").map(String::as_str);
+    let layout: Arc<dyn crate::KeyLayout> = match url.params.get("layout").map_or("octopus", String::as_str) {
+        "octopus" => Arc::new(crate::JsonLayout::new(namespace.unwrap_or(crate::DEFAULT_NAMESPACE)).map_err(in_url)?),
+        "kratos" => Arc::new(crate::KratosLayout::new(namespace.unwrap_or("/microservices"), "grpc").map_err(in_url)?),
+        "etcd-naming" => Arc::new(crate::EtcdNamingLayout::new(namespace.unwrap_or("")).map_err(in_url)?),
+        "go-zero" => Arc::new(crate::GoZeroLayout::new(namespace.unwrap_or("")).map_err(in_url)?),
+        other => {
+            return Err(url.error(format!(
+                "unknown layout {other:?} (known: octopus, kratos, etcd-naming, go-zero)"
+            )))
+        }
+    };
+    Ok(layout)
+}
+
+#[cfg(feature = "etcd")]
+pub(crate) fn etcd_options(url: &RegistryUrl) -> Result<octopus_etcd::EtcdOptions> {
+    let in_url = |e: Error| url.error(e);
+    let mut opts = octopus_etcd::EtcdOptions::new(&url.hosts).map_err(in_url)?;
+    if let Some(d) = url.duration("connect_timeout")? {
+        opts = opts.connect_timeout(d);
+    }
+    if let Some(d) = url.duration("request_timeout")? {
+        opts = opts.request_timeout(d);
+    }
+    if let Some(tls) = tls_options(url)? {
+        opts = opts.tls(tls);
+    }
+    match (url.params.get("user"), url.params.get("password")) {
+        (Some(user), Some(password)) => opts = opts.user(user, password),
+        (None, None) => {}
+        _ => return Err(url.error("user and password go together")),
+    }
+    Ok(opts)
+}
+
+/// TLS from `ca_file` (required for TLS), `cert_file` + `key_file`, `tls_domain`.
+#[cfg(feature = "etcd")]
+fn tls_options(url: &RegistryUrl) -> Result<Option<octopus_etcd::TlsOptions>> {
+    let read = |param: &str| -> Result<Option<Vec<u8>>> {
+        let Some(path) = url.params.get(param) else {
+            return Ok(None);
+        };
+        std::fs::read(path)
+            .map(Some)
+            .map_err(|e| url.error(format!("{param}: cannot read {path:?}: {e}")))
+    };
+    let (ca, cert, key) = (read("ca_file")?, read("cert_file")?, read("key_file")?);
+    let Some(ca) = ca else {
+        if cert.is_some() || key.is_some() || url.params.contains_key("tls_domain") {
+            return Err(url.error("TLS needs ca_file (the CA that signed etcd's certificate)"));
+        }
+        return Ok(None);
+    };
+    let mut tls = octopus_etcd::TlsOptions::new(ca);
+    match (cert, key) {
+        (Some(cert), Some(key)) => tls = tls.identity(cert, key),
+        (None, None) => {}
+        _ => return Err(url.error("cert_file and key_file go together")),
+    }
+    if let Some(domain) = url.params.get("tls_domain") {
+        tls = tls.domain(domain);
+    }
+    Ok(Some(tls))
+}
+
+/// Registration defaults from `ttl=`, `retry_interval=` and `retry_cap=`.
+pub(crate) fn defaults(url: &RegistryUrl) -> Result<RegisterOptions> {
+    let in_url = |e: Error| url.error(e);
+    let mut opts = RegisterOptions::default();
+    if let Some(ttl) = url.duration("ttl")? {
+        opts = opts.ttl(ttl).map_err(in_url)?;
+    }
+    let base = url.duration("retry_interval")?;
+    let cap = url.duration("retry_cap")?;
+    if base.is_some() || cap.is_some() {
+        let d = crate::BackoffPolicy::default();
+        let base = base.unwrap_or(d.base());
+        let policy = crate::BackoffPolicy::new(base, cap.unwrap_or(d.cap().max(base))).map_err(in_url)?;
+        opts = opts.retry(policy);
+    }
+    Ok(opts)
+}
