@@ -60,8 +60,9 @@ pub use url::{parse_duration, RegistryUrl};
 
 pub use octopus_core::{
     diff, BackoffPolicy, Diff, Discovery, DiscoveryResolver, Error, EtcdNamingLayout, Freshness, GoZeroLayout,
-    Instances, JitterRng, JsonLayout, KeyLayout, KratosLayout, LeaseId, Metadata, RegisterOptions, Registration,
-    Registry, Resolver, Resolvers, Result, ServiceInstance, Snapshot, Status, Target, Watch, DEFAULT_NAMESPACE,
+    Instances, JitterRng, JsonLayout, KeyLayout, KratosLayout, LeaseId, Metadata, OwnedTask, RegisterOptions,
+    Registration, Registry, Resolver, Resolvers, Result, ServiceInstance, Snapshot, Status, Target, Watch,
+    DEFAULT_NAMESPACE,
 };
 
 /// The core crate, for backend authors: the [`KvBackend`](octopus_core::KvBackend)

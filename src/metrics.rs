@@ -22,9 +22,9 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use tokio::task::JoinSet;
 
-use crate::{Error, Registration, Result, Status};
+use crate::{Error, OwnedTask, Registration, Result, Status};
 
 pub use octopus_core::telemetry::*;
 
@@ -96,13 +96,16 @@ impl Drop for Pending {
     }
 }
 
-/// Serves `/metrics`, `/healthz` and `/readyz` on `listener` until the handle is
-/// dropped or aborted.
-pub fn serve(listener: TcpListener, handle: PrometheusHandle, readiness: Readiness) -> JoinHandle<()> {
-    tokio::spawn(async move {
+/// Serves `/metrics`, `/healthz` and `/readyz` on `listener` until the returned
+/// owner is dropped: dropping it stops the server and its open connections.
+pub fn serve(listener: TcpListener, handle: PrometheusHandle, readiness: Readiness) -> OwnedTask<()> {
+    OwnedTask::spawn(async move {
+        // The accept loop owns its connections: stopping it stops them.
+        let mut connections = JoinSet::new();
         while let Ok((mut conn, _)) = listener.accept().await {
+            while connections.try_join_next().is_some() {} // forget finished ones
             let (handle, readiness) = (handle.clone(), readiness.clone());
-            tokio::spawn(async move {
+            connections.spawn(async move {
                 // Read until the end of the request's head (a request may arrive in
                 // several segments), at most 4 KiB.
                 let mut buf = vec![0u8; 4096];
@@ -134,12 +137,13 @@ pub fn serve(listener: TcpListener, handle: PrometheusHandle, readiness: Readine
     })
 }
 
-/// Binds `addr` and serves there; the address actually bound is returned.
+/// Binds `addr` and serves there until the returned owner is dropped; the
+/// address actually bound is returned.
 pub async fn bind(
     addr: SocketAddr,
     handle: PrometheusHandle,
     readiness: Readiness,
-) -> Result<(SocketAddr, JoinHandle<()>)> {
+) -> Result<(SocketAddr, OwnedTask<()>)> {
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|e| Error::backend("metrics", format!("cannot listen on {addr}: {e}")))?;

@@ -12,7 +12,7 @@ use tonic_health::pb::health_server::{Health, HealthServer};
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 use tonic_health::ServingStatus;
 
-use crate::{Error, RegisterOptions, Registry, Result, ServiceInstance, Status};
+use crate::{Error, OwnedTask, RegisterOptions, Registry, Result, ServiceInstance, Status};
 
 /// How [`serve`] shuts down, and what else follows its registration.
 #[derive(Clone, Debug)]
@@ -68,7 +68,7 @@ pub async fn serve(
     });
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-    let server = tokio::spawn(
+    let mut server = OwnedTask::spawn(
         router
             .add_service(health)
             .serve_with_incoming_shutdown(incoming, async {
@@ -89,7 +89,7 @@ pub async fn serve(
     let mut status = registration.status();
     let follower = {
         let reporter = reporter.clone();
-        tokio::spawn(async move {
+        OwnedTask::spawn(async move {
             loop {
                 let serving = matches!(*status.borrow_and_update(), Status::Registered { .. });
                 let s = if serving {
@@ -107,7 +107,7 @@ pub async fn serve(
 
     shutdown.await;
     tracing::info!(service = %instance.service, id = %instance.id, "shutting down: deregistering first");
-    follower.abort();
+    drop(follower);
     reporter.set_service_status("", ServingStatus::NotServing).await;
     let deregistered = registration.deregister().await;
     tokio::time::sleep(serve_options.drain_delay).await;
@@ -116,7 +116,8 @@ pub async fn serve(
     // below would wait the whole grace period for streams that never end.
     drained_tx.send_replace(true);
     let _ = stop_tx.send(());
-    match tokio::time::timeout(serve_options.grace, server).await {
+    // Past the grace period, dropping `server` stops it and its last calls.
+    match tokio::time::timeout(serve_options.grace, &mut server).await {
         Ok(Ok(Ok(()))) => {}
         Ok(Ok(Err(e))) => return Err(Error::backend("serve", e)),
         Ok(Err(e)) => return Err(Error::backend("serve", e)),

@@ -27,7 +27,7 @@ async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
 async fn prometheus_series_and_health_endpoints() {
     let handle = metrics::install().unwrap();
     let readiness = Readiness::default();
-    let (addr, _server) = metrics::bind("127.0.0.1:0".parse().unwrap(), handle, readiness.clone())
+    let (addr, server) = metrics::bind("127.0.0.1:0".parse().unwrap(), handle, readiness.clone())
         .await
         .unwrap();
 
@@ -159,6 +159,25 @@ async fn prometheus_series_and_health_endpoints() {
         200,
         "a deregistered registration no longer counts"
     );
+
+    // Dropping the owner stops the server, and a connection it had open.
+    let mut open = tokio::net::TcpStream::connect(addr).await.unwrap();
+    open.write_all(b"GET /hea").await.unwrap();
+    sleep(Duration::from_millis(50)).await;
+    drop(server);
+    let mut rest = Vec::new();
+    let read = timeout(Duration::from_secs(5), open.read_to_end(&mut rest)).await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "the open connection ended with the server: {read:?}"
+    );
+    let refused = timeout(Duration::from_secs(5), async {
+        while tokio::net::TcpStream::connect(addr).await.is_ok() {
+            sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(refused.is_ok(), "the listener still accepts after its owner was dropped");
 }
 
 /// Prometheus's own linter on the scraped text (Debian's `prometheus` package,

@@ -6,8 +6,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse};
 use octopus_core::{
-    prefix_end, Error, Header, KeyValue, KvBackend, Lease, LeaseId, LeaseKeeper, PutOutcome, Result, Revision,
-    WatchStream,
+    prefix_end, Error, Header, KeyValue, KvBackend, Lease, LeaseId, LeaseKeeper, OwnedTask, PutOutcome, Result,
+    Revision, WatchStream,
 };
 use tokio::time::timeout;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
@@ -42,19 +42,13 @@ impl std::fmt::Debug for EtcdBackend {
 }
 
 /// A page being read in its own task; dropping it (the read was abandoned) stops the task.
-struct Page(tokio::task::JoinHandle<Result<etcd_client::GetResponse>>);
+struct Page(OwnedTask<Result<etcd_client::GetResponse>>);
 
 impl Page {
     async fn finish(&mut self) -> Result<etcd_client::GetResponse> {
         (&mut self.0)
             .await
             .unwrap_or_else(|e| Err(Error::backend("range", format!("the page read ended: {e}"))))
-    }
-}
-
-impl Drop for Page {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 
@@ -191,7 +185,7 @@ impl EtcdBackend {
         }
         let mut kv = client.kv_client();
         let limit = self.limit();
-        Page(tokio::spawn(async move {
+        Page(OwnedTask::spawn(async move {
             within(limit, "range", kv.get(start, Some(opts))).await
         }))
     }

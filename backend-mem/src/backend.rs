@@ -9,10 +9,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures_core::Stream;
 use octopus_core::{
-    Header, KeyValue, KvBackend, Lease, LeaseId, LeaseKeeper, PutOutcome, Result, Revision, WatchMessage, WatchStream,
+    Header, KeyValue, KvBackend, Lease, LeaseId, LeaseKeeper, OwnedTask, PutOutcome, Result, Revision, WatchMessage,
+    WatchStream,
 };
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use tokio::time::sleep_until;
 
 use crate::range::KeyRange;
@@ -28,26 +28,17 @@ use crate::Error;
 pub struct MemBackend {
     store: Store,
     reachable: Arc<watch::Sender<bool>>,
-    _expiry: Arc<ExpiryTask>,
-}
-
-#[derive(Debug)]
-struct ExpiryTask(JoinHandle<()>);
-
-impl Drop for ExpiryTask {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
+    _expiry: Arc<OwnedTask<()>>,
 }
 
 impl MemBackend {
     /// A backend over `store`. Call from within a tokio runtime (it spawns the expiry task).
     pub fn new(store: Store) -> Self {
-        let expiry = tokio::spawn(expire_on_time(store.downgrade()));
+        let expiry = OwnedTask::spawn(expire_on_time(store.downgrade()));
         MemBackend {
             store,
             reachable: Arc::new(watch::channel(true).0),
-            _expiry: Arc::new(ExpiryTask(expiry)),
+            _expiry: Arc::new(expiry),
         }
     }
 

@@ -5,10 +5,9 @@ use std::pin::Pin;
 
 use etcd_client::proto::{PbWatchRequest, PbWatchRequestUnion, PbWatchResponse, PbWatchService};
 use futures_util::StreamExt;
-use octopus_core::WatchMessage;
+use octopus_core::{OwnedTask, WatchMessage};
 use octopus_mem::StoreWatch;
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 use tokio::time::{interval_at, Instant, MissedTickBehavior};
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -18,16 +17,11 @@ use super::{convert, MemEtcd};
 type WatchResponses = Pin<Box<dyn futures_util::Stream<Item = Result<PbWatchResponse, Status>> + Send>>;
 type Out = mpsc::UnboundedSender<Result<PbWatchResponse, Status>>;
 
-/// One watch of a stream: its forwarding task and the switch that asks it for progress.
+/// One watch of a stream: its forwarding task (stopped when the watch is
+/// cancelled or its stream ends) and the switch that asks it for progress.
 struct Forwarder {
-    task: JoinHandle<()>,
+    _task: OwnedTask<()>,
     progress: mpsc::UnboundedSender<()>,
-}
-
-impl Drop for Forwarder {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
 }
 
 struct Settings {
@@ -45,8 +39,14 @@ impl PbWatchService for MemEtcd {
     async fn watch(&self, request: Request<Streaming<PbWatchRequest>>) -> Result<Response<WatchResponses>, Status> {
         let (tx, rx) = mpsc::unbounded_channel();
         let server = self.clone();
-        tokio::spawn(serve_stream(server, request.into_inner(), tx));
-        Ok(Response::new(Box::pin(UnboundedReceiverStream::new(rx))))
+        // The response stream owns the task that serves the request stream: when
+        // tonic drops it (the client went away), the task and its watches stop.
+        let task = OwnedTask::spawn(serve_stream(server, request.into_inner(), tx));
+        let responses = UnboundedReceiverStream::new(rx);
+        Ok(Response::new(Box::pin(responses.map(move |r| {
+            let _owner = &task;
+            r
+        }))))
     }
 }
 
@@ -96,8 +96,8 @@ async fn serve_stream(server: MemEtcd, mut requests: Streaming<PbWatchRequest>, 
                     Ok(watch) => {
                         let _ = out.send(Ok(created));
                         let (progress, asked) = mpsc::unbounded_channel();
-                        let task = tokio::spawn(forward(server.clone(), watch, settings, asked, out.clone()));
-                        watches.insert(id, Forwarder { task, progress });
+                        let task = OwnedTask::spawn(forward(server.clone(), watch, settings, asked, out.clone()));
+                        watches.insert(id, Forwarder { _task: task, progress });
                     }
                     Err(octopus_mem::Error::Compacted { compacted, .. }) => {
                         // As etcd: the watch is created, then cancelled with the compact revision.

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, Weak};
 
 use async_trait::async_trait;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 
 mod stats;
 mod task;
@@ -12,8 +12,8 @@ mod task;
 use crate::view::View;
 use crate::Instances;
 use crate::{
-    Backoff, BackoffPolicy, Discovery, JitterRng, KeyLayout, KeyValue, KvBackend, Result, Revision, ServiceInstance,
-    Snapshot, Watch,
+    Backoff, BackoffPolicy, Discovery, JitterRng, KeyLayout, KeyValue, KvBackend, OwnedTask, Result, Revision,
+    ServiceInstance, Snapshot, Watch,
 };
 pub use stats::DiscoveryStats;
 use task::CacheTask;
@@ -39,7 +39,7 @@ impl<B> std::fmt::Debug for WatchDiscovery<B> {
 /// A running cache; dropping the last [`Watch`] drops it and stops its task.
 struct Cache {
     rx: watch::Receiver<Option<Snapshot>>,
-    _stop: oneshot::Sender<()>,
+    _task: OwnedTask<()>,
 }
 
 impl<B: KvBackend> WatchDiscovery<B> {
@@ -131,7 +131,6 @@ impl<B: KvBackend> Discovery for WatchDiscovery<B> {
             return Ok(Watch::new(cache.rx.clone(), cache));
         }
         let (tx, rx) = watch::channel(None);
-        let (stop_tx, stop_rx) = oneshot::channel();
         let rng = self.rng.lock().unwrap_or_else(|p| p.into_inner()).fork();
         let task = CacheTask {
             backend: self.backend.clone(),
@@ -149,14 +148,10 @@ impl<B: KvBackend> Discovery for WatchDiscovery<B> {
             stale_since: None,
             logged: BTreeSet::new(),
         };
-        tokio::spawn(async move {
-            tokio::select! {
-                biased;
-                _ = stop_rx => {}
-                _ = task.run() => {}
-            }
+        let cache = Arc::new(Cache {
+            rx,
+            _task: OwnedTask::spawn(task.run()),
         });
-        let cache = Arc::new(Cache { rx, _stop: stop_tx });
         caches.retain(|_, c| c.strong_count() > 0);
         caches.insert(service.to_owned(), Arc::downgrade(&cache));
         Ok(Watch::new(cache.rx.clone(), cache))

@@ -16,8 +16,8 @@ mod task;
 
 use crate::shared::SharedLease;
 use crate::{
-    Backoff, Error, JitterRng, KeyLayout, KvBackend, LeaseId, RegisterOptions, Registration, Registry, Result,
-    ServiceInstance, Status,
+    Backoff, Error, JitterRng, KeyLayout, KvBackend, LeaseId, OwnedTask, RegisterOptions, Registration, Registry,
+    Result, ServiceInstance, Status,
 };
 use task::{LiveKey, Task};
 
@@ -133,7 +133,7 @@ impl<B: KvBackend> Registry for LeaseRegistry<B> {
             shared: self.shared_lease(),
             _live: live,
         };
-        let registration = Registration::new(service, id, status_rx.clone(), cmd_tx, tokio::spawn(task.run()));
+        let registration = Registration::new(service, id, status_rx.clone(), cmd_tx, OwnedTask::spawn(task.run()));
         let mut first = status_rx;
         let _ = first.wait_for(|s| *s != Status::Registering).await;
         Ok(registration)

@@ -50,6 +50,7 @@ mod resolver;
 mod shared;
 mod snapshot;
 mod target;
+mod task;
 pub mod telemetry;
 mod view;
 
@@ -78,3 +79,4 @@ pub use registry::{RegisterOptions, Registration, Registry, Status};
 pub use resolver::{DiscoveryResolver, Resolver, Resolvers};
 pub use snapshot::{Freshness, Snapshot};
 pub use target::Target;
+pub use task::OwnedTask;

@@ -6,9 +6,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use tokio::sync::{oneshot, watch};
-use tokio::task::JoinHandle;
 
 use crate::mailbox::{Command, Outbox};
+use crate::task::OwnedTask;
 use crate::{BackoffPolicy, Error, JitterRng, LeaseId, Result, ServiceInstance};
 
 /// Registers service instances under a lease that it keeps alive.
@@ -169,7 +169,7 @@ pub struct Registration {
     id: String,
     status: watch::Receiver<Status>,
     commands: Outbox,
-    task: Option<JoinHandle<()>>,
+    task: Option<OwnedTask<()>>,
 }
 
 impl Registration {
@@ -178,7 +178,7 @@ impl Registration {
         id: String,
         status: watch::Receiver<Status>,
         commands: Outbox,
-        task: JoinHandle<()>,
+        task: OwnedTask<()>,
     ) -> Self {
         Registration {
             service,
@@ -269,6 +269,16 @@ impl Registration {
         let _ = self.commands.send(Command::Abandon);
         if let Some(task) = self.task.take() {
             let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        // The dropped handle's outbox tells the task to deregister; the task must
+        // outlive the handle to do it (the one detached task, see `OwnedTask`).
+        if let Some(task) = self.task.take() {
+            task.detach();
         }
     }
 }

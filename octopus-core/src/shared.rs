@@ -4,11 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 use tokio::time::{sleep, sleep_until, timeout};
 
 use crate::keepalive::{Beat, KeepAlive};
-use crate::{Backoff, Error, KvBackend, LeaseId, RegisterOptions, Result};
+use crate::{Backoff, Error, KvBackend, LeaseId, OwnedTask, RegisterOptions, Result};
 
 /// Where the shared lease stands.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -24,23 +24,15 @@ pub(crate) enum SharedState {
 #[derive(Debug)]
 pub(crate) struct SharedLease {
     rx: watch::Receiver<SharedState>,
-    _stop: oneshot::Sender<()>,
+    _task: OwnedTask<()>,
 }
 
 impl SharedLease {
     /// Starts the task that grants the lease and keeps it alive.
     pub(crate) fn start<B: KvBackend>(backend: Arc<B>, opts: &RegisterOptions, backoff: Backoff) -> Arc<Self> {
         let (tx, rx) = watch::channel(SharedState::Pending(String::new()));
-        let (stop_tx, stop_rx) = oneshot::channel();
-        let task = keep(backend, opts.clone(), backoff, tx);
-        tokio::spawn(async move {
-            tokio::select! {
-                biased;
-                _ = stop_rx => {}
-                _ = task => {}
-            }
-        });
-        Arc::new(SharedLease { rx, _stop: stop_tx })
+        let task = OwnedTask::spawn(keep(backend, opts.clone(), backoff, tx));
+        Arc::new(SharedLease { rx, _task: task })
     }
 
     /// The lease, waiting at most `within` for one to be held.

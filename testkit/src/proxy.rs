@@ -9,9 +9,9 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use tokio::time::sleep;
 
+use octopus_core::OwnedTask;
 use octopus_etcd::{EtcdBackend, EtcdOptions};
 
 /// What the proxy does with traffic.
@@ -39,7 +39,7 @@ impl ProxyMode {
 pub struct FaultProxy {
     addr: SocketAddr,
     mode: Arc<watch::Sender<ProxyMode>>,
-    task: JoinHandle<()>,
+    _task: OwnedTask<()>,
 }
 
 /// Clients of an etcd-speaking server for the conformance suite: each behind a
@@ -94,7 +94,7 @@ impl FaultProxy {
         let addr = listener.local_addr().expect("proxy address");
         let mode = Arc::new(watch::channel(ProxyMode::Pass).0);
         let rx = mode.subscribe();
-        let task = tokio::spawn(async move {
+        let task = OwnedTask::spawn(async move {
             let mut conns = tokio::task::JoinSet::new();
             while let Ok((inbound, _)) = listener.accept().await {
                 let mut rx = rx.clone();
@@ -117,7 +117,11 @@ impl FaultProxy {
                 });
             }
         });
-        FaultProxy { addr, mode, task }
+        FaultProxy {
+            addr,
+            mode,
+            _task: task,
+        }
     }
 
     /// `127.0.0.1:PORT` of the proxy.
@@ -128,12 +132,6 @@ impl FaultProxy {
     /// Switches the fault mode for every connection, current and future.
     pub fn set(&self, mode: ProxyMode) {
         self.mode.send_replace(mode);
-    }
-}
-
-impl Drop for FaultProxy {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 

@@ -5,14 +5,13 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tonic::body::Body;
 use tonic::transport::Channel;
 use tower::{Service, ServiceExt};
 
 use super::{Connector, Policy};
-use crate::{JitterRng, ServiceInstance, Watch};
+use crate::{JitterRng, OwnedTask, ServiceInstance, Watch};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -50,21 +49,13 @@ struct Inner {
     eject_base: Duration,
     eject_cap: Duration,
     epoch: Instant,
-    follower: Mutex<Option<JoinHandle<()>>>,
+    follower: Mutex<Option<OwnedTask<()>>>,
     /// True once discovery has answered (or stopped): until then a call waits
     /// for the first answer instead of failing on an empty list.
     resolved: tokio::sync::watch::Sender<bool>,
     /// How long a call waits for that first answer when its request carries no
     /// deadline (`grpc-timeout`) of its own.
     first_answer_timeout_ns: AtomicU64,
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        if let Some(task) = self.follower.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            task.abort();
-        }
-    }
 }
 
 /// A load-balanced channel to the instances of one service. Clone it freely:
@@ -106,7 +97,7 @@ impl BalancedChannel {
             resolved: tokio::sync::watch::Sender::new(false),
             first_answer_timeout_ns: AtomicU64::new(Self::DEFAULT_FIRST_ANSWER_TIMEOUT.as_nanos() as u64),
         });
-        let task = tokio::spawn(follow(Arc::downgrade(&inner), watch, connector));
+        let task = OwnedTask::spawn(follow(Arc::downgrade(&inner), watch, connector));
         *inner.follower.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
         BalancedChannel { inner }
     }
