@@ -177,7 +177,10 @@ async fn prometheus_series_and_health_endpoints() {
         }
     })
     .await;
-    assert!(refused.is_ok(), "the listener still accepts after its owner was dropped");
+    assert!(
+        refused.is_ok(),
+        "the listener still accepts after its owner was dropped"
+    );
 }
 
 /// Prometheus's own linter on the scraped text (Debian's `prometheus` package,

@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse};
+use octopus_core::fencing::Created;
 use octopus_core::{
-    prefix_end, Error, Header, KeyValue, KvBackend, Lease, LeaseId, LeaseKeeper, OwnedTask, PutOutcome, Result,
-    Revision, WatchStream,
+    prefix_end, Error, Header, KeyValue, KvBackend, Lease, LeaseId, LeaseKeeper, OwnedTask, Result, Revision,
+    WatchStream,
 };
 use tokio::time::timeout;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
@@ -207,43 +208,34 @@ fn tune(ep: Endpoint, o: &EtcdOptions) -> Endpoint {
 
 #[async_trait]
 impl KvBackend for EtcdBackend {
-    async fn put_owned(&self, key: &str, value: Vec<u8>, lease: LeaseId, previous: &[LeaseId]) -> Result<PutOutcome> {
-        let put = || TxnOp::put(key, value.clone(), Some(PutOptions::new().with_lease(lease.0)));
-        if octopus_core::bug!(NoFencing) {
-            let resp = self.txn(Txn::new().and_then([put()])).await?;
-            return Ok(PutOutcome::Written(header(resp.header()).revision));
+    async fn create(&self, key: &str, value: Vec<u8>, lease: LeaseId) -> Result<Created> {
+        let txn = Txn::new()
+            .when([Compare::create_revision(key, CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(key, value, Some(PutOptions::new().with_lease(lease.0)))])
+            .or_else([TxnOp::get(key, None)]);
+        let resp = self.txn(txn).await?;
+        if resp.succeeded() {
+            return Ok(Created::Written(header(resp.header()).revision));
         }
-        // Create if absent; otherwise overwrite only a key that is ours, guarded by the
-        // mod revision we read (etcd's compares are AND-only, hence two steps).
-        for _ in 0..8 {
-            let txn = Txn::new()
-                .when([Compare::create_revision(key, CompareOp::Equal, 0)])
-                .and_then([put()])
-                .or_else([TxnOp::get(key, None)]);
-            let resp = self.txn(txn).await?;
-            if resp.succeeded() {
-                return Ok(PutOutcome::Written(header(resp.header()).revision));
-            }
-            let current = resp.op_responses().into_iter().find_map(|r| match r {
-                TxnOpResponse::Get(g) => g.kvs().first().map(convert_kv),
-                _ => None,
-            });
-            let Some(current) = current else { continue }; // deleted in between: try again
-            if current.lease != lease.0 && previous.iter().all(|p| p.0 != current.lease) {
-                return Ok(PutOutcome::Conflict { owner: current.lease });
-            }
-            let txn = Txn::new()
-                .when([Compare::mod_revision(key, CompareOp::Equal, current.mod_revision)])
-                .and_then([put()]);
-            let resp = self.txn(txn).await?;
-            if resp.succeeded() {
-                return Ok(PutOutcome::Written(header(resp.header()).revision));
-            }
-        }
-        Err(Error::backend(
-            "put",
-            format!("key {key:?} kept changing under eight guarded writes"),
-        ))
+        let current = resp.op_responses().into_iter().find_map(|r| match r {
+            TxnOpResponse::Get(g) => g.kvs().first().map(convert_kv),
+            _ => None,
+        });
+        Ok(Created::Present(current))
+    }
+
+    async fn put_if_unchanged(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        lease: LeaseId,
+        mod_revision: Revision,
+    ) -> Result<Option<Revision>> {
+        let txn = Txn::new()
+            .when([Compare::mod_revision(key, CompareOp::Equal, mod_revision)])
+            .and_then([TxnOp::put(key, value, Some(PutOptions::new().with_lease(lease.0)))]);
+        let resp = self.txn(txn).await?;
+        Ok(resp.succeeded().then(|| header(resp.header()).revision))
     }
 
     async fn delete(&self, key: &str) -> Result<bool> {

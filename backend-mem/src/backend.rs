@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_core::Stream;
+use octopus_core::fencing::Created;
 use octopus_core::{
-    Header, KeyValue, KvBackend, Lease, LeaseId, LeaseKeeper, OwnedTask, PutOutcome, Result, Revision, WatchMessage,
-    WatchStream,
+    Header, KeyValue, KvBackend, Lease, LeaseId, LeaseKeeper, OwnedTask, Result, Revision, WatchMessage, WatchStream,
 };
 use tokio::sync::watch;
 use tokio::time::sleep_until;
@@ -124,47 +124,49 @@ impl KvBackend for MemBackend {
         }
     }
 
-    async fn put_owned(&self, key: &str, value: Vec<u8>, lease: LeaseId, previous: &[LeaseId]) -> Result<PutOutcome> {
+    async fn create(&self, key: &str, value: Vec<u8>, lease: LeaseId) -> Result<Created> {
         self.check()?;
+        let absent = Compare {
+            range: KeyRange::key(key),
+            op: CompareOp::Equal,
+            target: CompareTarget::Create(0),
+        };
         let put = Op::Put {
             key: key.as_bytes().to_vec(),
             value,
             lease: lease.0,
         };
-        // Same two-step fencing as over etcd: create if absent; else overwrite only
-        // if the key is ours, guarded by the mod revision we saw.
-        loop {
-            let absent = Compare {
-                range: KeyRange::key(key),
-                op: CompareOp::Equal,
-                target: CompareTarget::Create(0),
-            };
-            let r = self
-                .store
-                .txn(&[absent], std::slice::from_ref(&put), &[Op::Range(KeyRange::key(key))])?;
-            if r.succeeded {
-                return Ok(PutOutcome::Written(r.header.revision));
-            }
-            let Some(OpResult::Range(kvs)) = r.results.into_iter().next() else {
-                unreachable!("failure branch is one range")
-            };
-            let Some(current) = kvs.into_iter().next() else {
-                continue;
-            }; // deleted meanwhile
-            let ours = current.lease == lease.0 || previous.iter().any(|p| p.0 == current.lease);
-            if !ours {
-                return Ok(PutOutcome::Conflict { owner: current.lease });
-            }
-            let unchanged = Compare {
-                range: KeyRange::key(key),
-                op: CompareOp::Equal,
-                target: CompareTarget::Mod(current.mod_revision),
-            };
-            let r = self.store.txn(&[unchanged], std::slice::from_ref(&put), &[])?;
-            if r.succeeded {
-                return Ok(PutOutcome::Written(r.header.revision));
-            }
+        let r = self.store.txn(&[absent], &[put], &[Op::Range(KeyRange::key(key))])?;
+        if r.succeeded {
+            return Ok(Created::Written(r.header.revision));
         }
+        let current = match r.results.into_iter().next() {
+            Some(OpResult::Range(kvs)) => kvs.into_iter().next(),
+            _ => None,
+        };
+        Ok(Created::Present(current))
+    }
+
+    async fn put_if_unchanged(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        lease: LeaseId,
+        mod_revision: Revision,
+    ) -> Result<Option<Revision>> {
+        self.check()?;
+        let unchanged = Compare {
+            range: KeyRange::key(key),
+            op: CompareOp::Equal,
+            target: CompareTarget::Mod(mod_revision),
+        };
+        let put = Op::Put {
+            key: key.as_bytes().to_vec(),
+            value,
+            lease: lease.0,
+        };
+        let r = self.store.txn(&[unchanged], &[put], &[])?;
+        Ok(r.succeeded.then_some(r.header.revision))
     }
 
     async fn delete(&self, key: &str) -> Result<bool> {

@@ -163,11 +163,33 @@ pub trait KvBackend: Send + Sync + 'static {
     /// Revokes `lease`, deleting its keys. A lease that is already gone is not an error.
     async fn revoke(&self, lease: LeaseId) -> Result<()>;
 
-    /// Atomically writes `key = value` attached to `lease` if the key is absent or
-    /// held by `lease` or by one of `previous` (our own earlier leases). Otherwise leaves the
-    /// key alone and reports its owner: that is the fencing that keeps a paused
-    /// process from overwriting a newer owner.
-    async fn put_owned(&self, key: &str, value: Vec<u8>, lease: LeaseId, previous: &[LeaseId]) -> Result<PutOutcome>;
+    /// In one transaction: writes `key = value` attached to `lease` if the key is
+    /// absent, else reads it. The first step of the fenced write.
+    async fn create(&self, key: &str, value: Vec<u8>, lease: LeaseId) -> Result<crate::fencing::Created>;
+
+    /// In one transaction: writes `key = value` attached to `lease` if the key's
+    /// mod revision is still `mod_revision`; the write's revision, or `None` if the
+    /// key changed. The second step of the fenced write.
+    async fn put_if_unchanged(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        lease: LeaseId,
+        mod_revision: Revision,
+    ) -> Result<Option<Revision>>;
+
+    /// Writes `key = value` attached to `lease` if the key is absent or held by
+    /// `lease` or by one of `previous` (our own earlier leases). Otherwise leaves
+    /// the key alone and reports its owner: that is the fencing that keeps a paused
+    /// process from overwriting a newer owner. Written once, over [`create`] and
+    /// [`put_if_unchanged`] ([`crate::fencing::put_owned`]); backends need not
+    /// override it.
+    ///
+    /// [`create`]: KvBackend::create
+    /// [`put_if_unchanged`]: KvBackend::put_if_unchanged
+    async fn put_owned(&self, key: &str, value: Vec<u8>, lease: LeaseId, previous: &[LeaseId]) -> Result<PutOutcome> {
+        crate::fencing::put_owned(self, key, value, lease, previous).await
+    }
 
     /// Atomically deletes `key` if it is held by `lease`; true if it was deleted.
     async fn delete_owned(&self, key: &str, lease: LeaseId) -> Result<bool>;

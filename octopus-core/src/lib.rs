@@ -26,6 +26,7 @@ pub mod clock;
 mod diff;
 mod discovery;
 mod error;
+pub mod fencing;
 #[cfg(feature = "sim-hooks")]
 pub mod hooks;
 #[cfg(not(feature = "sim-hooks"))]
