@@ -13,8 +13,8 @@ pub struct Entry {
     pub service: String,
     /// The key, as text (lossy for keys that are not UTF-8).
     pub key: String,
-    /// The lease that holds it (0: none).
-    pub lease: i64,
+    /// The lease that holds it ([`LeaseId::NONE`](crate::LeaseId::NONE): none).
+    pub lease: crate::LeaseId,
     /// Revision of its creation.
     pub create_revision: Revision,
     /// Revision of its last change.

@@ -2,7 +2,7 @@
 //! response headers, watch responses and errors.
 
 use etcd_client::{EventType, WatchResponse};
-use octopus_core::{Error, Event, EventKind, Header, KeyValue, Result, WatchMessage};
+use octopus_core::{Error, Event, EventKind, Header, KeyValue, LeaseId, Result, WatchMessage};
 
 /// An etcd-client error as Octopus's backend error, naming the operation.
 pub(crate) fn etcd_err(op: &'static str, e: etcd_client::Error) -> Error {
@@ -25,7 +25,7 @@ pub(crate) fn into_kv(kv: etcd_client::KeyValue) -> KeyValue {
         create_revision,
         mod_revision,
         version,
-        lease,
+        lease: LeaseId(lease),
     }
 }
 

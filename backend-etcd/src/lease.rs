@@ -27,7 +27,7 @@ pub(crate) async fn keeper(client: &Client, lease: LeaseId, limit: Duration) -> 
     // lease that is gone shows here, and must not look like a network error.
     let (keeper, stream) = match bounded(limit, "lease keepalive", client.keep_alive(lease.0)).await? {
         Err(etcd_client::Error::LeaseKeepAliveError(m)) if m == "lease not found" => {
-            return Err(Error::LeaseNotFound(lease.0));
+            return Err(Error::LeaseNotFound(lease));
         }
         r => r.map_err(|e| etcd_err("lease keepalive", e))?,
     };

@@ -64,7 +64,7 @@ pub enum Error {
 impl From<Error> for octopus_core::Error {
     fn from(e: Error) -> Self {
         match e {
-            Error::LeaseNotFound(id) => octopus_core::Error::LeaseNotFound(id),
+            Error::LeaseNotFound(id) => octopus_core::Error::LeaseNotFound(octopus_core::LeaseId(id)),
             Error::Compacted { requested, compacted } => octopus_core::Error::Compacted { requested, compacted },
             other => octopus_core::Error::backend("mem", other),
         }

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use octopus_core::{Event, EventKind, Header, KeyValue, Revision, WatchMessage};
+use octopus_core::{Event, EventKind, Header, KeyValue, LeaseId, Revision, WatchMessage};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -56,10 +56,10 @@ impl State {
         let mut leases = Leases::restore(image.cluster_id, &image.leases, image.next_lease, now);
         let mut kvs = BTreeMap::new();
         for mut kv in image.kvs {
-            if leases.contains(kv.lease) {
-                leases.attach(kv.lease, &kv.key);
+            if leases.contains(kv.lease.0) {
+                leases.attach(kv.lease.0, &kv.key);
             } else {
-                kv.lease = 0;
+                kv.lease = LeaseId::NONE;
             }
             kvs.insert(kv.key.clone(), kv);
         }
@@ -296,8 +296,8 @@ impl State {
         events: &mut Vec<Event>,
     ) -> Option<KeyValue> {
         let prev = self.kvs.get(key).cloned();
-        if let Some(old) = prev.as_ref().filter(|p| p.lease != 0 && p.lease != lease) {
-            self.leases.detach(old.lease, key);
+        if let Some(old) = prev.as_ref().filter(|p| !p.lease.is_none() && p.lease.0 != lease) {
+            self.leases.detach(old.lease.0, key);
         }
         if lease != 0 {
             self.leases.attach(lease, key);
@@ -308,7 +308,7 @@ impl State {
             create_revision: prev.as_ref().map_or(rev, |p| p.create_revision),
             mod_revision: rev,
             version: prev.as_ref().map_or(1, |p| p.version + 1),
-            lease,
+            lease: LeaseId(lease),
         };
         self.kvs.insert(key.to_vec(), kv.clone());
         events.push(Event {
@@ -328,7 +328,7 @@ impl State {
         let mut deleted = Vec::with_capacity(keys.len());
         for key in keys {
             let Some(prev) = self.kvs.remove(&key) else { continue };
-            self.leases.detach(prev.lease, &key);
+            self.leases.detach(prev.lease.0, &key);
             events.push(Event {
                 kind: EventKind::Delete,
                 kv: KeyValue {
@@ -337,7 +337,7 @@ impl State {
                     create_revision: 0,
                     mod_revision: rev,
                     version: 0,
-                    lease: 0,
+                    lease: LeaseId::NONE,
                 },
                 prev: Some(prev.clone()),
             });

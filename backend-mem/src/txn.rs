@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use octopus_core::{Header, KeyValue, Revision};
+use octopus_core::{Header, KeyValue, LeaseId, Revision};
 
 use crate::range::KeyRange;
 use crate::Error;
@@ -56,7 +56,7 @@ impl Compare {
             create_revision: 0,
             mod_revision: 0,
             version: 0,
-            lease: 0,
+            lease: LeaseId::NONE,
         };
         let kvs: Vec<&KeyValue> = if self.range.range_end.is_empty() {
             kvs.get(&self.range.key).into_iter().collect()
@@ -75,7 +75,7 @@ impl Compare {
                 CompareTarget::Version(v) => kv.version.cmp(v),
                 CompareTarget::Create(v) => kv.create_revision.cmp(v),
                 CompareTarget::Mod(v) => kv.mod_revision.cmp(v),
-                CompareTarget::Lease(v) => kv.lease.cmp(v),
+                CompareTarget::Lease(v) => kv.lease.0.cmp(v),
                 CompareTarget::Value(v) => kv.value.as_slice().cmp(v.as_slice()),
             };
             match self.op {

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use octopus_core::{Event, EventKind, KeyValue, WatchMessage};
+use octopus_core::{Event, EventKind, KeyValue, LeaseId, WatchMessage};
 use octopus_mem::{Compare, CompareOp, CompareTarget, Error, KeyRange, Op, Store, StoreWatch};
 use proptest::prelude::*;
 
@@ -116,7 +116,7 @@ impl Model {
             create_revision: prev.map_or(rev, |p| p.create_revision),
             mod_revision: rev,
             version: prev.map_or(1, |p| p.version + 1),
-            lease,
+            lease: LeaseId(lease),
         };
         state.insert(key.to_vec(), kv);
     }
@@ -137,7 +137,7 @@ impl Model {
     fn revoke(&mut self, id: i64) {
         self.leases.remove(&id);
         let mut next = self.current().clone();
-        next.retain(|_, kv| kv.lease != id);
+        next.retain(|_, kv| kv.lease.0 != id);
         self.commit(next);
     }
 
@@ -166,7 +166,7 @@ impl Model {
                         create_revision: 0,
                         mod_revision: r,
                         version: 0,
-                        lease: 0,
+                        lease: LeaseId::NONE,
                     },
                     prev: Some(prev.clone()),
                 }),
@@ -227,7 +227,7 @@ fn check(actions: Vec<Action>) -> Result<(), TestCaseError> {
                         lease,
                     };
                     let got = store.txn(&[guard], &[put], &[]);
-                    let holds = model.current().get(k).is_some_and(|kv| kv.lease == lease);
+                    let holds = model.current().get(k).is_some_and(|kv| kv.lease.0 == lease);
                     if holds && !model.leases.contains_key(&lease) {
                         prop_assert_eq!(got.unwrap_err(), Error::LeaseNotFound(lease));
                     } else {

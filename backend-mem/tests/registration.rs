@@ -39,7 +39,7 @@ async fn a_key_deleted_under_a_live_lease_is_put_back() {
     .expect("put back")
     .unwrap();
     let (_, kvs, _) = store.range(&KeyRange::key("/octopus/services/svc/a"), 0, 0).unwrap();
-    assert_eq!(kvs[0].lease, lease.0, "under the same live lease");
+    assert_eq!(kvs[0].lease, lease, "under the same live lease");
     assert_eq!(reg.current(), Status::Registered { lease });
 }
 

@@ -11,7 +11,7 @@ pub(super) fn kv(kv: &KeyValue) -> PbKeyValue {
         mod_revision: kv.mod_revision,
         version: kv.version,
         value: kv.value.clone(),
-        lease: kv.lease,
+        lease: kv.lease.0,
     }
 }
 

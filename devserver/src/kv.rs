@@ -106,7 +106,7 @@ impl MemEtcd {
                     value = current.value;
                 }
                 if req.ignore_lease {
-                    lease = current.lease;
+                    lease = current.lease.0;
                 }
                 compare.push(Compare {
                     range: key.clone(),

@@ -74,21 +74,21 @@ pub enum Error {
     #[error("revision {requested} has been compacted (oldest available: {compacted})")]
     Compacted {
         /// The revision asked for.
-        requested: i64,
+        requested: crate::Revision,
         /// The store's compaction revision.
-        compacted: i64,
+        compacted: crate::Revision,
     },
     /// The lease does not exist (it expired or was revoked).
     #[error("lease {0:#x} not found: it expired or was revoked")]
-    LeaseNotFound(i64),
+    LeaseNotFound(crate::LeaseId),
     /// The instance's key is held by a lease that is not ours: another process
     /// registered the same service and id.
     #[error("key {key:?} is owned by lease {owner:#x}, not ours: another registration holds this service/id")]
     Conflict {
         /// The key.
         key: String,
-        /// The lease that owns it (0: a key written without a lease).
-        owner: i64,
+        /// The lease that owns it ([`LeaseId::NONE`](crate::LeaseId::NONE): a key written without a lease).
+        owner: crate::LeaseId,
     },
     /// An operation did not finish in time.
     #[error("{op} timed out after {after:?}")]

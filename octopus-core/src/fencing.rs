@@ -37,7 +37,7 @@ pub async fn put_owned<B: KvBackend + ?Sized>(
             Created::Present(Some(current)) => current,
             Created::Present(None) => continue, // deleted in between: try again
         };
-        let ours = current.lease == lease.0 || previous.iter().any(|p| p.0 == current.lease);
+        let ours = current.lease == lease || previous.contains(&current.lease);
         if !ours && !crate::bug!(NoFencing) {
             return Ok(PutOutcome::Conflict { owner: current.lease });
         }

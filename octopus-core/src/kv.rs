@@ -37,13 +37,31 @@ pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
 /// A store revision: etcd's global, monotonically increasing modification counter.
 pub type Revision = i64;
 
-/// A lease identifier. `LeaseId(0)` means "no lease".
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+/// A lease identifier. `LeaseId(0)` (also [`LeaseId::NONE`]) means "no lease".
+/// Shown in hex, as etcdctl shows lease ids; stored as its number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
 pub struct LeaseId(pub i64);
+
+impl LeaseId {
+    /// No lease.
+    pub const NONE: LeaseId = LeaseId(0);
+
+    /// Whether this is no lease.
+    pub fn is_none(self) -> bool {
+        self.0 == 0
+    }
+}
 
 impl fmt::Display for LeaseId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:#x}", self.0)
+    }
+}
+
+impl fmt::LowerHex for LeaseId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::LowerHex::fmt(&self.0, f)
     }
 }
 
@@ -83,8 +101,8 @@ pub struct KeyValue {
     pub mod_revision: Revision,
     /// Number of modifications since creation.
     pub version: i64,
-    /// The lease it is attached to (0: none).
-    pub lease: i64,
+    /// The lease it is attached to ([`LeaseId::NONE`]: none).
+    pub lease: LeaseId,
 }
 
 /// Whether a watch event is a put or a delete.
@@ -135,8 +153,8 @@ pub enum PutOutcome {
     Written(Revision),
     /// The key is held by another lease and was left alone.
     Conflict {
-        /// The lease that holds it (0: no lease).
-        owner: i64,
+        /// The lease that holds it ([`LeaseId::NONE`]: no lease).
+        owner: LeaseId,
     },
 }
 

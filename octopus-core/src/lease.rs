@@ -96,6 +96,10 @@ impl<B: KvBackend> LeaseRegistry<B> {
 impl<B: KvBackend> Registry for LeaseRegistry<B> {
     async fn register(&self, instance: ServiceInstance, options: RegisterOptions) -> Result<Registration> {
         instance.validate()?;
+        options.validate()?;
+        if let Some((shared, _)) = &self.shared {
+            shared.validate()?;
+        }
         let value = self.layout.encode(&instance)?;
         let live = match self.shared {
             Some(_) => {
@@ -103,7 +107,7 @@ impl<B: KvBackend> Registry for LeaseRegistry<B> {
                 if !self.live.lock().unwrap_or_else(|p| p.into_inner()).insert(name.clone()) {
                     return Err(Error::Conflict {
                         key: self.layout.key(&instance, LeaseId(0)),
-                        owner: 0,
+                        owner: LeaseId::NONE,
                     });
                 }
                 Some(Box::new(LiveKey(self.live.clone(), name)))

@@ -43,8 +43,8 @@ pub enum Status {
     /// Another registration holds the same service and id. The task does not
     /// overwrite it; it retries with backoff until the key is free.
     Conflict {
-        /// The lease that holds the key (0: a key without a lease).
-        owner: i64,
+        /// The lease that holds the key ([`LeaseId::NONE`]: a key without a lease).
+        owner: LeaseId,
     },
     /// Deregistered: the key is deleted and the lease revoked. Final.
     Deregistered,
@@ -116,18 +116,39 @@ impl RegisterOptions {
         Ok(self)
     }
 
-    /// Sets the keepalive interval; it must be shorter than half the TTL.
-    /// Default: a third of the TTL the server granted.
+    /// Sets the keepalive interval; it must be positive, and shorter than half the
+    /// TTL (checked as a whole by [`validate`](Self::validate) when registering,
+    /// so the two may be set in either order). Default: a third of the TTL the
+    /// server granted.
     pub fn keepalive_interval(mut self, interval: Duration) -> Result<Self> {
-        if interval.is_zero() || interval * 2 >= self.ttl {
-            return Err(Error::option(
-                "keepalive_interval",
-                interval,
-                format!("must be positive and less than half the ttl ({:?})", self.ttl),
-            ));
+        if interval.is_zero() {
+            return Err(Error::option("keepalive_interval", interval, "must be positive"));
         }
         self.keepalive = Some(interval);
         Ok(self)
+    }
+
+    /// Checks the options as a whole: the rules that tie one field to another.
+    /// [`Registry::register`](crate::Registry::register) calls it, so an invalid
+    /// combination is an error naming both fields, whatever order they were set in.
+    pub fn validate(&self) -> Result<()> {
+        if let Some(interval) = self.keepalive {
+            if interval * 2 >= self.ttl {
+                return Err(Error::option(
+                    "keepalive_interval",
+                    interval,
+                    format!("must be less than half the ttl ({:?})", self.ttl),
+                ));
+            }
+        }
+        if self.deregister_timeout.is_zero() {
+            return Err(Error::option(
+                "deregister_timeout",
+                self.deregister_timeout,
+                "must be positive",
+            ));
+        }
+        Ok(())
     }
 
     /// Sets the retry policy used when the lease or the connection is lost.
@@ -280,5 +301,41 @@ impl Drop for Registration {
         if let Some(task) = self.task.take() {
             task.detach();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_are_validated_as_a_whole_in_any_order() {
+        let s = Duration::from_secs;
+        // Keepalive first, then a TTL that makes it valid: fine in either order.
+        let a = RegisterOptions::default()
+            .keepalive_interval(s(8))
+            .unwrap()
+            .ttl(s(20))
+            .unwrap();
+        let b = RegisterOptions::default()
+            .ttl(s(20))
+            .unwrap()
+            .keepalive_interval(s(8))
+            .unwrap();
+        assert!(a.validate().is_ok() && b.validate().is_ok());
+        // A TTL set after the keepalive that it no longer fits: caught as a whole.
+        let bad = RegisterOptions::default()
+            .keepalive_interval(s(3))
+            .unwrap()
+            .ttl(s(4))
+            .unwrap();
+        let err = bad.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("keepalive_interval") && err.contains("half the ttl"),
+            "{err}"
+        );
+        let zero = RegisterOptions::default().deregister_timeout(Duration::ZERO);
+        assert!(zero.validate().unwrap_err().to_string().contains("deregister_timeout"));
+        assert!(RegisterOptions::default().keepalive_interval(Duration::ZERO).is_err());
     }
 }

@@ -152,14 +152,14 @@ pub async fn etcd(ctx: Ctx) -> HostResult {
                     octopus_core::EventKind::Put => Ev::Put {
                         key,
                         revision: ev.kv.mod_revision,
-                        lease: ev.kv.lease,
-                        prev_lease: ev.prev.as_ref().map(|p| p.lease),
+                        lease: ev.kv.lease.0,
+                        prev_lease: ev.prev.as_ref().map(|p| p.lease.0),
                         value: String::from_utf8_lossy(&ev.kv.value).into_owned(),
                     },
                     octopus_core::EventKind::Delete => Ev::Delete {
                         key,
                         revision: ev.kv.mod_revision,
-                        prev_lease: ev.prev.as_ref().map_or(0, |p| p.lease),
+                        prev_lease: ev.prev.as_ref().map_or(0, |p| p.lease.0),
                     },
                 });
             }

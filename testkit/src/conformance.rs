@@ -260,6 +260,15 @@ pub async fn invalid_input_rejected(h: &impl Harness) {
         .unwrap_err()
         .to_string()
         .contains("invalid port"));
+    // Options checked as a whole at registration: a keepalive that does not fit
+    // the TTL set after it is an error naming it, and nothing is registered.
+    let misfit = options(h)
+        .keepalive_interval(Duration::from_secs(3))
+        .unwrap()
+        .ttl(Duration::from_secs(4))
+        .unwrap();
+    let err = reg.register(instance("svc", "c", 1003), misfit).await.unwrap_err();
+    assert!(err.to_string().contains("keepalive_interval"), "{err}");
     let err = good
         .update(ServiceInstance {
             addr: "not a host".into(),

@@ -110,7 +110,7 @@ impl<B: KvBackend> Task<B> {
     async fn on_key_events(&mut self, lease: LeaseId, events: Vec<Event>, revision: &mut Revision) -> Option<Exit> {
         for ev in events {
             *revision = (*revision).max(ev.kv.mod_revision);
-            let ours = ev.kv.lease == lease.0;
+            let ours = ev.kv.lease == lease;
             if ev.kind == EventKind::Delete || !ours {
                 match self.heal(lease).await {
                     Ok(rev) => *revision = (*revision).max(rev),
@@ -126,7 +126,7 @@ impl<B: KvBackend> Task<B> {
     async fn reopen_key_watch(&mut self, lease: LeaseId) -> Result<(WatchStream, Revision)> {
         let (header, kv) = self.backend.get(&self.key(lease)).await?;
         let mut revision = header.revision;
-        if kv.is_none_or(|kv| kv.lease != lease.0) {
+        if kv.is_none_or(|kv| kv.lease != lease) {
             revision = revision.max(self.heal(lease).await?);
         }
         let stream = self.backend.watch(&self.key(lease), false, revision + 1).await?;

@@ -189,7 +189,7 @@ impl<B: KvBackend> Task<B> {
     /// The lease of whoever else holds our key now, if someone does (`None` too
     /// when the read fails, or when the layout puts the lease in the key, so that
     /// there is no key to contend for).
-    async fn foreign_owner(&self) -> Option<(String, i64)> {
+    async fn foreign_owner(&self) -> Option<(String, LeaseId)> {
         let key = self.key(LeaseId(0));
         if key != self.key(LeaseId(1)) {
             return None;
@@ -197,7 +197,7 @@ impl<B: KvBackend> Task<B> {
         let (_, kv) = self.backend.get(&key).await.ok()?;
         let holder = kv?.lease;
         let mut ours = self.lease.iter().map(|(id, _)| *id).chain(self.unsure.iter().copied());
-        (!ours.any(|l| l.0 == holder)).then_some((key, holder))
+        (!ours.any(|l| l == holder)).then_some((key, holder))
     }
 
     /// Someone deleted our key while our lease lives (or overwrote it): put it back,
