@@ -4,6 +4,7 @@
 //! AND-only, hence two steps, each one transaction of the backend
 //! ([`KvBackend::create`], [`KvBackend::put_if_unchanged`]).
 
+pub use crate::kv::Created;
 use crate::{Error, KvBackend, LeaseId, PutOutcome, Result};
 
 /// How many times the two steps are tried when the key changes between them
@@ -11,16 +12,6 @@ use crate::{Error, KvBackend, LeaseId, PutOutcome, Result};
 /// error: a key that keeps changing under us is contended, and the registration
 /// task's backoff is the right place to wait.
 pub const FENCED_WRITE_TRIES: usize = 8;
-
-/// What [`KvBackend::create`] found.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Created {
-    /// The key was absent and is now written; the write's revision.
-    Written(crate::Revision),
-    /// The key is there: as it is (its lease and mod revision tell the owner and
-    /// guard the overwrite). `None` if it went away before it could be read.
-    Present(Option<crate::KeyValue>),
-}
 
 /// Writes `key = value` under `lease` if the key is absent or held by `lease` or
 /// by one of `previous`; otherwise reports the owner and leaves the key alone.

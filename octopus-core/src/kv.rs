@@ -5,7 +5,6 @@
 //! translates these calls to its store. That is what lets the simulator and the
 //! conformance suite prove one implementation for every backend.
 
-use std::fmt;
 use std::future::poll_fn;
 use std::pin::Pin;
 use std::time::Duration;
@@ -13,7 +12,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures_core::Stream;
 
-use crate::Result;
+use crate::{LeaseId, Result, Revision};
 
 /// The end of the range of keys that start with `prefix`, as etcd computes it
 /// (`[0]`, "every key from here on", when no such end exists).
@@ -32,37 +31,6 @@ pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
         }
     }
     vec![0]
-}
-
-/// A store revision: etcd's global, monotonically increasing modification counter.
-pub type Revision = i64;
-
-/// A lease identifier. `LeaseId(0)` (also [`LeaseId::NONE`]) means "no lease".
-/// Shown in hex, as etcdctl shows lease ids; stored as its number.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default, serde::Serialize, serde::Deserialize)]
-#[serde(transparent)]
-pub struct LeaseId(pub i64);
-
-impl LeaseId {
-    /// No lease.
-    pub const NONE: LeaseId = LeaseId(0);
-
-    /// Whether this is no lease.
-    pub fn is_none(self) -> bool {
-        self.0 == 0
-    }
-}
-
-impl fmt::Display for LeaseId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:#x}", self.0)
-    }
-}
-
-impl fmt::LowerHex for LeaseId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::LowerHex::fmt(&self.0, f)
-    }
 }
 
 /// A granted lease.
@@ -146,7 +114,7 @@ pub enum WatchMessage {
 /// [`Error::Compacted`](crate::Error::Compacted) says the start revision is gone.
 pub type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchMessage>> + Send>>;
 
-/// The outcome of [`KvBackend::put_owned`].
+/// The outcome of a fenced write ([`crate::fencing::put_owned`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PutOutcome {
     /// Written; the write's revision.
@@ -156,6 +124,16 @@ pub enum PutOutcome {
         /// The lease that holds it ([`LeaseId::NONE`]: no lease).
         owner: LeaseId,
     },
+}
+
+/// What [`KvBackend::create`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Created {
+    /// The key was absent and is now written; the write's revision.
+    Written(Revision),
+    /// The key is there: as it is (its lease and mod revision tell the owner and
+    /// guard the overwrite). `None` if it went away before it could be read.
+    Present(Option<KeyValue>),
 }
 
 /// Keeps one lease alive; one per lease, reused for every refresh.
@@ -183,7 +161,7 @@ pub trait KvBackend: Send + Sync + 'static {
 
     /// In one transaction: writes `key = value` attached to `lease` if the key is
     /// absent, else reads it. The first step of the fenced write.
-    async fn create(&self, key: &str, value: Vec<u8>, lease: LeaseId) -> Result<crate::fencing::Created>;
+    async fn create(&self, key: &str, value: Vec<u8>, lease: LeaseId) -> Result<Created>;
 
     /// In one transaction: writes `key = value` attached to `lease` if the key's
     /// mod revision is still `mod_revision`; the write's revision, or `None` if the
@@ -195,19 +173,6 @@ pub trait KvBackend: Send + Sync + 'static {
         lease: LeaseId,
         mod_revision: Revision,
     ) -> Result<Option<Revision>>;
-
-    /// Writes `key = value` attached to `lease` if the key is absent or held by
-    /// `lease` or by one of `previous` (our own earlier leases). Otherwise leaves
-    /// the key alone and reports its owner: that is the fencing that keeps a paused
-    /// process from overwriting a newer owner. Written once, over [`create`] and
-    /// [`put_if_unchanged`] ([`crate::fencing::put_owned`]); backends need not
-    /// override it.
-    ///
-    /// [`create`]: KvBackend::create
-    /// [`put_if_unchanged`]: KvBackend::put_if_unchanged
-    async fn put_owned(&self, key: &str, value: Vec<u8>, lease: LeaseId, previous: &[LeaseId]) -> Result<PutOutcome> {
-        crate::fencing::put_owned(self, key, value, lease, previous).await
-    }
 
     /// Atomically deletes `key` if it is held by `lease`; true if it was deleted.
     async fn delete_owned(&self, key: &str, lease: LeaseId) -> Result<bool>;

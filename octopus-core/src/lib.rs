@@ -37,6 +37,7 @@ macro_rules! bug {
         false
     };
 }
+mod ids;
 mod instance;
 mod instances;
 mod keepalive;
@@ -63,14 +64,15 @@ pub use cache::{DiscoveryStats, WatchDiscovery};
 pub use diff::{diff, Diff};
 pub use discovery::{Discovery, Watch};
 pub use error::{BoxError, Error, Result};
+pub use ids::{LeaseId, Revision};
 pub use instance::{
     validate_name, ServiceInstance, DEFAULT_WEIGHT, MAX_ENCODED_LEN, MAX_METADATA_ENTRIES, MAX_METADATA_KEY_LEN,
     MAX_NAME_LEN, MAX_WEIGHT,
 };
 pub use instances::Instances;
 pub use kv::{
-    prefix_end, Event, EventKind, Header, KeyValue, KvBackend, Lease, LeaseId, LeaseKeeper, PutOutcome, Revision,
-    WatchMessage, WatchStream,
+    prefix_end, Event, EventKind, Header, KeyValue, KvBackend, Lease, LeaseKeeper, PutOutcome, WatchMessage,
+    WatchStream,
 };
 pub use layout::{validate_namespace, JsonLayout, KeyLayout, DEFAULT_NAMESPACE};
 pub use lease::LeaseRegistry;

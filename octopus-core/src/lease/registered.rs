@@ -6,6 +6,7 @@ use tokio::sync::watch;
 use tokio::time::{sleep_until, timeout, Instant};
 
 use super::task::{log_err, Exit, Task};
+use crate::fencing::put_owned;
 use crate::keepalive::{Beat, KeepAlive};
 use crate::kv::next_message;
 use crate::mailbox::Command;
@@ -170,11 +171,7 @@ impl<B: KvBackend> Task<B> {
         let Some(lease) = lease else {
             return Ok(()); // not registered now: the next attempt writes the new value
         };
-        match self
-            .backend
-            .put_owned(&self.key(lease), self.value.clone(), lease, &[])
-            .await?
-        {
+        match put_owned(&*self.backend, &self.key(lease), self.value.clone(), lease, &[]).await? {
             PutOutcome::Written(_) => Ok(()),
             PutOutcome::Conflict { owner } => Err(Error::Conflict {
                 key: self.key(lease),

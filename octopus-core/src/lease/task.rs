@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::{sleep_until, Instant};
 
+use crate::fencing::put_owned;
 use crate::mailbox::Inbox;
 use crate::shared::SharedLease;
 use crate::{
@@ -152,7 +153,7 @@ impl<B: KvBackend> Task<B> {
             .chain(self.unsure.iter().copied())
             .collect();
         let key = self.key(lease.id);
-        match self.backend.put_owned(&key, self.value.clone(), lease.id, &ours).await {
+        match put_owned(&*self.backend, &key, self.value.clone(), lease.id, &ours).await {
             Ok(PutOutcome::Written(revision)) => {
                 // Earlier leases may still live (a keepalive failed, not the lease; a
                 // write timed out but landed): revoke them so that they hold nothing.
@@ -204,7 +205,7 @@ impl<B: KvBackend> Task<B> {
     /// unless a newer owner holds it.
     pub(super) async fn heal(&mut self, lease: LeaseId) -> Result<Revision> {
         let key = self.key(lease);
-        match self.backend.put_owned(&key, self.value.clone(), lease, &[]).await? {
+        match put_owned(&*self.backend, &key, self.value.clone(), lease, &[]).await? {
             PutOutcome::Written(rev) => {
                 tracing::warn!(service = %self.instance.service, id = %self.instance.id, "key was deleted under a live lease; restored");
                 Ok(rev)
