@@ -66,7 +66,7 @@ pub async fn connect(url: &str) -> Result<Client> {
 /// This is what a service uses at start-up, so that a registry that is down
 /// (etcd restarting with its services, a node rebooting) does not keep the service
 /// from starting: [`Client::register`] returns a registration in
-/// [`Status::Lost`](crate::Status::Lost) that retries with backoff, forever, and
+/// [`RegistrationStatus::Lost`](crate::RegistrationStatus::Lost) that retries with backoff, forever, and
 /// turns `Registered` as soon as etcd answers; [`grpc::serve`](crate::grpc::serve)
 /// reports `NOT_SERVING` and `/readyz` fails until then. For `mem://` it is
 /// [`connect`].
@@ -77,7 +77,7 @@ pub async fn connect(url: &str) -> Result<Client> {
 /// # #[cfg(feature = "etcd")] {
 /// let client = octopus::connect_lazy("etcd://127.0.0.1:1?connect_timeout=100ms&request_timeout=100ms").await?;
 /// let reg = client.register(octopus::ServiceInstance::new("users", "u1", "127.0.0.1", 8080)?).await?;
-/// assert!(matches!(reg.status().borrow().clone(), octopus::Status::Lost { .. }));
+/// assert!(matches!(reg.status().borrow().clone(), octopus::RegistrationStatus::Lost { .. }));
 /// reg.abandon().await;
 /// # }
 /// # Ok(()) }

@@ -61,7 +61,7 @@ pub use url::{parse_duration, RegistryUrl};
 pub use octopus_core::{
     diff, BackoffPolicy, Diff, Discovery, DiscoveryResolver, Error, EtcdNamingLayout, Freshness, GoZeroLayout,
     Instances, JitterRng, JsonLayout, KeyLayout, KratosLayout, LeaseId, Metadata, OwnedTask, RegisterOptions,
-    Registration, Registry, Resolver, Resolvers, Result, ServiceInstance, Snapshot, Status, Target, Watch,
+    Registration, RegistrationStatus, Registry, Resolver, Resolvers, Result, ServiceInstance, Snapshot, Target, Watch,
     DEFAULT_NAMESPACE,
 };
 

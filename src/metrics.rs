@@ -24,7 +24,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::{Error, OwnedTask, Registration, Result, Status};
+use crate::{Error, OwnedTask, Registration, RegistrationStatus, Result};
 
 pub use octopus_core::telemetry::*;
 
@@ -54,7 +54,7 @@ pub fn install() -> Result<PrometheusHandle> {
 /// The registrations `/readyz` answers for.
 #[derive(Clone, Default, Debug)]
 pub struct Readiness {
-    tracked: Arc<Mutex<Vec<watch::Receiver<Status>>>>,
+    tracked: Arc<Mutex<Vec<watch::Receiver<RegistrationStatus>>>>,
 }
 
 impl Readiness {
@@ -69,7 +69,7 @@ impl Readiness {
     /// Holds readiness at "not ready" until the returned guard is dropped: for the
     /// time before a registration exists to track (its first attempt).
     pub fn pending(&self) -> Pending {
-        let (tx, rx) = watch::channel(Status::Registering);
+        let (tx, rx) = watch::channel(RegistrationStatus::Registering);
         self.tracked.lock().unwrap_or_else(|p| p.into_inner()).push(rx);
         Pending(tx)
     }
@@ -80,19 +80,19 @@ impl Readiness {
         let mut tracked = self.tracked.lock().unwrap_or_else(|p| p.into_inner());
         // A deregistered registration no longer counts; a failed one keeps the
         // process unready (its last status stays readable after its task ended).
-        tracked.retain(|rx| !matches!(*rx.borrow(), Status::Deregistered));
+        tracked.retain(|rx| !matches!(*rx.borrow(), RegistrationStatus::Deregistered));
         tracked.iter().all(|rx| rx.borrow().is_registered())
     }
 }
 
 /// Keeps a [`Readiness`] not ready while it lives ([`Readiness::pending`]).
 #[derive(Debug)]
-pub struct Pending(watch::Sender<Status>);
+pub struct Pending(watch::Sender<RegistrationStatus>);
 
 impl Drop for Pending {
     fn drop(&mut self) {
         // Deregistered entries no longer count.
-        self.0.send_replace(Status::Deregistered);
+        self.0.send_replace(RegistrationStatus::Deregistered);
     }
 }
 

@@ -12,7 +12,7 @@ use tonic_health::pb::health_server::{Health, HealthServer};
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 use tonic_health::ServingStatus;
 
-use crate::{Error, OwnedTask, RegisterOptions, Registry, Result, ServiceInstance, Status};
+use crate::{Error, OwnedTask, RegisterOptions, RegistrationStatus, Registry, Result, ServiceInstance};
 
 /// How [`serve`] shuts down, and what else follows its registration.
 #[derive(Clone, Debug)]
@@ -91,7 +91,7 @@ pub async fn serve(
         let reporter = reporter.clone();
         OwnedTask::spawn(async move {
             loop {
-                let serving = matches!(*status.borrow_and_update(), Status::Registered { .. });
+                let serving = matches!(*status.borrow_and_update(), RegistrationStatus::Registered { .. });
                 let s = if serving {
                     ServingStatus::Serving
                 } else {

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use octopus_core::{
-    BackoffPolicy, Discovery, JitterRng, KvBackend, RegisterOptions, Registry, ServiceInstance, Snapshot, Status, Watch,
+    BackoffPolicy, Discovery, JitterRng, KvBackend, RegisterOptions, RegistrationStatus, Registry, ServiceInstance,
+    Snapshot, Watch,
 };
 use octopus_etcd::{EtcdBackend, EtcdOptions};
 use octopus_testkit::etcd::{EtcdServer, FaultProxy, ProxyMode};
@@ -317,7 +318,7 @@ async fn fencing_a_returning_registrant_never_overwrites_a_newer_owner() {
     let mut status = stale_owner.status();
     timeout(
         heal_bound() + Duration::from_secs(2),
-        status.wait_for(|s| matches!(s, Status::Conflict { .. })),
+        status.wait_for(|s| matches!(s, RegistrationStatus::Conflict { .. })),
     )
     .await
     .expect("the returning registrant reports the conflict")

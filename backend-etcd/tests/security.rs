@@ -154,7 +154,7 @@ async fn tls_and_expiring_auth_tokens() {
         .unwrap();
     assert_eq!(
         a.current(),
-        octopus_core::Status::Registered { lease },
+        octopus_core::RegistrationStatus::Registered { lease },
         "keepalives kept the first lease"
     );
     assert_eq!(discovery.instances("svc").await.unwrap().len(), 2);

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use octopus_core::{BackoffPolicy, Discovery, RegisterOptions, Registry, ServiceInstance, Status};
+use octopus_core::{BackoffPolicy, Discovery, RegisterOptions, RegistrationStatus, Registry, ServiceInstance};
 use octopus_mem::{KeyRange, MemBackend, Store};
 use tokio::time::{sleep, timeout};
 
@@ -40,7 +40,7 @@ async fn a_key_deleted_under_a_live_lease_is_put_back() {
     .unwrap();
     let (_, kvs, _) = store.range(&KeyRange::key("/octopus/services/svc/a"), 0, 0).unwrap();
     assert_eq!(kvs[0].lease, lease, "under the same live lease");
-    assert_eq!(reg.current(), Status::Registered { lease });
+    assert_eq!(reg.current(), RegistrationStatus::Registered { lease });
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
@@ -64,7 +64,7 @@ async fn a_retry_limit_ends_in_failed_and_otherwise_retries_never_stop() {
     let mut st = failing.status();
     timeout(
         Duration::from_secs(5),
-        st.wait_for(|s| matches!(s, Status::Failed { .. })),
+        st.wait_for(|s| matches!(s, RegistrationStatus::Failed { .. })),
     )
     .await
     .unwrap()
@@ -73,7 +73,7 @@ async fn a_retry_limit_ends_in_failed_and_otherwise_retries_never_stop() {
 
     sleep(Duration::from_secs(3600)).await; // an hour of an unreachable registry
     assert!(
-        matches!(forever.current(), Status::Lost { .. }),
+        matches!(forever.current(), RegistrationStatus::Lost { .. }),
         "{}",
         forever.current()
     );

@@ -3,7 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use octopus_core::{BackoffPolicy, Discovery, Error, JsonLayout, RegisterOptions, Registry, ServiceInstance, Status};
+use octopus_core::{
+    BackoffPolicy, Discovery, Error, JsonLayout, RegisterOptions, RegistrationStatus, Registry, ServiceInstance,
+};
 use octopus_mem::{MemBackend, Store};
 use tokio::time::{sleep, timeout};
 
@@ -39,7 +41,9 @@ async fn fifty_instances_one_lease_and_recovery_under_the_next() {
     assert_eq!(leases.len(), 1, "one lease for fifty instances");
     assert_eq!(store.time_to_live(leases[0]).unwrap().keys.len(), 50);
     let lease = regs[0].registered().await.unwrap();
-    assert!(regs.iter().all(|r| r.current() == Status::Registered { lease }));
+    assert!(regs
+        .iter()
+        .all(|r| r.current() == RegistrationStatus::Registered { lease }));
 
     // Kept alive over many TTLs by one keepalive loop.
     sleep(Duration::from_secs(20)).await;
@@ -62,7 +66,7 @@ async fn fifty_instances_one_lease_and_recovery_under_the_next() {
         let mut rx = r.status();
         timeout(
             Duration::from_secs(5),
-            rx.wait_for(|s| matches!(s, Status::Registered { lease: l } if *l != lease)),
+            rx.wait_for(|s| matches!(s, RegistrationStatus::Registered { lease: l } if *l != lease)),
         )
         .await
         .expect("re-registered")

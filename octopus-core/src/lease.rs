@@ -16,8 +16,8 @@ mod task;
 
 use crate::shared::SharedLease;
 use crate::{
-    Backoff, Error, JitterRng, KeyLayout, KvBackend, LeaseId, OwnedTask, RegisterOptions, Registration, Registry,
-    Result, ServiceInstance, Status,
+    Backoff, Error, JitterRng, KeyLayout, KvBackend, LeaseId, OwnedTask, RegisterOptions, Registration,
+    RegistrationStatus, Registry, Result, ServiceInstance,
 };
 use task::{LiveKey, Task};
 
@@ -119,8 +119,8 @@ impl<B: KvBackend> Registry for LeaseRegistry<B> {
             Some(rng) => *rng,
             None => self.rng.lock().unwrap_or_else(|p| p.into_inner()).fork(),
         };
-        let (status_tx, status_rx) = watch::channel(Status::Registering);
-        crate::telemetry::status_changed(&instance.service, None, &Status::Registering);
+        let (status_tx, status_rx) = watch::channel(RegistrationStatus::Registering);
+        crate::telemetry::status_changed(&instance.service, None, &RegistrationStatus::Registering);
         let (cmd_tx, cmd_rx) = crate::mailbox::inbox();
         let (service, id) = (instance.service.clone(), instance.id.clone());
         let task = Task {
@@ -139,7 +139,7 @@ impl<B: KvBackend> Registry for LeaseRegistry<B> {
         };
         let registration = Registration::new(service, id, status_rx.clone(), cmd_tx, OwnedTask::spawn(task.run()));
         let mut first = status_rx;
-        let _ = first.wait_for(|s| *s != Status::Registering).await;
+        let _ = first.wait_for(|s| *s != RegistrationStatus::Registering).await;
         Ok(registration)
     }
 }

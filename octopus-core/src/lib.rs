@@ -78,7 +78,7 @@ pub use layout::{validate_namespace, JsonLayout, KeyLayout, DEFAULT_NAMESPACE};
 pub use lease::LeaseRegistry;
 pub use metadata::Metadata;
 pub use presets::{EtcdNamingLayout, GoZeroLayout, KratosLayout};
-pub use registry::{RegisterOptions, Registration, Registry, Status};
+pub use registry::{RegisterOptions, Registration, RegistrationStatus, Registry};
 pub use resolver::{DiscoveryResolver, Resolver, Resolvers};
 pub use snapshot::{Freshness, Snapshot};
 pub use target::Target;

@@ -27,7 +27,7 @@ pub trait Registry: Send + Sync {
 /// Where a registration stands.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Status {
+pub enum RegistrationStatus {
     /// The first attempt is under way.
     Registering,
     /// The key is written and its lease is being kept alive.
@@ -55,27 +55,30 @@ pub enum Status {
     },
 }
 
-impl Status {
-    /// True for [`Status::Registered`].
+impl RegistrationStatus {
+    /// True for [`RegistrationStatus::Registered`].
     pub fn is_registered(&self) -> bool {
-        matches!(self, Status::Registered { .. })
+        matches!(self, RegistrationStatus::Registered { .. })
     }
 
     /// True for the final states.
     pub fn is_final(&self) -> bool {
-        matches!(self, Status::Deregistered | Status::Failed { .. })
+        matches!(
+            self,
+            RegistrationStatus::Deregistered | RegistrationStatus::Failed { .. }
+        )
     }
 }
 
-impl fmt::Display for Status {
+impl fmt::Display for RegistrationStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Status::Registering => f.write_str("registering"),
-            Status::Registered { lease } => write!(f, "registered (lease {lease})"),
-            Status::Lost { reason } => write!(f, "lost: {reason}"),
-            Status::Conflict { owner } => write!(f, "conflict: key held by lease {owner:#x}"),
-            Status::Deregistered => f.write_str("deregistered"),
-            Status::Failed { reason } => write!(f, "failed: {reason}"),
+            RegistrationStatus::Registering => f.write_str("registering"),
+            RegistrationStatus::Registered { lease } => write!(f, "registered (lease {lease})"),
+            RegistrationStatus::Lost { reason } => write!(f, "lost: {reason}"),
+            RegistrationStatus::Conflict { owner } => write!(f, "conflict: key held by lease {owner:#x}"),
+            RegistrationStatus::Deregistered => f.write_str("deregistered"),
+            RegistrationStatus::Failed { reason } => write!(f, "failed: {reason}"),
         }
     }
 }
@@ -188,7 +191,7 @@ impl RegisterOptions {
 pub struct Registration {
     service: String,
     id: String,
-    status: watch::Receiver<Status>,
+    status: watch::Receiver<RegistrationStatus>,
     commands: Outbox,
     task: Option<OwnedTask<()>>,
 }
@@ -197,7 +200,7 @@ impl Registration {
     pub(crate) fn new(
         service: String,
         id: String,
-        status: watch::Receiver<Status>,
+        status: watch::Receiver<RegistrationStatus>,
         commands: Outbox,
         task: OwnedTask<()>,
     ) -> Self {
@@ -221,12 +224,12 @@ impl Registration {
     }
 
     /// A watch of the status, for health checks and logs.
-    pub fn status(&self) -> watch::Receiver<Status> {
+    pub fn status(&self) -> watch::Receiver<RegistrationStatus> {
         self.status.clone()
     }
 
     /// The status now.
-    pub fn current(&self) -> Status {
+    pub fn current(&self) -> RegistrationStatus {
         self.status.borrow().clone()
     }
 
@@ -239,8 +242,8 @@ impl Registration {
             .map_err(|_| Error::Closed("registration"))?
             .clone();
         match status {
-            Status::Registered { lease } => Ok(lease),
-            other => Err(Error::Closed(if matches!(other, Status::Deregistered) {
+            RegistrationStatus::Registered { lease } => Ok(lease),
+            other => Err(Error::Closed(if matches!(other, RegistrationStatus::Deregistered) {
                 "registration (deregistered)"
             } else {
                 "registration (failed)"

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit};
 
-use crate::Status;
+use crate::RegistrationStatus;
 
 /// Registrations by status (a gauge per service and status).
 pub const REGISTRATIONS: &str = "octopus_registrations";
@@ -73,26 +73,26 @@ pub fn describe() {
     );
 }
 
-fn status_label(s: &Status) -> &'static str {
+fn status_label(s: &RegistrationStatus) -> &'static str {
     match s {
-        Status::Registering => "registering",
-        Status::Registered { .. } => "registered",
-        Status::Lost { .. } => "lost",
-        Status::Conflict { .. } => "conflict",
-        Status::Deregistered => "deregistered",
-        Status::Failed { .. } => "failed",
+        RegistrationStatus::Registering => "registering",
+        RegistrationStatus::Registered { .. } => "registered",
+        RegistrationStatus::Lost { .. } => "lost",
+        RegistrationStatus::Conflict { .. } => "conflict",
+        RegistrationStatus::Deregistered => "deregistered",
+        RegistrationStatus::Failed { .. } => "failed",
     }
 }
 
 /// Moves one registration from `old` to `new` in the gauge; final states leave it.
-pub(crate) fn status_changed(service: &str, old: Option<&Status>, new: &Status) {
+pub(crate) fn status_changed(service: &str, old: Option<&RegistrationStatus>, new: &RegistrationStatus) {
     if let Some(old) = old.filter(|o| !o.is_final()) {
         gauge!(REGISTRATIONS, "service" => service.to_owned(), "status" => status_label(old)).decrement(1.0);
     }
     if !new.is_final() {
         gauge!(REGISTRATIONS, "service" => service.to_owned(), "status" => status_label(new)).increment(1.0);
     }
-    if matches!(new, Status::Lost { .. }) {
+    if matches!(new, RegistrationStatus::Lost { .. }) {
         counter!(LEASE_LOSSES, "service" => service.to_owned()).increment(1);
     }
 }

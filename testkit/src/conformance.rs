@@ -21,7 +21,8 @@ use async_trait::async_trait;
 use tokio::time::{sleep, timeout, Instant};
 
 use octopus_core::{
-    BackoffPolicy, Discovery, Error, Freshness, RegisterOptions, Registry, ServiceInstance, Snapshot, Status, Watch,
+    BackoffPolicy, Discovery, Error, Freshness, RegisterOptions, RegistrationStatus, Registry, ServiceInstance,
+    Snapshot, Watch,
 };
 
 /// What a backend gives the suite.
@@ -102,7 +103,7 @@ pub async fn deregister_removes(h: &impl Harness) {
     until(h, &mut w, Duration::ZERO, "a to appear", |s| ids(s) == ["a"]).await;
     let mut status = r.status();
     r.deregister().await.unwrap();
-    assert_eq!(*status.borrow_and_update(), Status::Deregistered);
+    assert_eq!(*status.borrow_and_update(), RegistrationStatus::Deregistered);
     // The registry has no key any more: a discovery without a watch cache reads it.
     let (_, uncached) = h.open(&ns).await;
     assert!(
@@ -166,7 +167,11 @@ pub async fn keepalive_outlives_ttl(h: &impl Harness) {
         1,
         "keepalive must hold the key"
     );
-    assert_eq!(r.current(), Status::Registered { lease }, "the same lease all along");
+    assert_eq!(
+        r.current(),
+        RegistrationStatus::Registered { lease },
+        "the same lease all along"
+    );
     r.deregister().await.unwrap();
 }
 
@@ -291,7 +296,7 @@ pub async fn same_id_conflict(h: &impl Harness) {
     let first = reg.register(instance("svc", "a", 1001), options(h)).await.unwrap();
     let second = reg.register(instance("svc", "a", 1002), options(h)).await.unwrap();
     assert!(
-        matches!(second.current(), Status::Conflict { .. }),
+        matches!(second.current(), RegistrationStatus::Conflict { .. }),
         "got {}",
         second.current()
     );

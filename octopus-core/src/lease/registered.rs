@@ -12,15 +12,15 @@ use crate::kv::next_message;
 use crate::mailbox::Command;
 use crate::shared::SharedState;
 use crate::{
-    Error, Event, EventKind, KvBackend, LeaseId, PutOutcome, Result, Revision, ServiceInstance, Status, WatchMessage,
-    WatchStream,
+    Error, Event, EventKind, KvBackend, LeaseId, PutOutcome, RegistrationStatus, Result, Revision, ServiceInstance,
+    WatchMessage, WatchStream,
 };
 
 impl<B: KvBackend> Task<B> {
     /// The registered phase: keepalives, commands, and the watch on our own key.
     pub(super) async fn serve(&mut self, mut revision: Revision) -> Exit {
         let Some((lease, granted)) = self.lease else {
-            return Exit::Retry(Status::Lost {
+            return Exit::Retry(RegistrationStatus::Lost {
                 reason: "no lease".into(),
             });
         };
@@ -54,7 +54,7 @@ impl<B: KvBackend> Task<B> {
                         key_watch = Some(stream);
                         revision = revision.max(rev);
                     }
-                    Err(Error::Conflict { owner, .. }) => return Exit::Retry(Status::Conflict { owner }),
+                    Err(Error::Conflict { owner, .. }) => return Exit::Retry(RegistrationStatus::Conflict { owner }),
                     Err(e) => log_err("watch own key", &e),
                 }
             }
@@ -79,13 +79,13 @@ impl<B: KvBackend> Task<B> {
                         Beat::Retrying => crate::telemetry::keepalive_failed(&self.instance.service),
                         Beat::Lost(reason) => {
                             crate::telemetry::keepalive_failed(&self.instance.service);
-                            return Exit::Retry(Status::Lost { reason });
+                            return Exit::Retry(RegistrationStatus::Lost { reason });
                         }
                     }
                 }
                 state = shared_change(&mut shared_rx) => {
                     if !matches!(state, Some(SharedState::Held(id, _)) if id == lease) {
-                        return Exit::Retry(Status::Lost { reason: "the shared lease was lost".into() });
+                        return Exit::Retry(RegistrationStatus::Lost { reason: "the shared lease was lost".into() });
                     }
                 }
                 msg = next_message(&mut key_watch) => match msg {
@@ -115,7 +115,9 @@ impl<B: KvBackend> Task<B> {
             if ev.kind == EventKind::Delete || !ours {
                 match self.heal(lease).await {
                     Ok(rev) => *revision = (*revision).max(rev),
-                    Err(Error::Conflict { owner, .. }) => return Some(Exit::Retry(Status::Conflict { owner })),
+                    Err(Error::Conflict { owner, .. }) => {
+                        return Some(Exit::Retry(RegistrationStatus::Conflict { owner }))
+                    }
                     Err(e) => log_err("restore deleted key", &e),
                 }
             }
@@ -145,7 +147,7 @@ impl<B: KvBackend> Task<B> {
                     _ => None,
                 };
                 let _ = reply.send(result);
-                conflict.map(|owner| Exit::Retry(Status::Conflict { owner }))
+                conflict.map(|owner| Exit::Retry(RegistrationStatus::Conflict { owner }))
             }
             Some(Command::Deregister(reply)) => {
                 let _ = reply.send(self.deregister().await);
@@ -158,7 +160,11 @@ impl<B: KvBackend> Task<B> {
             Some(Command::Abandon) => {
                 // The registration leaves this process's gauge (its key is left to the TTL).
                 let current = self.status.borrow().clone();
-                crate::telemetry::status_changed(&self.instance.service, Some(&current), &Status::Deregistered);
+                crate::telemetry::status_changed(
+                    &self.instance.service,
+                    Some(&current),
+                    &RegistrationStatus::Deregistered,
+                );
                 Some(Exit::Done)
             }
         }
@@ -197,7 +203,7 @@ impl<B: KvBackend> Task<B> {
             })),
             None => Ok(()),
         };
-        self.set(Status::Deregistered);
+        self.set(RegistrationStatus::Deregistered);
         result
     }
 }

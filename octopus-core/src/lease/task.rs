@@ -14,8 +14,8 @@ use crate::fencing::put_owned;
 use crate::mailbox::Inbox;
 use crate::shared::SharedLease;
 use crate::{
-    Backoff, Error, KeyLayout, KvBackend, LeaseId, PutOutcome, RegisterOptions, Result, Revision, ServiceInstance,
-    Status,
+    Backoff, Error, KeyLayout, KvBackend, LeaseId, PutOutcome, RegisterOptions, RegistrationStatus, Result, Revision,
+    ServiceInstance,
 };
 
 /// Removes a key from the registry's live set when its task ends.
@@ -32,7 +32,7 @@ pub(super) enum Exit {
     /// Deregistered, abandoned or dropped: the task ends.
     Done,
     /// Back to the retry loop with this status.
-    Retry(Status),
+    Retry(RegistrationStatus),
 }
 
 pub(super) struct Task<B> {
@@ -42,7 +42,7 @@ pub(super) struct Task<B> {
     pub(super) backoff: Backoff,
     pub(super) instance: ServiceInstance,
     pub(super) value: Vec<u8>,
-    pub(super) status: watch::Sender<Status>,
+    pub(super) status: watch::Sender<RegistrationStatus>,
     pub(super) commands: Inbox,
     /// The lease that holds (or last held) our key.
     pub(super) lease: Option<(LeaseId, Duration)>,
@@ -62,7 +62,7 @@ impl<B: KvBackend> Task<B> {
         self.layout.key(&self.instance, lease)
     }
 
-    pub(super) fn set(&self, status: Status) {
+    pub(super) fn set(&self, status: RegistrationStatus) {
         tracing::info!(service = %self.instance.service, id = %self.instance.id, %status, "registration status");
         let old = self.status.send_replace(status);
         crate::telemetry::status_changed(&self.instance.service, Some(&old), &self.status.borrow());
@@ -83,8 +83,8 @@ impl<B: KvBackend> Task<B> {
                 let revision = {
                     let attempt = match Box::pin(self.establish()).await {
                         Ok(revision) => Ok(revision),
-                        Err(Error::Conflict { owner, .. }) => Err(Status::Conflict { owner }),
-                        Err(e) => Err(Status::Lost { reason: e.to_string() }),
+                        Err(Error::Conflict { owner, .. }) => Err(RegistrationStatus::Conflict { owner }),
+                        Err(e) => Err(RegistrationStatus::Lost { reason: e.to_string() }),
                     };
                     match attempt {
                         Ok(revision) => revision,
@@ -110,12 +110,12 @@ impl<B: KvBackend> Task<B> {
 
     /// Reports `status` and waits out the next backoff delay (answering commands);
     /// true when the task ends: a command ended it, or the retry limit was reached.
-    pub(super) async fn back_off(&mut self, status: Status) -> bool {
+    pub(super) async fn back_off(&mut self, status: RegistrationStatus) -> bool {
         let reason = status.to_string();
         self.set(status);
         let ceiling = self.opts.retry.ceiling(self.backoff.attempts());
         let Some(delay) = self.backoff.next_delay() else {
-            self.set(Status::Failed { reason });
+            self.set(RegistrationStatus::Failed { reason });
             return true;
         };
         tracing::debug!(
@@ -131,7 +131,7 @@ impl<B: KvBackend> Task<B> {
 
     /// Grants a lease and writes the key under it, taking over from our earlier leases.
     pub(super) async fn establish(&mut self) -> Result<Revision> {
-        if self.shared.is_none() && matches!(*self.status.borrow(), Status::Conflict { .. }) {
+        if self.shared.is_none() && matches!(*self.status.borrow(), RegistrationStatus::Conflict { .. }) {
             // Still held by someone else? Ask with one read before granting a lease
             // that the guarded write would refuse and we would revoke at once.
             if let Some((key, owner)) = self.foreign_owner().await {
@@ -165,7 +165,7 @@ impl<B: KvBackend> Task<B> {
                     crate::telemetry::reregistered(&self.instance.service);
                 }
                 self.lease = Some((lease.id, lease.ttl));
-                self.set(Status::Registered { lease: lease.id });
+                self.set(RegistrationStatus::Registered { lease: lease.id });
                 Ok(revision)
             }
             Ok(PutOutcome::Conflict { owner }) => {
