@@ -1,11 +1,16 @@
-//! The discovery side: [`Discovery`] and the [`Watch`] handle.
+//! The discovery side: [`Discovery`], and [`Watch`], a stream of snapshots that
+//! also offers what changed between them ([`Change`]).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 
 use async_trait::async_trait;
+use futures_core::Stream;
 use tokio::sync::watch;
 
-use crate::{Error, Instances, Result, Snapshot, Target};
+use crate::{Diff, Error, Instances, Result, Snapshot, Target};
 
 /// Finds the live instances of a service and follows their changes.
 #[async_trait]
@@ -24,16 +29,39 @@ pub trait Discovery: Send + Sync {
     async fn watch(&self, service: &str) -> Result<Watch>;
 }
 
-/// A stream of [`Snapshot`]s of one service.
+/// A stream of [`Snapshot`]s of one service: a [`futures_core::Stream`], as
+/// tower's `Discover` is.
 ///
-/// The first [`next`](Watch::next) yields the initial state; each later one waits for
-/// a change and yields the latest state. A slow consumer skips intermediate states:
-/// it never works through a queue of outdated ones.
+/// The first item is the initial state; each later one waits for a change and is
+/// the latest state. A slow consumer skips intermediate states: it never works
+/// through a queue of outdated ones. [`next_change`](Watch::next_change) gives
+/// each state with what changed since the one before (added, removed, updated).
+/// Every way of reading it is cancel-safe: a read dropped before it finished
+/// loses nothing.
 pub struct Watch {
+    /// For [`latest`](Watch::latest).
     rx: watch::Receiver<Option<Snapshot>>,
+    /// The wait for the next state, holding its own receiver while it runs.
+    pending: Option<Next>,
+    /// The stream's receiver between waits.
+    idle: Option<watch::Receiver<Option<Snapshot>>>,
     filter: Option<Arc<Target>>,
     seen_first: bool,
+    /// The last state yielded, for [`next_change`](Watch::next_change).
+    last: Option<Instances>,
     _keepalive: Arc<dyn Send + Sync>,
+}
+
+type Next = Pin<Box<dyn Future<Output = (Option<Snapshot>, watch::Receiver<Option<Snapshot>>)> + Send + Sync>>;
+
+/// A state of the service and what changed since the state before it.
+#[derive(Clone, Debug)]
+pub struct Change {
+    /// The state now.
+    pub snapshot: Snapshot,
+    /// Added, removed and updated instances since the previous state this watch
+    /// yielded (for the first, every instance is added).
+    pub diff: Diff,
 }
 
 impl std::fmt::Debug for Watch {
@@ -48,9 +76,12 @@ impl Watch {
     /// A watch over `rx`; `keepalive` keeps the producer running while the watch lives.
     pub fn new(rx: watch::Receiver<Option<Snapshot>>, keepalive: Arc<dyn Send + Sync>) -> Self {
         Watch {
+            idle: Some(rx.clone()),
             rx,
+            pending: None,
             filter: None,
             seen_first: false,
+            last: None,
             _keepalive: keepalive,
         }
     }
@@ -63,13 +94,18 @@ impl Watch {
 
     /// The next snapshot; `None` when discovery has stopped.
     pub async fn next(&mut self) -> Option<Snapshot> {
-        if self.seen_first {
-            self.rx.changed().await.ok()?;
-        }
-        let snapshot = self.rx.wait_for(Option::is_some).await.ok()?.clone();
-        self.seen_first = true;
-        self.rx.mark_unchanged();
-        snapshot.map(|s| self.apply_filter(s))
+        std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await
+    }
+
+    /// The next snapshot and what changed since the previous one this watch yielded.
+    pub async fn next_change(&mut self) -> Option<Change> {
+        let snapshot = self.next().await?;
+        let diff = match &self.last {
+            Some(before) => snapshot.instances.diff_from(before),
+            None => snapshot.instances.diff_from(&Instances::default()),
+        };
+        self.last = Some(snapshot.instances.clone());
+        Some(Change { snapshot, diff })
     }
 
     /// The latest snapshot without waiting; `None` before the first sync.
@@ -95,5 +131,97 @@ impl Watch {
                 ..s
             },
         }
+    }
+}
+
+impl Stream for Watch {
+    type Item = Snapshot;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Snapshot>> {
+        let this = &mut *self;
+        if this.pending.is_none() {
+            let Some(mut rx) = this.idle.take() else {
+                return Poll::Ready(None); // ended before
+            };
+            let changed_first = this.seen_first;
+            this.pending = Some(Box::pin(async move {
+                if changed_first && rx.changed().await.is_err() {
+                    return (None, rx);
+                }
+                let snapshot = match rx.wait_for(Option::is_some).await {
+                    Ok(s) => s.clone(),
+                    Err(_) => None,
+                };
+                if snapshot.is_none() {
+                    return (None, rx);
+                }
+                rx.mark_unchanged();
+                (snapshot, rx)
+            }));
+        }
+        let (snapshot, rx) = ready!(this.pending.as_mut().expect("set above").as_mut().poll(cx));
+        this.pending = None;
+        if snapshot.is_some() {
+            this.idle = Some(rx);
+            this.seen_first = true;
+        }
+        Poll::Ready(snapshot.map(|s| this.apply_filter(s)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use futures_util::StreamExt;
+
+    use super::*;
+    use crate::{Freshness, ServiceInstance};
+
+    fn snapshot(revision: i64, instances: &[(&str, u32)]) -> Option<Snapshot> {
+        Some(Snapshot {
+            revision,
+            instances: instances
+                .iter()
+                .map(|(id, w)| ServiceInstance::new("s", *id, "127.0.0.1", 1).unwrap().with_weight(*w))
+                .collect(),
+            freshness: Freshness::Fresh,
+            resyncs: 0,
+        })
+    }
+
+    #[tokio::test]
+    async fn a_watch_is_a_stream_of_the_latest_states_with_their_changes() {
+        let (tx, rx) = watch::channel(None);
+        let mut w = Watch::new(rx, Arc::new(()));
+        tx.send_replace(snapshot(2, &[("a", 1), ("b", 1)]));
+        let first = w.next_change().await.unwrap();
+        assert_eq!(first.diff.added.len(), 2, "the first state adds everything");
+        // Two changes before the next read: only the latest is seen.
+        tx.send_replace(snapshot(3, &[("a", 1)]));
+        tx.send_replace(snapshot(4, &[("a", 5), ("c", 1)]));
+        let change = w.next_change().await.unwrap();
+        assert_eq!(change.snapshot.revision, 4);
+        let ids = |v: &[ServiceInstance]| v.iter().map(|i| i.id.clone()).collect::<Vec<_>>();
+        assert_eq!(ids(&change.diff.added), ["c"]);
+        assert_eq!(ids(&change.diff.removed), ["b"]);
+        assert_eq!(change.diff.updated.len(), 1);
+        assert_eq!(change.diff.updated[0].1.weight, 5);
+        // As a futures Stream: the next state, then the end when the producer stops.
+        tx.send_replace(snapshot(5, &[]));
+        assert_eq!(StreamExt::next(&mut w).await.unwrap().revision, 5);
+        drop(tx);
+        assert!(StreamExt::next(&mut w).await.is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_read_dropped_before_it_finished_loses_nothing() {
+        let (tx, rx) = watch::channel(snapshot(1, &[("a", 1)]));
+        let mut w = Watch::new(rx, Arc::new(()));
+        assert_eq!(w.next().await.unwrap().revision, 1);
+        // A read that times out while waiting, then a change: the next read has it.
+        assert!(tokio::time::timeout(Duration::from_millis(10), w.next()).await.is_err());
+        tx.send_replace(snapshot(2, &[]));
+        assert_eq!(w.next().await.unwrap().revision, 2);
     }
 }

@@ -11,7 +11,7 @@ use tonic::transport::Channel;
 use tower::{Service, ServiceExt};
 
 use super::{Connector, Policy};
-use crate::{JitterRng, OwnedTask, ServiceInstance, Watch};
+use crate::{Change, JitterRng, OwnedTask, ServiceInstance, Watch};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -295,34 +295,39 @@ impl Service<http::Request<Body>> for BalancedChannel {
 async fn follow(inner: std::sync::Weak<Inner>, mut watch: Watch, connector: Arc<dyn Connector>) {
     // Discovery stopped: calls no longer wait for an answer that will not come.
     let _resolved_at_end = ResolveOnDrop(inner.clone());
-    while let Some(snapshot) = watch.next().await {
+    // Discovery says what changed (added, removed, updated): unchanged instances
+    // keep their backend (connection, counters, ejection); an updated one keeps
+    // its connection when its endpoint is the same.
+    while let Some(Change { snapshot, diff }) = watch.next_change().await {
         let Some(inner) = inner.upgrade() else { return };
-        // A stale snapshot keeps the endpoints we have; as the first answer (the
-        // registry is unreachable, a shared watch holds the last known instances)
-        // it is all there is, and calls go to those rather than wait.
-        if !snapshot.is_fresh() && *inner.resolved.borrow() {
+        // A stale snapshot keeps the endpoints we have (its instances are the last
+        // known ones, so its change is empty); as the first answer (the registry
+        // is unreachable, a shared watch holds the last known instances) it is all
+        // there is, and calls go to those rather than wait.
+        let resolved = *inner.resolved.borrow();
+        if resolved && (!snapshot.is_fresh() || diff.is_empty()) {
             continue;
         }
         let old = inner.backends.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let find = |list: &[ServiceInstance], id: &str| list.binary_search_by(|i| i.id.as_str().cmp(id)).is_ok();
+        let updated = |id: &str| diff.updated.binary_search_by(|(b, _)| b.id.as_str().cmp(id)).ok();
         let mut next = Vec::with_capacity(snapshot.instances.len());
         for instance in snapshot.instances.iter() {
-            let same_id = old
+            let before = old
                 .binary_search_by(|b| b.instance.id.cmp(&instance.id))
                 .ok()
                 .map(|at| &old[at]);
-            if let Some(b) = same_id.filter(|b| Arc::ptr_eq(&b.instance, instance)) {
-                next.push(b.clone());
-                continue;
-            }
-            let same_endpoint =
-                same_id.filter(|b| b.instance.addr == instance.addr && b.instance.port == instance.port);
-            let channel = match same_endpoint {
-                Some(b) if *b.instance == **instance => {
+            let channel = match (before, updated(&instance.id)) {
+                // Unchanged: the same backend.
+                (Some(b), None) if !find(&diff.added, &instance.id) => {
                     next.push(b.clone());
                     continue;
                 }
-                Some(b) => b.channel.clone(), // metadata or weight changed: keep the connection
-                None => match connector.connect(instance) {
+                // Metadata or weight changed on the same endpoint: keep the connection.
+                (Some(b), Some(_)) if b.instance.addr == instance.addr && b.instance.port == instance.port => {
+                    b.channel.clone()
+                }
+                _ => match connector.connect(instance) {
                     Ok(ch) => ch,
                     Err(e) => {
                         tracing::warn!(service = %inner.service, error = %e, "cannot make a channel; skipping the instance");
