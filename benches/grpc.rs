@@ -55,7 +55,11 @@ fn picks(c: &mut Criterion) {
             }
             let tcp: Arc<dyn Connector> = Arc::new(TcpConnector::default());
             let channel: BalancedChannel = client
-                .channel_with("mem:///svc", policy, tcp, JitterRng::seeded(1))
+                .channel_to("svc")
+                .policy(policy)
+                .connector(tcp)
+                .rng(JitterRng::seeded(1))
+                .connect()
                 .await
                 .unwrap();
             assert!(channel.ready_endpoints(10, Duration::from_secs(2)).await);

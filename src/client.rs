@@ -67,7 +67,7 @@ pub async fn connect(url: &str) -> Result<Client> {
 /// (etcd restarting with its services, a node rebooting) does not keep the service
 /// from starting: [`Client::register`] returns a registration in
 /// [`RegistrationStatus::Lost`](crate::RegistrationStatus::Lost) that retries with backoff, forever, and
-/// turns `Registered` as soon as etcd answers; [`grpc::serve`](crate::grpc::serve)
+/// turns `Registered` as soon as etcd answers; [`grpc::RegisteredServer`](crate::grpc::RegisteredServer)
 /// reports `NOT_SERVING` and `/readyz` fails until then. For `mem://` it is
 /// [`connect`].
 ///
@@ -220,10 +220,13 @@ impl Client {
         self.discovery.watch(service).await
     }
 
-    /// A balanced channel to the instances `target` selects, e.g.
-    /// `etcd:///user-service?version=v1`, that every tonic-generated client accepts.
-    /// It follows discovery by itself. Connections are plain TCP; see
-    /// [`Client::channel_with`] for another connector.
+    /// A balanced channel to the instances `target` selects, that every
+    /// tonic-generated client accepts. The target is a value
+    /// ([`Target::for_service`](crate::Target::for_service)) or text: with a scheme
+    /// (`etcd:///user-service?version=v1`, which must be this client's), or
+    /// without (`user-service?version=v1`: this client's discovery). It follows
+    /// discovery by itself. Connections are plain TCP; see [`Client::channel_to`]
+    /// for another connector and more settings.
     ///
     /// A call made before discovery's first answer (right after this returns)
     /// waits for it, as gRPC waits for its resolver, up to the call's deadline
@@ -232,34 +235,24 @@ impl Client {
     /// (10 s by default); after that answer, a call with no instance to go to
     /// fails at once with `Unavailable`.
     #[cfg(feature = "grpc")]
-    pub async fn channel(&self, target: &str, policy: crate::grpc::Policy) -> Result<crate::grpc::BalancedChannel> {
-        self.channel_with(
-            target,
-            policy,
-            Arc::new(crate::grpc::TcpConnector::default()),
-            crate::JitterRng::from_entropy(),
-        )
-        .await
+    pub async fn channel(
+        &self,
+        target: impl crate::IntoTarget,
+        policy: crate::grpc::Policy,
+    ) -> Result<crate::grpc::BalancedChannel> {
+        self.channel_to(target).policy(policy).connect().await
     }
 
-    /// [`Client::channel`] with a connector and a random source of the caller's.
+    /// A channel to `target` with more settings: connector, random source, how
+    /// long a first call waits for discovery (see [`ChannelBuilder`](crate::grpc::ChannelBuilder)).
     #[cfg(feature = "grpc")]
-    pub async fn channel_with(
-        &self,
-        target: &str,
-        policy: crate::grpc::Policy,
-        connector: Arc<dyn crate::grpc::Connector>,
-        rng: crate::JitterRng,
-    ) -> Result<crate::grpc::BalancedChannel> {
-        let parsed = crate::Target::parse(target)?;
-        let watch = self.resolvers().resolve(target).await?;
-        Ok(crate::grpc::BalancedChannel::new(
-            parsed.service(),
-            watch,
-            policy,
-            connector,
-            rng,
-        ))
+    pub fn channel_to(&self, target: impl crate::IntoTarget) -> crate::grpc::ChannelBuilder {
+        crate::channel::ChannelBuilder::new(self.resolvers(), self.scheme(), target)
+    }
+
+    /// The URL's scheme (`mem`, `etcd`): targets without a scheme resolve here.
+    pub fn scheme(&self) -> &str {
+        &self.url.scheme
     }
 
     /// A resolver table that maps this client's scheme to its discovery, so that

@@ -9,5 +9,6 @@
 //! # Ok(()) }
 //! ```
 
-pub use crate::serve::{serve, ServeOptions};
+pub use crate::channel::ChannelBuilder;
+pub use crate::serve::{RegisteredServer, ServeOptions};
 pub use octopus_core::balance::{BalancedChannel, Connector, Policy, TcpConnector};

@@ -26,7 +26,7 @@
 //!
 //! - `mem` (default): the embedded in-memory backend, `mem://`. Needs no server and no protoc.
 //! - `grpc` (default): [`Client::channel`], a balanced tonic channel to a service by
-//!   name (`etcd:///user-service`) that follows discovery; [`grpc::serve`], a tonic
+//!   name (`etcd:///user-service`) that follows discovery; [`grpc::RegisteredServer`], a tonic
 //!   server that registers itself, reports health and drains on shutdown.
 //! - `etcd`: the etcd backend, `etcd://host:port,host:port`. Needs protoc to build.
 //! - `config`: [`OctopusConfig`], from TOML, YAML or JSON files with `${VAR}` and
@@ -35,6 +35,8 @@
 //!   `/readyz`, for the series Octopus records through the `metrics` facade.
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "grpc")]
+mod channel;
 mod client;
 #[cfg(feature = "config")]
 mod config;
@@ -59,10 +61,10 @@ pub use signal::shutdown_signal;
 pub use url::{parse_duration, RegistryUrl};
 
 pub use octopus_core::{
-    diff, BackoffPolicy, Diff, Discovery, DiscoveryResolver, Error, EtcdNamingLayout, Freshness, GoZeroLayout,
-    Instances, JitterRng, JsonLayout, KeyLayout, KratosLayout, LeaseId, Metadata, OwnedTask, RegisterOptions,
-    Registration, RegistrationStatus, Registry, Resolver, Resolvers, Result, ServiceInstance, Snapshot, Target, Watch,
-    DEFAULT_NAMESPACE,
+    diff, BackoffPolicy, Change, Diff, Discovery, DiscoveryResolver, Error, EtcdNamingLayout, Freshness, GoZeroLayout,
+    Instances, IntoTarget, JitterRng, JsonLayout, KeyLayout, KratosLayout, LeaseId, Metadata, OwnedTask,
+    RegisterOptions, Registration, RegistrationStatus, Registry, Resolver, Resolvers, Result, ServiceInstance,
+    Snapshot, Target, Watch, DEFAULT_NAMESPACE,
 };
 
 /// The core crate, for backend authors: the [`KvBackend`](octopus_core::KvBackend)

@@ -14,7 +14,7 @@ use tonic_health::ServingStatus;
 
 use crate::{Error, OwnedTask, RegisterOptions, RegistrationStatus, Registry, Result, ServiceInstance};
 
-/// How [`serve`] shuts down, and what else follows its registration.
+/// How [`RegisteredServer::serve`] shuts down, and what else follows its registration.
 #[derive(Clone, Debug)]
 pub struct ServeOptions {
     /// After deregistering, keep serving this long so that clients' discovery sees
@@ -38,19 +38,112 @@ impl Default for ServeOptions {
     }
 }
 
-/// Serves `router` on `listener`, registers `instance` once it listens, and keeps
-/// the standard gRPC health service (added to the router, overall status `""`)
-/// in step with the registration: `SERVING` while registered, `NOT_SERVING` while
-/// the registration is lost or the server drains.
+/// A tonic server that registers itself: what to register and how to stop, set
+/// up as tonic's `Server` is; [`serve`](RegisteredServer::serve) runs it.
 ///
-/// When `shutdown` completes it deregisters first,
-/// keeps serving for the drain delay, ends the health service's `Watch` streams
-/// (they have said `NOT_SERVING`), then stops accepting and waits for in-flight
-/// calls up to the grace period.
-///
-/// It traps no signal: a binary passes [`shutdown_signal`](crate::shutdown_signal)
-/// (SIGINT or SIGTERM), a test or an embedding program a future of its own.
-pub async fn serve(
+/// ```no_run
+/// # async fn demo(router: tonic::transport::server::Router) -> octopus::Result<()> {
+/// use octopus::grpc::RegisteredServer;
+/// let client = octopus::connect("mem://").await?;
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+/// let port = listener.local_addr().unwrap().port();
+/// let instance = octopus::ServiceInstance::new("greeter", "g1", "127.0.0.1", port)?;
+/// RegisteredServer::new(&*client.registry(), instance)
+///     .grace(std::time::Duration::from_secs(5))
+///     .serve(router, listener, octopus::shutdown_signal())
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[must_use = "a builder does nothing until `serve`"]
+pub struct RegisteredServer<'r> {
+    registry: &'r dyn Registry,
+    instance: ServiceInstance,
+    options: RegisterOptions,
+    serve_options: ServeOptions,
+}
+
+impl std::fmt::Debug for RegisteredServer<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegisteredServer")
+            .field("instance", &self.instance)
+            .field("options", &self.options)
+            .field("serve_options", &self.serve_options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'r> RegisteredServer<'r> {
+    /// A server that registers `instance` in `registry` (default register
+    /// options and [`ServeOptions`]).
+    pub fn new(registry: &'r dyn Registry, instance: ServiceInstance) -> Self {
+        RegisteredServer {
+            registry,
+            instance,
+            options: RegisterOptions::default(),
+            serve_options: ServeOptions::default(),
+        }
+    }
+
+    /// The registration's lease and retry settings.
+    pub fn register_options(mut self, options: RegisterOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Every shutdown setting at once (from configuration, say).
+    pub fn serve_options(mut self, options: ServeOptions) -> Self {
+        self.serve_options = options;
+        self
+    }
+
+    /// After deregistering, keep serving this long (default 1 s).
+    pub fn drain_delay(mut self, delay: Duration) -> Self {
+        self.serve_options.drain_delay = delay;
+        self
+    }
+
+    /// Then wait at most this long for in-flight calls (default 10 s).
+    pub fn grace(mut self, grace: Duration) -> Self {
+        self.serve_options.grace = grace;
+        self
+    }
+
+    /// Makes `/readyz` follow the registration (feature `metrics`).
+    #[cfg(feature = "metrics")]
+    pub fn readiness(mut self, readiness: crate::metrics::Readiness) -> Self {
+        self.serve_options.readiness = Some(readiness);
+        self
+    }
+
+    /// Serves `router` on `listener`, registers the instance once it listens, and keeps
+    /// the standard gRPC health service (added to the router, overall status `""`)
+    /// in step with the registration: `SERVING` while registered, `NOT_SERVING` while
+    /// the registration is lost or the server drains.
+    ///
+    /// When `shutdown` completes it deregisters first,
+    /// keeps serving for the drain delay, ends the health service's `Watch` streams
+    /// (they have said `NOT_SERVING`), then stops accepting and waits for in-flight
+    /// calls up to the grace period.
+    ///
+    /// It traps no signal: a binary passes [`shutdown_signal`](crate::shutdown_signal)
+    /// (SIGINT or SIGTERM), a test or an embedding program a future of its own.
+    pub async fn serve(
+        self,
+        router: Router,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<()> {
+        let RegisteredServer {
+            registry,
+            instance,
+            options,
+            serve_options,
+        } = self;
+        serve(router, listener, registry, instance, options, serve_options, shutdown).await
+    }
+}
+
+async fn serve(
     router: Router,
     listener: TcpListener,
     registry: &dyn Registry,

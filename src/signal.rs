@@ -1,7 +1,7 @@
 //! [`shutdown_signal`]: the signals a service stops on, for binaries.
 
 /// Completes on SIGINT or SIGTERM (on other platforms, Ctrl-C): what a binary
-/// passes as the shutdown future of [`grpc::serve`](crate::grpc::serve) (or of
+/// passes as the shutdown future of [`grpc::RegisteredServer`](crate::grpc::RegisteredServer) (or of
 /// anything else that takes one). The library itself traps no signal.
 ///
 /// ```no_run

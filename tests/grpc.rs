@@ -214,12 +214,11 @@ async fn version_filters_and_weighted_and_p2c_policies() {
     }
     let tcp = || Arc::new(TcpConnector::default()) as Arc<dyn Connector>;
     let weighted = client
-        .channel_with(
-            "mem:///greeter?version=v1",
-            Policy::Weighted,
-            tcp(),
-            JitterRng::seeded(7),
-        )
+        .channel_to("greeter?version=v1")
+        .policy(Policy::Weighted)
+        .connector(tcp())
+        .rng(JitterRng::seeded(7))
+        .connect()
         .await
         .unwrap();
     assert!(weighted.ready_endpoints(2, Duration::from_secs(2)).await);
@@ -232,7 +231,11 @@ async fn version_filters_and_weighted_and_p2c_policies() {
     );
 
     let p2c = client
-        .channel_with("mem:///greeter", Policy::P2c, tcp(), JitterRng::seeded(7))
+        .channel_to(octopus::Target::for_service("greeter").unwrap())
+        .policy(Policy::P2c)
+        .connector(tcp())
+        .rng(JitterRng::seeded(7))
+        .connect()
         .await
         .unwrap();
     assert!(p2c.ready_endpoints(3, Duration::from_secs(2)).await);
@@ -274,6 +277,25 @@ async fn a_lost_registry_connection_keeps_the_last_known_endpoints() {
     let seen = tally(&mut GreeterClient::new(channel.clone()), 10).await;
     assert_eq!(seen.len(), 2, "calls go on while the registry is unreachable: {seen:?}");
     backend.set_reachable(true);
+}
+
+/// A target is a value or text, with or without the client's scheme; a scheme
+/// the client does not serve, or a bad name, is an error naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn targets_need_not_repeat_the_clients_scheme() {
+    let client = octopus::connect("mem://targets").await.unwrap();
+    let _s = serve(&client, "t").await;
+    for target in ["greeter", "mem:///greeter"] {
+        let mut greeter = GreeterClient::new(client.channel(target, Policy::RoundRobin).await.unwrap());
+        assert_eq!(call(&mut greeter).await.unwrap(), "t", "{target}");
+    }
+    let value = octopus::Target::for_service("greeter").unwrap();
+    let mut greeter = GreeterClient::new(client.channel(&value, Policy::P2c).await.unwrap());
+    assert_eq!(call(&mut greeter).await.unwrap(), "t");
+    let err = client.channel("etcd:///greeter", Policy::RoundRobin).await.unwrap_err();
+    assert!(err.to_string().contains("etcd"), "{err}");
+    let err = client.channel("bad/name", Policy::RoundRobin).await.unwrap_err();
+    assert!(err.to_string().contains("bad/name"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -361,10 +383,13 @@ async fn shutdown_is_not_held_by_an_open_health_watch() {
     let registry = client.registry();
     let options = client.register_options();
     let server = tokio::spawn(async move {
-        octopus::grpc::serve(router, listener, &*registry, instance, options, drain, async {
-            let _ = stopped.await;
-        })
-        .await
+        octopus::grpc::RegisteredServer::new(&*registry, instance)
+            .register_options(options)
+            .serve_options(drain)
+            .serve(router, listener, async {
+                let _ = stopped.await;
+            })
+            .await
     });
 
     // A client-side health checker (grpc-go keeps one Watch open on every server).

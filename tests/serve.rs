@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use octopus::grpc::{serve, ServeOptions};
+use octopus::grpc::{RegisteredServer, ServeOptions};
 use octopus::mem::{MemBackend, Store};
 use octopus::{BackoffPolicy, Discovery, RegisterOptions, ServiceInstance};
 use octopus_greeter::greeter_client::GreeterClient;
@@ -60,16 +60,11 @@ async fn health_follows_registration_and_sigterm_drains_after_deregistering() {
         ..ServeOptions::default()
     };
     let server = tokio::spawn(async move {
-        serve(
-            router,
-            listener,
-            &registry,
-            instance,
-            options(),
-            drain,
-            octopus::shutdown_signal(),
-        )
-        .await
+        RegisteredServer::new(&registry, instance)
+            .register_options(options())
+            .serve_options(drain)
+            .serve(router, listener, octopus::shutdown_signal())
+            .await
     });
 
     until_health(addr, ServingStatus::Serving).await;

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use octopus::grpc::{serve, Policy, ServeOptions};
+use octopus::grpc::{Policy, RegisteredServer, ServeOptions};
 use octopus::ServiceInstance;
 use octopus_greeter::greeter_client::GreeterClient;
 use octopus_greeter::{HelloRequest, NamedGreeter};
@@ -51,17 +51,20 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             ..ServeOptions::default()
         };
         servers.push(tokio::spawn(async move {
-            serve(router, listener, &*registry, instance, options, drain, async {
-                let _ = stopped.await;
-            })
-            .await
+            RegisteredServer::new(&*registry, instance)
+                .register_options(options)
+                .serve_options(drain)
+                .serve(router, listener, async {
+                    let _ = stopped.await;
+                })
+                .await
         }));
         stops.push(stop);
         println!("started {name} on 127.0.0.1:{port}");
     }
 
     let channel = client
-        .channel(&format!("{scheme}:///greeter"), Policy::RoundRobin)
+        .channel("greeter", Policy::RoundRobin) // this client's scheme: same as {scheme}:///greeter
         .await?;
     channel.ready_endpoints(3, Duration::from_secs(5)).await;
     let mut greeter = GreeterClient::new(channel.clone());

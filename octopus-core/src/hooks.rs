@@ -1,10 +1,13 @@
-//! Deliberate bugs, for proving that the simulator catches them (feature `sim-hooks`).
+//! Deliberate bugs, for proving that the simulator catches them, and typed events
+//! the simulator observes the library through (feature `sim-hooks`).
 //!
 //! Without the feature the [`bug!`](crate::bug) checks compile to `false` and none of
 //! this exists; with it, every bug is off until [`enable`] switches it on in this
 //! process. Only the simulator's runner does that (`octopus-sim --bug NAME`).
 
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 /// A bug the simulator must catch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,5 +69,51 @@ pub fn enabled(bug: Bug) -> bool {
 macro_rules! bug {
     ($bug:ident) => {
         $crate::hooks::enabled($crate::hooks::Bug::$bug)
+    };
+}
+
+/// What the library tells an observer (the simulator's checker reads these
+/// instead of parsing log messages).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Observed {
+    /// A registration backs off before its next attempt.
+    Retry {
+        /// The service.
+        service: String,
+        /// The instance id.
+        id: String,
+        /// The delay drawn.
+        delay: Duration,
+        /// The ceiling it was drawn under.
+        ceiling: Duration,
+    },
+}
+
+type Observer = Arc<dyn Fn(Observed) + Send + Sync>;
+
+static OBSERVER: RwLock<Option<Observer>> = RwLock::new(None);
+
+/// Sends every [`Observed`] event of this process to `observer` (replacing any
+/// earlier one; `None` stops observing).
+pub fn set_observer(observer: Option<Observer>) {
+    *OBSERVER.write().unwrap_or_else(|p| p.into_inner()) = observer;
+}
+
+/// Hands `event` (made only if someone observes) to the observer.
+pub fn observe(event: impl FnOnce() -> Observed) {
+    let observer = OBSERVER.read().unwrap_or_else(|p| p.into_inner()).clone();
+    if let Some(observer) = observer {
+        observer(event());
+    }
+}
+
+/// `observe!(expr)`: hands the [`Observed`] event `expr` to the observer (nothing,
+/// and `expr` not evaluated, without the `sim-hooks` feature).
+#[macro_export]
+#[doc(hidden)]
+macro_rules! observe {
+    ($event:expr) => {
+        $crate::hooks::observe(|| $event)
     };
 }

@@ -37,6 +37,12 @@ macro_rules! bug {
         false
     };
 }
+#[cfg(not(feature = "sim-hooks"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! observe {
+    ($event:expr) => {};
+}
 mod ids;
 mod instance;
 mod instances;
@@ -81,5 +87,5 @@ pub use presets::{EtcdNamingLayout, GoZeroLayout, KratosLayout};
 pub use registry::{RegisterOptions, Registration, RegistrationStatus, Registry};
 pub use resolver::{DiscoveryResolver, Resolver, Resolvers};
 pub use snapshot::{Freshness, Snapshot};
-pub use target::Target;
+pub use target::{IntoTarget, Target};
 pub use task::OwnedTask;

@@ -65,11 +65,15 @@ impl Resolvers {
 
     /// Parses `target` and resolves it with the resolver of its scheme.
     pub async fn resolve(&self, target: &str) -> Result<Watch> {
-        let target = Target::parse(target)?;
+        self.resolve_target(&Target::parse(target)?).await
+    }
+
+    /// Resolves `target` with the resolver of its scheme.
+    pub async fn resolve_target(&self, target: &Target) -> Result<Watch> {
         let resolver = self.table.get(target.scheme()).ok_or_else(|| Error::UnknownScheme {
             scheme: target.scheme().to_owned(),
             known: self.table.keys().cloned().collect::<Vec<_>>().join(", "),
         })?;
-        resolver.resolve(&target).await
+        resolver.resolve(target).await
     }
 }

@@ -81,7 +81,48 @@ impl Target {
         })
     }
 
-    /// The scheme, lower-cased (`etcd`, `mem`).
+    /// A target for `service` with no scheme: the client it is given to resolves
+    /// it with its own discovery. Add filters with [`with_filter`](Self::with_filter)
+    /// and [`with_version`](Self::with_version).
+    ///
+    /// ```
+    /// use octopus_core::Target;
+    /// let t = Target::for_service("user-service")?.with_version("v1").with_filter("zone", "a");
+    /// assert_eq!(t.scheme(), "");
+    /// assert_eq!(t.to_string(), "/user-service?version=v1&zone=a");
+    /// assert!(Target::for_service("bad/name").is_err());
+    /// # Ok::<(), octopus_core::Error>(())
+    /// ```
+    pub fn for_service(service: &str) -> Result<Self> {
+        validate_name("service", service)?;
+        Ok(Target {
+            scheme: String::new(),
+            authority: String::new(),
+            service: service.to_owned(),
+            filters: BTreeMap::new(),
+        })
+    }
+
+    /// Keeps only instances whose metadata entry `key` is `value` (`version`:
+    /// whose version is `value`).
+    pub fn with_filter(mut self, key: &str, value: &str) -> Self {
+        self.filters.insert(key.to_owned(), value.to_owned());
+        self
+    }
+
+    /// Keeps only instances of `version`.
+    pub fn with_version(self, version: &str) -> Self {
+        self.with_filter("version", version)
+    }
+
+    /// The same target under `scheme` (lower-cased).
+    pub fn with_scheme(mut self, scheme: &str) -> Self {
+        self.scheme = scheme.to_ascii_lowercase();
+        self
+    }
+
+    /// The scheme, lower-cased (`etcd`, `mem`); empty for a target made with
+    /// [`Target::for_service`], which the client it is given to resolves itself.
     pub fn scheme(&self) -> &str {
         &self.scheme
     }
@@ -123,7 +164,11 @@ impl FromStr for Target {
 
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}://{}/{}", self.scheme, self.authority, self.service)?;
+        if self.scheme.is_empty() {
+            write!(f, "/{}", self.service)?;
+        } else {
+            write!(f, "{}://{}/{}", self.scheme, self.authority, self.service)?;
+        }
         let mut sep = '?';
         for (k, v) in &self.filters {
             write!(f, "{sep}{k}={v}")?;
@@ -133,9 +178,74 @@ impl fmt::Display for Target {
     }
 }
 
+/// What a client accepts as a target: a [`Target`], or text — a full target
+/// (`etcd:///user-service?version=v1`), or a service name with an optional query
+/// (`user-service?version=v1`) that the client resolves with its own discovery.
+pub trait IntoTarget {
+    /// The target, or an error naming the text and the rule.
+    fn into_target(self) -> Result<Target>;
+}
+
+impl IntoTarget for Target {
+    fn into_target(self) -> Result<Target> {
+        Ok(self)
+    }
+}
+
+impl IntoTarget for &Target {
+    fn into_target(self) -> Result<Target> {
+        Ok(self.clone())
+    }
+}
+
+impl IntoTarget for &str {
+    fn into_target(self) -> Result<Target> {
+        if self.contains("://") {
+            return Target::parse(self);
+        }
+        // A bare service name: parsed as a target of a placeholder scheme, so that
+        // the name and the query follow the same rules, then the scheme dropped.
+        let t = Target::parse(&format!("own:///{self}")).map_err(|e| match e {
+            Error::InvalidTarget { reason, .. } => Error::InvalidTarget {
+                target: self.to_owned(),
+                reason,
+            },
+            other => other,
+        })?;
+        Ok(Target {
+            scheme: String::new(),
+            ..t
+        })
+    }
+}
+
+impl IntoTarget for String {
+    fn into_target(self) -> Result<Target> {
+        self.as_str().into_target()
+    }
+}
+
+impl IntoTarget for &String {
+    fn into_target(self) -> Result<Target> {
+        self.as_str().into_target()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn targets_are_values_or_text_with_or_without_a_scheme() {
+        let bare = "users?version=v1".into_target().unwrap();
+        assert_eq!((bare.scheme(), bare.service()), ("", "users"));
+        assert_eq!(bare, Target::for_service("users").unwrap().with_version("v1"));
+        let full = "etcd:///users".into_target().unwrap();
+        assert_eq!(full.scheme(), "etcd");
+        let err = "bad/name".into_target().unwrap_err().to_string();
+        assert!(err.contains("bad/name"), "{err}");
+        assert!("users?=x".into_target().is_err());
+    }
 
     #[test]
     fn parses_and_filters() {

@@ -4,8 +4,7 @@ use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use tracing::field::{Field, Visit};
-use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::Layer;
 
 use crate::config::SimConfig;
@@ -26,84 +25,6 @@ pub struct RunLog {
     pub failure: Option<String>,
 }
 
-/// Turns the registration task's "retrying registration" tracing event into
-/// [`Ev::Retry`]: the delay it drew and the ceiling it drew it under.
-struct RetryRecorder(Log);
-
-#[derive(Default)]
-struct RetryFields {
-    id: Option<String>,
-    delay_us: Option<u64>,
-    ceiling_us: Option<u64>,
-    message: Option<String>,
-}
-
-impl Visit for RetryFields {
-    fn record_u64(&mut self, field: &Field, value: u64) {
-        match field.name() {
-            "delay_us" => self.delay_us = Some(value),
-            "ceiling_us" => self.ceiling_us = Some(value),
-            _ => {}
-        }
-    }
-
-    fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() == "id" {
-            self.id = Some(value.to_owned());
-        }
-    }
-
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        match field.name() {
-            "message" => self.message = Some(format!("{value:?}")),
-            "id" => self.id = Some(format!("{value:?}")),
-            _ => {}
-        }
-    }
-}
-
-/// The one callsite the recorder reads: registration retries, events of
-/// `octopus_core::lease`.
-fn recorded(m: &tracing::Metadata<'_>) -> bool {
-    m.is_event() && m.target() == "octopus_core::lease"
-}
-
-impl<S: tracing::Subscriber> Layer<S> for RetryRecorder {
-    // Interest in nothing else: every other span and event (h2's, tonic's, tower's,
-    // turmoil's) is then disabled at its callsite instead of being built, entered
-    // and dropped through the registry on every poll (about a tenth of a seed's
-    // wall time, by perf).
-    fn register_callsite(&self, m: &'static tracing::Metadata<'static>) -> tracing::subscriber::Interest {
-        if recorded(m) {
-            tracing::subscriber::Interest::always()
-        } else {
-            tracing::subscriber::Interest::never()
-        }
-    }
-
-    fn enabled(&self, m: &tracing::Metadata<'_>, _: Context<'_, S>) -> bool {
-        recorded(m)
-    }
-
-    fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
-        if !event.metadata().target().starts_with("octopus_core") {
-            return;
-        }
-        let mut f = RetryFields::default();
-        event.record(&mut f);
-        if f.message.as_deref() != Some("retrying registration") {
-            return;
-        }
-        if let (Some(id), Some(delay), Some(ceiling)) = (f.id, f.delay_us, f.ceiling_us) {
-            self.0.push(Ev::Retry {
-                id,
-                delay: Duration::from_micros(delay),
-                ceiling: Duration::from_micros(ceiling),
-            });
-        }
-    }
-}
-
 /// Simulated time as the `fmt` layer's timestamp (`--trace`).
 struct SimTime;
 
@@ -114,27 +35,30 @@ impl tracing_subscriber::fmt::time::FormatTime for SimTime {
 }
 
 /// Runs `cfg` to its end. With `trace`, the library's own tracing goes to stderr.
+///
+/// The library is observed through its typed hook (`octopus_core::hooks`), not its
+/// log messages: each registration retry becomes an [`Ev::Retry`].
 pub fn run(cfg: &SimConfig, trace: bool) -> RunLog {
     let log = Log::default();
-    let recorder = RetryRecorder(log.clone());
-    let fmt = trace.then(|| {
-        tracing_subscriber::fmt::layer()
+    let retries = log.clone();
+    octopus_core::hooks::set_observer(Some(std::sync::Arc::new(move |event| {
+        if let octopus_core::hooks::Observed::Retry { id, delay, ceiling, .. } = event {
+            retries.push(Ev::Retry { id, delay, ceiling });
+        }
+    })));
+    let run = if trace {
+        let fmt = tracing_subscriber::fmt::layer()
             .with_timer(SimTime)
             .with_writer(std::io::stderr)
-            .with_filter(tracing_subscriber::filter::LevelFilter::DEBUG)
-    });
-    match fmt {
-        // --trace: everything at debug, printed, and the retries recorded.
-        Some(fmt) => {
-            let recorder = recorder.with_filter(tracing_subscriber::filter::filter_fn(recorded));
-            let subscriber = tracing_subscriber::registry().with(recorder).with(fmt);
-            tracing::subscriber::with_default(subscriber, || drive(cfg, log))
-        }
-        None => {
-            let subscriber = tracing_subscriber::registry().with(recorder);
-            tracing::subscriber::with_default(subscriber, || drive(cfg, log))
-        }
-    }
+            .with_filter(tracing_subscriber::filter::LevelFilter::DEBUG);
+        let subscriber = tracing_subscriber::registry().with(fmt);
+        tracing::subscriber::with_default(subscriber, || drive(cfg, log))
+    } else {
+        // No subscriber: every tracing callsite is disabled at once.
+        drive(cfg, log)
+    };
+    octopus_core::hooks::set_observer(None);
+    run
 }
 
 fn drive(cfg: &SimConfig, log: Log) -> RunLog {

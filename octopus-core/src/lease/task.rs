@@ -118,14 +118,13 @@ impl<B: KvBackend> Task<B> {
             self.set(RegistrationStatus::Failed { reason });
             return true;
         };
-        tracing::debug!(
-            service = %self.instance.service,
-            id = %self.instance.id,
-            ?delay,
-            delay_us = delay.as_micros() as u64,
-            ceiling_us = ceiling.as_micros() as u64,
-            "retrying registration"
-        );
+        tracing::debug!(service = %self.instance.service, id = %self.instance.id, ?delay, ?ceiling, "retrying registration");
+        crate::observe!(crate::hooks::Observed::Retry {
+            service: self.instance.service.clone(),
+            id: self.instance.id.clone(),
+            delay,
+            ceiling,
+        });
         self.idle_until(Instant::now() + delay).await
     }
 
