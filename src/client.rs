@@ -8,7 +8,7 @@ use crate::params::{defaults, layout, COMMON, ETCD_ONLY};
 use crate::url::RegistryUrl;
 use crate::{
     Discovery, DiscoveryResolver, Error, RegisterOptions, Registration, Registry, Resolvers, Result, ServiceInstance,
-    Watch,
+    ServiceWatch,
 };
 
 /// A connection to a registry: its [`Registry`], its [`Discovery`], and the
@@ -216,7 +216,7 @@ impl Client {
     }
 
     /// Follows `service`.
-    pub async fn watch(&self, service: &str) -> Result<Watch> {
+    pub async fn watch(&self, service: &str) -> Result<ServiceWatch> {
         self.discovery.watch(service).await
     }
 

@@ -64,7 +64,7 @@ pub use octopus_core::{
     diff, BackoffPolicy, Change, Diff, Discovery, DiscoveryResolver, Error, EtcdNamingLayout, Freshness, GoZeroLayout,
     Instances, IntoTarget, JitterRng, JsonLayout, KeyLayout, KratosLayout, LeaseId, Metadata, OwnedTask,
     RegisterOptions, Registration, RegistrationStatus, Registry, Resolver, Resolvers, Result, ServiceInstance,
-    Snapshot, Target, Watch, DEFAULT_NAMESPACE,
+    ServiceWatch, Snapshot, Target, DEFAULT_NAMESPACE,
 };
 
 /// The core crate, for backend authors: the [`KvBackend`](octopus_core::KvBackend)

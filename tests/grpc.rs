@@ -328,7 +328,7 @@ async fn the_first_call_on_a_new_channel_waits_for_discovery() {
 async fn a_call_waits_for_a_silent_discovery_no_longer_than_its_deadline() {
     // A discovery that never answers (a registry that does not respond).
     let (_tx, rx) = tokio::sync::watch::channel(None);
-    let silent = || octopus::Watch::new(rx.clone(), Arc::new(()));
+    let silent = || octopus::ServiceWatch::new(rx.clone(), Arc::new(()));
     let connector: Arc<dyn Connector> = Arc::new(TcpConnector::default());
     let channel = BalancedChannel::new(
         "ghost",

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use octopus_core::{
     BackoffPolicy, Discovery, JitterRng, KvBackend, RegisterOptions, RegistrationStatus, Registry, ServiceInstance,
-    Snapshot, Watch,
+    ServiceWatch, Snapshot,
 };
 use octopus_etcd::{EtcdBackend, EtcdOptions};
 use octopus_testkit::etcd::{EtcdServer, FaultProxy, ProxyMode};
@@ -44,7 +44,7 @@ fn ids(s: &Snapshot) -> Vec<String> {
     s.instances.iter().map(|i| i.id.clone()).collect()
 }
 
-async fn until(w: &mut Watch, within: Duration, what: &str, pred: impl FnMut(&Snapshot) -> bool) -> Snapshot {
+async fn until(w: &mut ServiceWatch, within: Duration, what: &str, pred: impl FnMut(&Snapshot) -> bool) -> Snapshot {
     match timeout(within, w.wait_for(pred)).await {
         Ok(s) => s.unwrap(),
         Err(_) => panic!("{what}: not within {within:?}; last: {:?}", w.latest()),

@@ -13,7 +13,7 @@ use crate::view::View;
 use crate::Instances;
 use crate::{
     Backoff, BackoffPolicy, Discovery, JitterRng, KeyLayout, KeyValue, KvBackend, OwnedTask, Result, Revision,
-    ServiceInstance, Snapshot, Watch,
+    ServiceInstance, ServiceWatch, Snapshot,
 };
 pub use stats::DiscoveryStats;
 use task::CacheTask;
@@ -36,7 +36,7 @@ impl<B> std::fmt::Debug for WatchDiscovery<B> {
     }
 }
 
-/// A running cache; dropping the last [`Watch`] drops it and stops its task.
+/// A running cache; dropping the last [`ServiceWatch`] drops it and stops its task.
 struct Cache {
     rx: watch::Receiver<Option<Snapshot>>,
     _task: OwnedTask<()>,
@@ -124,11 +124,11 @@ impl<B: KvBackend> Discovery for WatchDiscovery<B> {
         Ok(View::build(entries).instances())
     }
 
-    async fn watch(&self, service: &str) -> Result<Watch> {
+    async fn watch(&self, service: &str) -> Result<ServiceWatch> {
         crate::instance::validate_name("service", service)?;
         let mut caches = self.caches.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(cache) = caches.get(service).and_then(Weak::upgrade) {
-            return Ok(Watch::new(cache.rx.clone(), cache));
+            return Ok(ServiceWatch::new(cache.rx.clone(), cache));
         }
         let (tx, rx) = watch::channel(None);
         let rng = self.rng.lock().unwrap_or_else(|p| p.into_inner()).fork();
@@ -154,6 +154,6 @@ impl<B: KvBackend> Discovery for WatchDiscovery<B> {
         });
         caches.retain(|_, c| c.strong_count() > 0);
         caches.insert(service.to_owned(), Arc::downgrade(&cache));
-        Ok(Watch::new(cache.rx.clone(), cache))
+        Ok(ServiceWatch::new(cache.rx.clone(), cache))
     }
 }

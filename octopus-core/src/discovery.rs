@@ -1,4 +1,4 @@
-//! The discovery side: [`Discovery`], and [`Watch`], a stream of snapshots that
+//! The discovery side: [`Discovery`], and [`ServiceWatch`], a stream of snapshots that
 //! also offers what changed between them ([`Change`]).
 
 use std::future::Future;
@@ -21,12 +21,12 @@ pub trait Discovery: Send + Sync {
     ///
     /// When that read fails (the registry is unreachable) and a watch of the
     /// service holds a last known state, that state is returned, as the watch
-    /// serves it; [`Watch::latest`] says whether it is fresh or stale and since
+    /// serves it; [`ServiceWatch::latest`] says whether it is fresh or stale and since
     /// when. Without a watch, the read's error is returned.
     async fn instances(&self, service: &str) -> Result<Instances>;
 
     /// Follows `service`. Every local watcher of one service shares one registry watch.
-    async fn watch(&self, service: &str) -> Result<Watch>;
+    async fn watch(&self, service: &str) -> Result<ServiceWatch>;
 }
 
 /// A stream of [`Snapshot`]s of one service: a [`futures_core::Stream`], as
@@ -34,12 +34,12 @@ pub trait Discovery: Send + Sync {
 ///
 /// The first item is the initial state; each later one waits for a change and is
 /// the latest state. A slow consumer skips intermediate states: it never works
-/// through a queue of outdated ones. [`next_change`](Watch::next_change) gives
+/// through a queue of outdated ones. [`next_change`](ServiceWatch::next_change) gives
 /// each state with what changed since the one before (added, removed, updated).
 /// Every way of reading it is cancel-safe: a read dropped before it finished
 /// loses nothing.
-pub struct Watch {
-    /// For [`latest`](Watch::latest).
+pub struct ServiceWatch {
+    /// For [`latest`](ServiceWatch::latest).
     rx: watch::Receiver<Option<Snapshot>>,
     /// The wait for the next state, holding its own receiver while it runs.
     pending: Option<Next>,
@@ -47,7 +47,7 @@ pub struct Watch {
     idle: Option<watch::Receiver<Option<Snapshot>>>,
     filter: Option<Arc<Target>>,
     seen_first: bool,
-    /// The last state yielded, for [`next_change`](Watch::next_change).
+    /// The last state yielded, for [`next_change`](ServiceWatch::next_change).
     last: Option<Instances>,
     _keepalive: Arc<dyn Send + Sync>,
 }
@@ -64,18 +64,18 @@ pub struct Change {
     pub diff: Diff,
 }
 
-impl std::fmt::Debug for Watch {
+impl std::fmt::Debug for ServiceWatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Watch")
+        f.debug_struct("ServiceWatch")
             .field("filter", &self.filter)
             .finish_non_exhaustive()
     }
 }
 
-impl Watch {
+impl ServiceWatch {
     /// A watch over `rx`; `keepalive` keeps the producer running while the watch lives.
     pub fn new(rx: watch::Receiver<Option<Snapshot>>, keepalive: Arc<dyn Send + Sync>) -> Self {
-        Watch {
+        ServiceWatch {
             idle: Some(rx.clone()),
             rx,
             pending: None,
@@ -134,7 +134,7 @@ impl Watch {
     }
 }
 
-impl Stream for Watch {
+impl Stream for ServiceWatch {
     type Item = Snapshot;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Snapshot>> {
@@ -193,7 +193,7 @@ mod tests {
     #[tokio::test]
     async fn a_watch_is_a_stream_of_the_latest_states_with_their_changes() {
         let (tx, rx) = watch::channel(None);
-        let mut w = Watch::new(rx, Arc::new(()));
+        let mut w = ServiceWatch::new(rx, Arc::new(()));
         tx.send_replace(snapshot(2, &[("a", 1), ("b", 1)]));
         let first = w.next_change().await.unwrap();
         assert_eq!(first.diff.added.len(), 2, "the first state adds everything");
@@ -217,7 +217,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_read_dropped_before_it_finished_loses_nothing() {
         let (tx, rx) = watch::channel(snapshot(1, &[("a", 1)]));
-        let mut w = Watch::new(rx, Arc::new(()));
+        let mut w = ServiceWatch::new(rx, Arc::new(()));
         assert_eq!(w.next().await.unwrap().revision, 1);
         // A read that times out while waiting, then a change: the next read has it.
         assert!(tokio::time::timeout(Duration::from_millis(10), w.next()).await.is_err());

@@ -68,7 +68,7 @@ pub mod balance;
 pub use backoff::{Backoff, BackoffPolicy, JitterRng};
 pub use cache::{DiscoveryStats, WatchDiscovery};
 pub use diff::{diff, Diff};
-pub use discovery::{Change, Discovery, Watch};
+pub use discovery::{Change, Discovery, ServiceWatch};
 pub use error::{BoxError, Error, Result};
 pub use ids::{LeaseId, Revision};
 pub use instance::{

@@ -6,13 +6,13 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::{Discovery, Error, Result, Target, Watch};
+use crate::{Discovery, Error, Result, ServiceWatch, Target};
 
 /// Turns a target into a watch of the instances it selects.
 #[async_trait]
 pub trait Resolver: Send + Sync {
     /// Follows the instances `target` selects.
-    async fn resolve(&self, target: &Target) -> Result<Watch>;
+    async fn resolve(&self, target: &Target) -> Result<ServiceWatch>;
 }
 
 /// Every [`Discovery`] is a resolver: it watches the target's service and applies
@@ -29,7 +29,7 @@ impl DiscoveryResolver {
 
 #[async_trait]
 impl Resolver for DiscoveryResolver {
-    async fn resolve(&self, target: &Target) -> Result<Watch> {
+    async fn resolve(&self, target: &Target) -> Result<ServiceWatch> {
         Ok(self.0.watch(target.service()).await?.filtered(target.clone()))
     }
 }
@@ -64,12 +64,12 @@ impl Resolvers {
     }
 
     /// Parses `target` and resolves it with the resolver of its scheme.
-    pub async fn resolve(&self, target: &str) -> Result<Watch> {
+    pub async fn resolve(&self, target: &str) -> Result<ServiceWatch> {
         self.resolve_target(&Target::parse(target)?).await
     }
 
     /// Resolves `target` with the resolver of its scheme.
-    pub async fn resolve_target(&self, target: &Target) -> Result<Watch> {
+    pub async fn resolve_target(&self, target: &Target) -> Result<ServiceWatch> {
         let resolver = self.table.get(target.scheme()).ok_or_else(|| Error::UnknownScheme {
             scheme: target.scheme().to_owned(),
             known: self.table.keys().cloned().collect::<Vec<_>>().join(", "),

@@ -22,7 +22,7 @@ use tokio::time::{sleep, timeout, Instant};
 
 use octopus_core::{
     BackoffPolicy, Discovery, Error, Freshness, RegisterOptions, RegistrationStatus, Registry, ServiceInstance,
-    Snapshot, Watch,
+    ServiceWatch, Snapshot,
 };
 
 /// What a backend gives the suite.
@@ -67,7 +67,7 @@ fn ids(s: &Snapshot) -> Vec<&str> {
 /// Waits (bounded by the harness's settle time, plus `extra`) for a snapshot that satisfies `pred`.
 async fn until(
     h: &impl Harness,
-    w: &mut Watch,
+    w: &mut ServiceWatch,
     extra: Duration,
     what: &str,
     pred: impl FnMut(&Snapshot) -> bool,

@@ -11,7 +11,7 @@ use tonic::transport::Channel;
 use tower::{Service, ServiceExt};
 
 use super::{Connector, Policy};
-use crate::{Change, JitterRng, OwnedTask, ServiceInstance, Watch};
+use crate::{Change, JitterRng, OwnedTask, ServiceInstance, ServiceWatch};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -83,7 +83,13 @@ impl BalancedChannel {
 
     /// Balances over the instances `watch` yields, connecting with `connector` and
     /// drawing randomness (p2c, weighted) from `rng`.
-    pub fn new(service: &str, watch: Watch, policy: Policy, connector: Arc<dyn Connector>, rng: JitterRng) -> Self {
+    pub fn new(
+        service: &str,
+        watch: ServiceWatch,
+        policy: Policy,
+        connector: Arc<dyn Connector>,
+        rng: JitterRng,
+    ) -> Self {
         let inner = Arc::new(Inner {
             service: service.to_owned(),
             policy,
@@ -292,7 +298,7 @@ impl Service<http::Request<Body>> for BalancedChannel {
 /// Both lists are sorted by id, so an instance's old backend is found by binary
 /// search, and an unchanged instance (the same `Arc` in both snapshots) is reused
 /// without comparing: a change costs O(n log n) pointer work, never O(n²).
-async fn follow(inner: std::sync::Weak<Inner>, mut watch: Watch, connector: Arc<dyn Connector>) {
+async fn follow(inner: std::sync::Weak<Inner>, mut watch: ServiceWatch, connector: Arc<dyn Connector>) {
     // Discovery stopped: calls no longer wait for an answer that will not come.
     let _resolved_at_end = ResolveOnDrop(inner.clone());
     // Discovery says what changed (added, removed, updated): unchanged instances
@@ -394,7 +400,7 @@ mod tests {
             resyncs: 0,
         };
         let (tx, rx) = tokio::sync::watch::channel(Some(snapshot));
-        let watch = Watch::new(rx, Arc::new(()));
+        let watch = ServiceWatch::new(rx, Arc::new(()));
         let connector: Arc<dyn Connector> = Arc::new(super::super::TcpConnector::default());
         let channel = BalancedChannel::new("s", watch, Policy::P2c, connector, JitterRng::seeded(7));
         assert!(channel.ready_endpoints(2, Duration::from_secs(1)).await);

@@ -3,7 +3,7 @@
 //! [`BalancedChannel`] is a tower `Service` that every tonic-generated client
 //! accepts (`GreeterClient::new(channel)`). It holds one tonic `Channel` per
 //! instance, made by an injectable [`Connector`] (real TCP by default), and
-//! follows a discovery [`Watch`](crate::Watch) in its own task, so new instances
+//! follows a discovery [`ServiceWatch`](crate::ServiceWatch) in its own task, so new instances
 //! get traffic and removed ones stop getting it even when no request is in
 //! flight. An instance whose connection fails is ejected for a backoff period;
 //! when every instance is down a call fails at once with `Unavailable` naming the
