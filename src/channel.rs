@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::{IntoTarget, JitterRng, Resolvers, Result, Target};
-use octopus_core::balance::{BalancedChannel, Connector, Policy, TcpConnector};
+use octopus_core::balance::{BalancedChannel, Connector, PanicThreshold, Policy, TcpConnector};
 
 /// How to reach a target: its balancing policy, how to connect, where jitter comes
 /// from, and how long a first call waits for discovery. Made by
@@ -33,6 +33,7 @@ pub struct ChannelBuilder {
     connector: Option<Arc<dyn Connector>>,
     rng: Option<JitterRng>,
     first_answer_timeout: Option<Duration>,
+    panic_threshold: PanicThreshold,
 }
 
 impl std::fmt::Debug for ChannelBuilder {
@@ -56,6 +57,7 @@ impl ChannelBuilder {
             connector: None,
             rng: None,
             first_answer_timeout: None,
+            panic_threshold: PanicThreshold::OFF,
         }
     }
 
@@ -86,6 +88,13 @@ impl ChannelBuilder {
         self
     }
 
+    /// Keeps instances that vanish from a view below `threshold.share` of those in
+    /// use, for at most `threshold.hold` (see [`PanicThreshold`]; default off).
+    pub fn panic_threshold(mut self, threshold: PanicThreshold) -> Self {
+        self.panic_threshold = threshold;
+        self
+    }
+
     /// Resolves the target and makes the channel. A target without a scheme is
     /// resolved by this client's own discovery; one with a scheme must name it.
     pub async fn connect(self) -> Result<BalancedChannel> {
@@ -103,6 +112,7 @@ impl ChannelBuilder {
             self.connector.unwrap_or_else(|| Arc::new(TcpConnector::default())),
             self.rng.unwrap_or_else(JitterRng::from_entropy),
         );
+        let channel = channel.with_panic_threshold(self.panic_threshold);
         Ok(match self.first_answer_timeout {
             Some(t) => channel.with_first_answer_timeout(t),
             None => channel,

@@ -12,6 +12,7 @@
 //! `octopus_decode_errors_total`, `octopus_instances{service}`,
 //! `octopus_balancer_picks_total{service,endpoint}`,
 //! `octopus_balancer_ejections_total{service,endpoint}`,
+//! `octopus_balancer_protections_total{service}`,
 //! `octopus_discovery_propagation_seconds{service}` (a histogram). Each has its
 //! `# HELP` line; the text passes `promtool check metrics`.
 

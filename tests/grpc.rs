@@ -279,6 +279,86 @@ async fn a_lost_registry_connection_keeps_the_last_known_endpoints() {
     backend.set_reachable(true);
 }
 
+/// Mass-disappearance protection: every key vanishes at once (as when etcd is
+/// wiped or restored from an old backup) while the processes still serve, and
+/// the registrants cannot put their keys back yet. A channel with the panic
+/// threshold keeps calling them; one without it has nowhere to call; one whose
+/// hold is short follows the empty view once the hold is over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mass_disappearance_keeps_the_vanished_instances_for_a_while() {
+    use octopus::grpc::PanicThreshold;
+    use octopus::mem::{KeyRange, MemBackend, Store};
+    use octopus::{Discovery, Registry};
+    let store = Store::new();
+    let registrants = MemBackend::new(store.clone());
+    let watcher = MemBackend::new(store.clone());
+    let mut keep = Vec::new();
+    for id in ["m1", "m2", "m3", "m4"] {
+        let (task, addr) = listen(id).await;
+        let inst = ServiceInstance::new("greeter", id, "127.0.0.1", addr.port()).unwrap();
+        keep.push((
+            task,
+            registrants.registry().register(inst, Default::default()).await.unwrap(),
+        ));
+    }
+    let discovery = Arc::new(watcher.discovery());
+    let channel = |threshold: PanicThreshold| {
+        let discovery = discovery.clone();
+        async move {
+            let watch = discovery.watch("greeter").await.unwrap();
+            let tcp: Arc<dyn Connector> = Arc::new(TcpConnector::default());
+            let ch = BalancedChannel::new("greeter", watch, Policy::RoundRobin, tcp, JitterRng::seeded(1))
+                .with_panic_threshold(threshold);
+            assert!(ch.ready_endpoints(4, Duration::from_secs(2)).await);
+            ch
+        }
+    };
+    let protected = channel(PanicThreshold {
+        share: 0.5,
+        hold: Duration::from_secs(30),
+    })
+    .await;
+    let short = channel(PanicThreshold {
+        share: 0.5,
+        hold: Duration::from_millis(300),
+    })
+    .await;
+    let plain = channel(PanicThreshold::OFF).await;
+
+    registrants.set_reachable(false);
+    store.delete(&KeyRange::prefix("/")).unwrap();
+    let mut w = discovery.watch("greeter").await.unwrap();
+    timeout(
+        Duration::from_secs(5),
+        w.wait_for(|s| s.is_fresh() && s.instances.is_empty()),
+    )
+    .await
+    .expect("the view empties")
+    .unwrap();
+    sleep(Duration::from_millis(100)).await;
+    let seen = tally(&mut GreeterClient::new(protected.clone()), 20).await;
+    assert_eq!(seen.len(), 4, "every call reached a live instance: {seen:?}");
+    assert_eq!(protected.protections(), 1);
+    let err = call(&mut GreeterClient::new(plain.clone())).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unavailable, "without protection: {err}");
+    sleep(Duration::from_millis(400)).await;
+    assert!(
+        short.endpoints().is_empty(),
+        "the hold is over: {:?}",
+        short.endpoints()
+    );
+
+    // The registrants put their keys back: the view recovers, the protection ends.
+    registrants.set_reachable(true);
+    assert!(
+        plain.ready_endpoints(4, Duration::from_secs(10)).await,
+        "registrants came back"
+    );
+    assert_eq!(protected.endpoints().len(), 4);
+    let seen = tally(&mut GreeterClient::new(protected), 8).await;
+    assert_eq!(seen.len(), 4, "{seen:?}");
+}
+
 /// A target is a value or text, with or without the client's scheme; a scheme
 /// the client does not serve, or a bad name, is an error naming it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -32,6 +32,9 @@ pub const PROPAGATION: &str = "octopus_discovery_propagation_seconds";
 pub const BALANCER_PICKS: &str = "octopus_balancer_picks_total";
 /// Balancer ejections per endpoint.
 pub const BALANCER_EJECTIONS: &str = "octopus_balancer_ejections_total";
+/// Counter: times a balancer distrusted a view that dropped below its panic
+/// threshold and kept the vanished instances, by service.
+pub const BALANCER_PROTECTIONS: &str = "octopus_balancer_protections_total";
 
 /// Gives every series above its help text and unit, for the recorder installed
 /// now (Prometheus's `# HELP` lines; `promtool check metrics` wants one per family).
@@ -70,6 +73,10 @@ pub fn describe() {
     describe_counter!(
         BALANCER_EJECTIONS,
         "Times the balancer ejected an endpoint after a failed connection."
+    );
+    describe_counter!(
+        BALANCER_PROTECTIONS,
+        "Times a balancer kept instances that vanished from a view below its panic threshold."
     );
 }
 

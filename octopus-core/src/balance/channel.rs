@@ -1,58 +1,30 @@
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::time::Instant;
 use tonic::body::Body;
-use tonic::transport::Channel;
 use tower::{Service, ServiceExt};
 
+use super::endpoints::{nanos_since, Backend, Endpoints, PanicThreshold};
+use super::follow::follow;
 use super::{Connector, Policy};
-use crate::{Change, JitterRng, OwnedTask, ServiceInstance, ServiceWatch};
+use crate::{JitterRng, OwnedTask, ServiceInstance, ServiceWatch};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// One instance: its channel, load and ejection state.
-struct Backend {
-    instance: Arc<ServiceInstance>,
-    channel: Channel,
-    in_flight: AtomicUsize,
-    /// Consecutive connection failures; the ejection doubles with each.
-    failures: AtomicU32,
-    picks: metrics::Counter,
-    ejections: metrics::Counter,
-    /// Ejected until this many nanoseconds after the channel's epoch; 0: not ejected.
-    /// An atomic, so that the common case (nothing ejected) reads no clock and takes no lock.
-    ejected_until: AtomicU64,
-}
-
-impl Backend {
-    fn available(&self, now: &mut Option<u64>, epoch: Instant) -> bool {
-        let until = self.ejected_until.load(Ordering::Relaxed);
-        until == 0 || until <= *now.get_or_insert_with(|| nanos_since(epoch))
-    }
-}
-
-fn nanos_since(epoch: Instant) -> u64 {
-    u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX).max(1)
-}
-
 struct Inner {
-    service: String,
+    endpoints: Arc<Endpoints>,
     policy: Policy,
-    backends: RwLock<Arc<[Arc<Backend>]>>,
     next: AtomicUsize,
     rng: Mutex<JitterRng>,
     eject_base: Duration,
     eject_cap: Duration,
     epoch: Instant,
     follower: Mutex<Option<OwnedTask<()>>>,
-    /// True once discovery has answered (or stopped): until then a call waits
-    /// for the first answer instead of failing on an empty list.
-    resolved: tokio::sync::watch::Sender<bool>,
     /// How long a call waits for that first answer when its request carries no
     /// deadline (`grpc-timeout`) of its own.
     first_answer_timeout_ns: AtomicU64,
@@ -69,7 +41,7 @@ pub struct BalancedChannel {
 impl std::fmt::Debug for BalancedChannel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BalancedChannel")
-            .field("service", &self.inner.service)
+            .field("service", &self.inner.endpoints.service)
             .field("policy", &self.inner.policy)
             .field("endpoints", &self.endpoints())
             .finish()
@@ -91,21 +63,33 @@ impl BalancedChannel {
         rng: JitterRng,
     ) -> Self {
         let inner = Arc::new(Inner {
-            service: service.to_owned(),
+            endpoints: Arc::new(Endpoints::new(service)),
             policy,
-            backends: RwLock::new(Arc::from(Vec::new())),
             next: AtomicUsize::new(0),
             rng: Mutex::new(rng),
             eject_base: Duration::from_millis(500),
             eject_cap: Duration::from_secs(30),
             epoch: Instant::now(),
             follower: Mutex::new(None),
-            resolved: tokio::sync::watch::Sender::new(false),
             first_answer_timeout_ns: AtomicU64::new(Self::DEFAULT_FIRST_ANSWER_TIMEOUT.as_nanos() as u64),
         });
-        let task = OwnedTask::spawn(follow(Arc::downgrade(&inner), watch, connector));
+        let task = OwnedTask::spawn(follow(Arc::downgrade(&inner.endpoints), watch, connector));
         *inner.follower.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
         BalancedChannel { inner }
+    }
+
+    /// Protects against a mass disappearance (see [`PanicThreshold`]): when a
+    /// fresh view holds fewer than `threshold.share` of the instances in use,
+    /// the vanished ones are kept for at most `threshold.hold` or until the view
+    /// recovers. Off by default ([`PanicThreshold::OFF`]).
+    pub fn with_panic_threshold(self, threshold: PanicThreshold) -> Self {
+        *self.inner.endpoints.panic.lock().unwrap_or_else(|p| p.into_inner()) = threshold;
+        self
+    }
+
+    /// How many times the mass-disappearance protection has started.
+    pub fn protections(&self) -> u64 {
+        self.inner.endpoints.protections.load(Ordering::Relaxed)
     }
 
     /// Sets how long a call made before discovery's first answer waits for it
@@ -121,10 +105,10 @@ impl BalancedChannel {
 
     /// Waits until discovery has answered, at most `limit`; true if it has.
     async fn first_answer(&self, limit: Duration) -> bool {
-        if *self.inner.resolved.borrow() {
+        if *self.inner.endpoints.resolved.borrow() {
             return true;
         }
-        let mut rx = self.inner.resolved.subscribe();
+        let mut rx = self.inner.endpoints.resolved.subscribe();
         let answered = matches!(tokio::time::timeout(limit, rx.wait_for(|r| *r)).await, Ok(Ok(_)));
         answered
     }
@@ -147,7 +131,12 @@ impl BalancedChannel {
     }
 
     fn snapshot(&self) -> Arc<[Arc<Backend>]> {
-        self.inner.backends.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.inner
+            .endpoints
+            .backends
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The instance the policy picks for the next call (this advances the policy's
@@ -220,7 +209,7 @@ impl BalancedChannel {
             } else {
                 "every instance is unreachable"
             };
-            tonic::Status::unavailable(format!("{}: {why} ({n} known)", self.inner.service))
+            tonic::Status::unavailable(format!("{}: {why} ({n} known)", self.inner.endpoints.service))
         })
     }
 
@@ -231,7 +220,7 @@ impl BalancedChannel {
         let until = nanos_since(self.inner.epoch).saturating_add(u64::try_from(period.as_nanos()).unwrap_or(u64::MAX));
         backend.ejected_until.store(until, Ordering::Relaxed);
         backend.ejections.increment(1);
-        tracing::warn!(service = %self.inner.service, endpoint = %backend.instance.endpoint(), ?period, "ejected an unreachable instance");
+        tracing::warn!(service = %self.inner.endpoints.service, endpoint = %backend.instance.endpoint(), ?period, "ejected an unreachable instance");
     }
 }
 
@@ -248,7 +237,7 @@ impl Service<http::Request<Body>> for BalancedChannel {
     fn call(&mut self, req: http::Request<Body>) -> Self::Future {
         let this = self.clone();
         Box::pin(async move {
-            if !*this.inner.resolved.borrow() {
+            if !*this.inner.endpoints.resolved.borrow() {
                 // As gRPC waits for its resolver's first result: a call made right
                 // after the channel was must not fail on a list not yet filled.
                 let limit = grpc_timeout(req.headers()).unwrap_or_else(|| {
@@ -257,7 +246,7 @@ impl Service<http::Request<Body>> for BalancedChannel {
                 if !this.first_answer(limit).await {
                     return Err(tonic::Status::unavailable(format!(
                         "{}: discovery has not answered within {limit:?}",
-                        this.inner.service
+                        this.inner.endpoints.service
                     ))
                     .into());
                 }
@@ -281,7 +270,7 @@ impl Service<http::Request<Body>> for BalancedChannel {
                     this.eject(&backend);
                     Err(tonic::Status::unavailable(format!(
                         "{}: instance {} at {} failed: {e}",
-                        this.inner.service,
+                        this.inner.endpoints.service,
                         backend.instance.id,
                         backend.instance.endpoint()
                     ))
@@ -289,82 +278,6 @@ impl Service<http::Request<Body>> for BalancedChannel {
                 }
             }
         })
-    }
-}
-
-/// Follows discovery: rebuilds the backend list on every fresh snapshot, reusing
-/// the channels of instances that stay. Stale snapshots keep the last known list.
-/// The first snapshot, fresh or stale, marks the channel resolved.
-/// Both lists are sorted by id, so an instance's old backend is found by binary
-/// search, and an unchanged instance (the same `Arc` in both snapshots) is reused
-/// without comparing: a change costs O(n log n) pointer work, never O(n²).
-async fn follow(inner: std::sync::Weak<Inner>, mut watch: ServiceWatch, connector: Arc<dyn Connector>) {
-    // Discovery stopped: calls no longer wait for an answer that will not come.
-    let _resolved_at_end = ResolveOnDrop(inner.clone());
-    // Discovery says what changed (added, removed, updated): unchanged instances
-    // keep their backend (connection, counters, ejection); an updated one keeps
-    // its connection when its endpoint is the same.
-    while let Some(Change { snapshot, diff }) = watch.next_change().await {
-        let Some(inner) = inner.upgrade() else { return };
-        // A stale snapshot keeps the endpoints we have (its instances are the last
-        // known ones, so its change is empty); as the first answer (the registry
-        // is unreachable, a shared watch holds the last known instances) it is all
-        // there is, and calls go to those rather than wait.
-        let resolved = *inner.resolved.borrow();
-        if resolved && (!snapshot.is_fresh() || diff.is_empty()) {
-            continue;
-        }
-        let old = inner.backends.read().unwrap_or_else(|p| p.into_inner()).clone();
-        let find = |list: &[ServiceInstance], id: &str| list.binary_search_by(|i| i.id.as_str().cmp(id)).is_ok();
-        let updated = |id: &str| diff.updated.binary_search_by(|(b, _)| b.id.as_str().cmp(id)).ok();
-        let mut next = Vec::with_capacity(snapshot.instances.len());
-        for instance in snapshot.instances.iter() {
-            let before = old
-                .binary_search_by(|b| b.instance.id.cmp(&instance.id))
-                .ok()
-                .map(|at| &old[at]);
-            let channel = match (before, updated(&instance.id)) {
-                // Unchanged: the same backend.
-                (Some(b), None) if !find(&diff.added, &instance.id) => {
-                    next.push(b.clone());
-                    continue;
-                }
-                // Metadata or weight changed on the same endpoint: keep the connection.
-                (Some(b), Some(_)) if b.instance.addr == instance.addr && b.instance.port == instance.port => {
-                    b.channel.clone()
-                }
-                _ => match connector.connect(instance) {
-                    Ok(ch) => ch,
-                    Err(e) => {
-                        tracing::warn!(service = %inner.service, error = %e, "cannot make a channel; skipping the instance");
-                        continue;
-                    }
-                },
-            };
-            let labels = [("service", inner.service.clone()), ("endpoint", instance.endpoint())];
-            next.push(Arc::new(Backend {
-                picks: metrics::counter!(crate::telemetry::BALANCER_PICKS, &labels),
-                ejections: metrics::counter!(crate::telemetry::BALANCER_EJECTIONS, &labels),
-                instance: instance.clone(),
-                channel,
-                in_flight: AtomicUsize::new(0),
-                failures: AtomicU32::new(0),
-                ejected_until: AtomicU64::new(0),
-            }));
-        }
-        tracing::debug!(service = %inner.service, endpoints = next.len(), "balancer endpoints changed");
-        *inner.backends.write().unwrap_or_else(|p| p.into_inner()) = Arc::from(next);
-        inner.resolved.send_replace(true);
-    }
-}
-
-struct ResolveOnDrop(std::sync::Weak<Inner>);
-
-impl Drop for ResolveOnDrop {
-    fn drop(&mut self) {
-        if let Some(inner) = self.0.upgrade() {
-            inner.resolved.send_replace(true);
-        }
     }
 }
 

@@ -11,8 +11,11 @@
 
 mod channel;
 mod connector;
+mod endpoints;
+mod follow;
 mod policy;
 
 pub use channel::BalancedChannel;
 pub use connector::{Connector, TcpConnector};
+pub use endpoints::PanicThreshold;
 pub use policy::Policy;

@@ -1,0 +1,128 @@
+//! The state a balanced channel shares with the task that follows discovery: the
+//! endpoints (one backend per instance: its connection, load and ejection state),
+//! whether discovery has answered, and the mass-disappearance protection's
+//! setting and counters.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tonic::transport::Channel;
+
+use crate::ServiceInstance;
+
+/// One instance: its channel, load and ejection state.
+pub(super) struct Backend {
+    pub(super) instance: Arc<ServiceInstance>,
+    pub(super) channel: Channel,
+    pub(super) in_flight: AtomicUsize,
+    /// Consecutive connection failures; the ejection doubles with each.
+    pub(super) failures: AtomicU32,
+    pub(super) picks: metrics::Counter,
+    pub(super) ejections: metrics::Counter,
+    /// Ejected until this many nanoseconds after the channel's epoch; 0: not ejected.
+    /// An atomic, so that the common case (nothing ejected) reads no clock and takes no lock.
+    pub(super) ejected_until: AtomicU64,
+}
+
+impl Backend {
+    pub(super) fn available(&self, now: &mut Option<u64>, epoch: Instant) -> bool {
+        let until = self.ejected_until.load(Ordering::Relaxed);
+        until == 0 || until <= *now.get_or_insert_with(|| nanos_since(epoch))
+    }
+}
+
+pub(super) fn nanos_since(epoch: Instant) -> u64 {
+    u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX).max(1)
+}
+
+/// Mass-disappearance protection (Envoy's panic threshold, Nacos's protection
+/// threshold): when a fresh view holds fewer than `share` of the instances the
+/// channel was using, the channel keeps the instances that vanished, beside the
+/// ones in the view, for at most `hold` or until the view recovers to `share`.
+/// Etcd restored from a backup or wiped loses every key at once, and the
+/// registrants put theirs back within seconds; meanwhile their processes still
+/// serve. Off (`share` 0) unless set.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PanicThreshold {
+    /// The share (0 to 1) of the instances in use below which a view is
+    /// distrusted; 0 turns the protection off.
+    pub share: f64,
+    /// How long the vanished instances are kept at most.
+    pub hold: Duration,
+}
+
+impl PanicThreshold {
+    /// No protection: every fresh view is applied as it is.
+    pub const OFF: PanicThreshold = PanicThreshold {
+        share: 0.0,
+        hold: Duration::ZERO,
+    };
+
+    /// Whether a view of `now` instances is distrusted against `known` in use.
+    pub(super) fn distrusts(&self, now: usize, known: usize) -> bool {
+        self.share > 0.0 && !self.hold.is_zero() && (now as f64) < self.share * known as f64
+    }
+}
+
+/// What the channel and its follower share.
+pub(super) struct Endpoints {
+    pub(super) service: String,
+    /// The backends in use, sorted by instance id.
+    pub(super) backends: RwLock<Arc<[Arc<Backend>]>>,
+    /// True once discovery has answered (or stopped): until then a call waits
+    /// for the first answer instead of failing on an empty list.
+    pub(super) resolved: tokio::sync::watch::Sender<bool>,
+    pub(super) panic: Mutex<PanicThreshold>,
+    /// Times the protection started (a view was distrusted).
+    pub(super) protections: AtomicU64,
+}
+
+impl Endpoints {
+    pub(super) fn new(service: &str) -> Self {
+        Endpoints {
+            service: service.to_owned(),
+            backends: RwLock::new(Arc::from(Vec::new())),
+            resolved: tokio::sync::watch::Sender::new(false),
+            panic: Mutex::new(PanicThreshold::OFF),
+            protections: AtomicU64::new(0),
+        }
+    }
+
+    /// The backends in use.
+    pub(super) fn snapshot(&self) -> Arc<[Arc<Backend>]> {
+        self.backends.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub(super) fn panic_threshold(&self) -> PanicThreshold {
+        *self.panic.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts a new backend for `instance` over `channel`.
+    pub(super) fn backend(&self, instance: &Arc<ServiceInstance>, channel: Channel) -> Arc<Backend> {
+        let labels = [("service", self.service.clone()), ("endpoint", instance.endpoint())];
+        Arc::new(Backend {
+            picks: metrics::counter!(crate::telemetry::BALANCER_PICKS, &labels),
+            ejections: metrics::counter!(crate::telemetry::BALANCER_EJECTIONS, &labels),
+            instance: instance.clone(),
+            channel,
+            in_flight: AtomicUsize::new(0),
+            failures: AtomicU32::new(0),
+            ejected_until: AtomicU64::new(0),
+        })
+    }
+
+    /// Counts and logs the start of a protection.
+    pub(super) fn protecting(&self, view: usize, known: usize, hold: Duration) {
+        self.protections.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(crate::telemetry::BALANCER_PROTECTIONS, "service" => self.service.clone()).increment(1);
+        tracing::warn!(
+            service = %self.service,
+            view,
+            known,
+            ?hold,
+            "discovery shows far fewer instances than in use: keeping the vanished ones for now"
+        );
+    }
+}
