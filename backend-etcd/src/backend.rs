@@ -4,18 +4,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse};
+use etcd_client::{Client, ConnectOptions};
 use octopus_core::fencing::Created;
-use octopus_core::{
-    prefix_end, Error, Header, KeyValue, KvBackend, Lease, LeaseId, LeaseKeeper, OwnedTask, Result, Revision,
-    WatchStream,
-};
+use octopus_core::{Error, Header, KeyValue, KvBackend, Lease, LeaseId, LeaseKeeper, Result, Revision, WatchStream};
 use tokio::time::timeout;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
-use crate::call::{bounded, within};
-use crate::convert::{convert_kv, etcd_err, header, into_kv};
-use crate::EtcdOptions;
+use crate::call::bounded;
+use crate::convert::etcd_err;
+use crate::{kv, lease, maintenance, watch, EtcdOptions};
 
 /// A [`KvBackend`] on an etcd cluster.
 #[derive(Clone)]
@@ -39,17 +36,6 @@ impl std::fmt::Debug for EtcdBackend {
         f.debug_struct("EtcdBackend")
             .field("endpoints", &self.options.endpoints)
             .finish_non_exhaustive()
-    }
-}
-
-/// A page being read in its own task; dropping it (the read was abandoned) stops the task.
-struct Page(OwnedTask<Result<etcd_client::GetResponse>>);
-
-impl Page {
-    async fn finish(&mut self) -> Result<etcd_client::GetResponse> {
-        (&mut self.0)
-            .await
-            .unwrap_or_else(|e| Err(Error::backend("range", format!("the page read ended: {e}"))))
     }
 }
 
@@ -167,34 +153,6 @@ impl EtcdBackend {
     fn limit(&self) -> Duration {
         self.options.request_timeout
     }
-
-    /// Runs a unary request under the request timeout.
-    async fn call<T>(
-        &self,
-        op: &'static str,
-        f: impl std::future::Future<Output = std::result::Result<T, etcd_client::Error>>,
-    ) -> Result<T> {
-        within(self.limit(), op, f).await
-    }
-
-    /// Starts reading one page of `[start, end)` (at revision `at`) in a task of its
-    /// own, so that it proceeds while the caller works on the page before.
-    fn read_page(&self, client: &Client, start: Vec<u8>, end: Vec<u8>, at: Option<Revision>) -> Page {
-        let mut opts = GetOptions::new().with_range(end).with_limit(self.options.page_size);
-        if let Some(revision) = at {
-            opts = opts.with_revision(revision);
-        }
-        let mut kv = client.kv_client();
-        let limit = self.limit();
-        Page(OwnedTask::spawn(async move {
-            within(limit, "range", kv.get(start, Some(opts))).await
-        }))
-    }
-
-    async fn txn(&self, txn: Txn) -> Result<etcd_client::TxnResponse> {
-        let mut kv = self.etcd().await?.kv_client();
-        self.call("txn", kv.txn(txn)).await
-    }
 }
 
 fn tune(ep: Endpoint, o: &EtcdOptions) -> Endpoint {
@@ -209,19 +167,7 @@ fn tune(ep: Endpoint, o: &EtcdOptions) -> Endpoint {
 #[async_trait]
 impl KvBackend for EtcdBackend {
     async fn create(&self, key: &str, value: Vec<u8>, lease: LeaseId) -> Result<Created> {
-        let txn = Txn::new()
-            .when([Compare::create_revision(key, CompareOp::Equal, 0)])
-            .and_then([TxnOp::put(key, value, Some(PutOptions::new().with_lease(lease.0)))])
-            .or_else([TxnOp::get(key, None)]);
-        let resp = self.txn(txn).await?;
-        if resp.succeeded() {
-            return Ok(Created::Written(header(resp.header()).revision));
-        }
-        let current = resp.op_responses().into_iter().find_map(|r| match r {
-            TxnOpResponse::Get(g) => g.kvs().first().map(convert_kv),
-            _ => None,
-        });
-        Ok(Created::Present(current))
+        kv::create(self.etcd().await?, key, value, lease, self.limit()).await
     }
 
     async fn put_if_unchanged(
@@ -231,24 +177,15 @@ impl KvBackend for EtcdBackend {
         lease: LeaseId,
         mod_revision: Revision,
     ) -> Result<Option<Revision>> {
-        let txn = Txn::new()
-            .when([Compare::mod_revision(key, CompareOp::Equal, mod_revision)])
-            .and_then([TxnOp::put(key, value, Some(PutOptions::new().with_lease(lease.0)))]);
-        let resp = self.txn(txn).await?;
-        Ok(resp.succeeded().then(|| header(resp.header()).revision))
+        kv::put_if_unchanged(self.etcd().await?, key, value, lease, mod_revision, self.limit()).await
     }
 
     async fn delete(&self, key: &str) -> Result<bool> {
-        let mut kv = self.etcd().await?.kv_client();
-        let resp = self.call("delete", kv.delete(key, None)).await?;
-        Ok(resp.deleted() > 0)
+        kv::delete(self.etcd().await?, key, self.limit()).await
     }
 
     async fn delete_owned(&self, key: &str, lease: LeaseId) -> Result<bool> {
-        let txn = Txn::new()
-            .when([Compare::lease(key, CompareOp::Equal, lease.0)])
-            .and_then([TxnOp::delete(key, None)]);
-        Ok(self.txn(txn).await?.succeeded())
+        kv::delete_owned(self.etcd().await?, key, lease, self.limit()).await
     }
 
     async fn range_prefix(&self, prefix: &str) -> Result<(Header, Vec<KeyValue>)> {
@@ -258,59 +195,30 @@ impl KvBackend for EtcdBackend {
     }
 
     async fn range_prefix_pages(&self, prefix: &str, page: &mut (dyn FnMut(Vec<KeyValue>) + Send)) -> Result<Header> {
-        let client = self.etcd().await?;
-        let end = prefix_end(prefix.as_bytes());
-        let mut next = self.read_page(client, prefix.as_bytes().to_vec(), end.clone(), None);
-        let mut at: Option<Header> = None;
-        loop {
-            let mut resp = next.finish().await?;
-            let h = *at.get_or_insert(header(resp.header()));
-            let more = resp.more();
-            let kvs: Vec<KeyValue> = resp.take_kvs().into_iter().map(into_kv).collect();
-            let after = kvs.last().filter(|_| more).map(|last| {
-                let mut start = last.key.clone();
-                start.push(0);
-                start
-            });
-            let last_page = after.is_none();
-            // The next page is on its way before this one is handed over.
-            if let Some(start) = after {
-                next = self.read_page(client, start, end.clone(), Some(h.revision));
-                // every page from one revision
-            }
-            page(kvs);
-            if last_page {
-                return Ok(h);
-            }
-        }
+        kv::range_prefix_pages(self.etcd().await?, prefix, self.options.page_size, self.limit(), page).await
     }
 
     async fn get(&self, key: &str) -> Result<(Header, Option<KeyValue>)> {
-        let mut kv = self.etcd().await?.kv_client();
-        let resp = self.call("get", kv.get(key, None)).await?;
-        Ok((header(resp.header()), resp.kvs().first().map(convert_kv)))
+        kv::get(self.etcd().await?, key, self.limit()).await
     }
 
     async fn header(&self) -> Result<Header> {
-        // Maintenance status needs no permission on any key, so it works for users
-        // whose role covers only their namespace.
-        let mut maintenance = self.etcd().await?.maintenance_client();
-        let resp = self.call("status", maintenance.status()).await?;
-        Ok(header(resp.header()))
+        maintenance::header(self.etcd().await?, self.limit()).await
     }
+
     async fn grant(&self, ttl: Duration) -> Result<Lease> {
-        crate::lease::grant(self.etcd().await?, ttl, self.limit()).await
+        lease::grant(self.etcd().await?, ttl, self.limit()).await
     }
 
     async fn keeper(&self, lease: LeaseId) -> Result<Box<dyn LeaseKeeper>> {
-        crate::lease::keeper(self.etcd().await?, lease, self.limit()).await
+        lease::keeper(self.etcd().await?, lease, self.limit()).await
     }
 
     async fn revoke(&self, lease: LeaseId) -> Result<()> {
-        crate::lease::revoke(self.etcd().await?, lease, self.limit()).await
+        lease::revoke(self.etcd().await?, lease, self.limit()).await
     }
 
     async fn watch(&self, key: &str, prefix: bool, start: Revision) -> Result<WatchStream> {
-        crate::watch::open(self.etcd().await?, key, prefix, start, self.limit()).await
+        watch::open(self.etcd().await?, key, prefix, start, self.limit()).await
     }
 }

@@ -12,7 +12,9 @@
 mod backend;
 mod call;
 mod convert;
+mod kv;
 mod lease;
+mod maintenance;
 mod options;
 mod watch;
 
