@@ -34,6 +34,7 @@ pub struct ChannelBuilder {
     rng: Option<JitterRng>,
     first_answer_timeout: Option<Duration>,
     panic_threshold: PanicThreshold,
+    slow_start: Duration,
 }
 
 impl std::fmt::Debug for ChannelBuilder {
@@ -58,6 +59,7 @@ impl ChannelBuilder {
             rng: None,
             first_answer_timeout: None,
             panic_threshold: PanicThreshold::OFF,
+            slow_start: Duration::ZERO,
         }
     }
 
@@ -95,6 +97,13 @@ impl ChannelBuilder {
         self
     }
 
+    /// Slow start: an instance that joins after the first answer ramps up to its
+    /// full share over `window` (default zero: off).
+    pub fn slow_start(mut self, window: Duration) -> Self {
+        self.slow_start = window;
+        self
+    }
+
     /// Resolves the target and makes the channel. A target without a scheme is
     /// resolved by this client's own discovery; one with a scheme must name it.
     pub async fn connect(self) -> Result<BalancedChannel> {
@@ -112,7 +121,9 @@ impl ChannelBuilder {
             self.connector.unwrap_or_else(|| Arc::new(TcpConnector::default())),
             self.rng.unwrap_or_else(JitterRng::from_entropy),
         );
-        let channel = channel.with_panic_threshold(self.panic_threshold);
+        let channel = channel
+            .with_panic_threshold(self.panic_threshold)
+            .with_slow_start(self.slow_start);
         Ok(match self.first_answer_timeout {
             Some(t) => channel.with_first_answer_timeout(t),
             None => channel,

@@ -359,6 +359,50 @@ async fn a_mass_disappearance_keeps_the_vanished_instances_for_a_while() {
     assert_eq!(seen.len(), 4, "{seen:?}");
 }
 
+/// Slow start: an instance that joins a running channel takes a share of the
+/// traffic that ramps up over the window; the instances of the first answer
+/// start warm. (Picks only: the channels connect lazily, no server is needed.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_start_ramps_a_joining_instance_up() {
+    use octopus::mem::{MemBackend, Store};
+    use octopus::{Discovery, Registry};
+    let backend = MemBackend::new(Store::new());
+    let registry = backend.registry();
+    let discovery = backend.discovery();
+    let inst = |id: &str, port| ServiceInstance::new("slow", id, "127.0.0.1", port).unwrap();
+    let _old = registry.register(inst("old", 30001), Default::default()).await.unwrap();
+    let channel = |window: Duration| {
+        let discovery = &discovery;
+        async move {
+            let watch = discovery.watch("slow").await.unwrap();
+            let tcp: Arc<dyn Connector> = Arc::new(TcpConnector::default());
+            BalancedChannel::new("slow", watch, Policy::RoundRobin, tcp, JitterRng::seeded(3)).with_slow_start(window)
+        }
+    };
+    let slow = channel(Duration::from_secs(60)).await;
+    let plain = channel(Duration::ZERO).await;
+    assert!(slow.ready_endpoints(1, Duration::from_secs(2)).await);
+    assert!(plain.ready_endpoints(1, Duration::from_secs(2)).await);
+    let _new = registry.register(inst("new", 30002), Default::default()).await.unwrap();
+    assert!(slow.ready_endpoints(2, Duration::from_secs(2)).await);
+    assert!(plain.ready_endpoints(2, Duration::from_secs(2)).await);
+    let share = |ch: &BalancedChannel| (0..1000).filter(|_| ch.pick().unwrap().id == "new").count();
+    let (slow_new, plain_new) = (share(&slow), share(&plain));
+    assert!(slow_new < 50, "a joining instance starts near zero: {slow_new} of 1000");
+    assert!(
+        (400..=600).contains(&plain_new),
+        "without slow start, half: {plain_new} of 1000"
+    );
+    // A channel whose first answer holds both: both warm.
+    let fresh = channel(Duration::from_secs(60)).await;
+    assert!(fresh.ready_endpoints(2, Duration::from_secs(2)).await);
+    let fresh_new = share(&fresh);
+    assert!(
+        (400..=600).contains(&fresh_new),
+        "the first answer's instances start warm: {fresh_new}"
+    );
+}
+
 /// A target is a value or text, with or without the client's scheme; a scheme
 /// the client does not serve, or a bad name, is an error naming it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

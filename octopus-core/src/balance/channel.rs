@@ -23,7 +23,6 @@ struct Inner {
     rng: Mutex<JitterRng>,
     eject_base: Duration,
     eject_cap: Duration,
-    epoch: Instant,
     follower: Mutex<Option<OwnedTask<()>>>,
     /// How long a call waits for that first answer when its request carries no
     /// deadline (`grpc-timeout`) of its own.
@@ -69,7 +68,6 @@ impl BalancedChannel {
             rng: Mutex::new(rng),
             eject_base: Duration::from_millis(500),
             eject_cap: Duration::from_secs(30),
-            epoch: Instant::now(),
             follower: Mutex::new(None),
             first_answer_timeout_ns: AtomicU64::new(Self::DEFAULT_FIRST_ANSWER_TIMEOUT.as_nanos() as u64),
         });
@@ -84,6 +82,15 @@ impl BalancedChannel {
     /// recovers. Off by default ([`PanicThreshold::OFF`]).
     pub fn with_panic_threshold(self, threshold: PanicThreshold) -> Self {
         *self.inner.endpoints.panic.lock().unwrap_or_else(|p| p.into_inner()) = threshold;
+        self
+    }
+
+    /// Slow start: an instance that joins after the first answer takes a share of
+    /// its traffic that ramps up linearly over `window` (the first answer's
+    /// instances start warm). Off (zero) by default.
+    pub fn with_slow_start(self, window: Duration) -> Self {
+        let ns = u64::try_from(window.as_nanos()).unwrap_or(u64::MAX);
+        self.inner.endpoints.slow_start_ns.store(ns, Ordering::Relaxed);
         self
     }
 
@@ -148,9 +155,22 @@ impl BalancedChannel {
     fn pick_backend(&self) -> Result<Arc<Backend>, tonic::Status> {
         let all = self.snapshot();
         let n = all.len();
-        let epoch = self.inner.epoch;
-        let mut now = None; // read the clock only if some instance is ejected
-        let mut up = |b: &Arc<Backend>| b.available(&mut now, epoch);
+        let epoch = self.inner.endpoints.epoch;
+        let mut now = None; // read the clock only if some instance is ejected or warming
+        let window = self.inner.endpoints.slow_start_ns.load(Ordering::Relaxed);
+        let rng = &self.inner.rng;
+        // Slow start: an instance warming up is taken with the share of its full
+        // traffic it has reached (a draw); otherwise as if it were not there.
+        let declined = std::cell::Cell::new(false);
+        let mut up = |b: &Arc<Backend>| {
+            b.available(&mut now, epoch)
+                && b.warming(&mut now, epoch, window).is_none_or(|share| {
+                    let draw = rng.lock().unwrap_or_else(|p| p.into_inner()).index(1 << 20);
+                    let taken = (draw as f64) < share * f64::from(1u32 << 20);
+                    declined.set(declined.get() || !taken);
+                    taken
+                })
+        };
         // Scan from `start`, wrapping: the first available instance.
         let scan = |start: usize, up: &mut dyn FnMut(&Arc<Backend>) -> bool| {
             (0..n).map(|k| &all[(start + k) % n]).find(|b| up(b)).cloned()
@@ -181,7 +201,9 @@ impl BalancedChannel {
                 }
             }
             Policy::Weighted => {
-                let total: u64 = all.iter().filter(|b| up(b)).map(|b| u64::from(b.instance.weight)).sum();
+                // Draw each instance's availability (and slow start) once.
+                let ups: Vec<&Arc<Backend>> = all.iter().filter(|b| up(b)).collect();
+                let total: u64 = ups.iter().map(|b| u64::from(b.instance.weight)).sum();
                 if total == 0 {
                     None
                 } else {
@@ -189,8 +211,7 @@ impl BalancedChannel {
                         let mut rng = self.inner.rng.lock().unwrap_or_else(|p| p.into_inner());
                         rng.below(Duration::from_nanos(total - 1)).as_nanos() as u64
                     };
-                    all.iter()
-                        .filter(|b| up(b))
+                    ups.into_iter()
                         .find(|b| {
                             let w = u64::from(b.instance.weight);
                             let hit = ticket < w;
@@ -201,6 +222,18 @@ impl BalancedChannel {
                 }
             }
         };
+        // Every available instance declined by slow start: take one anyway.
+        let chosen = chosen.or_else(|| {
+            if !declined.get() {
+                return None;
+            }
+            let mut now = None;
+            let start = self.inner.next.load(Ordering::Relaxed);
+            (0..n)
+                .map(|k| &all[(start + k) % n])
+                .find(|b| b.available(&mut now, epoch))
+                .cloned()
+        });
         chosen.ok_or_else(|| {
             let why = if n == 0 {
                 "no instance is registered"
@@ -217,7 +250,8 @@ impl BalancedChannel {
         let failures = backend.failures.fetch_add(1, Ordering::Relaxed);
         let factor = 1u32.checked_shl(failures.min(16)).unwrap_or(u32::MAX);
         let period = self.inner.eject_base.saturating_mul(factor).min(self.inner.eject_cap);
-        let until = nanos_since(self.inner.epoch).saturating_add(u64::try_from(period.as_nanos()).unwrap_or(u64::MAX));
+        let until = nanos_since(self.inner.endpoints.epoch)
+            .saturating_add(u64::try_from(period.as_nanos()).unwrap_or(u64::MAX));
         backend.ejected_until.store(until, Ordering::Relaxed);
         backend.ejections.increment(1);
         tracing::warn!(service = %self.inner.endpoints.service, endpoint = %backend.instance.endpoint(), ?period, "ejected an unreachable instance");

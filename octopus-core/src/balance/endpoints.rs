@@ -24,9 +24,28 @@ pub(super) struct Backend {
     /// Ejected until this many nanoseconds after the channel's epoch; 0: not ejected.
     /// An atomic, so that the common case (nothing ejected) reads no clock and takes no lock.
     pub(super) ejected_until: AtomicU64,
+    /// In slow start until this many nanoseconds after the channel's epoch; 0:
+    /// warm (the common case reads no clock).
+    pub(super) warm_until: AtomicU64,
 }
 
 impl Backend {
+    /// In slow start at `now` (nanoseconds since the epoch, read on first need):
+    /// the share of its full traffic it takes now, below 1; `None` when warm.
+    pub(super) fn warming(&self, now: &mut Option<u64>, epoch: Instant, window: u64) -> Option<f64> {
+        let until = self.warm_until.load(Ordering::Relaxed);
+        if until == 0 {
+            return None;
+        }
+        let t = *now.get_or_insert_with(|| nanos_since(epoch));
+        if t >= until || window == 0 {
+            self.warm_until.store(0, Ordering::Relaxed);
+            return None;
+        }
+        let age = window.saturating_sub(until - t);
+        Some(age as f64 / window as f64)
+    }
+
     pub(super) fn available(&self, now: &mut Option<u64>, epoch: Instant) -> bool {
         let until = self.ejected_until.load(Ordering::Relaxed);
         until == 0 || until <= *now.get_or_insert_with(|| nanos_since(epoch))
@@ -77,6 +96,10 @@ pub(super) struct Endpoints {
     pub(super) panic: Mutex<PanicThreshold>,
     /// Times the protection started (a view was distrusted).
     pub(super) protections: AtomicU64,
+    /// The channel's clock origin: ejection and slow start are nanoseconds after it.
+    pub(super) epoch: Instant,
+    /// Slow start: how long a new instance's share ramps up, in nanoseconds (0: off).
+    pub(super) slow_start_ns: AtomicU64,
 }
 
 impl Endpoints {
@@ -87,6 +110,8 @@ impl Endpoints {
             resolved: tokio::sync::watch::Sender::new(false),
             panic: Mutex::new(PanicThreshold::OFF),
             protections: AtomicU64::new(0),
+            epoch: Instant::now(),
+            slow_start_ns: AtomicU64::new(0),
         }
     }
 
@@ -99,8 +124,15 @@ impl Endpoints {
         *self.panic.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Counts a new backend for `instance` over `channel`.
-    pub(super) fn backend(&self, instance: &Arc<ServiceInstance>, channel: Channel) -> Arc<Backend> {
+    /// Counts a new backend for `instance` over `channel`; with `warming`, in slow
+    /// start (an instance that joined a running channel, not the first answer's).
+    pub(super) fn backend(&self, instance: &Arc<ServiceInstance>, channel: Channel, warming: bool) -> Arc<Backend> {
+        let window = self.slow_start_ns.load(Ordering::Relaxed);
+        let warm_until = if warming && window > 0 {
+            nanos_since(self.epoch).saturating_add(window)
+        } else {
+            0
+        };
         let labels = [("service", self.service.clone()), ("endpoint", instance.endpoint())];
         Arc::new(Backend {
             picks: metrics::counter!(crate::telemetry::BALANCER_PICKS, &labels),
@@ -110,6 +142,7 @@ impl Endpoints {
             in_flight: AtomicUsize::new(0),
             failures: AtomicU32::new(0),
             ejected_until: AtomicU64::new(0),
+            warm_until: AtomicU64::new(warm_until),
         })
     }
 

@@ -106,6 +106,7 @@ fn in_use(old: &[Arc<Backend>]) -> Instances {
 fn apply(e: &Endpoints, old: &[Arc<Backend>], instances: &Instances, diff: &crate::Diff, connector: &dyn Connector) {
     let listed = |list: &[ServiceInstance], id: &str| list.binary_search_by(|i| i.id.as_str().cmp(id)).is_ok();
     let updated = |id: &str| diff.updated.binary_search_by(|(b, _)| b.id.as_str().cmp(id)).is_ok();
+    let warming = *e.resolved.borrow();
     let mut next = Vec::with_capacity(instances.len());
     for instance in instances.iter() {
         let before = old
@@ -127,7 +128,8 @@ fn apply(e: &Endpoints, old: &[Arc<Backend>], instances: &Instances, diff: &crat
                 }
             },
         };
-        next.push(e.backend(instance, channel));
+        // The first answer's instances start warm; later ones in slow start.
+        next.push(e.backend(instance, channel, warming));
     }
     tracing::debug!(service = %e.service, endpoints = next.len(), "balancer endpoints changed");
     *e.backends.write().unwrap_or_else(|p| p.into_inner()) = Arc::from(next);
