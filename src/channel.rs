@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::{IntoTarget, JitterRng, Resolvers, Result, Target};
-use octopus_core::balance::{BalancedChannel, Connector, PanicThreshold, Policy, TcpConnector};
+use octopus_core::balance::{BalancedChannel, Connector, OutlierDetection, PanicThreshold, Policy, TcpConnector};
 
 /// How to reach a target: its balancing policy, how to connect, where jitter comes
 /// from, and how long a first call waits for discovery. Made by
@@ -35,6 +35,7 @@ pub struct ChannelBuilder {
     first_answer_timeout: Option<Duration>,
     panic_threshold: PanicThreshold,
     slow_start: Duration,
+    outlier_detection: Option<OutlierDetection>,
 }
 
 impl std::fmt::Debug for ChannelBuilder {
@@ -60,6 +61,7 @@ impl ChannelBuilder {
             first_answer_timeout: None,
             panic_threshold: PanicThreshold::OFF,
             slow_start: Duration::ZERO,
+            outlier_detection: None,
         }
     }
 
@@ -104,6 +106,13 @@ impl ChannelBuilder {
         self
     }
 
+    /// Ejects instances whose responses fail with the given gRPC statuses (see
+    /// [`OutlierDetection`]; default off: only failed connections eject).
+    pub fn outlier_detection(mut self, detection: OutlierDetection) -> Self {
+        self.outlier_detection = Some(detection);
+        self
+    }
+
     /// Resolves the target and makes the channel. A target without a scheme is
     /// resolved by this client's own discovery; one with a scheme must name it.
     pub async fn connect(self) -> Result<BalancedChannel> {
@@ -124,6 +133,10 @@ impl ChannelBuilder {
         let channel = channel
             .with_panic_threshold(self.panic_threshold)
             .with_slow_start(self.slow_start);
+        let channel = match self.outlier_detection {
+            Some(d) => channel.with_outlier_detection(d),
+            None => channel,
+        };
         Ok(match self.first_answer_timeout {
             Some(t) => channel.with_first_answer_timeout(t),
             None => channel,

@@ -11,4 +11,4 @@
 
 pub use crate::channel::ChannelBuilder;
 pub use crate::serve::{RegisteredServer, ServeOptions};
-pub use octopus_core::balance::{BalancedChannel, Connector, PanicThreshold, Policy, TcpConnector};
+pub use octopus_core::balance::{BalancedChannel, Connector, OutlierDetection, PanicThreshold, Policy, TcpConnector};

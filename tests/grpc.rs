@@ -403,6 +403,121 @@ async fn slow_start_ramps_a_joining_instance_up() {
     );
 }
 
+/// Outlier detection: an instance that is up but fails every call with
+/// UNAVAILABLE is ejected after a few failures in a row; when every instance
+/// fails, no more than the capped share is ejected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_responses_eject_an_instance_up_to_a_cap() {
+    use octopus::grpc::OutlierDetection;
+    use octopus::mem::{MemBackend, Store};
+    use octopus::{Discovery, Registry};
+    async fn failing(id: &str) -> (Process, SocketAddr) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let svc = pb::FailingGreeter::service(tonic::Code::Unavailable);
+        let _ = id;
+        let listener = listener.into_std().unwrap();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = TcpListener::from_std(listener).unwrap();
+                let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+                let server = tonic::transport::Server::builder()
+                    .add_service(svc)
+                    .serve_with_incoming(incoming);
+                tokio::select! {
+                    _ = server => {}
+                    _ = stopped => {}
+                }
+            });
+        });
+        (
+            Process {
+                stop: Some(stop),
+                thread: Some(thread),
+            },
+            addr,
+        )
+    }
+    let backend = MemBackend::new(Store::new());
+    let registry = backend.registry();
+    let discovery = backend.discovery();
+    let mut keep = Vec::new();
+    let (good, good_addr) = listen("good").await;
+    let (bad, bad_addr) = failing("bad").await;
+    for (id, addr) in [("good", good_addr), ("bad", bad_addr)] {
+        let inst = ServiceInstance::new("flaky", id, "127.0.0.1", addr.port()).unwrap();
+        keep.push(registry.register(inst, Default::default()).await.unwrap());
+    }
+    let detection = OutlierDetection {
+        consecutive: 3,
+        ..OutlierDetection::default()
+    };
+    let channel = |detection: Option<OutlierDetection>| {
+        let discovery = &discovery;
+        async move {
+            let watch = discovery.watch("flaky").await.unwrap();
+            let tcp: Arc<dyn Connector> = Arc::new(TcpConnector::default());
+            let ch = BalancedChannel::new("flaky", watch, Policy::RoundRobin, tcp, JitterRng::seeded(5));
+            let ch = match detection {
+                Some(d) => ch.with_outlier_detection(d),
+                None => ch,
+            };
+            assert!(ch.ready_endpoints(2, Duration::from_secs(2)).await);
+            ch
+        }
+    };
+    let detecting = channel(Some(detection.clone())).await;
+    let plain = channel(None).await;
+    let mut greeter = GreeterClient::new(detecting.clone());
+    let early = {
+        let mut n = 0;
+        for _ in 0..10 {
+            n += usize::from(call(&mut greeter).await.is_err());
+        }
+        n
+    };
+    assert_eq!(early, 3, "three failures in a row eject the broken instance");
+    assert_eq!(detecting.ejected(), ["bad"]);
+    for _ in 0..10 {
+        assert_eq!(
+            call(&mut greeter).await.unwrap(),
+            "good",
+            "only the good instance is called now"
+        );
+    }
+    let mut plain_greeter = GreeterClient::new(plain.clone());
+    let mut plain_failures = 0;
+    for _ in 0..10 {
+        plain_failures += usize::from(call(&mut plain_greeter).await.is_err());
+    }
+    assert_eq!(plain_failures, 5, "without detection, every other call fails");
+    assert!(plain.ejected().is_empty());
+
+    // Every instance broken: the cap (half) keeps one in rotation.
+    drop(good);
+    let (_good2, bad2_addr) = failing("bad2").await;
+    keep.remove(0).deregister().await.unwrap();
+    let inst = ServiceInstance::new("flaky", "bad2", "127.0.0.1", bad2_addr.port()).unwrap();
+    keep.push(registry.register(inst, Default::default()).await.unwrap());
+    let both_bad = channel(Some(detection)).await;
+    let mut greeter = GreeterClient::new(both_bad.clone());
+    for _ in 0..20 {
+        let _ = call(&mut greeter).await;
+    }
+    assert_eq!(
+        both_bad.ejected().len(),
+        1,
+        "at most half ejected: {:?}",
+        both_bad.ejected()
+    );
+    drop(bad);
+}
+
 /// A target is a value or text, with or without the client's scheme; a scheme
 /// the client does not serve, or a bad name, is an error naming it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

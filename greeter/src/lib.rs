@@ -24,6 +24,28 @@ impl greeter_server::Greeter for NamedGreeter {
     }
 }
 
+/// A greeter that fails every call with `status` (an instance that is up but
+/// broken, for outlier detection's tests).
+#[derive(Clone, Debug)]
+pub struct FailingGreeter(pub tonic::Code);
+
+#[tonic::async_trait]
+impl greeter_server::Greeter for FailingGreeter {
+    async fn say_hello(
+        &self,
+        _request: tonic::Request<HelloRequest>,
+    ) -> Result<tonic::Response<HelloReply>, tonic::Status> {
+        Err(tonic::Status::new(self.0, "this instance is broken"))
+    }
+}
+
+impl FailingGreeter {
+    /// The tonic service for this greeter.
+    pub fn service(code: tonic::Code) -> greeter_server::GreeterServer<Self> {
+        greeter_server::GreeterServer::new(FailingGreeter(code))
+    }
+}
+
 impl NamedGreeter {
     /// The tonic service for this greeter.
     pub fn service(name: impl Into<String>) -> greeter_server::GreeterServer<Self> {

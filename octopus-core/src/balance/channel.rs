@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use tonic::body::Body;
 use tower::{Service, ServiceExt};
 
-use super::endpoints::{nanos_since, Backend, Endpoints, PanicThreshold};
+use super::endpoints::{nanos_since, Backend, Endpoints, OutlierDetection, PanicThreshold};
 use super::follow::follow;
 use super::{Connector, Policy};
 use crate::{JitterRng, OwnedTask, ServiceInstance, ServiceWatch};
@@ -27,6 +27,7 @@ struct Inner {
     /// How long a call waits for that first answer when its request carries no
     /// deadline (`grpc-timeout`) of its own.
     first_answer_timeout_ns: AtomicU64,
+    outlier: std::sync::RwLock<Option<OutlierDetection>>,
 }
 
 /// A load-balanced channel to the instances of one service. Clone it freely:
@@ -70,6 +71,7 @@ impl BalancedChannel {
             eject_cap: Duration::from_secs(30),
             follower: Mutex::new(None),
             first_answer_timeout_ns: AtomicU64::new(Self::DEFAULT_FIRST_ANSWER_TIMEOUT.as_nanos() as u64),
+            outlier: std::sync::RwLock::new(None),
         });
         let task = OwnedTask::spawn(follow(Arc::downgrade(&inner.endpoints), watch, connector));
         *inner.follower.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
@@ -246,6 +248,61 @@ impl BalancedChannel {
         })
     }
 
+    /// Reads a response's gRPC status (in its headers when the call failed at
+    /// once, as a unary error does: a trailers-only response) for outlier
+    /// detection; a response without one counts as a success.
+    fn observe(&self, backend: &Backend, headers: &http::HeaderMap) {
+        let code = headers
+            .get("grpc-status")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<i32>().ok())
+            .map(tonic::Code::from_i32)
+            .unwrap_or(tonic::Code::Ok);
+        let detection = match self.inner.outlier.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            Some(d) if d.codes.contains(&code) => d.clone(),
+            _ => {
+                // The connection answered and the status does not count: the
+                // ejection backoff starts over.
+                backend.failures.store(0, Ordering::Relaxed);
+                backend.status_failures.store(0, Ordering::Relaxed);
+                return;
+            }
+        };
+        let failed = backend.status_failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if failed < detection.consecutive.max(1) {
+            return;
+        }
+        backend.status_failures.store(0, Ordering::Relaxed);
+        let all = self.snapshot();
+        let mut now = None;
+        let ejected = all
+            .iter()
+            .filter(|b| !b.available(&mut now, self.inner.endpoints.epoch))
+            .count();
+        if (ejected + 1) as f64 > detection.max_ejected_share * all.len() as f64 {
+            tracing::warn!(service = %self.inner.endpoints.service, endpoint = %backend.instance.endpoint(), ejected, "not ejecting a failing instance: the ejected share is at its cap");
+            return;
+        }
+        self.eject(backend);
+    }
+
+    /// The instances ejected now (after failed connections or, with outlier
+    /// detection, failing responses).
+    pub fn ejected(&self) -> Vec<String> {
+        let mut now = None;
+        self.snapshot()
+            .iter()
+            .filter(|b| !b.available(&mut now, self.inner.endpoints.epoch))
+            .map(|b| b.instance.id.clone())
+            .collect()
+    }
+
+    /// Ejects instances whose responses fail (see [`OutlierDetection`]); off by default.
+    pub fn with_outlier_detection(self, detection: OutlierDetection) -> Self {
+        *self.inner.outlier.write().unwrap_or_else(|p| p.into_inner()) = Some(detection);
+        self
+    }
+
     fn eject(&self, backend: &Backend) {
         let failures = backend.failures.fetch_add(1, Ordering::Relaxed);
         let factor = 1u32.checked_shl(failures.min(16)).unwrap_or(u32::MAX);
@@ -296,7 +353,7 @@ impl Service<http::Request<Body>> for BalancedChannel {
             backend.in_flight.fetch_sub(1, Ordering::Relaxed);
             match result {
                 Ok(resp) => {
-                    backend.failures.store(0, Ordering::Relaxed);
+                    this.observe(&backend, resp.headers());
                     Ok(resp)
                 }
                 Err(e) => {

@@ -27,6 +27,8 @@ pub(super) struct Backend {
     /// In slow start until this many nanoseconds after the channel's epoch; 0:
     /// warm (the common case reads no clock).
     pub(super) warm_until: AtomicU64,
+    /// Consecutive responses with an ejecting gRPC status (outlier detection).
+    pub(super) status_failures: AtomicU32,
 }
 
 impl Backend {
@@ -82,6 +84,31 @@ impl PanicThreshold {
     /// Whether a view of `now` instances is distrusted against `known` in use.
     pub(super) fn distrusts(&self, now: usize, known: usize) -> bool {
         self.share > 0.0 && !self.hold.is_zero() && (now as f64) < self.share * known as f64
+    }
+}
+
+/// Outlier detection at the request level (gRPC's A50, Envoy's): an instance
+/// whose responses carry one of `codes` `consecutive` times in a row is ejected,
+/// as an unreachable one is (500 ms, doubling on each repeat up to 30 s), unless
+/// that would eject more than `max_ejected_share` of the instances (a fleet-wide
+/// problem must not eject everything). Off unless set.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutlierDetection {
+    /// Failing responses in a row that eject (default 5).
+    pub consecutive: u32,
+    /// The gRPC status codes that count as failures (default `UNAVAILABLE`).
+    pub codes: Vec<tonic::Code>,
+    /// At most this share of the instances ejected at once (default 0.5).
+    pub max_ejected_share: f64,
+}
+
+impl Default for OutlierDetection {
+    fn default() -> Self {
+        OutlierDetection {
+            consecutive: 5,
+            codes: vec![tonic::Code::Unavailable],
+            max_ejected_share: 0.5,
+        }
     }
 }
 
@@ -143,6 +170,7 @@ impl Endpoints {
             failures: AtomicU32::new(0),
             ejected_until: AtomicU64::new(0),
             warm_until: AtomicU64::new(warm_until),
+            status_failures: AtomicU32::new(0),
         })
     }
 

@@ -17,5 +17,5 @@ mod policy;
 
 pub use channel::BalancedChannel;
 pub use connector::{Connector, TcpConnector};
-pub use endpoints::PanicThreshold;
+pub use endpoints::{OutlierDetection, PanicThreshold};
 pub use policy::Policy;
