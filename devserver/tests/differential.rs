@@ -391,11 +391,15 @@ impl Side {
                     .await
                 {
                     Ok(r) => {
-                        let keys: Vec<String> = r
+                        // Compared as a set: etcd lists a lease's keys by iterating a
+                        // Go map (lessor's `Lease.Keys`), in no fixed order — this
+                        // test once failed on ["b/1", "a"] against ["a", "b/1"].
+                        let mut keys: Vec<String> = r
                             .keys()
                             .iter()
                             .map(|k| String::from_utf8_lossy(k).trim_start_matches(&self.prefix).to_owned())
                             .collect();
+                        keys.sort();
                         // etcd answers an unknown lease with TTL -1 rather than an error.
                         format!("granted={} alive={} keys={keys:?}", r.granted_ttl(), r.ttl() > 0)
                     }
