@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use octopus::grpc::{BalancedChannel, Connector, Policy, TcpConnector};
+use octopus::grpc::{BalancedChannel, Connector, OutlierDetection, PanicThreshold, Policy, TcpConnector};
 use octopus::{JitterRng, ServiceInstance};
 use octopus_greeter::greeter_client::GreeterClient;
 use octopus_greeter::HelloRequest;
@@ -45,7 +45,19 @@ fn unary(c: &mut Criterion) {
 fn picks(c: &mut Criterion) {
     let rt = runtime();
     let mut group = c.benchmark_group("grpc/pick among 10 instances");
-    for policy in [Policy::RoundRobin, Policy::PickFirst, Policy::P2c, Policy::Weighted] {
+    let all_on = |b: octopus::grpc::ChannelBuilder| {
+        b.panic_threshold(PanicThreshold {
+            share: 0.5,
+            hold: Duration::from_secs(30),
+        })
+        .slow_start(Duration::from_secs(30))
+        .outlier_detection(OutlierDetection::default())
+    };
+    let cases = [Policy::RoundRobin, Policy::PickFirst, Policy::P2c, Policy::Weighted]
+        .into_iter()
+        .map(|p| (p, false))
+        .chain([(Policy::RoundRobin, true), (Policy::P2c, true)]);
+    for (policy, every_option) in cases {
         let (channel, _regs) = rt.block_on(async {
             let client = octopus::connect(&format!("mem://bench-pick-{policy}")).await.unwrap();
             let mut regs = Vec::new();
@@ -54,18 +66,22 @@ fn picks(c: &mut Criterion) {
                 regs.push(client.register(inst).await.unwrap());
             }
             let tcp: Arc<dyn Connector> = Arc::new(TcpConnector::default());
-            let channel: BalancedChannel = client
+            let builder = client
                 .channel_to("svc")
                 .policy(policy)
                 .connector(tcp)
-                .rng(JitterRng::seeded(1))
-                .connect()
-                .await
-                .unwrap();
+                .rng(JitterRng::seeded(1));
+            let builder = if every_option { all_on(builder) } else { builder };
+            let channel: BalancedChannel = builder.connect().await.unwrap();
             assert!(channel.ready_endpoints(10, Duration::from_secs(2)).await);
             (channel, regs)
         });
-        group.bench_with_input(BenchmarkId::from_parameter(policy), &channel, |b, ch| {
+        let name = if every_option {
+            format!("{policy}, panic threshold + slow start + outlier detection")
+        } else {
+            policy.to_string()
+        };
+        group.bench_with_input(BenchmarkId::from_parameter(name), &channel, |b, ch| {
             b.iter(|| ch.pick().unwrap())
         });
     }

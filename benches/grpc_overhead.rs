@@ -29,23 +29,26 @@ fn main() {
             GreeterClient::new(lb.plain.clone()),
             GreeterClient::new(lb.settings.clone()),
             GreeterClient::new(lb.balanced.clone()),
+            GreeterClient::new(lb.balanced_all.clone()),
         );
         let names = [
             "plain tonic Channel",
             "plain Channel, TcpConnector settings",
             "octopus BalancedChannel",
+            "BalancedChannel, every option on",
         ];
-        let mut times: [Vec<Duration>; 3] = Default::default();
+        let mut times: [Vec<Duration>; 4] = Default::default();
         let req = || HelloRequest { name: "x".into() };
         for round in 0..rounds + 1000 {
             // Rotate the order each round so that no variant always goes first.
-            for k in 0..3 {
-                let v = (round + k) % 3;
+            for k in 0..4 {
+                let v = (round + k) % 4;
                 let start = Instant::now();
                 match v {
                     0 => clients.0.say_hello(req()).await.map(drop),
                     1 => clients.1.say_hello(req()).await.map(drop),
-                    _ => clients.2.say_hello(req()).await.map(drop),
+                    2 => clients.2.say_hello(req()).await.map(drop),
+                    _ => clients.3.say_hello(req()).await.map(drop),
                 }
                 .unwrap();
                 if round >= 1000 {

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use octopus::grpc::{BalancedChannel, Connector, Policy, TcpConnector};
+use octopus::grpc::{BalancedChannel, Connector, OutlierDetection, PanicThreshold, Policy, TcpConnector};
 use octopus::{Registration, ServiceInstance};
 use octopus_greeter::NamedGreeter;
 use tonic::transport::{Channel, Endpoint};
@@ -24,6 +24,9 @@ pub(crate) struct Loopback {
     pub(crate) settings: Channel,
     /// Octopus's balancer over the server, registered in `mem://{registry}`.
     pub(crate) balanced: BalancedChannel,
+    /// The same with mass-disappearance protection, slow start and outlier detection on.
+    #[allow(dead_code)] // the criterion bench does not use it
+    pub(crate) balanced_all: BalancedChannel,
     _registration: Registration,
 }
 
@@ -47,10 +50,23 @@ pub(crate) async fn loopback(registry: &str) -> Loopback {
     let registration = client.register(instance).await.unwrap();
     let balanced = client.channel("mem:///greeter", Policy::RoundRobin).await.unwrap();
     assert!(balanced.ready_endpoints(1, Duration::from_secs(2)).await);
+    let balanced_all = client
+        .channel_to("greeter")
+        .panic_threshold(PanicThreshold {
+            share: 0.5,
+            hold: Duration::from_secs(30),
+        })
+        .slow_start(Duration::from_secs(30))
+        .outlier_detection(OutlierDetection::default())
+        .connect()
+        .await
+        .unwrap();
+    assert!(balanced_all.ready_endpoints(1, Duration::from_secs(2)).await);
     Loopback {
         plain,
         settings,
         balanced,
+        balanced_all,
         _registration: registration,
     }
 }
