@@ -518,6 +518,53 @@ async fn failing_responses_eject_an_instance_up_to_a_cap() {
     drop(bad);
 }
 
+/// p2c_ewma weighs latency: between a fast instance and one that takes 40 ms,
+/// sequential calls (nothing in flight to tell them apart) go mostly to the fast
+/// one; plain p2c splits them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p2c_ewma_prefers_the_faster_instance() {
+    use octopus::mem::{MemBackend, Store};
+    use octopus::{Discovery, Registry};
+    let (fast, fast_addr) = listen("fast").await;
+    let slow_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let slow_addr = slow_listener.local_addr().unwrap();
+    let slow_server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(pb::SlowGreeter::service("slow", Duration::from_millis(40)))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(slow_listener)),
+    );
+    let backend = MemBackend::new(Store::new());
+    let registry = backend.registry();
+    let discovery = backend.discovery();
+    let mut keep = Vec::new();
+    for (id, addr) in [("fast", fast_addr), ("slow", slow_addr)] {
+        let inst = ServiceInstance::new("timed", id, "127.0.0.1", addr.port()).unwrap();
+        keep.push(registry.register(inst, Default::default()).await.unwrap());
+    }
+    let mut shares = Vec::new();
+    for policy in [Policy::P2cEwma, Policy::P2c] {
+        let watch = discovery.watch("timed").await.unwrap();
+        let tcp: Arc<dyn Connector> = Arc::new(TcpConnector::default());
+        let channel = BalancedChannel::new("timed", watch, policy, tcp, JitterRng::seeded(9));
+        assert!(channel.ready_endpoints(2, Duration::from_secs(2)).await);
+        let seen = tally(&mut GreeterClient::new(channel), 40).await;
+        shares.push(seen.get("slow").copied().unwrap_or(0));
+    }
+    assert!(
+        shares[0] <= 6,
+        "p2c_ewma sends few calls to the slow instance: {} of 40",
+        shares[0]
+    );
+    assert!(
+        shares[1] >= 10,
+        "plain p2c does not tell them apart: {} of 40",
+        shares[1]
+    );
+    assert_eq!("p2c_ewma".parse::<Policy>().unwrap(), Policy::P2cEwma);
+    slow_server.abort();
+    drop(fast);
+}
+
 /// A target is a value or text, with or without the client's scheme; a scheme
 /// the client does not serve, or a bad name, is an error naming it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

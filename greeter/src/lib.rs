@@ -24,6 +24,32 @@ impl greeter_server::Greeter for NamedGreeter {
     }
 }
 
+/// A greeter that answers as [`NamedGreeter`] does after `delay` (an instance
+/// that is up but slow, for latency-aware balancing's tests).
+#[derive(Clone, Debug)]
+pub struct SlowGreeter(pub String, pub std::time::Duration);
+
+#[tonic::async_trait]
+impl greeter_server::Greeter for SlowGreeter {
+    async fn say_hello(
+        &self,
+        request: tonic::Request<HelloRequest>,
+    ) -> Result<tonic::Response<HelloReply>, tonic::Status> {
+        tokio::time::sleep(self.1).await;
+        Ok(tonic::Response::new(HelloReply {
+            message: format!("hello, {}", request.into_inner().name),
+            instance: self.0.clone(),
+        }))
+    }
+}
+
+impl SlowGreeter {
+    /// The tonic service for this greeter.
+    pub fn service(name: impl Into<String>, delay: std::time::Duration) -> greeter_server::GreeterServer<Self> {
+        greeter_server::GreeterServer::new(SlowGreeter(name.into(), delay))
+    }
+}
+
 /// A greeter that fails every call with `status` (an instance that is up but
 /// broken, for outlier detection's tests).
 #[derive(Clone, Debug)]

@@ -181,8 +181,8 @@ impl BalancedChannel {
             _ if n == 0 => None,
             Policy::RoundRobin => scan(self.inner.next.fetch_add(1, Ordering::Relaxed), &mut up),
             Policy::PickFirst => scan(0, &mut up),
-            Policy::P2c if n == 1 => scan(0, &mut up),
-            Policy::P2c => {
+            Policy::P2c | Policy::P2cEwma if n == 1 => scan(0, &mut up),
+            Policy::P2c | Policy::P2cEwma => {
                 // Two *distinct* instances (tower's p2c draws with sample_floyd2): a
                 // second draw of the first would skip the comparison.
                 let (i, j) = {
@@ -194,7 +194,11 @@ impl BalancedChannel {
                 match (up(&all[i]), up(&all[j])) {
                     (true, true) => {
                         let (a, b) = (&all[i], &all[j]);
-                        let less = b.in_flight.load(Ordering::Relaxed) < a.in_flight.load(Ordering::Relaxed);
+                        let less = match self.inner.policy {
+                            // An instance with no latency yet weighs 0: it gets tried.
+                            Policy::P2cEwma => b.ewma_load() < a.ewma_load(),
+                            _ => b.in_flight.load(Ordering::Relaxed) < a.in_flight.load(Ordering::Relaxed),
+                        };
                         Some(if less { b } else { a }.clone())
                     }
                     (true, false) => Some(all[i].clone()),
@@ -346,11 +350,16 @@ impl Service<http::Request<Body>> for BalancedChannel {
             backend.picks.increment(1);
             backend.in_flight.fetch_add(1, Ordering::Relaxed);
             let mut channel = backend.channel.clone();
+            let started = (this.inner.policy == Policy::P2cEwma).then(Instant::now);
             let result = match channel.ready().await {
                 Ok(ch) => ch.call(req).await,
                 Err(e) => Err(e),
             };
             backend.in_flight.fetch_sub(1, Ordering::Relaxed);
+            if let Some(started) = started {
+                // Time to the response's headers: a unary call's whole answer.
+                backend.observe_latency(started.elapsed(), nanos_since(this.inner.endpoints.epoch));
+            }
             match result {
                 Ok(resp) => {
                     this.observe(&backend, resp.headers());

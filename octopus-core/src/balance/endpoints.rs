@@ -29,9 +29,37 @@ pub(super) struct Backend {
     pub(super) warm_until: AtomicU64,
     /// Consecutive responses with an ejecting gRPC status (outlier detection).
     pub(super) status_failures: AtomicU32,
+    /// Moving average of response times, in nanoseconds (0: none yet), and
+    /// when it was last updated (nanoseconds since the epoch).
+    pub(super) ewma_ns: AtomicU64,
+    pub(super) ewma_at: AtomicU64,
 }
 
+/// How fast the latency average forgets: an observation this old weighs 1/e.
+const EWMA_DECAY_NS: f64 = 10e9;
+
 impl Backend {
+    /// Folds a response time into the moving average, weighing the old average by
+    /// how recent it is (go-zero's p2c_ewma: `w = e^(-Δt/τ)`, τ = 10 s).
+    pub(super) fn observe_latency(&self, rtt: Duration, now_ns: u64) {
+        let rtt = u64::try_from(rtt.as_nanos()).unwrap_or(u64::MAX);
+        let last = self.ewma_at.swap(now_ns, Ordering::Relaxed);
+        let old = self.ewma_ns.load(Ordering::Relaxed);
+        let next = if old == 0 {
+            rtt
+        } else {
+            let w = (-(now_ns.saturating_sub(last) as f64) / EWMA_DECAY_NS).exp();
+            (old as f64 * w + rtt as f64 * (1.0 - w)) as u64
+        };
+        self.ewma_ns.store(next.max(1), Ordering::Relaxed);
+    }
+
+    /// The load p2c_ewma compares: (calls in flight + 1) × the latency average.
+    pub(super) fn ewma_load(&self) -> u128 {
+        let flight = self.in_flight.load(Ordering::Relaxed) as u128 + 1;
+        flight * u128::from(self.ewma_ns.load(Ordering::Relaxed))
+    }
+
     /// In slow start at `now` (nanoseconds since the epoch, read on first need):
     /// the share of its full traffic it takes now, below 1; `None` when warm.
     pub(super) fn warming(&self, now: &mut Option<u64>, epoch: Instant, window: u64) -> Option<f64> {
@@ -171,6 +199,8 @@ impl Endpoints {
             ejected_until: AtomicU64::new(0),
             warm_until: AtomicU64::new(warm_until),
             status_failures: AtomicU32::new(0),
+            ewma_ns: AtomicU64::new(0),
+            ewma_at: AtomicU64::new(0),
         })
     }
 

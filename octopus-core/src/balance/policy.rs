@@ -16,22 +16,27 @@ pub enum Policy {
     P2c,
     /// At random, in proportion to each instance's weight (seeded).
     Weighted,
+    /// Like [`P2c`](Policy::P2c), the load weighed by each instance's latency: of
+    /// two instances drawn at random, the one with the lower (calls in flight + 1)
+    /// × moving average of its response time (go-zero's `p2c_ewma`).
+    P2cEwma,
 }
 
 impl FromStr for Policy {
     type Err = Error;
 
-    /// gRPC's names: `round_robin`, `pick_first`, plus `p2c` and `weighted`.
+    /// gRPC's names: `round_robin`, `pick_first`, plus `p2c`, `p2c_ewma` and `weighted`.
     fn from_str(s: &str) -> Result<Self, Error> {
         match s {
             "round_robin" => Ok(Policy::RoundRobin),
             "pick_first" => Ok(Policy::PickFirst),
             "p2c" => Ok(Policy::P2c),
             "weighted" => Ok(Policy::Weighted),
+            "p2c_ewma" => Ok(Policy::P2cEwma),
             other => Err(Error::InvalidOption {
                 name: "policy",
                 value: format!("{other:?}"),
-                rule: "must be round_robin, pick_first, p2c or weighted".into(),
+                rule: "must be round_robin, pick_first, p2c, p2c_ewma or weighted".into(),
             }),
         }
     }
@@ -44,6 +49,7 @@ impl fmt::Display for Policy {
             Policy::PickFirst => "pick_first",
             Policy::P2c => "p2c",
             Policy::Weighted => "weighted",
+            Policy::P2cEwma => "p2c_ewma",
         })
     }
 }
