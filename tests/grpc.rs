@@ -518,9 +518,9 @@ async fn failing_responses_eject_an_instance_up_to_a_cap() {
     drop(bad);
 }
 
-/// p2c_ewma weighs latency: between a fast instance and one that takes 40 ms,
-/// sequential calls (nothing in flight to tell them apart) go mostly to the fast
-/// one; plain p2c splits them.
+/// p2c_ewma end to end (the choice itself is unit-tested in core): between a
+/// fast greeter and one that takes 300 ms, most calls go to the fast one. The
+/// margin is wide on purpose: a loaded machine may slow the fast one's answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn p2c_ewma_prefers_the_faster_instance() {
     use octopus::mem::{MemBackend, Store};
@@ -530,36 +530,25 @@ async fn p2c_ewma_prefers_the_faster_instance() {
     let slow_addr = slow_listener.local_addr().unwrap();
     let slow_server = tokio::spawn(
         tonic::transport::Server::builder()
-            .add_service(pb::SlowGreeter::service("slow", Duration::from_millis(40)))
+            .add_service(pb::SlowGreeter::service("slow", Duration::from_millis(300)))
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(slow_listener)),
     );
     let backend = MemBackend::new(Store::new());
     let registry = backend.registry();
-    let discovery = backend.discovery();
     let mut keep = Vec::new();
     for (id, addr) in [("fast", fast_addr), ("slow", slow_addr)] {
         let inst = ServiceInstance::new("timed", id, "127.0.0.1", addr.port()).unwrap();
         keep.push(registry.register(inst, Default::default()).await.unwrap());
     }
-    let mut shares = Vec::new();
-    for policy in [Policy::P2cEwma, Policy::P2c] {
-        let watch = discovery.watch("timed").await.unwrap();
-        let tcp: Arc<dyn Connector> = Arc::new(TcpConnector::default());
-        let channel = BalancedChannel::new("timed", watch, policy, tcp, JitterRng::seeded(9));
-        assert!(channel.ready_endpoints(2, Duration::from_secs(2)).await);
-        let seen = tally(&mut GreeterClient::new(channel), 40).await;
-        shares.push(seen.get("slow").copied().unwrap_or(0));
-    }
-    assert!(
-        shares[0] <= 6,
-        "p2c_ewma sends few calls to the slow instance: {} of 40",
-        shares[0]
-    );
-    assert!(
-        shares[1] >= 10,
-        "plain p2c does not tell them apart: {} of 40",
-        shares[1]
-    );
+    let watch = backend.discovery().watch("timed").await.unwrap();
+    let tcp: Arc<dyn Connector> = Arc::new(TcpConnector::default());
+    let channel = BalancedChannel::new("timed", watch, Policy::P2cEwma, tcp, JitterRng::seeded(9));
+    assert!(channel.ready_endpoints(2, Duration::from_secs(2)).await);
+    let mut greeter = GreeterClient::new(channel);
+    tally(&mut greeter, 4).await; // the first calls also open the connections
+    let seen = tally(&mut greeter, 40).await;
+    let slow = seen.get("slow").copied().unwrap_or(0);
+    assert!(slow <= 10, "p2c_ewma sends few calls to the slow instance: {seen:?}");
     assert_eq!("p2c_ewma".parse::<Policy>().unwrap(), Policy::P2cEwma);
     slow_server.abort();
     drop(fast);

@@ -196,7 +196,10 @@ impl BalancedChannel {
                         let (a, b) = (&all[i], &all[j]);
                         let less = match self.inner.policy {
                             // An instance with no latency yet weighs 0: it gets tried.
-                            Policy::P2cEwma => b.ewma_load() < a.ewma_load(),
+                            Policy::P2cEwma => {
+                                let t = nanos_since(epoch);
+                                b.ewma_load(t) < a.ewma_load(t)
+                            }
                             _ => b.in_flight.load(Ordering::Relaxed) < a.in_flight.load(Ordering::Relaxed),
                         };
                         Some(if less { b } else { a }.clone())
@@ -207,9 +210,19 @@ impl BalancedChannel {
                 }
             }
             Policy::Weighted => {
-                // Draw each instance's availability (and slow start) once.
-                let ups: Vec<&Arc<Backend>> = all.iter().filter(|b| up(b)).collect();
-                let total: u64 = ups.iter().map(|b| u64::from(b.instance.weight)).sum();
+                // Each instance's effective weight: 0 when ejected, its weight times
+                // the share it has reached in slow start. The clock is read once
+                // (if at all), so both passes see the same weights.
+                let mut clock = None;
+                let mut weight = |b: &Arc<Backend>| -> u64 {
+                    if !b.available(&mut clock, epoch) {
+                        return 0;
+                    }
+                    let w = u64::from(b.instance.weight);
+                    b.warming(&mut clock, epoch, window)
+                        .map_or(w, |share| (w as f64 * share) as u64)
+                };
+                let total: u64 = all.iter().map(&mut weight).sum();
                 if total == 0 {
                     None
                 } else {
@@ -217,9 +230,9 @@ impl BalancedChannel {
                         let mut rng = self.inner.rng.lock().unwrap_or_else(|p| p.into_inner());
                         rng.below(Duration::from_nanos(total - 1)).as_nanos() as u64
                     };
-                    ups.into_iter()
+                    all.iter()
                         .find(|b| {
-                            let w = u64::from(b.instance.weight);
+                            let w = weight(b);
                             let hit = ticket < w;
                             ticket = ticket.saturating_sub(w);
                             hit
@@ -423,6 +436,40 @@ mod tests {
         for _ in 0..200 {
             assert_eq!(channel.pick().unwrap().id, "b");
         }
+        drop(tx);
+    }
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn p2c_ewma_prefers_the_lower_latency_and_retries_a_stale_one() {
+        let a = crate::ServiceInstance::new("s", "a", "127.0.0.1", 1).unwrap();
+        let b = crate::ServiceInstance::new("s", "b", "127.0.0.1", 2).unwrap();
+        let snapshot = crate::Snapshot {
+            revision: 1,
+            instances: [a, b].into_iter().collect(),
+            freshness: crate::Freshness::Fresh,
+            resyncs: 0,
+        };
+        let (tx, rx) = tokio::sync::watch::channel(Some(snapshot));
+        let watch = ServiceWatch::new(rx, Arc::new(()));
+        let connector: Arc<dyn Connector> = Arc::new(super::super::TcpConnector::default());
+        let channel = BalancedChannel::new("s", watch, Policy::P2cEwma, connector, JitterRng::seeded(7));
+        assert!(channel.ready_endpoints(2, Duration::from_secs(1)).await);
+        let epoch = channel.inner.endpoints.epoch;
+        let all = channel.snapshot();
+        // `a` answers in 40 ms, `b` in 1 ms, both just measured.
+        all[0].observe_latency(Duration::from_millis(40), nanos_since(epoch));
+        all[1].observe_latency(Duration::from_millis(1), nanos_since(epoch));
+        for _ in 0..200 {
+            assert_eq!(channel.pick().unwrap().id, "b");
+        }
+        // With 50 calls in flight on `b`, `a` is the lighter.
+        all[1].in_flight.store(50, Ordering::Relaxed);
+        assert_eq!(channel.pick().unwrap().id, "a");
+        all[1].in_flight.store(0, Ordering::Relaxed);
+        // Over a second without a measurement of `a`: it is tried again.
+        tokio::time::advance(Duration::from_millis(1100)).await;
+        all[1].observe_latency(Duration::from_millis(1), nanos_since(epoch));
+        assert_eq!(channel.pick().unwrap().id, "a");
         drop(tx);
     }
 

@@ -37,6 +37,8 @@ pub(super) struct Backend {
 
 /// How fast the latency average forgets: an observation this old weighs 1/e.
 const EWMA_DECAY_NS: f64 = 10e9;
+/// An instance not measured for this long is tried again.
+const EWMA_RETRY_NS: u64 = 1_000_000_000;
 
 impl Backend {
     /// Folds a response time into the moving average, weighing the old average by
@@ -54,8 +56,14 @@ impl Backend {
         self.ewma_ns.store(next.max(1), Ordering::Relaxed);
     }
 
-    /// The load p2c_ewma compares: (calls in flight + 1) × the latency average.
-    pub(super) fn ewma_load(&self) -> u128 {
+    /// The load p2c_ewma compares at `now_ns`: (calls in flight + 1) × the
+    /// latency average. An instance not measured for a second weighs 0, so that
+    /// it is tried again (go-zero's forced pick): one slow answer must not keep
+    /// an instance out for good.
+    pub(super) fn ewma_load(&self, now_ns: u64) -> u128 {
+        if now_ns.saturating_sub(self.ewma_at.load(Ordering::Relaxed)) > EWMA_RETRY_NS {
+            return 0;
+        }
         let flight = self.in_flight.load(Ordering::Relaxed) as u128 + 1;
         flight * u128::from(self.ewma_ns.load(Ordering::Relaxed))
     }
