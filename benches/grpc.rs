@@ -53,10 +53,16 @@ fn picks(c: &mut Criterion) {
         .slow_start(Duration::from_secs(30))
         .outlier_detection(OutlierDetection::default())
     };
-    let cases = [Policy::RoundRobin, Policy::PickFirst, Policy::P2c, Policy::Weighted]
-        .into_iter()
-        .map(|p| (p, false))
-        .chain([(Policy::RoundRobin, true), (Policy::P2c, true)]);
+    let cases = [
+        Policy::RoundRobin,
+        Policy::PickFirst,
+        Policy::P2c,
+        Policy::P2cEwma,
+        Policy::Weighted,
+    ]
+    .into_iter()
+    .map(|p| (p, false))
+    .chain([(Policy::RoundRobin, true), (Policy::P2c, true)]);
     for (policy, every_option) in cases {
         let (channel, _regs) = rt.block_on(async {
             let client = octopus::connect(&format!("mem://bench-pick-{policy}")).await.unwrap();
