@@ -52,10 +52,15 @@ impl Drop for Process {
 }
 
 async fn listen(id: &str) -> (Process, SocketAddr) {
+    listen_routes(tonic::service::Routes::new(NamedGreeter::service(id.to_owned()))).await
+}
+
+/// Serves `routes` on a free loopback port, on a thread and runtime of its own
+/// (a process of its own, as far as the client can tell).
+async fn listen_routes(routes: tonic::service::Routes) -> (Process, SocketAddr) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let addr = listener.local_addr().unwrap();
-    let svc = NamedGreeter::service(id.to_owned());
     let (stop, stopped) = oneshot::channel::<()>();
     let thread = std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -66,7 +71,7 @@ async fn listen(id: &str) -> (Process, SocketAddr) {
             let listener = TcpListener::from_std(listener).unwrap();
             let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
             let server = tonic::transport::Server::builder()
-                .add_service(svc)
+                .add_routes(routes)
                 .serve_with_incoming(incoming);
             tokio::select! {
                 _ = server => {}
@@ -411,44 +416,17 @@ async fn failing_responses_eject_an_instance_up_to_a_cap() {
     use octopus::grpc::OutlierDetection;
     use octopus::mem::{MemBackend, Store};
     use octopus::{Discovery, Registry};
-    async fn failing(id: &str) -> (Process, SocketAddr) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let svc = pb::FailingGreeter::service(tonic::Code::Unavailable);
-        let _ = id;
-        let listener = listener.into_std().unwrap();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = TcpListener::from_std(listener).unwrap();
-                let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-                let server = tonic::transport::Server::builder()
-                    .add_service(svc)
-                    .serve_with_incoming(incoming);
-                tokio::select! {
-                    _ = server => {}
-                    _ = stopped => {}
-                }
-            });
-        });
-        (
-            Process {
-                stop: Some(stop),
-                thread: Some(thread),
-            },
-            addr,
-        )
-    }
+    let failing = || {
+        listen_routes(tonic::service::Routes::new(pb::FailingGreeter::service(
+            tonic::Code::Unavailable,
+        )))
+    };
     let backend = MemBackend::new(Store::new());
     let registry = backend.registry();
     let discovery = backend.discovery();
     let mut keep = Vec::new();
     let (good, good_addr) = listen("good").await;
-    let (bad, bad_addr) = failing("bad").await;
+    let (bad, bad_addr) = failing().await;
     for (id, addr) in [("good", good_addr), ("bad", bad_addr)] {
         let inst = ServiceInstance::new("flaky", id, "127.0.0.1", addr.port()).unwrap();
         keep.push(registry.register(inst, Default::default()).await.unwrap());
@@ -500,7 +478,7 @@ async fn failing_responses_eject_an_instance_up_to_a_cap() {
 
     // Every instance broken: the cap (half) keeps one in rotation.
     drop(good);
-    let (_good2, bad2_addr) = failing("bad2").await;
+    let (_good2, bad2_addr) = failing().await;
     keep.remove(0).deregister().await.unwrap();
     let inst = ServiceInstance::new("flaky", "bad2", "127.0.0.1", bad2_addr.port()).unwrap();
     keep.push(registry.register(inst, Default::default()).await.unwrap());

@@ -415,8 +415,9 @@ fn grpc_timeout(headers: &http::HeaderMap) -> Option<Duration> {
 mod tests {
     use super::*;
 
-    #[tokio::test(flavor = "current_thread")]
-    async fn p2c_compares_two_distinct_instances() {
+    /// A channel over instances `a` and `b` (ports 1 and 2: nothing is called),
+    /// and the sender that keeps its discovery open.
+    async fn two_instances(policy: Policy) -> (BalancedChannel, tokio::sync::watch::Sender<Option<crate::Snapshot>>) {
         let a = crate::ServiceInstance::new("s", "a", "127.0.0.1", 1).unwrap();
         let b = crate::ServiceInstance::new("s", "b", "127.0.0.1", 2).unwrap();
         let snapshot = crate::Snapshot {
@@ -428,8 +429,14 @@ mod tests {
         let (tx, rx) = tokio::sync::watch::channel(Some(snapshot));
         let watch = ServiceWatch::new(rx, Arc::new(()));
         let connector: Arc<dyn Connector> = Arc::new(super::super::TcpConnector::default());
-        let channel = BalancedChannel::new("s", watch, Policy::P2c, connector, JitterRng::seeded(7));
+        let channel = BalancedChannel::new("s", watch, policy, connector, JitterRng::seeded(7));
         assert!(channel.ready_endpoints(2, Duration::from_secs(1)).await);
+        (channel, tx)
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn p2c_compares_two_distinct_instances() {
+        let (channel, tx) = two_instances(Policy::P2c).await;
         // `a` is busy: every pick of two distinct instances prefers `b`. Drawing the
         // same instance twice would pick `a` about a quarter of the time.
         channel.snapshot()[0].in_flight.store(10, Ordering::Relaxed);
@@ -441,19 +448,7 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread", start_paused = true)]
     async fn p2c_ewma_prefers_the_lower_latency_and_retries_a_stale_one() {
-        let a = crate::ServiceInstance::new("s", "a", "127.0.0.1", 1).unwrap();
-        let b = crate::ServiceInstance::new("s", "b", "127.0.0.1", 2).unwrap();
-        let snapshot = crate::Snapshot {
-            revision: 1,
-            instances: [a, b].into_iter().collect(),
-            freshness: crate::Freshness::Fresh,
-            resyncs: 0,
-        };
-        let (tx, rx) = tokio::sync::watch::channel(Some(snapshot));
-        let watch = ServiceWatch::new(rx, Arc::new(()));
-        let connector: Arc<dyn Connector> = Arc::new(super::super::TcpConnector::default());
-        let channel = BalancedChannel::new("s", watch, Policy::P2cEwma, connector, JitterRng::seeded(7));
-        assert!(channel.ready_endpoints(2, Duration::from_secs(1)).await);
+        let (channel, tx) = two_instances(Policy::P2cEwma).await;
         let epoch = channel.inner.endpoints.epoch;
         let all = channel.snapshot();
         // `a` answers in 40 ms, `b` in 1 ms, both just measured.
