@@ -13,6 +13,7 @@ mod channel;
 mod connector;
 mod endpoints;
 mod follow;
+mod pick;
 mod policy;
 
 pub use channel::BalancedChannel;
