@@ -29,6 +29,8 @@ struct Inner {
     /// deadline (`grpc-timeout`) of its own.
     first_answer_timeout_ns: AtomicU64,
     outlier: std::sync::RwLock<Option<OutlierDetection>>,
+    /// Whether `outlier` is set: read first, so that calls take no lock without it.
+    outlier_on: std::sync::atomic::AtomicBool,
 }
 
 /// A load-balanced channel to the instances of one service. Clone it freely:
@@ -73,6 +75,7 @@ impl BalancedChannel {
             follower: Mutex::new(None),
             first_answer_timeout_ns: AtomicU64::new(Self::DEFAULT_FIRST_ANSWER_TIMEOUT.as_nanos() as u64),
             outlier: std::sync::RwLock::new(None),
+            outlier_on: std::sync::atomic::AtomicBool::new(false),
         });
         let task = OwnedTask::spawn(follow(Arc::downgrade(&inner.endpoints), watch, connector));
         *inner.follower.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
@@ -178,28 +181,35 @@ impl BalancedChannel {
             .and_then(|v| v.parse::<i32>().ok())
             .map(tonic::Code::from_i32)
             .unwrap_or(tonic::Code::Ok);
-        let detection = match self.inner.outlier.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
-            Some(d) if d.codes.contains(&code) => d.clone(),
-            _ => {
-                // The connection answered and the status does not count: the
-                // ejection backoff starts over.
-                backend.failures.store(0, Ordering::Relaxed);
-                backend.status_failures.store(0, Ordering::Relaxed);
-                return;
-            }
+        // Without detection (the default) no lock is taken on a call's path.
+        let detection = match self.inner.outlier_on.load(Ordering::Relaxed) {
+            true => self
+                .inner
+                .outlier
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+                .and_then(|d| {
+                    d.codes
+                        .contains(&code)
+                        .then_some((d.consecutive.max(1), d.max_ejected_share))
+                }),
+            false => None,
+        };
+        let Some((consecutive, max_ejected_share)) = detection else {
+            // The connection answered and the status does not count: the
+            // ejection backoff starts over.
+            backend.failures.store(0, Ordering::Relaxed);
+            backend.status_failures.store(0, Ordering::Relaxed);
+            return;
         };
         let failed = backend.status_failures.fetch_add(1, Ordering::Relaxed) + 1;
-        if failed < detection.consecutive.max(1) {
+        if failed < consecutive {
             return;
         }
         backend.status_failures.store(0, Ordering::Relaxed);
-        let all = self.snapshot();
-        let mut now = None;
-        let ejected = all
-            .iter()
-            .filter(|b| !b.available(&mut now, self.inner.endpoints.epoch))
-            .count();
-        if (ejected + 1) as f64 > detection.max_ejected_share * all.len() as f64 {
+        let (ejected, n) = (self.ejected().len(), self.snapshot().len());
+        if (ejected + 1) as f64 > max_ejected_share * n as f64 {
             tracing::warn!(service = %self.inner.endpoints.service, endpoint = %backend.instance.endpoint(), ejected, "not ejecting a failing instance: the ejected share is at its cap");
             return;
         }
@@ -220,6 +230,7 @@ impl BalancedChannel {
     /// Ejects instances whose responses fail (see [`OutlierDetection`]); off by default.
     pub fn with_outlier_detection(self, detection: OutlierDetection) -> Self {
         *self.inner.outlier.write().unwrap_or_else(|p| p.into_inner()) = Some(detection);
+        self.inner.outlier_on.store(true, Ordering::Relaxed);
         self
     }
 
