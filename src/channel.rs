@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::{IntoTarget, JitterRng, Resolvers, Result, Target};
-use octopus_core::balance::{BalancedChannel, Connector, OutlierDetection, PanicThreshold, Policy, TcpConnector};
+use octopus_core::balance::{
+    BalancedChannel, Connector, OutlierDetection, PanicThreshold, Policy, Readiness, TcpConnector, ZonePreference,
+};
 
 /// How to reach a target: its balancing policy, how to connect, where jitter comes
 /// from, and how long a first call waits for discovery. Made by
@@ -36,6 +38,8 @@ pub struct ChannelBuilder {
     panic_threshold: PanicThreshold,
     slow_start: Duration,
     outlier_detection: Option<OutlierDetection>,
+    zone: Option<ZonePreference>,
+    readiness: Readiness,
 }
 
 impl std::fmt::Debug for ChannelBuilder {
@@ -62,6 +66,8 @@ impl ChannelBuilder {
             panic_threshold: PanicThreshold::OFF,
             slow_start: Duration::ZERO,
             outlier_detection: None,
+            zone: None,
+            readiness: Readiness::AtCall,
         }
     }
 
@@ -113,6 +119,23 @@ impl ChannelBuilder {
         self
     }
 
+    /// Prefers instances in the caller's zone (their `zone` metadata), spilling
+    /// over to every zone when too few local ones are available (see
+    /// [`ZonePreference`]; default off). `.zone("eu-1")` takes the default rule.
+    pub fn zone(mut self, zone: impl Into<ZonePreference>) -> Self {
+        self.zone = Some(zone.into());
+        self
+    }
+
+    /// What the channel's `poll_ready` reports (see [`Readiness`]; default
+    /// [`Readiness::AtCall`], ready at once). [`Readiness::Reported`] keeps tower's
+    /// contract, for tower's `buffer`, `concurrency_limit`, `timeout` and
+    /// `load_shed` layers.
+    pub fn readiness(mut self, readiness: Readiness) -> Self {
+        self.readiness = readiness;
+        self
+    }
+
     /// Resolves the target and makes the channel. A target without a scheme is
     /// resolved by this client's own discovery; one with a scheme must name it.
     pub async fn connect(self) -> Result<BalancedChannel> {
@@ -132,7 +155,12 @@ impl ChannelBuilder {
         );
         let channel = channel
             .with_panic_threshold(self.panic_threshold)
-            .with_slow_start(self.slow_start);
+            .with_slow_start(self.slow_start)
+            .with_readiness(self.readiness);
+        let channel = match self.zone {
+            Some(zone) => channel.with_zone(zone),
+            None => channel,
+        };
         let channel = match self.outlier_detection {
             Some(d) => channel.with_outlier_detection(d),
             None => channel,

@@ -103,6 +103,56 @@ impl Inspector {
         Ok(entries.into_iter().find(|e| e.id() == id))
     }
 
+    /// Marks instance `id` of `service` draining (or serving again) in place: its
+    /// key keeps its lease, and a running registration adopts the mark (see
+    /// [`Registration::drain`](crate::Registration::drain)). The write is guarded
+    /// by the key's revision, so that it never undoes a change made meanwhile:
+    /// it reads and tries again, a few times. Returns the entry as written.
+    pub async fn set_draining(&self, service: &str, id: &str, draining: bool) -> Result<Entry> {
+        for _ in 0..8 {
+            let entry = self.entry(service, id).await?.ok_or_else(|| Error::InvalidOption {
+                name: "instance",
+                value: format!("{service}/{id}"),
+                rule: "is not registered".into(),
+            })?;
+            let instance = match &entry.instance {
+                Ok(i) => i.clone().with_draining(draining),
+                Err(problem) => {
+                    return Err(Error::InvalidOption {
+                        name: "instance",
+                        value: entry.key.clone(),
+                        rule: format!("its value does not decode, so it cannot be marked: {problem}"),
+                    })
+                }
+            };
+            let value = self.layout.encode(&instance)?;
+            let back = self.layout.decode(service, entry.key.as_bytes(), &value)?;
+            if back.is_draining() != draining {
+                return Err(Error::InvalidOption {
+                    name: "layout",
+                    value: format!("{:?}", self.layout),
+                    rule: "cannot carry the draining mark: its values hold no metadata".into(),
+                });
+            }
+            if let Some(revision) = self
+                .backend
+                .put_if_unchanged(&entry.key, value, entry.lease, entry.mod_revision)
+                .await?
+            {
+                return Ok(Entry {
+                    mod_revision: revision,
+                    instance: Ok(instance),
+                    ..entry
+                });
+            }
+        }
+        Err(Error::InvalidOption {
+            name: "instance",
+            value: format!("{service}/{id}"),
+            rule: "changed under every one of 8 tries to mark it: try again".into(),
+        })
+    }
+
     /// Deletes the key of instance `id` of `service`, whoever holds it; true if it
     /// was there. A process that still runs registers again (that is its job):
     /// this is for the key of a process that is gone, before its TTL runs out.

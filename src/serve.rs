@@ -17,8 +17,10 @@ use crate::{Error, OwnedTask, RegisterOptions, RegistrationStatus, Registry, Res
 /// How [`RegisteredServer::serve`] shuts down, and what else follows its registration.
 #[derive(Clone, Debug)]
 pub struct ServeOptions {
-    /// After deregistering, keep serving this long so that clients' discovery sees
-    /// the instance go before its listener closes (default 1 s).
+    /// On shutdown the instance is marked draining, deregistered this much later,
+    /// and its listener closed this much later again: Octopus's balancers stop
+    /// sending it calls at the mark, clients that follow only the keys (grpc-go's
+    /// etcd resolver) at the deletion (default 1 s).
     pub drain_delay: Duration,
     /// Then wait at most this long for in-flight calls (default 10 s).
     pub grace: Duration,
@@ -96,7 +98,7 @@ impl<'r> RegisteredServer<'r> {
         self
     }
 
-    /// After deregistering, keep serving this long (default 1 s).
+    /// Between the draining mark and deregistering, keep serving this long (default 1 s).
     pub fn drain_delay(mut self, delay: Duration) -> Self {
         self.serve_options.drain_delay = delay;
         self
@@ -118,10 +120,13 @@ impl<'r> RegisteredServer<'r> {
     /// Serves `router` on `listener`, registers the instance once it listens, and keeps
     /// the standard gRPC health service (added to the router, overall status `""`)
     /// in step with the registration: `SERVING` while registered, `NOT_SERVING` while
-    /// the registration is lost or the server drains.
+    /// the registration is lost, the instance is marked draining
+    /// ([`Registration::drain`](crate::Registration::drain), `octopus drain`) or the
+    /// server shuts down.
     ///
-    /// When `shutdown` completes it deregisters first,
-    /// keeps serving for the drain delay, ends the health service's `Watch` streams
+    /// When `shutdown` completes it marks the instance draining, keeps serving for
+    /// the drain delay, deregisters, keeps serving for the drain delay again, ends
+    /// the health service's `Watch` streams
     /// (they have said `NOT_SERVING`), then stops accepting and waits for in-flight
     /// calls up to the grace period.
     ///
@@ -179,19 +184,24 @@ async fn serve(
         readiness.track(&registration);
         drop(first_attempt);
     }
-    let mut status = registration.status();
+    let (mut status, mut draining) = (registration.status(), registration.draining());
     let follower = {
         let reporter = reporter.clone();
         OwnedTask::spawn(async move {
             loop {
-                let serving = matches!(*status.borrow_and_update(), RegistrationStatus::Registered { .. });
+                let registered = matches!(*status.borrow_and_update(), RegistrationStatus::Registered { .. });
+                let serving = registered && !*draining.borrow_and_update();
                 let s = if serving {
                     ServingStatus::Serving
                 } else {
                     ServingStatus::NotServing
                 };
                 reporter.set_service_status("", s).await;
-                if status.changed().await.is_err() {
+                let changed = tokio::select! {
+                    r = status.changed() => r,
+                    r = draining.changed() => r,
+                };
+                if changed.is_err() {
                     return;
                 }
             }
@@ -199,11 +209,29 @@ async fn serve(
     };
 
     shutdown.await;
-    tracing::info!(service = %instance.service, id = %instance.id, "shutting down: deregistering first");
     drop(follower);
     reporter.set_service_status("", ServingStatus::NotServing).await;
-    let deregistered = registration.deregister().await;
-    tokio::time::sleep(serve_options.drain_delay).await;
+    // Draining first: balancers stop sending new calls while the key still says
+    // where the instance is; then it deregisters. If the mark cannot be written
+    // (the registry is down, a layout without metadata), deregister first and
+    // keep serving for the delay instead.
+    let deregistered = match registration.drain().await {
+        Ok(()) => {
+            tracing::info!(service = %instance.service, id = %instance.id, delay = ?serve_options.drain_delay, "shutting down: draining, then deregistering");
+            tokio::time::sleep(serve_options.drain_delay).await;
+            let deregistered = registration.deregister().await;
+            // Clients that follow only the keys (grpc-go's etcd resolver) learn
+            // of the instance's end from its key's deletion: serve them meanwhile.
+            tokio::time::sleep(serve_options.drain_delay).await;
+            deregistered
+        }
+        Err(e) => {
+            tracing::info!(service = %instance.service, id = %instance.id, error = %e, "shutting down: cannot mark draining; deregistering first");
+            let deregistered = registration.deregister().await;
+            tokio::time::sleep(serve_options.drain_delay).await;
+            deregistered
+        }
+    };
     // Health Watch streams (grpc-go's client-side health checking keeps one open on
     // every server) have said NOT_SERVING by now: end them, or the graceful stop
     // below would wait the whole grace period for streams that never end.

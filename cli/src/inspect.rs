@@ -1,4 +1,5 @@
-//! `octopus ls`, `get`, `watch`, `deregister`: a registry seen from outside.
+//! `octopus ls`, `get`, `watch`, `deregister`, `drain`, `undrain`: a registry
+//! seen from outside.
 
 use octopus::{Entry, ServiceInstance};
 use serde_json::json;
@@ -31,6 +32,15 @@ fn metadata(i: &ServiceInstance) -> String {
     }
 }
 
+/// `serving` or `draining` (see `octopus drain`).
+fn state(i: &ServiceInstance) -> &'static str {
+    if i.is_draining() {
+        "draining"
+    } else {
+        "serving"
+    }
+}
+
 fn entry_json(e: &Entry) -> serde_json::Value {
     json!({
         "service": e.service,
@@ -40,6 +50,7 @@ fn entry_json(e: &Entry) -> serde_json::Value {
         "create_revision": e.create_revision,
         "mod_revision": e.mod_revision,
         "instance": e.instance.as_ref().ok(),
+        "draining": e.instance.as_ref().is_ok_and(ServiceInstance::is_draining),
         "error": e.instance.as_ref().err(),
     })
 }
@@ -100,6 +111,7 @@ pub(crate) async fn ls(args: &RegistryArgs, service: Option<&str>) -> Result {
             Ok(i) => vec![
                 i.id.clone(),
                 i.endpoint(),
+                state(i).into(),
                 if i.version.is_empty() {
                     "-".into()
                 } else {
@@ -115,6 +127,7 @@ pub(crate) async fn ls(args: &RegistryArgs, service: Option<&str>) -> Result {
                 "-".into(),
                 "-".into(),
                 "-".into(),
+                "-".into(),
                 format!("{:x}", e.lease),
                 e.mod_revision.to_string(),
                 format!("UNDECODABLE ({}): {problem}", e.key),
@@ -122,7 +135,9 @@ pub(crate) async fn ls(args: &RegistryArgs, service: Option<&str>) -> Result {
         })
         .collect();
     table(
-        &["ID", "ENDPOINT", "VERSION", "WEIGHT", "LEASE", "REVISION", "METADATA"],
+        &[
+            "ID", "ENDPOINT", "STATE", "VERSION", "WEIGHT", "LEASE", "REVISION", "METADATA",
+        ],
         &rows,
     );
     Ok(())
@@ -152,6 +167,7 @@ pub(crate) async fn get(args: &RegistryArgs, instance: &str) -> Result {
             println!("service:   {}", i.service);
             println!("id:        {}", i.id);
             println!("endpoint:  {}", i.endpoint());
+            println!("state:     {}", state(i));
             println!("version:   {}", if i.version.is_empty() { "-" } else { &i.version });
             println!("weight:    {}", i.weight);
             println!("metadata:  {}", metadata(i));
@@ -234,6 +250,24 @@ pub(crate) async fn deregister(args: &RegistryArgs, instance: &str) -> Result {
             "deregistered {service}/{id} (key {}, lease {:x})",
             entry.key, entry.lease
         );
+    }
+    Ok(())
+}
+
+pub(crate) async fn drain(args: &RegistryArgs, instance: &str, draining: bool) -> Result {
+    let (service, id) = service_and_id(instance)?;
+    let client = connect(args).await?;
+    let entry = client
+        .inspector()
+        .set_draining(service, id, draining)
+        .await
+        .map_err(|e| format!("cannot mark {service}/{id} in {}: {e}", args.registry))?;
+    if args.json {
+        println!("{}", entry_json(&entry));
+    } else if draining {
+        println!("draining {service}/{id}: it takes no new calls (undo with `octopus undrain {service}/{id}`)");
+    } else {
+        println!("serving {service}/{id}: it takes new calls again");
     }
     Ok(())
 }

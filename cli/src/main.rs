@@ -57,6 +57,25 @@ enum Command {
         #[command(flatten)]
         registry: RegistryArgs,
     },
+    /// Mark an instance draining: SERVICE/ID.
+    ///
+    /// It stays registered and listed (STATE draining), but balancers send it no
+    /// new calls while another instance can take them, and its gRPC health says
+    /// NOT_SERVING. The process keeps the mark until `octopus undrain`, through
+    /// re-registrations. For maintenance, or to take one instance out of traffic.
+    Drain {
+        /// The instance, as SERVICE/ID.
+        instance: String,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
+    /// Clear an instance's draining mark: SERVICE/ID takes new calls again.
+    Undrain {
+        /// The instance, as SERVICE/ID.
+        instance: String,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
     /// Run an in-memory etcd (v3 API) for development: no etcd installed needed.
     ///
     /// A single member serving KV (range, put, delete, txn, compact), Lease (grant,
@@ -134,6 +153,8 @@ fn main() -> ExitCode {
                     Command::Get { instance, registry } => inspect::get(&registry, &instance).await,
                     Command::Watch { service, registry } => inspect::watch(&registry, &service).await,
                     Command::Deregister { instance, registry } => inspect::deregister(&registry, &instance).await,
+                    Command::Drain { instance, registry } => inspect::drain(&registry, &instance, true).await,
+                    Command::Undrain { instance, registry } => inspect::drain(&registry, &instance, false).await,
                     Command::Dev { listen, data } => dev::run(listen, data).await,
                     Command::New(_) => unreachable!("handled above"),
                 }

@@ -18,6 +18,11 @@ pub const MAX_ENCODED_LEN: usize = 64 * 1024;
 pub const MAX_WEIGHT: u32 = 1_000_000;
 /// Weight of an instance that does not say.
 pub const DEFAULT_WEIGHT: u32 = 100;
+/// The metadata entry that marks an instance as draining (value `true`): still
+/// registered and listed, but balancers send it no new calls (see
+/// [`ServiceInstance::is_draining`]). Metadata, so that every layout that carries
+/// metadata carries the mark, and a foreign reader sees it as a label.
+pub const DRAINING_KEY: &str = "octopus.draining";
 
 /// One running instance of a service: where it listens and what it says about itself.
 ///
@@ -85,6 +90,30 @@ impl ServiceInstance {
     pub fn with_metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.metadata.insert(key.into(), value.into());
         self
+    }
+
+    /// Marks the instance draining (or serving again): see [`DRAINING_KEY`].
+    pub fn with_draining(mut self, draining: bool) -> Self {
+        if draining {
+            self.metadata.insert(DRAINING_KEY, "true");
+        } else {
+            self.metadata.remove(DRAINING_KEY);
+        }
+        self
+    }
+
+    /// Whether the instance is marked draining: balancers send it no new calls
+    /// while another instance can take them, and its server's gRPC health says
+    /// `NOT_SERVING`. Operators mark it with `octopus drain SERVICE/ID`, a process
+    /// with [`Registration::drain`](crate::Registration::drain).
+    pub fn is_draining(&self) -> bool {
+        self.metadata.get(DRAINING_KEY) == Some("true")
+    }
+
+    /// The instance's zone: its `zone` metadata entry, if any (zone-aware
+    /// balancing prefers instances in the caller's zone).
+    pub fn zone(&self) -> Option<&str> {
+        self.metadata.get("zone")
     }
 
     /// Sets the weight.

@@ -120,6 +120,7 @@ impl<B: KvBackend> Registry for LeaseRegistry<B> {
             None => self.rng.lock().unwrap_or_else(|p| p.into_inner()).fork(),
         };
         let (status_tx, status_rx) = watch::channel(RegistrationStatus::Registering);
+        let (draining_tx, draining_rx) = watch::channel(instance.is_draining());
         crate::telemetry::status_changed(&instance.service, None, &RegistrationStatus::Registering);
         let (cmd_tx, cmd_rx) = crate::mailbox::inbox();
         let (service, id) = (instance.service.clone(), instance.id.clone());
@@ -131,13 +132,20 @@ impl<B: KvBackend> Registry for LeaseRegistry<B> {
             instance,
             value,
             status: status_tx,
+            draining: draining_tx,
             commands: cmd_rx,
             lease: None,
             unsure: Vec::new(),
             shared: self.shared_lease(),
             _live: live,
         };
-        let registration = Registration::new(service, id, status_rx.clone(), cmd_tx, OwnedTask::spawn(task.run()));
+        let registration = Registration::new(
+            service,
+            id,
+            (status_rx.clone(), draining_rx),
+            cmd_tx,
+            OwnedTask::spawn(task.run()),
+        );
         let mut first = status_rx;
         let _ = first.wait_for(|s| *s != RegistrationStatus::Registering).await;
         Ok(registration)

@@ -72,8 +72,8 @@ pub use discovery::{Change, Discovery, ServiceWatch};
 pub use error::{BoxError, Error, Result};
 pub use ids::{LeaseId, Revision};
 pub use instance::{
-    validate_name, ServiceInstance, DEFAULT_WEIGHT, MAX_ENCODED_LEN, MAX_METADATA_ENTRIES, MAX_METADATA_KEY_LEN,
-    MAX_NAME_LEN, MAX_WEIGHT,
+    validate_name, ServiceInstance, DEFAULT_WEIGHT, DRAINING_KEY, MAX_ENCODED_LEN, MAX_METADATA_ENTRIES,
+    MAX_METADATA_KEY_LEN, MAX_NAME_LEN, MAX_WEIGHT,
 };
 pub use instances::Instances;
 pub use kv::{

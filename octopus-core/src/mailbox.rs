@@ -14,6 +14,8 @@ pub(crate) enum Command {
     /// Boxed: a command is part of the registered phase's state while it is handled.
     Update(Box<ServiceInstance>, oneshot::Sender<Result<()>>),
     Deregister(oneshot::Sender<Result<()>>),
+    /// Marks the instance draining (true) or serving again.
+    Drain(bool, oneshot::Sender<Result<()>>),
     Abandon,
 }
 

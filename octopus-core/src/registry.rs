@@ -192,6 +192,7 @@ pub struct Registration {
     service: String,
     id: String,
     status: watch::Receiver<RegistrationStatus>,
+    draining: watch::Receiver<bool>,
     commands: Outbox,
     task: Option<OwnedTask<()>>,
 }
@@ -200,7 +201,7 @@ impl Registration {
     pub(crate) fn new(
         service: String,
         id: String,
-        status: watch::Receiver<RegistrationStatus>,
+        (status, draining): (watch::Receiver<RegistrationStatus>, watch::Receiver<bool>),
         commands: Outbox,
         task: OwnedTask<()>,
     ) -> Self {
@@ -208,6 +209,7 @@ impl Registration {
             service,
             id,
             status,
+            draining,
             commands,
             task: Some(task),
         }
@@ -267,6 +269,37 @@ impl Registration {
         }
         let (tx, rx) = oneshot::channel();
         self.commands.send(Command::Update(Box::new(instance), tx))?;
+        rx.await.map_err(|_| Error::Closed("registration"))?
+    }
+
+    /// Marks the instance draining: it stays registered (operators still list it),
+    /// but balancers send it no new calls while another instance can take them,
+    /// and [`RegisteredServer`]'s health says `NOT_SERVING`. The mark is the
+    /// metadata entry [`DRAINING_KEY`](crate::DRAINING_KEY), written to the key
+    /// now and kept through re-registrations and [`update`](Self::update)s until
+    /// [`undrain`](Self::undrain). `octopus drain SERVICE/ID` sets the same mark
+    /// from outside; the registration adopts it. Fails when the registry's layout
+    /// carries no metadata (go-zero's, whose value is only the address).
+    ///
+    /// [`RegisteredServer`]: https://docs.rs/octopus/latest/octopus/grpc/struct.RegisteredServer.html
+    pub async fn drain(&self) -> Result<()> {
+        self.set_draining(true).await
+    }
+
+    /// Clears the draining mark: the instance takes new calls again.
+    pub async fn undrain(&self) -> Result<()> {
+        self.set_draining(false).await
+    }
+
+    /// Whether the instance is marked draining, as written by [`drain`](Self::drain)
+    /// or seen on its key (an operator's `octopus drain`), and every change of it.
+    pub fn draining(&self) -> watch::Receiver<bool> {
+        self.draining.clone()
+    }
+
+    async fn set_draining(&self, draining: bool) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(Command::Drain(draining, tx))?;
         rx.await.map_err(|_| Error::Closed("registration"))?
     }
 

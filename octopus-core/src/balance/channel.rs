@@ -9,36 +9,51 @@ use tokio::time::Instant;
 use tonic::body::Body;
 use tower::{Service, ServiceExt};
 
-use super::endpoints::{nanos_since, Backend, Endpoints, OutlierDetection, PanicThreshold};
+use super::endpoints::{nanos_since, Backend, Endpoints, OutlierDetection, PanicThreshold, Set, ZonePreference};
 use super::follow::follow;
-use super::pick::{pick, Picker};
-use super::{Connector, Policy};
+use super::pick::{choose, Picker};
+use super::{Connector, Policy, Readiness};
 use crate::{JitterRng, OwnedTask, ServiceInstance, ServiceWatch};
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub(super) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-struct Inner {
-    endpoints: Arc<Endpoints>,
-    policy: Policy,
-    next: AtomicUsize,
-    rng: Mutex<JitterRng>,
-    eject_base: Duration,
-    eject_cap: Duration,
-    follower: Mutex<Option<OwnedTask<()>>>,
+pub(super) struct Inner {
+    pub(super) endpoints: Arc<Endpoints>,
+    pub(super) policy: Policy,
+    pub(super) next: AtomicUsize,
+    pub(super) rng: Mutex<JitterRng>,
+    pub(super) eject_base: Duration,
+    pub(super) eject_cap: Duration,
+    pub(super) follower: Mutex<Option<OwnedTask<()>>>,
     /// How long a call waits for that first answer when its request carries no
     /// deadline (`grpc-timeout`) of its own.
-    first_answer_timeout_ns: AtomicU64,
-    outlier: std::sync::RwLock<Option<OutlierDetection>>,
+    pub(super) first_answer_timeout_ns: AtomicU64,
+    pub(super) outlier: std::sync::RwLock<Option<OutlierDetection>>,
     /// Whether `outlier` is set: read first, so that calls take no lock without it.
-    outlier_on: std::sync::atomic::AtomicBool,
+    pub(super) outlier_on: std::sync::atomic::AtomicBool,
+    /// Whether `poll_ready` reports (see [`Readiness`]).
+    pub(super) reported: std::sync::atomic::AtomicBool,
 }
+
+pub(super) type Wait = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// A load-balanced channel to the instances of one service. Clone it freely:
 /// clones share the endpoints, the policy's state and the follower task, which
 /// stops when the last clone is dropped.
-#[derive(Clone)]
 pub struct BalancedChannel {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
+    /// With [`Readiness::Reported`], what `poll_ready` waits on (per clone, as
+    /// tower's readiness is); behind a mutex only to keep the channel `Sync`.
+    pub(super) waiting: Mutex<Option<Wait>>,
+}
+
+impl Clone for BalancedChannel {
+    fn clone(&self) -> Self {
+        BalancedChannel {
+            inner: self.inner.clone(),
+            waiting: Mutex::new(None),
+        }
+    }
 }
 
 impl std::fmt::Debug for BalancedChannel {
@@ -76,10 +91,14 @@ impl BalancedChannel {
             first_answer_timeout_ns: AtomicU64::new(Self::DEFAULT_FIRST_ANSWER_TIMEOUT.as_nanos() as u64),
             outlier: std::sync::RwLock::new(None),
             outlier_on: std::sync::atomic::AtomicBool::new(false),
+            reported: std::sync::atomic::AtomicBool::new(false),
         });
         let task = OwnedTask::spawn(follow(Arc::downgrade(&inner.endpoints), watch, connector));
         *inner.follower.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
-        BalancedChannel { inner }
+        BalancedChannel {
+            inner,
+            waiting: Mutex::new(None),
+        }
     }
 
     /// Protects against a mass disappearance (see [`PanicThreshold`]): when a
@@ -97,6 +116,22 @@ impl BalancedChannel {
     pub fn with_slow_start(self, window: Duration) -> Self {
         let ns = u64::try_from(window.as_nanos()).unwrap_or(u64::MAX);
         self.inner.endpoints.slow_start_ns.store(ns, Ordering::Relaxed);
+        self
+    }
+
+    /// Prefers instances in the caller's zone, spilling over to every zone when
+    /// too few local ones are available (see [`ZonePreference`]). Off by default:
+    /// every zone alike.
+    pub fn with_zone(self, zone: impl Into<ZonePreference>) -> Self {
+        self.inner.endpoints.set_zone(Some(zone.into()));
+        self
+    }
+
+    /// What `poll_ready` reports (default [`Readiness::AtCall`]: ready at once).
+    pub fn with_readiness(self, readiness: Readiness) -> Self {
+        self.inner
+            .reported
+            .store(readiness == Readiness::Reported, Ordering::Relaxed);
         self
     }
 
@@ -128,13 +163,13 @@ impl BalancedChannel {
 
     /// The endpoints balanced over now, in id order.
     pub fn endpoints(&self) -> Vec<String> {
-        self.snapshot().iter().map(|b| b.instance.endpoint()).collect()
+        self.snapshot().all.iter().map(|b| b.instance.endpoint()).collect()
     }
 
     /// Waits until at least `n` endpoints are known (start-up, tests).
     pub async fn ready_endpoints(&self, n: usize, within: Duration) -> bool {
         let deadline = Instant::now() + within;
-        while self.snapshot().len() < n {
+        while self.snapshot().all.len() < n {
             if Instant::now() >= deadline {
                 return false;
             }
@@ -143,13 +178,8 @@ impl BalancedChannel {
         true
     }
 
-    fn snapshot(&self) -> Arc<[Arc<Backend>]> {
-        self.inner
-            .endpoints
-            .backends
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+    pub(super) fn snapshot(&self) -> Arc<Set> {
+        self.inner.endpoints.snapshot()
     }
 
     /// The instance the policy picks for the next call (this advances the policy's
@@ -160,89 +190,19 @@ impl BalancedChannel {
 
     fn pick_backend(&self) -> Result<Arc<Backend>, tonic::Status> {
         let e = &self.inner.endpoints;
-        pick(&Picker {
-            all: &self.snapshot(),
-            policy: self.inner.policy,
-            next: &self.inner.next,
-            rng: &self.inner.rng,
-            epoch: e.epoch,
-            slow_start_ns: e.slow_start_ns.load(Ordering::Relaxed),
-            service: &e.service,
-        })
-    }
-
-    /// Reads a response's gRPC status (in its headers when the call failed at
-    /// once, as a unary error does: a trailers-only response) for outlier
-    /// detection; a response without one counts as a success.
-    fn observe(&self, backend: &Backend, headers: &http::HeaderMap) {
-        let code = headers
-            .get("grpc-status")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<i32>().ok())
-            .map(tonic::Code::from_i32)
-            .unwrap_or(tonic::Code::Ok);
-        // Without detection (the default) no lock is taken on a call's path.
-        let detection = match self.inner.outlier_on.load(Ordering::Relaxed) {
-            true => self
-                .inner
-                .outlier
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .as_ref()
-                .and_then(|d| {
-                    d.codes
-                        .contains(&code)
-                        .then_some((d.consecutive.max(1), d.max_ejected_share))
-                }),
-            false => None,
-        };
-        let Some((consecutive, max_ejected_share)) = detection else {
-            // The connection answered and the status does not count: the
-            // ejection backoff starts over.
-            backend.failures.store(0, Ordering::Relaxed);
-            backend.status_failures.store(0, Ordering::Relaxed);
-            return;
-        };
-        let failed = backend.status_failures.fetch_add(1, Ordering::Relaxed) + 1;
-        if failed < consecutive {
-            return;
-        }
-        backend.status_failures.store(0, Ordering::Relaxed);
-        let (ejected, n) = (self.ejected().len(), self.snapshot().len());
-        if (ejected + 1) as f64 > max_ejected_share * n as f64 {
-            tracing::warn!(service = %self.inner.endpoints.service, endpoint = %backend.instance.endpoint(), ejected, "not ejecting a failing instance: the ejected share is at its cap");
-            return;
-        }
-        self.eject(backend);
-    }
-
-    /// The instances ejected now (after failed connections or, with outlier
-    /// detection, failing responses).
-    pub fn ejected(&self) -> Vec<String> {
-        let mut now = None;
-        self.snapshot()
-            .iter()
-            .filter(|b| !b.available(&mut now, self.inner.endpoints.epoch))
-            .map(|b| b.instance.id.clone())
-            .collect()
-    }
-
-    /// Ejects instances whose responses fail (see [`OutlierDetection`]); off by default.
-    pub fn with_outlier_detection(self, detection: OutlierDetection) -> Self {
-        *self.inner.outlier.write().unwrap_or_else(|p| p.into_inner()) = Some(detection);
-        self.inner.outlier_on.store(true, Ordering::Relaxed);
-        self
-    }
-
-    fn eject(&self, backend: &Backend) {
-        let failures = backend.failures.fetch_add(1, Ordering::Relaxed);
-        let factor = 1u32.checked_shl(failures.min(16)).unwrap_or(u32::MAX);
-        let period = self.inner.eject_base.saturating_mul(factor).min(self.inner.eject_cap);
-        let until = nanos_since(self.inner.endpoints.epoch)
-            .saturating_add(u64::try_from(period.as_nanos()).unwrap_or(u64::MAX));
-        backend.ejected_until.store(until, Ordering::Relaxed);
-        backend.ejections.increment(1);
-        tracing::warn!(service = %self.inner.endpoints.service, endpoint = %backend.instance.endpoint(), ?period, "ejected an unreachable instance");
+        let set = self.snapshot();
+        choose(
+            &set,
+            &Picker {
+                all: &set.all,
+                policy: self.inner.policy,
+                next: &self.inner.next,
+                rng: &self.inner.rng,
+                epoch: e.epoch,
+                slow_start_ns: e.slow_start_ns.load(Ordering::Relaxed),
+                service: &e.service,
+            },
+        )
     }
 }
 
@@ -251,9 +211,13 @@ impl Service<http::Request<Body>> for BalancedChannel {
     type Error = BoxError;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
 
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        // Each call picks its instance and waits for that channel's readiness.
-        Poll::Ready(Ok(()))
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        // By default each call waits for discovery, picks its instance and waits
+        // for that channel's readiness (see `Readiness`).
+        if !self.inner.reported.load(Ordering::Relaxed) {
+            return Poll::Ready(Ok(()));
+        }
+        self.poll_reported(cx)
     }
 
     fn call(&mut self, req: http::Request<Body>) -> Self::Future {
@@ -353,7 +317,7 @@ mod tests {
         let (channel, tx) = two_instances(Policy::P2c).await;
         // `a` is busy: every pick of two distinct instances prefers `b`. Drawing the
         // same instance twice would pick `a` about a quarter of the time.
-        channel.snapshot()[0].in_flight.store(10, Ordering::Relaxed);
+        channel.snapshot().all[0].in_flight.store(10, Ordering::Relaxed);
         for _ in 0..200 {
             assert_eq!(channel.pick().unwrap().id, "b");
         }
@@ -364,7 +328,7 @@ mod tests {
     async fn p2c_ewma_prefers_the_lower_latency_and_retries_a_stale_one() {
         let (channel, tx) = two_instances(Policy::P2cEwma).await;
         let epoch = channel.inner.endpoints.epoch;
-        let all = channel.snapshot();
+        let all = channel.snapshot().all.clone();
         // `a` answers in 40 ms, `b` in 1 ms, both just measured.
         all[0].observe_latency(Duration::from_millis(40), nanos_since(epoch));
         all[1].observe_latency(Duration::from_millis(1), nanos_since(epoch));

@@ -148,11 +148,84 @@ impl Default for OutlierDetection {
     }
 }
 
+/// Zone-aware routing: prefer the instances whose `zone` metadata is the
+/// caller's zone, and spill over to every zone when the local ones that can take
+/// a call (not ejected, not draining) are fewer than `min_available`, or fewer
+/// than `min_available_share` of the local instances. Spilling over takes every
+/// zone's instances, the local ones among them. Off unless set.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ZonePreference {
+    /// The caller's zone.
+    pub zone: String,
+    /// Spill over below this many available local instances (default 1).
+    pub min_available: usize,
+    /// Spill over below this share (0 to 1) of the local instances available
+    /// (default 0.5: half the zone ejected or draining moves its calls everywhere,
+    /// rather than onto the zone's last instances).
+    pub min_available_share: f64,
+}
+
+impl ZonePreference {
+    /// Prefers `zone`, with the default spill-over rule.
+    pub fn new(zone: impl Into<String>) -> Self {
+        ZonePreference {
+            zone: zone.into(),
+            min_available: 1,
+            min_available_share: 0.5,
+        }
+    }
+}
+
+impl From<&str> for ZonePreference {
+    fn from(zone: &str) -> Self {
+        ZonePreference::new(zone)
+    }
+}
+
+impl From<String> for ZonePreference {
+    fn from(zone: String) -> Self {
+        ZonePreference::new(zone)
+    }
+}
+
+/// The backends in use, and the tiers a pick tries in turn: the caller's zone,
+/// every instance not draining, then every instance.
+#[derive(Default)]
+pub(super) struct Set {
+    /// Every backend, sorted by instance id.
+    pub(super) all: Vec<Arc<Backend>>,
+    /// Those not marked draining.
+    pub(super) serving: Vec<Arc<Backend>>,
+    /// Those not draining in the caller's zone (empty without a zone preference).
+    pub(super) local: Vec<Arc<Backend>>,
+    pub(super) zone: Option<ZonePreference>,
+}
+
+impl Set {
+    pub(super) fn new(all: Vec<Arc<Backend>>, zone: Option<ZonePreference>) -> Self {
+        let serving: Vec<_> = all.iter().filter(|b| !b.instance.is_draining()).cloned().collect();
+        let local = match &zone {
+            Some(z) => serving
+                .iter()
+                .filter(|b| b.instance.zone() == Some(z.zone.as_str()))
+                .cloned()
+                .collect(),
+            None => Vec::new(),
+        };
+        Set {
+            all,
+            serving,
+            local,
+            zone,
+        }
+    }
+}
+
 /// What the channel and its follower share.
 pub(super) struct Endpoints {
     pub(super) service: String,
-    /// The backends in use, sorted by instance id.
-    pub(super) backends: RwLock<Arc<[Arc<Backend>]>>,
+    /// The backends in use.
+    pub(super) backends: RwLock<Arc<Set>>,
     /// True once discovery has answered (or stopped): until then a call waits
     /// for the first answer instead of failing on an empty list.
     pub(super) resolved: tokio::sync::watch::Sender<bool>,
@@ -169,7 +242,7 @@ impl Endpoints {
     pub(super) fn new(service: &str) -> Self {
         Endpoints {
             service: service.to_owned(),
-            backends: RwLock::new(Arc::from(Vec::new())),
+            backends: RwLock::new(Arc::default()),
             resolved: tokio::sync::watch::Sender::new(false),
             panic: Mutex::new(PanicThreshold::OFF),
             protections: AtomicU64::new(0),
@@ -179,8 +252,20 @@ impl Endpoints {
     }
 
     /// The backends in use.
-    pub(super) fn snapshot(&self) -> Arc<[Arc<Backend>]> {
+    pub(super) fn snapshot(&self) -> Arc<Set> {
         self.backends.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Makes `all` the backends in use, with the zone preference in force.
+    pub(super) fn replace(&self, all: Vec<Arc<Backend>>) {
+        let mut backends = self.backends.write().unwrap_or_else(|p| p.into_inner());
+        *backends = Arc::new(Set::new(all, backends.zone.clone()));
+    }
+
+    /// Sets the zone preference, sorting the backends in use by it.
+    pub(super) fn set_zone(&self, zone: Option<ZonePreference>) {
+        let mut backends = self.backends.write().unwrap_or_else(|p| p.into_inner());
+        *backends = Arc::new(Set::new(backends.all.clone(), zone));
     }
 
     pub(super) fn panic_threshold(&self) -> PanicThreshold {

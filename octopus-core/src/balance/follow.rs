@@ -44,9 +44,10 @@ pub(super) async fn follow(endpoints: Weak<Endpoints>, mut watch: ServiceWatch, 
                 // The hold is over: the view is what it is.
                 let Some(e) = endpoints.upgrade() else { return };
                 protection = None;
-                let old = e.snapshot();
-                let diff = view.diff_from(&in_use(&old));
-                apply(&e, &old, &view, &diff, &*connector);
+                let set = e.snapshot();
+                let old = &set.all;
+                let diff = view.diff_from(&in_use(old));
+                apply(&e, old, &view, &diff, &*connector);
                 tracing::info!(service = %e.service, endpoints = view.len(), "protection hold over: following discovery again");
                 continue;
             }
@@ -60,7 +61,8 @@ pub(super) async fn follow(endpoints: Weak<Endpoints>, mut watch: ServiceWatch, 
         if resolved && !snapshot.is_fresh() {
             continue;
         }
-        let old = e.snapshot();
+        let set = e.snapshot();
+        let old = &set.all;
         let threshold: PanicThreshold = e.panic_threshold();
         let known = protection.as_ref().map_or(old.len(), |p| p.known);
         if resolved && threshold.distrusts(snapshot.instances.len(), known) {
@@ -78,20 +80,20 @@ pub(super) async fn follow(endpoints: Weak<Endpoints>, mut watch: ServiceWatch, 
                 .map(|b| b.instance.clone())
                 .collect();
             let union: Instances = snapshot.instances.iter().cloned().chain(kept).collect();
-            let diff = union.diff_from(&in_use(&old));
-            apply(&e, &old, &union, &diff, &*connector);
+            let diff = union.diff_from(&in_use(old));
+            apply(&e, old, &union, &diff, &*connector);
             continue;
         }
         if protection.take().is_some() {
             tracing::info!(service = %e.service, endpoints = snapshot.instances.len(), "discovery recovered: protection over");
-            let diff = snapshot.instances.diff_from(&in_use(&old));
-            apply(&e, &old, &snapshot.instances, &diff, &*connector);
+            let diff = snapshot.instances.diff_from(&in_use(old));
+            apply(&e, old, &snapshot.instances, &diff, &*connector);
             continue;
         }
         if resolved && diff.is_empty() {
             continue;
         }
-        apply(&e, &old, &snapshot.instances, &diff, &*connector);
+        apply(&e, old, &snapshot.instances, &diff, &*connector);
     }
 }
 
@@ -132,7 +134,7 @@ fn apply(e: &Endpoints, old: &[Arc<Backend>], instances: &Instances, diff: &crat
         next.push(e.backend(instance, channel, warming));
     }
     tracing::debug!(service = %e.service, endpoints = next.len(), "balancer endpoints changed");
-    *e.backends.write().unwrap_or_else(|p| p.into_inner()) = Arc::from(next);
+    e.replace(next);
     e.resolved.send_replace(true);
 }
 

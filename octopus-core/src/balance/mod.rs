@@ -13,10 +13,12 @@ mod channel;
 mod connector;
 mod endpoints;
 mod follow;
+mod outlier;
 mod pick;
 mod policy;
+mod ready;
 
 pub use channel::BalancedChannel;
 pub use connector::{Connector, TcpConnector};
-pub use endpoints::{OutlierDetection, PanicThreshold};
-pub use policy::Policy;
+pub use endpoints::{OutlierDetection, PanicThreshold, ZonePreference};
+pub use policy::{Policy, Readiness};

@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::endpoints::{nanos_since, Backend};
+use super::endpoints::{nanos_since, Backend, Set};
 use super::Policy;
 use crate::JitterRng;
 
 /// What one pick reads.
+#[derive(Clone, Copy)]
 pub(super) struct Picker<'a> {
     /// The backends in use, sorted by instance id.
     pub(super) all: &'a [Arc<Backend>],
@@ -25,8 +26,39 @@ pub(super) struct Picker<'a> {
     pub(super) service: &'a str,
 }
 
-/// Chooses an instance under `p.policy`, or says why none can take a call.
-pub(super) fn pick(p: &Picker<'_>) -> Result<Arc<Backend>, tonic::Status> {
+/// Chooses an instance among `set`'s tiers in turn: the caller's zone while it
+/// has enough instances available (see
+/// [`ZonePreference`](super::ZonePreference)), then every instance not draining,
+/// then, when none of those can take the call, a draining one (as Kubernetes
+/// uses terminating endpoints when no ready one is left: a drain must not turn
+/// into an outage).
+pub(super) fn choose(set: &Set, p: &Picker<'_>) -> Result<Arc<Backend>, tonic::Status> {
+    if let Some(zone) = &set.zone {
+        let local = &set.local;
+        let mut now = None;
+        let available = local.iter().filter(|b| b.available(&mut now, p.epoch)).count();
+        if available > 0
+            && available >= zone.min_available
+            && available as f64 >= zone.min_available_share * local.len() as f64
+        {
+            if let Ok(b) = pick(&Picker { all: local, ..*p }) {
+                return Ok(b);
+            }
+        }
+    }
+    if set.serving.len() < set.all.len() {
+        if let Ok(b) = pick(&Picker {
+            all: &set.serving,
+            ..*p
+        }) {
+            return Ok(b);
+        }
+    }
+    pick(&Picker { all: &set.all, ..*p })
+}
+
+/// Chooses an instance of `p.all` under `p.policy`, or says why none can take a call.
+fn pick(p: &Picker<'_>) -> Result<Arc<Backend>, tonic::Status> {
     let all = p.all;
     let n = all.len();
     let epoch = p.epoch;

@@ -53,3 +53,24 @@ impl fmt::Display for Policy {
         })
     }
 }
+
+/// What a [`BalancedChannel`](super::BalancedChannel)'s `poll_ready` reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Readiness {
+    /// Ready at once; each call waits for discovery's first answer (up to its
+    /// own deadline) and fails with `Unavailable` when no instance can take it.
+    /// What tonic's generated clients expect: they call `ready()` before every
+    /// call and turn a readiness error into `Unknown`, and a deadline set on a
+    /// request is only known to the call.
+    #[default]
+    AtCall,
+    /// tower's contract, as tower's own balancer keeps it: pending until
+    /// discovery's first answer, and pending while no instance can take a call
+    /// (every one ejected, or none registered), woken when the endpoints change
+    /// or an ejection ends. Never an error: tower's `Service` says a readiness
+    /// error means the service is dead for good (a `Buffer` would fail every later
+    /// call). Compose it with tower's `timeout` or `load_shed` to bound the wait
+    /// or fail at once, and `buffer` / `concurrency_limit` to queue.
+    Reported,
+}

@@ -112,6 +112,11 @@ impl<B: KvBackend> Task<B> {
         for ev in events {
             *revision = (*revision).max(ev.kv.mod_revision);
             let ours = ev.kv.lease == lease;
+            if ev.kind == EventKind::Put && ours {
+                // Written under our lease by someone else: an operator's drain mark.
+                self.adopt(&ev.kv.key, &ev.kv.value);
+                continue;
+            }
             if ev.kind == EventKind::Delete || !ours {
                 match self.heal(lease).await {
                     Ok(rev) => *revision = (*revision).max(rev),
@@ -129,6 +134,9 @@ impl<B: KvBackend> Task<B> {
     async fn reopen_key_watch(&mut self, lease: LeaseId) -> Result<(WatchStream, Revision)> {
         let (header, kv) = self.backend.get(&self.key(lease)).await?;
         let mut revision = header.revision;
+        if let Some(kv) = kv.as_ref().filter(|kv| kv.lease == lease) {
+            self.adopt(&kv.key, &kv.value); // marked while our watch was down
+        }
         if kv.is_none_or(|kv| kv.lease != lease) {
             revision = revision.max(self.heal(lease).await?);
         }
@@ -136,12 +144,53 @@ impl<B: KvBackend> Task<B> {
         Ok((stream, revision))
     }
 
+    /// Our key's value as someone else wrote it under our lease: its draining mark
+    /// (the one thing an operator changes from outside) becomes ours, so that a
+    /// re-registration or an update writes it again. Anything else in it is ours
+    /// to state: the next write puts our value back.
+    fn adopt(&mut self, key: &[u8], value: &[u8]) {
+        if value == self.value.as_slice() {
+            return;
+        }
+        let Ok(seen) = self.layout.decode(&self.instance.service, key, value) else {
+            return;
+        };
+        let draining = seen.is_draining();
+        if draining == self.instance.is_draining() {
+            return;
+        }
+        let instance = self.instance.clone().with_draining(draining);
+        match self.layout.encode(&instance) {
+            Ok(encoded) => {
+                tracing::info!(service = %instance.service, id = %instance.id, draining, "draining mark set from outside");
+                self.instance = instance;
+                self.value = encoded;
+                self.draining.send_replace(draining);
+            }
+            Err(e) => log_err("adopt draining mark", &e),
+        }
+    }
+
     /// Handles one command; `lease` is the lease that holds our key now, if any.
     /// `Some(exit)` ends the current phase.
     pub(super) async fn command(&mut self, cmd: Option<Command>, lease: Option<LeaseId>) -> Option<Exit> {
         match cmd {
             Some(Command::Update(instance, reply)) => {
-                let result = self.update(*instance, lease).await;
+                let draining = self.instance.is_draining();
+                let result = self.update(instance.with_draining(draining), lease).await;
+                let conflict = match &result {
+                    Err(Error::Conflict { owner, .. }) => Some(*owner),
+                    _ => None,
+                };
+                let _ = reply.send(result);
+                conflict.map(|owner| Exit::Retry(RegistrationStatus::Conflict { owner }))
+            }
+            Some(Command::Drain(draining, reply)) => {
+                let instance = self.instance.clone().with_draining(draining);
+                let result = self.update(instance, lease).await;
+                if result.is_ok() {
+                    self.draining.send_replace(draining);
+                }
                 let conflict = match &result {
                     Err(Error::Conflict { owner, .. }) => Some(*owner),
                     _ => None,
@@ -170,8 +219,23 @@ impl<B: KvBackend> Task<B> {
         }
     }
 
+    /// Writes `instance` as ours. An update keeps the draining mark as it is
+    /// (only `Drain` changes it): a process that updates its weight must not
+    /// undo an operator's drain.
     async fn update(&mut self, instance: ServiceInstance, lease: Option<LeaseId>) -> Result<()> {
         let value = self.layout.encode(&instance)?;
+        if instance.is_draining() {
+            // The mark must survive the layout (go-zero's carries no metadata).
+            let key = self.layout.key(&instance, LeaseId(0));
+            let back = self.layout.decode(&instance.service, key.as_bytes(), &value)?;
+            if !back.is_draining() {
+                return Err(Error::InvalidOption {
+                    name: "layout",
+                    value: format!("{:?}", self.layout),
+                    rule: "cannot carry the draining mark: its values hold no metadata".into(),
+                });
+            }
+        }
         self.instance = instance;
         self.value = value;
         let Some(lease) = lease else {

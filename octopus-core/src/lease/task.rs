@@ -43,6 +43,8 @@ pub(super) struct Task<B> {
     pub(super) instance: ServiceInstance,
     pub(super) value: Vec<u8>,
     pub(super) status: watch::Sender<RegistrationStatus>,
+    /// Whether the instance is marked draining, as last written or seen on our key.
+    pub(super) draining: watch::Sender<bool>,
     pub(super) commands: Inbox,
     /// The lease that holds (or last held) our key.
     pub(super) lease: Option<(LeaseId, Duration)>,
