@@ -113,6 +113,7 @@ async fn open(url: &str, check: bool) -> Result<Client> {
     }
     let layout = layout(&url)?;
     let defaults = defaults(&url)?;
+    let cold = crate::params::cold_cache(&url, &layout)?;
     let shared = match url.params.get("shared_lease").map(String::as_str) {
         None | Some("false") => None,
         Some("true") => Some(defaults.clone()),
@@ -123,7 +124,7 @@ async fn open(url: &str, check: bool) -> Result<Client> {
         "mem" => {
             let name = url.hosts.join(",");
             let backend = octopus_mem::MemBackend::new(crate::mem_store(&name));
-            pair(backend, layout, shared)
+            pair(backend, layout, shared, cold)
         }
         #[cfg(not(feature = "mem"))]
         "mem" => return Err(missing(&url, "mem")),
@@ -135,7 +136,7 @@ async fn open(url: &str, check: bool) -> Result<Client> {
             } else {
                 octopus_etcd::EtcdBackend::connect_lazy(options)?
             };
-            pair(backend, layout, shared)
+            pair(backend, layout, shared, cold)
         }
         #[cfg(not(feature = "etcd"))]
         "etcd" => return Err(missing(&url, "etcd")),
@@ -162,6 +163,7 @@ fn pair<B: crate::core::KvBackend>(
     backend: B,
     layout: Arc<dyn crate::KeyLayout>,
     shared: Option<RegisterOptions>,
+    cold: Option<Arc<octopus_core::ColdCache>>,
 ) -> (Arc<dyn Registry>, Arc<dyn Discovery>, crate::Inspector) {
     let backend = Arc::new(backend);
     let mut registry = crate::core::LeaseRegistry::new(backend.clone(), layout.clone());
@@ -170,7 +172,10 @@ fn pair<B: crate::core::KvBackend>(
     }
     (
         Arc::new(registry),
-        Arc::new(crate::core::WatchDiscovery::new(backend.clone(), layout.clone())),
+        Arc::new(match cold {
+            Some(cold) => crate::core::WatchDiscovery::new(backend.clone(), layout.clone()).with_cold_cache(cold),
+            None => crate::core::WatchDiscovery::new(backend.clone(), layout.clone()),
+        }),
         crate::Inspector::new(backend, layout),
     )
 }

@@ -14,6 +14,7 @@ pub(crate) const COMMON: &[&str] = &[
     "ttl",
     "retry_interval",
     "retry_cap",
+    "cache_file",
 ];
 /// Parameters only the etcd backend takes.
 pub(crate) const ETCD_ONLY: &[&str] = &[
@@ -112,4 +113,20 @@ pub(crate) fn defaults(url: &RegistryUrl) -> Result<RegisterOptions> {
         opts = opts.retry(policy);
     }
     Ok(opts)
+}
+
+/// The discovery cache named by `cache_file=`, if any, for this URL's registry:
+/// its scheme, endpoints and key layout tell registries apart.
+pub(crate) fn cold_cache(
+    url: &RegistryUrl,
+    layout: &Arc<dyn crate::KeyLayout>,
+) -> Result<Option<Arc<octopus_core::ColdCache>>> {
+    let Some(path) = url.params.get("cache_file") else {
+        return Ok(None);
+    };
+    if path.is_empty() {
+        return Err(url.error("cache_file must name a file"));
+    }
+    let scope = format!("{}://{} {:?}", url.scheme, url.hosts.join(","), layout);
+    octopus_core::ColdCache::open(path, scope).map(Some)
 }

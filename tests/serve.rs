@@ -85,13 +85,22 @@ async fn health_follows_registration_and_sigterm_drains_after_deregistering() {
     .expect("discovery live again")
     .unwrap();
 
-    // SIGTERM: deregistered first, still serving while clients catch up, then closed.
+    // SIGTERM: marked draining first (still listed: balancers stop sending it new
+    // calls), then deregistered, still serving while clients catch up, then closed.
     let pid = std::process::id().to_string();
     assert!(std::process::Command::new("kill")
         .args(["-TERM", &pid])
         .status()
         .unwrap()
         .success());
+    timeout(
+        Duration::from_secs(2),
+        w.wait_for(|s| s.instances.len() == 1 && s.instances.iter().all(|i| i.is_draining())),
+    )
+    .await
+    .expect("marked draining before deregistering")
+    .unwrap();
+    assert_eq!(health(addr).await, Some(ServingStatus::NotServing));
     timeout(Duration::from_secs(2), w.wait_for(|s| s.instances.is_empty()))
         .await
         .expect("deregistered")

@@ -187,6 +187,36 @@ fn scaffold_build_run_call_inspect_deregister() {
         first.status,
         tonic_health::pb::health_check_response::ServingStatus::Serving as i32
     );
+    // An operator drains it: still listed, as draining; its health says
+    // NOT_SERVING until it is undrained.
+    let instance = format!("demo/{a_id}");
+    let drained = octopus(&["drain", &instance, "--registry", &registry]);
+    assert!(drained.status.success(), "{}", stderr(&drained));
+    assert!(
+        stdout(&drained).starts_with(&format!("draining {instance}")),
+        "{}",
+        stdout(&drained)
+    );
+    let next = |statuses: &mut tonic::Streaming<_>| {
+        let next = runtime.block_on(async { tokio::time::timeout(Duration::from_secs(5), statuses.message()).await });
+        let next: tonic_health::pb::HealthCheckResponse = next.expect("a health change").unwrap().unwrap();
+        next.status
+    };
+    use tonic_health::pb::health_check_response::ServingStatus;
+    assert_eq!(next(&mut statuses), ServingStatus::NotServing as i32);
+    let ls = stdout(&octopus(&["ls", "demo", "--registry", &registry]));
+    assert!(
+        ls.lines()
+            .any(|l| l.starts_with(&a_id) && l.split_whitespace().nth(2) == Some("draining")),
+        "{ls}"
+    );
+    let undrained = octopus(&["undrain", &instance, "--registry", &registry]);
+    assert!(undrained.status.success(), "{}", stderr(&undrained));
+    assert_eq!(next(&mut statuses), ServingStatus::Serving as i32);
+    let missing = octopus(&["drain", "demo/nobody", "--registry", &registry]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(stderr(&missing).contains("demo/nobody"), "{}", stderr(&missing));
+
     let stopping = tokio::time::Instant::now();
     let _ = Command::new("kill").args(["-TERM", &a.0.id().to_string()]).status();
     let exited = (0..200).find_map(|_| {

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, Weak};
 use async_trait::async_trait;
 use tokio::sync::watch;
 
+mod cold;
 mod stats;
 mod task;
 
@@ -15,6 +16,7 @@ use crate::{
     Backoff, BackoffPolicy, Discovery, JitterRng, KeyLayout, KeyValue, KvBackend, OwnedTask, Result, Revision,
     ServiceInstance, ServiceWatch, Snapshot,
 };
+pub use cold::ColdCache;
 pub use stats::DiscoveryStats;
 use task::CacheTask;
 
@@ -26,6 +28,7 @@ pub struct WatchDiscovery<B> {
     rng: Mutex<JitterRng>,
     caches: Mutex<BTreeMap<String, Weak<Cache>>>,
     stats: Arc<DiscoveryStats>,
+    cold: Option<Arc<ColdCache>>,
 }
 
 impl<B> std::fmt::Debug for WatchDiscovery<B> {
@@ -54,6 +57,7 @@ impl<B: KvBackend> WatchDiscovery<B> {
             rng: Mutex::new(JitterRng::from_entropy()),
             caches: Mutex::new(BTreeMap::new()),
             stats: Arc::default(),
+            cold: None,
         }
     }
 
@@ -66,6 +70,16 @@ impl<B: KvBackend> WatchDiscovery<B> {
     pub fn with_rng(self, rng: JitterRng) -> Self {
         WatchDiscovery {
             rng: Mutex::new(rng),
+            ..self
+        }
+    }
+
+    /// Saves each watched service's fresh views in `cold`, and serves the saved
+    /// view (stale) when the registry cannot be reached before the first read
+    /// (see [`ColdCache`]).
+    pub fn with_cold_cache(self, cold: Arc<ColdCache>) -> Self {
+        WatchDiscovery {
+            cold: Some(cold),
             ..self
         }
     }
@@ -113,7 +127,13 @@ impl<B: KvBackend> Discovery for WatchDiscovery<B> {
                     tracing::debug!(service, error = %e, "registry unreachable: the last known instances");
                     return Ok(snapshot.instances);
                 }
-                None => return Err(e),
+                None => match self.cold.as_ref().and_then(|c| c.get(service)) {
+                    Some(saved) => {
+                        tracing::debug!(service, error = %e, "registry unreachable: the saved view");
+                        return Ok(saved.instances.into_iter().collect());
+                    }
+                    None => return Err(e),
+                },
             },
         };
         let entries = self
@@ -147,6 +167,7 @@ impl<B: KvBackend> Discovery for WatchDiscovery<B> {
             resyncs: 0,
             stale_since: None,
             logged: BTreeSet::new(),
+            cold: self.cold.clone(),
         };
         let cache = Arc::new(Cache {
             rx,

@@ -110,6 +110,15 @@ pub enum Error {
     /// The registration or discovery this handle belonged to has stopped.
     #[error("{0} has stopped")]
     Closed(&'static str),
+    /// A discovery cache file (see [`ColdCache`](crate::ColdCache)) cannot be read
+    /// or written, does not parse, or was written for another registry.
+    #[error("discovery cache file {path:?}: {reason}")]
+    CacheFile {
+        /// The file.
+        path: String,
+        /// What is wrong, and what to do.
+        reason: String,
+    },
 }
 
 impl Error {

@@ -66,7 +66,7 @@ mod view;
 pub mod balance;
 
 pub use backoff::{Backoff, BackoffPolicy, JitterRng};
-pub use cache::{DiscoveryStats, WatchDiscovery};
+pub use cache::{ColdCache, DiscoveryStats, WatchDiscovery};
 pub use diff::{diff, Diff};
 pub use discovery::{Change, Discovery, ServiceWatch};
 pub use error::{BoxError, Error, Result};

@@ -199,6 +199,38 @@ pub async fn update_reaches_watchers(h: &impl Harness) {
     r.deregister().await.unwrap();
 }
 
+/// A drained instance stays registered and listed with the mark; an update keeps
+/// the mark, undrain clears it.
+pub async fn drain_marks_without_deregistering(h: &impl Harness) {
+    let (reg, disc) = h.open(&namespace("drain")).await;
+    let r = reg.register(instance("svc", "a", 1001), options(h)).await.unwrap();
+    let mut w = disc.watch("svc").await.unwrap();
+    until(h, &mut w, Duration::ZERO, "a to appear", |s| ids(s) == ["a"]).await;
+    assert!(!*r.draining().borrow());
+    r.drain().await.unwrap();
+    assert!(*r.draining().borrow());
+    let s = until(h, &mut w, Duration::ZERO, "the draining mark", |s| {
+        s.get("a").is_some_and(ServiceInstance::is_draining)
+    })
+    .await;
+    assert_eq!(ids(&s), ["a"], "a draining instance is still listed");
+    assert!(r.current().is_registered());
+    // An update keeps the mark: a process changing its weight must not undo a drain.
+    r.update(instance("svc", "a", 1001).with_weight(7)).await.unwrap();
+    let s = until(h, &mut w, Duration::ZERO, "the update", |s| {
+        s.get("a").is_some_and(|i| i.weight == 7)
+    })
+    .await;
+    assert!(s.get("a").unwrap().is_draining(), "the update dropped the mark");
+    r.undrain().await.unwrap();
+    until(h, &mut w, Duration::ZERO, "the mark cleared", |s| {
+        s.get("a").is_some_and(|i| !i.is_draining() && i.weight == 7)
+    })
+    .await;
+    assert!(!*r.draining().borrow());
+    r.deregister().await.unwrap();
+}
+
 /// A slow watcher gets the latest state, not a queue of old ones.
 pub async fn watch_coalesces(h: &impl Harness) {
     let (reg, disc) = h.open(&namespace("coalesce")).await;
@@ -414,7 +446,7 @@ macro_rules! conformance_tests {
     (@cases $cfg:tt $harness:expr) => {
         $crate::conformance_tests!(@each $cfg $harness;
             register_then_visible, deregister_removes, drop_deregisters, abandoned_expires_after_ttl,
-            keepalive_outlives_ttl, update_reaches_watchers, watch_coalesces, services_isolated,
+            keepalive_outlives_ttl, update_reaches_watchers, drain_marks_without_deregistering, watch_coalesces, services_isolated,
             invalid_input_rejected, same_id_conflict, many_concurrent, watchers_agree, cut_keeps_last_known);
     };
     (@each $cfg:tt $harness:expr; $($case:ident),*) => {

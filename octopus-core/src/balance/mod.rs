@@ -22,3 +22,6 @@ pub use channel::BalancedChannel;
 pub use connector::{Connector, TcpConnector};
 pub use endpoints::{OutlierDetection, PanicThreshold, ZonePreference};
 pub use policy::{Policy, Readiness};
+
+#[cfg(test)]
+mod tests;

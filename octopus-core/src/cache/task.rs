@@ -32,6 +32,8 @@ pub(super) struct CacheTask<B> {
     pub(super) stale_since: Option<Instant>,
     /// Keys whose decode error was logged already: log once, count always.
     pub(super) logged: BTreeSet<Vec<u8>>,
+    /// Where fresh views are saved, and read from at a cold start.
+    pub(super) cold: Option<Arc<super::ColdCache>>,
 }
 
 /// Why the task must read everything again.
@@ -206,9 +208,20 @@ impl<B: KvBackend> CacheTask<B> {
     async fn lost(&mut self, e: &Error) {
         tracing::debug!(service = %self.service, error = %e, "discovery lost its watch");
         if self.stale_since.is_none() {
-            self.stale_since = Some(Instant::now());
+            let since = Instant::now();
+            self.stale_since = Some(since);
             if self.cluster.is_some() {
                 self.publish();
+            } else if let Some(saved) = self.cold.as_ref().and_then(|c| c.get(&self.service)) {
+                // Never read since the start: the view saved by an earlier run,
+                // stale, rather than nothing. The first read replaces it.
+                tracing::warn!(service = %self.service, revision = saved.revision, instances = saved.instances.len(), "registry unreachable at start: serving the saved view");
+                self.tx.send_replace(Some(Snapshot {
+                    revision: saved.revision,
+                    instances: saved.instances.into_iter().collect(),
+                    freshness: Freshness::Stale { since },
+                    resyncs: 0,
+                }));
             }
         }
         // Discovery never gives up: past a retry limit it keeps waiting at the cap.
@@ -235,6 +248,9 @@ impl<B: KvBackend> CacheTask<B> {
             freshness,
             resyncs: self.resyncs,
         };
+        if let (Some(cold), true) = (&self.cold, snapshot.is_fresh()) {
+            cold.save(&self.service, &snapshot);
+        }
         self.tx.send_replace(Some(snapshot));
     }
 }

@@ -1,0 +1,216 @@
+//! The balancer's choices over preset endpoints: zones, draining, readiness.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tower::Service;
+
+use super::{BalancedChannel, Connector, Policy, Readiness, TcpConnector, ZonePreference};
+use crate::{Freshness, JitterRng, ServiceInstance, ServiceWatch, Snapshot};
+
+type Discovery = tokio::sync::watch::Sender<Option<Snapshot>>;
+
+fn instance(id: &str, port: u16, zone: &str) -> ServiceInstance {
+    ServiceInstance::new("s", id, "127.0.0.1", port)
+        .unwrap()
+        .with_metadata("zone", zone)
+}
+
+fn snapshot(instances: &[ServiceInstance]) -> Option<Snapshot> {
+    Some(Snapshot {
+        revision: 1,
+        instances: instances.iter().cloned().collect(),
+        freshness: Freshness::Fresh,
+        resyncs: 0,
+    })
+}
+
+/// A channel over `instances` (nothing listens: nothing is called), and the
+/// sender that is its discovery.
+async fn over(instances: &[ServiceInstance], policy: Policy) -> (BalancedChannel, Discovery) {
+    let (tx, rx) = tokio::sync::watch::channel(snapshot(instances));
+    let connector: Arc<dyn Connector> = Arc::new(TcpConnector::default());
+    let channel = BalancedChannel::new(
+        "s",
+        ServiceWatch::new(rx, Arc::new(())),
+        policy,
+        connector,
+        JitterRng::seeded(3),
+    );
+    assert!(channel.ready_endpoints(instances.len(), Duration::from_secs(1)).await);
+    (channel, tx)
+}
+
+/// The ids `n` picks go to, counted.
+fn picks(channel: &BalancedChannel, n: usize) -> std::collections::BTreeMap<String, usize> {
+    let mut seen = std::collections::BTreeMap::new();
+    for _ in 0..n {
+        *seen.entry(channel.pick().unwrap().id.clone()).or_insert(0) += 1;
+    }
+    seen
+}
+
+fn eject(channel: &BalancedChannel, id: &str) {
+    let set = channel.snapshot();
+    let backend = set.all.iter().find(|b| b.instance.id == id).unwrap();
+    channel.eject(backend);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_zone_preference_keeps_calls_local_and_spills_over_by_its_rule() {
+    let all = [
+        instance("a1", 1, "a"),
+        instance("a2", 2, "a"),
+        instance("b1", 3, "b"),
+        instance("b2", 4, "b"),
+    ];
+    for policy in [Policy::RoundRobin, Policy::P2c, Policy::Weighted, Policy::PickFirst] {
+        let (channel, _tx) = over(&all, policy).await;
+        // Without a preference, both zones get calls.
+        if policy != Policy::PickFirst {
+            assert_eq!(picks(&channel, 200).len(), 4, "{policy:?}");
+        }
+        let channel = channel.with_zone("b");
+        let seen = picks(&channel, 200);
+        assert!(seen.keys().all(|id| id.starts_with('b')), "{policy:?}: {seen:?}");
+        // One of two local instances ejected: half the zone is still up (the
+        // default share, 0.5), so calls stay local, on the one left.
+        eject(&channel, "b1");
+        assert_eq!(picks(&channel, 50).keys().collect::<Vec<_>>(), ["b2"], "{policy:?}");
+        // Both ejected: every zone.
+        eject(&channel, "b2");
+        let seen = picks(&channel, 200);
+        assert!(seen.keys().all(|id| id.starts_with('a')), "{policy:?}: {seen:?}");
+    }
+    // A stricter rule: spill over unless every local instance is up.
+    let (channel, _tx) = over(&all, Policy::RoundRobin).await;
+    let channel = channel.with_zone(ZonePreference {
+        min_available_share: 1.0,
+        ..ZonePreference::new("a")
+    });
+    assert!(picks(&channel, 20).keys().all(|id| id.starts_with('a')));
+    eject(&channel, "a1");
+    assert_eq!(picks(&channel, 30).len(), 3, "spilled over to every available instance");
+    // A zone with no instance at all: every zone.
+    let (channel, _tx) = over(&all, Policy::RoundRobin).await;
+    assert_eq!(picks(&channel.with_zone("c"), 40).len(), 4);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn draining_instances_take_no_new_calls_unless_nothing_else_can() {
+    let all = [instance("a", 1, "z"), instance("b", 2, "z"), instance("c", 3, "z")];
+    for policy in [
+        Policy::RoundRobin,
+        Policy::P2c,
+        Policy::P2cEwma,
+        Policy::Weighted,
+        Policy::PickFirst,
+    ] {
+        let (channel, tx) = over(&all, policy).await;
+        let marked = [all[0].clone().with_draining(true), all[1].clone(), all[2].clone()];
+        tx.send_replace(snapshot(&marked));
+        let drained = async {
+            while channel.snapshot().serving.len() != 2 {
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(1), drained).await.unwrap();
+        assert_eq!(channel.endpoints().len(), 3, "still known");
+        let seen = picks(&channel, 200);
+        assert!(!seen.contains_key("a"), "{policy:?}: {seen:?}");
+        // Everything else ejected: the draining one rather than an outage.
+        eject(&channel, "b");
+        eject(&channel, "c");
+        assert_eq!(picks(&channel, 20).keys().collect::<Vec<_>>(), ["a"], "{policy:?}");
+        // Draining wins over the zone: a draining local instance is not local.
+        let (zoned, tx) = channel_zoned(&all).await;
+        tx.send_replace(snapshot(&marked));
+        tokio::time::timeout(Duration::from_secs(1), async {
+            while zoned.snapshot().local.len() != 2 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .unwrap();
+        assert!(!picks(&zoned, 100).contains_key("a"));
+    }
+}
+
+async fn channel_zoned(all: &[ServiceInstance]) -> (BalancedChannel, Discovery) {
+    let (channel, tx) = over(all, Policy::RoundRobin).await;
+    (channel.with_zone("z"), tx)
+}
+
+fn poll_ready(channel: &mut BalancedChannel) -> Poll<Result<(), crate::BoxError>> {
+    let waker = futures_util::task::noop_waker();
+    channel.poll_ready(&mut Context::from_waker(&waker))
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn reported_readiness_waits_for_discovery_and_for_an_instance() {
+    let (tx, rx) = tokio::sync::watch::channel(None);
+    let connector: Arc<dyn Connector> = Arc::new(TcpConnector::default());
+    let mut channel = BalancedChannel::new(
+        "s",
+        ServiceWatch::new(rx, Arc::new(())),
+        Policy::RoundRobin,
+        connector.clone(),
+        JitterRng::seeded(1),
+    )
+    .with_readiness(Readiness::Reported);
+    // Pending until discovery's first answer, and woken by it.
+    assert!(poll_ready(&mut channel).is_pending());
+    let all = [instance("a", 1, "z"), instance("b", 2, "z")];
+    tx.send_replace(snapshot(&all));
+    let ready = std::future::poll_fn(|cx| channel.poll_ready(cx));
+    tokio::time::timeout(Duration::from_secs(1), ready)
+        .await
+        .unwrap()
+        .unwrap();
+    // Every instance ejected (500 ms): pending, never an error, and ready again
+    // when the first ejection ends.
+    eject(&channel, "a");
+    eject(&channel, "b");
+    assert!(poll_ready(&mut channel).is_pending());
+    let started = tokio::time::Instant::now();
+    let ready = std::future::poll_fn(|cx| channel.poll_ready(cx));
+    tokio::time::timeout(Duration::from_secs(5), ready)
+        .await
+        .unwrap()
+        .unwrap();
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(400) && waited <= Duration::from_millis(600),
+        "{waited:?}"
+    );
+    // An empty view: pending until an instance is registered.
+    tx.send_replace(snapshot(&[]));
+    tokio::time::timeout(Duration::from_secs(1), async {
+        while !channel.endpoints().is_empty() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .unwrap();
+    assert!(poll_ready(&mut channel).is_pending());
+    let mut waiting = channel.clone();
+    let ready = tokio::spawn(async move { std::future::poll_fn(|cx| waiting.poll_ready(cx)).await.is_ok() });
+    tokio::task::yield_now().await;
+    tx.send_replace(snapshot(&all[..1]));
+    assert!(tokio::time::timeout(Duration::from_secs(1), ready)
+        .await
+        .unwrap()
+        .unwrap());
+    // The default: ready at once, whatever the endpoints (each call reports).
+    let (tx, rx) = tokio::sync::watch::channel(None);
+    let mut at_call = BalancedChannel::new(
+        "s",
+        ServiceWatch::new(rx, Arc::new(())),
+        Policy::RoundRobin,
+        connector,
+        JitterRng::seeded(1),
+    );
+    assert!(matches!(poll_ready(&mut at_call), Poll::Ready(Ok(()))));
+    drop(tx);
+}
