@@ -52,6 +52,7 @@ fn picks(c: &mut Criterion) {
         })
         .slow_start(Duration::from_secs(30))
         .outlier_detection(OutlierDetection::default())
+        .zone("z0")
     };
     let cases = [
         Policy::RoundRobin,
@@ -68,7 +69,12 @@ fn picks(c: &mut Criterion) {
             let client = octopus::connect(&format!("mem://bench-pick-{policy}")).await.unwrap();
             let mut regs = Vec::new();
             for n in 0..10u16 {
-                let inst = ServiceInstance::new("svc", format!("i{n}"), "127.0.0.1", 20_000 + n).unwrap();
+                // Two zones, one instance draining: every tier of a pick is in play
+                // when the zone preference is on.
+                let inst = ServiceInstance::new("svc", format!("i{n}"), "127.0.0.1", 20_000 + n)
+                    .unwrap()
+                    .with_metadata("zone", format!("z{}", n % 2))
+                    .with_draining(n == 0);
                 regs.push(client.register(inst).await.unwrap());
             }
             let tcp: Arc<dyn Connector> = Arc::new(TcpConnector::default());
@@ -83,7 +89,7 @@ fn picks(c: &mut Criterion) {
             (channel, regs)
         });
         let name = if every_option {
-            format!("{policy}, panic threshold + slow start + outlier detection")
+            format!("{policy}, panic threshold + slow start + outlier detection + zone, one draining")
         } else {
             policy.to_string()
         };

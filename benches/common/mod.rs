@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use octopus::grpc::{BalancedChannel, Connector, OutlierDetection, PanicThreshold, Policy, TcpConnector};
+use octopus::grpc::{BalancedChannel, Connector, OutlierDetection, PanicThreshold, Policy, Readiness, TcpConnector};
 use octopus::{Registration, ServiceInstance};
 use octopus_greeter::NamedGreeter;
 use tonic::transport::{Channel, Endpoint};
@@ -24,7 +24,8 @@ pub(crate) struct Loopback {
     pub(crate) settings: Channel,
     /// Octopus's balancer over the server, registered in `mem://{registry}`.
     pub(crate) balanced: BalancedChannel,
-    /// The same with mass-disappearance protection, slow start and outlier detection on.
+    /// The same with every traffic option on: mass-disappearance protection, slow
+    /// start, outlier detection, a zone preference, reported readiness.
     #[allow(dead_code)] // the criterion bench does not use it
     pub(crate) balanced_all: BalancedChannel,
     _registration: Registration,
@@ -44,7 +45,9 @@ pub(crate) async fn loopback(registry: &str) -> Loopback {
         .connect()
         .await
         .unwrap();
-    let instance = ServiceInstance::new("greeter", "g1", "127.0.0.1", addr.port()).unwrap();
+    let instance = ServiceInstance::new("greeter", "g1", "127.0.0.1", addr.port())
+        .unwrap()
+        .with_metadata("zone", "z0");
     let settings = TcpConnector::default().connect(&instance).unwrap();
     let client = octopus::connect(&format!("mem://{registry}")).await.unwrap();
     let registration = client.register(instance).await.unwrap();
@@ -58,6 +61,8 @@ pub(crate) async fn loopback(registry: &str) -> Loopback {
         })
         .slow_start(Duration::from_secs(30))
         .outlier_detection(OutlierDetection::default())
+        .zone("z0")
+        .readiness(Readiness::Reported)
         .connect()
         .await
         .unwrap();

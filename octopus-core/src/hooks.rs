@@ -27,17 +27,21 @@ pub enum Bug {
     FreshBeforeWatch,
     /// A full resync (after a compaction or a lost history) does not count itself.
     ResyncUncounted,
+    /// The balancer's mass-disappearance protection never starts: every fresh
+    /// view is applied as it is, however few instances it holds.
+    NoPanicThreshold,
 }
 
 impl Bug {
     /// Every bug, with its command-line name.
-    pub const ALL: [(Bug, &'static str); 6] = [
+    pub const ALL: [(Bug, &'static str); 7] = [
         (Bug::KeepaliveStopsAfterFailure, "keepalive-stops"),
         (Bug::WatchResumesFromZero, "watch-from-zero"),
         (Bug::NoJitter, "no-jitter"),
         (Bug::NoFencing, "no-fencing"),
         (Bug::FreshBeforeWatch, "fresh-before-watch"),
         (Bug::ResyncUncounted, "resync-uncounted"),
+        (Bug::NoPanicThreshold, "no-panic-threshold"),
     ];
 
     fn bit(self) -> u32 {

@@ -127,6 +127,14 @@ impl SimConfig {
         self.dead_connection() + self.discovery_retry_cap + self.request_timeout * 2 + self.round_trip() * 3
     }
 
+    /// How long each discoverer's protected channel keeps vanished instances after
+    /// a mass disappearance (its panic threshold's hold): long enough for the
+    /// registrants to notice a lost lease at their next keepalive and write
+    /// their keys again, with backoff, over a slow link.
+    pub fn panic_hold(&self) -> Duration {
+        self.ttl * 2 + self.retry_cap + self.request_timeout * 2
+    }
+
     /// How long after a change a connected watcher's view shows it.
     pub fn propagation_bound(&self) -> Duration {
         self.round_trip() + Duration::from_millis(50)

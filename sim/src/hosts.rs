@@ -13,7 +13,7 @@ use octopus_etcd::{EtcdBackend, EtcdOptions};
 use octopus_mem::{KeyRange, Store};
 use tokio::time::sleep;
 
-use octopus_core::balance::{BalancedChannel, Connector, Policy};
+use octopus_core::balance::{BalancedChannel, Connector, PanicThreshold, Policy};
 use octopus_greeter::greeter_client::GreeterClient;
 use octopus_greeter::{HelloRequest, NamedGreeter};
 use tonic::transport::{Channel, Endpoint};
@@ -340,27 +340,47 @@ pub async fn discoverer(ctx: Ctx, host: String) -> HostResult {
         Arc::new(SimConnector(cfg.request_timeout)),
         JitterRng::seeded(ctx.seed(&format!("{host}-balancer"), incarnation)),
     );
-    let (caller, log) = (host.clone(), ctx.log.clone());
-    let period = cfg.call_interval;
-    let timeout = cfg.request_timeout;
-    tokio::spawn(async move {
-        let mut client = GreeterClient::new(balanced);
+    // A second channel, with the mass-disappearance protection on: its calls are
+    // logged as `{host}/protected` and checked by invariant 13.
+    let protected = BalancedChannel::new(
+        SERVICE,
         loop {
-            sleep(period).await;
-            let started = turmoil::sim_elapsed().unwrap_or_default();
-            let request = HelloRequest { name: caller.clone() };
-            let result = match tokio::time::timeout(timeout, client.say_hello(request)).await {
-                Ok(Ok(reply)) => Ok(reply.into_inner().instance),
-                Ok(Err(status)) => Err(format!("{:?}", status.code())),
-                Err(_) => Err("timeout".to_owned()),
-            };
-            log.push(Ev::Call {
-                host: caller.clone(),
-                started,
-                result,
-            });
-        }
+            match discovery.watch(SERVICE).await {
+                Ok(w) => break w,
+                Err(_) => sleep(cfg.retry_base).await,
+            }
+        },
+        Policy::RoundRobin,
+        Arc::new(SimConnector(cfg.request_timeout)),
+        JitterRng::seeded(ctx.seed(&format!("{host}-protected"), incarnation)),
+    )
+    .with_panic_threshold(PanicThreshold {
+        share: 0.5,
+        hold: cfg.panic_hold(),
     });
+    for (channel, caller) in [(balanced, host.clone()), (protected, format!("{host}/protected"))] {
+        let log = ctx.log.clone();
+        let period = cfg.call_interval;
+        let timeout = cfg.request_timeout;
+        tokio::spawn(async move {
+            let mut client = GreeterClient::new(channel);
+            loop {
+                sleep(period).await;
+                let started = turmoil::sim_elapsed().unwrap_or_default();
+                let request = HelloRequest { name: caller.clone() };
+                let result = match tokio::time::timeout(timeout, client.say_hello(request)).await {
+                    Ok(Ok(reply)) => Ok(reply.into_inner().instance),
+                    Ok(Err(status)) => Err(format!("{:?}: {}", status.code(), status.message())),
+                    Err(_) => Err("timeout".to_owned()),
+                };
+                log.push(Ev::Call {
+                    host: caller.clone(),
+                    started,
+                    result,
+                });
+            }
+        });
+    }
     while let Some(snapshot) = watch.next().await {
         let mut instances: Vec<String> = snapshot
             .instances

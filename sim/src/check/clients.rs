@@ -1,10 +1,11 @@
 //! Invariants on the clients' own behaviour: 10 (retry hygiene: backoff within
-//! its bounds, jittered, never giving up) and 11 (balanced calls after healing).
+//! its bounds, jittered, never giving up), 11 (balanced calls after healing) and
+//! 13 (a protected balancer through a data loss).
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use super::facts::Checked;
+use super::facts::{id_of, Checked};
 use super::report::Report;
 use crate::log::{secs, Ev};
 
@@ -101,4 +102,72 @@ pub(super) fn calls(c: &Checked<'_>, report: &mut Report) {
             });
         }
     }
+}
+
+/// 13: after etcd loses its data (every key gone at once, the registrants back
+/// only after their next keepalive), a balancer with the panic threshold on does
+/// not fail a call for want of an instance while one it knew still runs.
+///
+/// Preconditions: the call is made through the discoverer's protected channel
+/// within the protection's hold after the loss; the discoverer's view when etcd
+/// went down listed an instance whose process runs when the call starts, and
+/// the discoverer has not restarted since that view (a new process's channel
+/// never knew those instances). Failures for other reasons (a partitioned or
+/// crashed instance, ejected) are not this invariant's: only "no instance is
+/// registered", an empty endpoint list.
+pub(super) fn protected(c: &Checked<'_>, report: &mut Report) {
+    let (cfg, run, f) = (c.cfg, c.run, &c.f);
+    let hold = cfg.panic_hold();
+    for (_, ev) in &run.entries {
+        let Ev::Call { host, started, result } = ev else {
+            continue;
+        };
+        let Some(d) = host.strip_suffix("/protected") else {
+            continue;
+        };
+        let t = *started;
+        for &loss in f.losses.iter().filter(|l| **l <= t && t < **l + hold) {
+            // When etcd went down before coming back without its data.
+            let Some(down) = f
+                .downs
+                .iter()
+                .filter(|o| o.a == "etcd" && o.to == loss)
+                .map(|o| o.from)
+                .min()
+            else {
+                continue;
+            };
+            let Some(view) = f.view_at(d, down) else { continue };
+            if !f.running(d, down) || f.downs.iter().any(|o| o.a == d && o.to > view.at && o.from <= t) {
+                // The discoverer restarted after that view: its channel is a new
+                // one that never knew those instances.
+                continue;
+            }
+            let live: Vec<&String> = view
+                .instances
+                .iter()
+                .filter(|i| running_instance(f, id_of(i), t))
+                .collect();
+            if live.is_empty() {
+                continue;
+            }
+            let empty = matches!(result, Err(e) if e.contains("no instance is registered"));
+            report.check("13 protected through data loss", !empty, t, || {
+                format!(
+                    "{d}'s protected channel failed a call at {} ({}) {} after etcd lost its data at {}, \
+                     although {live:?} of its view before the loss still run",
+                    secs(t),
+                    result.as_ref().err().map_or("", String::as_str),
+                    secs(t - loss),
+                    secs(loss)
+                )
+            });
+        }
+    }
+}
+
+/// Whether the process that registers instance `id` runs at `at` (`reg-0`'s id is
+/// also its twin's).
+fn running_instance(f: &super::facts::Facts, id: &str, at: Duration) -> bool {
+    f.running(id, at) || (id == "reg-0" && f.first_up.keys().any(|h| h.starts_with("twin-") && f.running(h, at)))
 }

@@ -32,6 +32,7 @@ pub fn check(cfg: &SimConfig, run: &RunLog) -> Report {
     views::per_view(&c, &mut report);
     clients::retries(&c, &mut report);
     clients::calls(&c, &mut report);
+    clients::protected(&c, &mut report);
     report.violations.sort_by_key(|v| v.at);
     report
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 /// only registered instances, and round robin reaches all of them. The twelfth
 /// keeps "fresh" honest: a view is published fresh only when etcd can have just
 /// confirmed its watch.
-pub const INVARIANTS: [&str; 12] = [
+pub const INVARIANTS: [&str; 13] = [
     "1 heal visibility",
     "2 crash removal",
     "3 no false eviction",
@@ -22,6 +22,7 @@ pub const INVARIANTS: [&str; 12] = [
     "10 retry hygiene",
     "11 balanced calls",
     "12 honest freshness",
+    "13 protected through data loss",
 ];
 
 /// One broken invariant.
