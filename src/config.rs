@@ -23,6 +23,8 @@ use crate::{parse_duration, BackoffPolicy, Error, RegisterOptions, Result, Servi
 /// retry_interval = "1s"
 /// retry_cap = "30s"
 /// metrics_addr = "127.0.0.1:9100"
+/// zone = "eu-1"          # this process's zone: its instance's `zone` metadata,
+///                        # and the zone its channels prefer (zone_preference)
 ///
 /// [service]
 /// name = "user-service"
@@ -57,6 +59,12 @@ pub struct OctopusConfig {
     /// Where to serve `/metrics`, `/healthz` and `/readyz`, if anywhere.
     #[serde(default)]
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// The zone this process runs in (`OCTOPUS_ZONE`): the `zone` metadata of the
+    /// instance it registers (unless `[service] metadata` names one), and the zone
+    /// its balanced channels prefer through
+    /// [`zone_preference`](OctopusConfig::zone_preference).
+    #[serde(default)]
+    pub zone: Option<String>,
     /// The instance this process registers, if it registers one.
     #[serde(default)]
     pub service: Option<ServiceConfig>,
@@ -125,8 +133,9 @@ pub struct ServiceConfig {
 
 /// The keys `OCTOPUS_*` variables may set; other `OCTOPUS_*` variables (a tool's
 /// own, like `OCTOPUS_ETCD_BIN`) are not configuration and are left alone.
-const ENV_KEYS: [&str; 8] = [
+const ENV_KEYS: [&str; 9] = [
     "registry",
+    "zone",
     "ttl",
     "retry_interval",
     "retry_cap",
@@ -282,8 +291,19 @@ impl OctopusConfig {
             .with_version(&s.version)
             .with_weight(s.weight);
         i.metadata = s.metadata.clone().into();
+        if let (Some(zone), None) = (&self.zone, i.zone()) {
+            i = i.with_metadata("zone", zone);
+        }
         i.validate()?;
         Ok(i)
+    }
+
+    /// The zone preference for this process's balanced channels, when `zone` is
+    /// set (`client.channel_to(t).zone(p)`; see
+    /// [`ZonePreference`](crate::grpc::ZonePreference) for the spill-over rule).
+    #[cfg(feature = "grpc")]
+    pub fn zone_preference(&self) -> Option<crate::grpc::ZonePreference> {
+        self.zone.as_deref().map(crate::grpc::ZonePreference::new)
     }
 }
 

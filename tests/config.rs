@@ -46,6 +46,25 @@ metadata = { zone = "a" }
         OctopusConfig::load(&yaml).unwrap().instance().unwrap().unwrap().id,
         "y1"
     );
+    // The process's zone: its instance's `zone` (unless the metadata names one)
+    // and its channels' preference; OCTOPUS_ZONE overrides.
+    let zoned = write(
+        &dir,
+        "z.toml",
+        "zone = \"eu-1\"\n[service]\nname = \"users\"\nid = \"z1\"\naddr = \"127.0.0.1\"\nport = 7001\n",
+    );
+    let c = OctopusConfig::load(&zoned).unwrap();
+    assert_eq!(c.instance().unwrap().unwrap().zone(), Some("eu-1"));
+    assert_eq!(c.zone_preference().unwrap().zone, "eu-1");
+    std::env::set_var("OCTOPUS_ZONE", "eu-2");
+    let c = OctopusConfig::load(&zoned).unwrap();
+    std::env::remove_var("OCTOPUS_ZONE");
+    assert_eq!(c.instance().unwrap().unwrap().zone(), Some("eu-2"));
+    assert_eq!(
+        OctopusConfig::load(&toml).unwrap().instance().unwrap().unwrap().zone(),
+        Some("a"),
+        "the metadata's own zone wins"
+    );
     let json = write(
         &dir,
         "c.json",

@@ -340,6 +340,8 @@ fn help_in_the_docs_is_current() {
         &["get"],
         &["watch"],
         &["deregister"],
+        &["drain"],
+        &["undrain"],
         &["dev"],
     ] {
         let mut args: Vec<&str> = cmd.to_vec();
