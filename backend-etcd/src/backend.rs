@@ -12,6 +12,8 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 
 use crate::call::bounded;
 use crate::convert::etcd_err;
+use crate::lease_mux::LeaseMux;
+use crate::watch_mux::WatchMux;
 use crate::{kv, lease, maintenance, watch, EtcdOptions};
 
 /// A [`KvBackend`] on an etcd cluster.
@@ -29,6 +31,21 @@ struct LazyClient {
     cell: tokio::sync::OnceCell<Client>,
     channel: Channel,
     connect: ConnectOptions,
+    /// The client's one watch stream and one keepalive stream, started on first use.
+    watches: std::sync::OnceLock<WatchMux>,
+    keepalives: std::sync::OnceLock<LeaseMux>,
+}
+
+/// The gRPC streams a backend holds open on etcd (see [`EtcdBackend::streams`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StreamStats {
+    /// Watch streams opened so far: one per client, plus one per reconnection.
+    pub watch_streams: u64,
+    /// Watches live on the current watch stream.
+    pub watches: usize,
+    /// LeaseKeepAlive streams opened so far: one per client, plus one per reconnection.
+    pub keepalive_streams: u64,
 }
 
 impl std::fmt::Debug for EtcdBackend {
@@ -100,6 +117,8 @@ impl EtcdBackend {
             cell: tokio::sync::OnceCell::new(),
             channel,
             connect,
+            watches: std::sync::OnceLock::new(),
+            keepalives: std::sync::OnceLock::new(),
         });
         EtcdBackend { client, options }
     }
@@ -123,6 +142,34 @@ impl EtcdBackend {
                 .map_err(|e| etcd_err("connect", e))
             })
             .await
+    }
+
+    /// The client's watch multiplexer, started on first use.
+    async fn watches(&self) -> Result<&WatchMux> {
+        let client = self.etcd().await?;
+        Ok(self.client.watches.get_or_init(|| WatchMux::spawn(client.clone())))
+    }
+
+    /// The client's keepalive multiplexer, started on first use.
+    async fn keepalives(&self) -> Result<&LeaseMux> {
+        let client = self.etcd().await?;
+        let limit = self.limit();
+        Ok(self
+            .client
+            .keepalives
+            .get_or_init(|| LeaseMux::spawn(client.clone(), limit)))
+    }
+
+    /// The gRPC streams this backend (and its clones) holds open on etcd: every
+    /// watch rides on one watch stream, every lease's keepalives on one
+    /// LeaseKeepAlive stream, as etcd's Go client does.
+    pub fn streams(&self) -> StreamStats {
+        let watch = self.client.watches.get().map(WatchMux::stats).unwrap_or_default();
+        StreamStats {
+            watch_streams: watch.streams,
+            watches: watch.watches,
+            keepalive_streams: self.client.keepalives.get().map_or(0, LeaseMux::streams),
+        }
     }
 
     /// A tonic endpoint for `uri` with the options' timeouts, HTTP/2 keepalive and TLS.
@@ -211,7 +258,7 @@ impl KvBackend for EtcdBackend {
     }
 
     async fn keeper(&self, lease: LeaseId) -> Result<Box<dyn LeaseKeeper>> {
-        lease::keeper(self.etcd().await?, lease, self.limit()).await
+        Ok(self.keepalives().await?.keeper(lease, self.limit()))
     }
 
     async fn revoke(&self, lease: LeaseId) -> Result<()> {
@@ -219,6 +266,7 @@ impl KvBackend for EtcdBackend {
     }
 
     async fn watch(&self, key: &str, prefix: bool, start: Revision) -> Result<WatchStream> {
-        watch::open(self.etcd().await?, key, prefix, start, self.limit()).await
+        let watches = self.watches().await?;
+        watch::open(self.etcd().await?, watches, key, prefix, start, self.limit()).await
     }
 }

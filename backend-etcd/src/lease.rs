@@ -1,10 +1,9 @@
-//! etcd's Lease service: grant, keep alive, revoke.
+//! etcd's Lease service: grant and revoke (keepalives: [`crate::lease_mux`]).
 
 use std::time::Duration;
 
-use async_trait::async_trait;
-use etcd_client::{Client, LeaseKeepAliveStream};
-use octopus_core::{Error, Lease, LeaseId, LeaseKeeper, Result};
+use etcd_client::Client;
+use octopus_core::{Lease, LeaseId, Result};
 
 use crate::call::{bounded, within};
 use crate::convert::etcd_err;
@@ -20,20 +19,6 @@ pub(crate) async fn grant(client: &Client, ttl: Duration, limit: Duration) -> Re
     })
 }
 
-/// Opens a keepalive stream for `lease`.
-pub(crate) async fn keeper(client: &Client, lease: LeaseId, limit: Duration) -> Result<Box<dyn LeaseKeeper>> {
-    let mut client = client.lease_client();
-    // etcd-client opens the stream with one keepalive and reads its answer: a
-    // lease that is gone shows here, and must not look like a network error.
-    let (keeper, stream) = match bounded(limit, "lease keepalive", client.keep_alive(lease.0)).await? {
-        Err(etcd_client::Error::LeaseKeepAliveError(m)) if m == "lease not found" => {
-            return Err(Error::LeaseNotFound(lease));
-        }
-        r => r.map_err(|e| etcd_err("lease keepalive", e))?,
-    };
-    Ok(Box::new(EtcdKeeper { keeper, stream, limit }))
-}
-
 /// Revokes `lease`; a lease already gone is not an error.
 pub(crate) async fn revoke(client: &Client, lease: LeaseId, limit: Duration) -> Result<()> {
     let mut client = client.lease_client();
@@ -41,28 +26,5 @@ pub(crate) async fn revoke(client: &Client, lease: LeaseId, limit: Duration) -> 
         Ok(_) => Ok(()),
         Err(etcd_client::Error::GRpcStatus(s)) if s.code() == tonic::Code::NotFound => Ok(()),
         Err(e) => Err(etcd_err("lease revoke", e)),
-    }
-}
-
-struct EtcdKeeper {
-    keeper: etcd_client::LeaseKeeper,
-    stream: LeaseKeepAliveStream,
-    limit: Duration,
-}
-
-#[async_trait]
-impl LeaseKeeper for EtcdKeeper {
-    async fn keep_alive(&mut self) -> Result<Option<Duration>> {
-        let (keeper, stream) = (&mut self.keeper, &mut self.stream);
-        let answer = within(self.limit, "keepalive", async {
-            keeper.keep_alive().await?;
-            stream.message().await
-        })
-        .await?;
-        match answer {
-            Some(resp) if resp.ttl() > 0 => Ok(Some(Duration::from_secs(resp.ttl() as u64))),
-            Some(_) => Ok(None),
-            None => Err(Error::backend("keepalive", "etcd ended the keepalive stream")),
-        }
     }
 }

@@ -7,6 +7,11 @@
 //! resync). The connection is a tonic channel with HTTP/2 keepalive and timeouts
 //! set on the endpoint, so a partitioned connection fails instead of hanging; a
 //! caller may bring its own channel ([`EtcdBackend::from_channel`]).
+//!
+//! Like etcd's Go client, a backend (and its clones) holds one gRPC watch stream
+//! for every watch it opens and one LeaseKeepAlive stream for every lease it
+//! keeps alive ([`EtcdBackend::streams`]): what a client costs etcd does not
+//! grow with the services it watches or the instances it registers.
 #![forbid(unsafe_code)]
 
 mod backend;
@@ -14,15 +19,17 @@ mod call;
 mod convert;
 mod kv;
 mod lease;
+mod lease_mux;
 mod maintenance;
 mod options;
 mod watch;
+mod watch_mux;
 
 use std::sync::Arc;
 
 use octopus_core::{JsonLayout, KeyLayout, LeaseRegistry, WatchDiscovery};
 
-pub use backend::EtcdBackend;
+pub use backend::{EtcdBackend, StreamStats};
 pub use options::{EtcdOptions, TlsOptions};
 
 /// The etcd registry.

@@ -3,61 +3,25 @@
 
 use std::time::Duration;
 
-use etcd_client::{Client, GetOptions, WatchOptions, WatchStream as EtcdWatchStream};
+use etcd_client::{Client, GetOptions};
 use octopus_core::{Error, Result, Revision, WatchStream};
 
-use crate::call::{bounded, within};
-use crate::convert::{convert, etcd_err};
-
-/// Turns an etcd watch (already created) into a [`WatchStream`].
-pub(crate) fn stream(watch: EtcdWatchStream) -> WatchStream {
-    Box::pin(futures_util::stream::unfold(Some(watch), |state| async move {
-        let mut watch = state?;
-        match watch.message().await {
-            Ok(Some(resp)) => {
-                let item = convert(resp);
-                let end = item.is_err();
-                Some((item, (!end).then_some(watch)))
-            }
-            Ok(None) => None,
-            Err(e) => Some((Err(etcd_err("watch", e)), None)),
-        }
-    }))
-}
+use crate::call::bounded;
+use crate::convert::etcd_err;
+use crate::watch_mux::WatchMux;
 
 /// Creates a watch on `key` (a prefix when `prefix`) from revision `start`.
 pub(crate) async fn open(
     client: &Client,
+    watches: &WatchMux,
     key: &str,
     prefix: bool,
     start: Revision,
     limit: Duration,
 ) -> Result<WatchStream> {
-    let mut opts = WatchOptions::new()
-        .with_start_revision(start)
-        .with_prev_key()
-        .with_progress_notify();
-    if prefix {
-        opts = opts.with_prefix();
-    }
-    let mut watch_client = client.watch_client();
-    let mut watch = within(limit, "watch", watch_client.watch(key, Some(opts))).await?;
-    // The first answer says whether the watch was created or refused (compacted).
-    let first = within(limit, "watch", watch.message())
-        .await?
-        .ok_or_else(|| Error::backend("watch", "etcd closed the watch before creating it"))?;
-    if first.canceled() {
-        if first.compact_revision() > 0 {
-            return Err(Error::Compacted {
-                requested: start,
-                compacted: first.compact_revision(),
-            });
-        }
-        return Err(Error::backend(
-            "watch",
-            format!("etcd refused the watch: {}", first.cancel_reason()),
-        ));
-    }
+    // On the client's one watch stream; resolves once etcd has created the
+    // watch, or refused it (its start compacted).
+    let watch = bounded(limit, "watch", watches.watch(key, prefix, start)).await??;
     if prefix && start > 1 {
         // etcd creates a watch whose start revision is compacted and only then
         // cancels it: for prefix watches (discovery's), read at the revision
@@ -72,7 +36,7 @@ pub(crate) async fn open(
         // cancel that follows.
         check_compacted(client, key, prefix, start, limit).await?;
     }
-    Ok(stream(watch))
+    Ok(watch)
 }
 
 /// `Err(Compacted)` when revision `start - 1` of `key` is compacted away.

@@ -151,6 +151,24 @@ impl EtcdServer {
         SocketAddr::from(([127, 0, 0, 1], self.client_port))
     }
 
+    /// etcd's own `/metrics` (Prometheus text), served on the client port.
+    pub async fn metrics(&self) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut conn = tokio::net::TcpStream::connect(self.addr()).await.expect("etcd listens");
+        conn.write_all(b"GET /metrics HTTP/1.0\r\nHost: etcd\r\n\r\n")
+            .await
+            .expect("etcd reads");
+        let mut body = String::new();
+        conn.read_to_string(&mut body).await.expect("etcd answers");
+        body
+    }
+
+    /// The sum of etcd's metric `name` over the series whose labels include every
+    /// `label="value"` in `labels` (0 when there is none).
+    pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        metric(&self.metrics().await, name, labels)
+    }
+
     /// The etcd process's id while it runs (to read its CPU time, say).
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
@@ -296,4 +314,15 @@ impl EtcdCluster {
         }
         None
     }
+}
+
+/// The sum of metric `name` in Prometheus `text` over the series whose labels
+/// include every `label="value"` in `labels`.
+pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.split(['{', ' ']).next() == Some(name))
+        .filter(|l| labels.iter().all(|(k, v)| l.contains(&format!("{k}=\"{v}\""))))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
