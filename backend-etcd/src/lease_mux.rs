@@ -11,7 +11,7 @@
 //! the stream breaks, every caller waiting gets the error, and the next
 //! keepalive opens a new stream.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -104,7 +104,7 @@ async fn run(
 ) {
     let mut stream: Option<Stream> = None;
     // Callers waiting for an answer, per lease, oldest first.
-    let mut waiting: HashMap<i64, VecDeque<Reply>> = HashMap::new();
+    let mut waiting: BTreeMap<i64, VecDeque<Reply>> = BTreeMap::new();
     loop {
         let answer = async {
             match stream.as_mut() {
@@ -173,7 +173,7 @@ async fn open(client: &Client, lease: LeaseId, limit: Duration) -> Result<Option
     }
 }
 
-fn fail_all(stream: &mut Option<Stream>, waiting: &mut HashMap<i64, VecDeque<Reply>>, why: &str) {
+fn fail_all(stream: &mut Option<Stream>, waiting: &mut BTreeMap<i64, VecDeque<Reply>>, why: &str) {
     for (_, queue) in waiting.drain() {
         for reply in queue {
             let _ = reply.send(Err(Error::backend("keepalive", why.to_owned())));

@@ -11,7 +11,7 @@
 //! watch again from their own revisions, and the first of them opens a new
 //! stream. A watch whose stream is dropped is cancelled on etcd's side.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -124,7 +124,7 @@ struct State {
     /// is moot (that watch ended with its stream).
     generation: u64,
     pending: VecDeque<Pending>,
-    watches: HashMap<i64, mpsc::UnboundedSender<Result<WatchMessage>>>,
+    watches: BTreeMap<i64, mpsc::UnboundedSender<Result<WatchMessage>>>,
 }
 
 async fn run(
