@@ -174,7 +174,7 @@ async fn open(client: &Client, lease: LeaseId, limit: Duration) -> Result<Option
 }
 
 fn fail_all(stream: &mut Option<Stream>, waiting: &mut BTreeMap<i64, VecDeque<Reply>>, why: &str) {
-    for (_, queue) in waiting.drain() {
+    for (_, queue) in std::mem::take(waiting) {
         for reply in queue {
             let _ = reply.send(Err(Error::backend("keepalive", why.to_owned())));
         }

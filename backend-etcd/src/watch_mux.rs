@@ -265,7 +265,7 @@ fn route(s: &mut State, resp: WatchResponse, me: &mpsc::WeakUnboundedSender<Requ
 /// The stream is gone: every watch on it and every create waiting ends with `err`.
 fn fail_all(s: &mut State, err: Error) {
     let text = err.to_string();
-    for (_, tx) in s.watches.drain() {
+    for (_, tx) in std::mem::take(&mut s.watches) {
         let _ = tx.send(Err(Error::backend("watch", text.clone())));
     }
     for p in s.pending.drain(..) {
