@@ -358,6 +358,26 @@ pub async fn discoverer(ctx: Ctx, host: String) -> HostResult {
         share: 0.5,
         hold: cfg.panic_hold(),
     });
+    {
+        // The protected channel's endpoint count, as it changes: invariant 13 also
+        // asks that it never drops to zero after a data loss (calls sample it
+        // only every call interval).
+        let (channel, log, name) = (protected.clone(), ctx.log.clone(), format!("{host}/protected"));
+        tokio::spawn(async move {
+            let mut last = None;
+            loop {
+                let n = channel.endpoints().len();
+                if last != Some(n) {
+                    last = Some(n);
+                    log.push(Ev::Endpoints {
+                        host: name.clone(),
+                        endpoints: n,
+                    });
+                }
+                sleep(Duration::from_millis(10)).await;
+            }
+        });
+    }
     for (channel, caller) in [(balanced, host.clone()), (protected, format!("{host}/protected"))] {
         let log = ctx.log.clone();
         let period = cfg.call_interval;

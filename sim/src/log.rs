@@ -136,6 +136,14 @@ pub enum Ev {
         /// The instances: `id@endpoint`, sorted.
         instances: Vec<String>,
     },
+    /// How many endpoints a discoverer's protected channel balances over, when
+    /// that changes (sampled every 10 ms).
+    Endpoints {
+        /// `{discoverer}/protected`.
+        host: String,
+        /// The count.
+        endpoints: usize,
+    },
     /// A call through the balancer finished.
     Call {
         /// The calling host.

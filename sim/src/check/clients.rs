@@ -2,7 +2,7 @@
 //! its bounds, jittered, never giving up), 11 (balanced calls after healing) and
 //! 13 (a protected balancer through a data loss).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use super::facts::{id_of, Checked};
@@ -118,14 +118,19 @@ pub(super) fn calls(c: &Checked<'_>, report: &mut Report) {
 pub(super) fn protected(c: &Checked<'_>, report: &mut Report) {
     let (cfg, run, f) = (c.cfg, c.run, &c.f);
     let hold = cfg.panic_hold();
-    for (_, ev) in &run.entries {
-        let Ev::Call { host, started, result } = ev else {
-            continue;
+    for (at, ev) in &run.entries {
+        let (host, t, result) = match ev {
+            Ev::Call { host, started, result } => (host, *started, result.as_ref().err().cloned()),
+            Ev::Endpoints { host, endpoints } => (
+                host,
+                *at,
+                (*endpoints == 0).then(|| "no instance is registered: its endpoints are empty".to_owned()),
+            ),
+            _ => continue,
         };
         let Some(d) = host.strip_suffix("/protected") else {
             continue;
         };
-        let t = *started;
         for &loss in f.losses.iter().filter(|l| **l <= t && t < **l + hold) {
             // When etcd went down before coming back without its data.
             let Some(down) = f
@@ -151,17 +156,77 @@ pub(super) fn protected(c: &Checked<'_>, report: &mut Report) {
             if live.is_empty() {
                 continue;
             }
-            let empty = matches!(result, Err(e) if e.contains("no instance is registered"));
+            let empty = result.as_deref().is_some_and(|e| e.contains("no instance is registered"));
             report.check("13 protected through data loss", !empty, t, || {
                 format!(
                     "{d}'s protected channel failed a call at {} ({}) {} after etcd lost its data at {}, \
                      although {live:?} of its view before the loss still run",
                     secs(t),
-                    result.as_ref().err().map_or("", String::as_str),
+                    result.as_deref().unwrap_or(""),
                     secs(t - loss),
                     secs(loss)
                 )
             });
+        }
+    }
+}
+
+/// 13, the protection itself: when a discoverer's first fresh view after a data
+/// loss holds fewer than half the endpoints its protected channel had (the
+/// channel distrusts it), the channel keeps at least those endpoints until a
+/// view recovers to half, or the hold ends. This needs no process to be alive:
+/// it is what the panic threshold promises, seen from its endpoint count.
+pub(super) fn protection_holds(c: &Checked<'_>, report: &mut Report) {
+    let (cfg, run, f) = (c.cfg, c.run, &c.f);
+    let hold = cfg.panic_hold();
+    // Each protected channel's endpoint counts, as they changed.
+    let mut counts: BTreeMap<&str, Vec<(Duration, usize)>> = BTreeMap::new();
+    for (at, ev) in &run.entries {
+        if let Ev::Endpoints { host, endpoints } = ev {
+            if let Some(d) = host.strip_suffix("/protected") {
+                counts.entry(d).or_default().push((*at, *endpoints));
+            }
+        }
+    }
+    for &loss in &f.losses {
+        for (d, series) in &counts {
+            let Some(views) = f.views.get(*d) else { continue };
+            // The first fresh view after the loss, and the channel's count then.
+            let Some(first) = views.iter().find(|v| v.at >= loss && v.fresh) else {
+                continue;
+            };
+            let known = series.iter().take_while(|(at, _)| *at < first.at).last().map_or(0, |(_, n)| *n);
+            let distrusted = |n: usize| (n as f64) < 0.5 * known as f64;
+            if known == 0 || !distrusted(first.instances.len()) {
+                continue;
+            }
+            // Until a fresh view recovers to half, the hold ends, or the process restarts.
+            let recovered = views
+                .iter()
+                .filter(|v| v.at > first.at && v.fresh && v.incarnation == first.incarnation)
+                .find(|v| !distrusted(v.instances.len()))
+                .map_or(f.end, |v| v.at);
+            let restarted = views
+                .iter()
+                .find(|v| v.at > first.at && v.incarnation != first.incarnation)
+                .map_or(f.end, |v| v.at);
+            let end = recovered
+                .min(restarted)
+                .min(first.at + hold.saturating_sub(Duration::from_millis(20)));
+            for (at, n) in series.iter().filter(|(at, _)| *at >= first.at && *at < end) {
+                report.check("13 protected through data loss", *n >= known, *at, || {
+                    format!(
+                        "{d}'s protected channel went from {known} endpoints to {n} at {}, {} after etcd \
+                         lost its data at {}: its view of {} was distrusted and the vanished instances \
+                         must be kept until {}",
+                        secs(*at),
+                        secs(*at - loss),
+                        secs(loss),
+                        first.instances.len(),
+                        secs(end)
+                    )
+                });
+            }
         }
     }
 }

@@ -33,6 +33,7 @@ pub fn check(cfg: &SimConfig, run: &RunLog) -> Report {
     clients::retries(&c, &mut report);
     clients::calls(&c, &mut report);
     clients::protected(&c, &mut report);
+    clients::protection_holds(&c, &mut report);
     report.violations.sort_by_key(|v| v.at);
     report
 }
