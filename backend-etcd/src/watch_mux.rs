@@ -35,7 +35,7 @@ enum Request {
         key: String,
         prefix: bool,
         start: Revision,
-        reply: oneshot::Sender<Result<Sub>>,
+        reply: oneshot::Sender<Result<(Sub, Revision)>>,
     },
     /// The owner of watch `id` of stream `generation` dropped it.
     Cancel { generation: u64, id: i64 },
@@ -44,7 +44,7 @@ enum Request {
 /// A create sent, waiting for etcd's `created` answer.
 struct Pending {
     start: Revision,
-    reply: oneshot::Sender<Result<Sub>>,
+    reply: oneshot::Sender<Result<(Sub, Revision)>>,
 }
 
 /// What a client's watch stream carries: for tests and the load harness.
@@ -73,8 +73,14 @@ impl WatchMux {
     }
 
     /// Opens a watch on `key` (a prefix when `prefix`) from revision `start`;
-    /// resolves once etcd has created it (or refused it: compacted).
-    pub(crate) async fn watch(&self, key: &str, prefix: bool, start: Revision) -> Result<octopus_core::WatchStream> {
+    /// resolves once etcd has created it (or refused it: compacted), with the
+    /// store's revision when it was created (0 if etcd did not say).
+    pub(crate) async fn watch(
+        &self,
+        key: &str,
+        prefix: bool,
+        start: Revision,
+    ) -> Result<(octopus_core::WatchStream, Revision)> {
         let (reply, answer) = oneshot::channel();
         self.requests
             .send(Request::Create {
@@ -84,8 +90,8 @@ impl WatchMux {
                 reply,
             })
             .map_err(|_| Error::Closed("watch stream"))?;
-        let sub = answer.await.map_err(|_| Error::Closed("watch stream"))??;
-        Ok(Box::pin(sub))
+        let (sub, created) = answer.await.map_err(|_| Error::Closed("watch stream"))??;
+        Ok((Box::pin(sub), created))
     }
 }
 
@@ -173,7 +179,7 @@ async fn create(
     key: &str,
     prefix: bool,
     start: Revision,
-    reply: oneshot::Sender<Result<Sub>>,
+    reply: oneshot::Sender<Result<(Sub, Revision)>>,
     stats: &Mutex<MuxStats>,
 ) {
     let mut opts = WatchOptions::new()
@@ -234,7 +240,8 @@ fn route(s: &mut State, resp: WatchResponse, me: &mpsc::WeakUnboundedSender<Requ
             id,
             mux: me.clone(),
         };
-        match reply.send(Ok(sub)) {
+        let created = resp.header().map_or(0, |h| h.revision());
+        match reply.send(Ok((sub, created))) {
             Ok(()) => {
                 s.watches.insert(id, tx);
             }

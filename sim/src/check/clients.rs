@@ -156,7 +156,9 @@ pub(super) fn protected(c: &Checked<'_>, report: &mut Report) {
             if live.is_empty() {
                 continue;
             }
-            let empty = result.as_deref().is_some_and(|e| e.contains("no instance is registered"));
+            let empty = result
+                .as_deref()
+                .is_some_and(|e| e.contains("no instance is registered"));
             report.check("13 protected through data loss", !empty, t, || {
                 format!(
                     "{d}'s protected channel failed a call at {} ({}) {} after etcd lost its data at {}, \
@@ -195,7 +197,11 @@ pub(super) fn protection_holds(c: &Checked<'_>, report: &mut Report) {
             let Some(first) = views.iter().find(|v| v.at >= loss && v.fresh) else {
                 continue;
             };
-            let known = series.iter().take_while(|(at, _)| *at < first.at).last().map_or(0, |(_, n)| *n);
+            let known = series
+                .iter()
+                .take_while(|(at, _)| *at < first.at)
+                .last()
+                .map_or(0, |(_, n)| *n);
             let distrusted = |n: usize| (n as f64) < 0.5 * known as f64;
             if known == 0 || !distrusted(first.instances.len()) {
                 continue;
@@ -206,10 +212,14 @@ pub(super) fn protection_holds(c: &Checked<'_>, report: &mut Report) {
                 .filter(|v| v.at > first.at && v.fresh && v.incarnation == first.incarnation)
                 .find(|v| !distrusted(v.instances.len()))
                 .map_or(f.end, |v| v.at);
-            let restarted = views
+            // A crash ends the process (and its channel) that made the view.
+            let restarted = f
+                .downs
                 .iter()
-                .find(|v| v.at > first.at && v.incarnation != first.incarnation)
-                .map_or(f.end, |v| v.at);
+                .filter(|o| o.a == *d && o.from >= first.at)
+                .map(|o| o.from)
+                .min()
+                .unwrap_or(f.end);
             let end = recovered
                 .min(restarted)
                 .min(first.at + hold.saturating_sub(Duration::from_millis(20)));
