@@ -15,7 +15,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -88,7 +88,7 @@ impl Drop for Client {
     }
 }
 
-fn start(program: &PathBuf, endpoint: &str, id: usize, services: usize, instances: usize) -> Client {
+fn start(program: &Path, endpoint: &str, id: usize, services: usize, instances: usize) -> Client {
     let mut child = Command::new(program)
         .args([
             endpoint,
@@ -158,12 +158,12 @@ struct Cost {
     idle_cpu_ms_per_s: f64,
 }
 
-async fn measure(side: Side, program: &PathBuf, clients: usize, services: usize, instances: usize) -> Cost {
+async fn measure(program: &Path, clients: usize, services: usize, instances: usize) -> Cost {
     let etcd = EtcdServer::start().await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let base = read(&etcd).await;
     let endpoint = etcd.endpoint();
-    let (program2, endpoint2) = (program.clone(), endpoint.clone());
+    let (program2, endpoint2) = (program.to_path_buf(), endpoint.clone());
     let running = tokio::task::spawn_blocking(move || {
         (0..clients)
             .map(|id| start(&program2, &endpoint2, id, services, instances))
@@ -188,7 +188,6 @@ async fn measure(side: Side, program: &PathBuf, clients: usize, services: usize,
     let d = |f: fn(&Footprint) -> f64| (f(&now) - f(&base)) / per;
     let started = |m: &str| now.calls.get(m).copied().unwrap_or(0.0) - base.calls.get(m).copied().unwrap_or(0.0);
     let total: f64 = now.calls.values().sum::<f64>() - base.calls.values().sum::<f64>();
-    let _ = side;
     Cost {
         watch_streams: d(|f| f.watch_streams),
         keepalive_streams: started("LeaseKeepAlive") / per,
@@ -200,6 +199,9 @@ async fn measure(side: Side, program: &PathBuf, clients: usize, services: usize,
         idle_cpu_ms_per_s: (later.cpu - now.cpu) * 1000.0 / quiet.as_secs_f64() / per,
     }
 }
+
+/// A table row: its name and how to read it from a cost.
+type Row = (&'static str, fn(&Cost) -> f64);
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
@@ -247,7 +249,7 @@ fn main() {
                     Side::Octopus => &ours,
                     Side::Go => go.as_ref().unwrap(),
                 };
-                let cost = runtime.block_on(measure(side, program, clients, services, instances));
+                let cost = runtime.block_on(measure(program, clients, services, instances));
                 results.entry(side.name()).or_default().push(cost);
             }
         }
@@ -257,7 +259,7 @@ fn main() {
             results.keys().copied().collect::<Vec<_>>().join(" | ")
         );
         println!("|---|{}", "---|".repeat(results.len()));
-        let rows: [(&str, fn(&Cost) -> f64); 8] = [
+        let rows: [Row; 8] = [
             ("watch streams", |c| c.watch_streams),
             ("LeaseKeepAlive streams started", |c| c.keepalive_streams),
             ("watchers", |c| c.watchers),
