@@ -171,8 +171,10 @@ async fn measure(program: &Path, clients: usize, services: usize, instances: usi
     })
     .await
     .unwrap();
-    // Let etcd settle (goroutines of finished calls end, keepalives run).
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Let etcd settle: goroutines of finished calls end, and past a keepalive
+    // round (TTL/3 = 3.3 s) every lease is kept alive and every registration
+    // watches its own key.
+    tokio::time::sleep(Duration::from_secs(5)).await;
     let now = read(&etcd).await;
     // etcd's CPU while the clients only keep their leases alive and watch.
     let quiet = Duration::from_secs(5);
