@@ -294,7 +294,51 @@ async fn our_registrations(n: usize) -> Rate {
     result
 }
 
+/// The Go peers' registrations (`kratos`: grant + put + KeepAlive; `manager`:
+/// grant + endpoints.Manager.AddEndpoint + KeepAlive), 64 in flight on one
+/// clientv3 client, in a process of their own, on a fresh etcd.
+async fn go_registrations(program: &std::path::Path, mode: &str, n: usize) -> Rate {
+    use std::io::BufRead;
+    let server = EtcdServer::start().await;
+    let etcd0 = process_cpu(server.pid());
+    let mut child = std::process::Command::new(program)
+        .args([
+            &server.endpoint(),
+            mode,
+            &n.to_string(),
+            "64",
+            &REGISTRATION_TTL.as_secs().to_string(),
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let line = tokio::task::spawn_blocking(move || std::io::BufReader::new(stdout).lines().next())
+        .await
+        .unwrap();
+    let etcd_cpu = process_cpu(server.pid()) - etcd0;
+    drop(child.stdin.take());
+    let _ = child.wait();
+    let line = match line {
+        Some(Ok(l)) => l,
+        other => panic!("{}: {other:?}", program.display()),
+    };
+    let fields: Vec<f64> = line.split_whitespace().skip(1).filter_map(|f| f.parse().ok()).collect();
+    let [secs, cpu] = fields[..] else {
+        panic!("{}: {line}", program.display())
+    };
+    Rate {
+        per_second: n as f64 / secs,
+        cpu: Duration::from_secs_f64(cpu / n as f64),
+        etcd_cpu: etcd_cpu / n as u32,
+        allocations: f64::NAN,
+        held: 0,
+    }
+}
+
 async fn register(quick: bool) {
+    register_with_go_peers(quick).await;
     const ROUNDS: usize = 3;
     println!(
         "\n## 1. Registration throughput (100 services, 64 in flight, each side on a fresh etcd, {ROUNDS} rounds in rotating order)\n"
@@ -346,6 +390,70 @@ async fn register(quick: bool) {
             txn.allocations,
             our.allocations,
             our.held,
+        );
+    }
+}
+
+/// Octopus beside the Go peers (go-kratos style and etcd's endpoints.Manager)
+/// and raw etcd-client's grant + put: five rounds, the sides' order rotating.
+async fn register_with_go_peers(quick: bool) {
+    const ROUNDS: usize = 5;
+    let go = match octopus_etcd_load::go_program("octopusregload") {
+        Ok(p) => Some(p),
+        Err(why) => {
+            println!("\n(Go peers skipped: {why})");
+            None
+        }
+    };
+    let Some(go) = go else { return };
+    println!(
+        "\n## 1b. Registration throughput beside the Go peers (100 services, 64 in flight, each on a fresh etcd, {ROUNDS} rounds in rotating order; medians, min–max)\n"
+    );
+    println!(
+        "| instances | raw etcd-client grant+put | Go: grant + put + KeepAlive (go-kratos) | Go: endpoints.Manager | Octopus register | Octopus / Go kratos, / Go manager (of medians) | client CPU per registration: raw / kratos / manager / Octopus | etcd CPU per registration: raw / kratos / manager / Octopus |\n|---|---|---|---|---|---|---|---|"
+    );
+    for n in if quick { vec![1_000] } else { vec![1_000, 10_000] } {
+        let mut sides: [Vec<Rate>; 4] = Default::default();
+        for round in 0..ROUNDS {
+            for k in 0..4 {
+                let side = (round + k) % 4;
+                let rate = match side {
+                    0 => raw_registrations(n, false).await,
+                    1 => go_registrations(&go, "kratos", n).await,
+                    2 => go_registrations(&go, "manager", n).await,
+                    _ => our_registrations(n).await,
+                };
+                sides[side].push(rate);
+            }
+        }
+        let median = |v: &[Rate]| {
+            let mut v = v.to_vec();
+            v.sort_by(|a, b| a.per_second.total_cmp(&b.per_second));
+            v[v.len() / 2]
+        };
+        let cell = |v: &[Rate]| {
+            let lo = v.iter().map(|r| r.per_second).fold(f64::INFINITY, f64::min);
+            let hi = v.iter().map(|r| r.per_second).fold(0.0, f64::max);
+            format!("{:.0}/s ({lo:.0}–{hi:.0})", median(v).per_second)
+        };
+        let m: Vec<Rate> = sides.iter().map(|v| median(v)).collect();
+        let us = |d: Duration| d.as_secs_f64() * 1e6;
+        println!(
+            "| {n} | {} | {} | {} | {} | {:.2} / {:.2} | {:.0} / {:.0} / {:.0} / {:.0} µs | {:.0} / {:.0} / {:.0} / {:.0} µs |",
+            cell(&sides[0]),
+            cell(&sides[1]),
+            cell(&sides[2]),
+            cell(&sides[3]),
+            m[3].per_second / m[1].per_second,
+            m[3].per_second / m[2].per_second,
+            us(m[0].cpu),
+            us(m[1].cpu),
+            us(m[2].cpu),
+            us(m[3].cpu),
+            us(m[0].etcd_cpu),
+            us(m[1].etcd_cpu),
+            us(m[2].etcd_cpu),
+            us(m[3].etcd_cpu),
         );
     }
 }
@@ -426,13 +534,83 @@ async fn ours_propagation(
     seen
 }
 
+/// The wall clock in Unix nanoseconds: a send time another process (the Go
+/// peer) compares with its own clock, on the same machine.
+#[allow(clippy::disallowed_methods)] // across processes only the wall clock is shared
+fn unix_nanos() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
+/// The Go peer's propagation: `w` clientv3 watchers on one client in a process
+/// of its own; each put's value is its send time (Unix nanoseconds), and the
+/// peer reports each sighting's delay. Empty when the peer cannot run.
+async fn go_propagation(
+    go: Option<&std::path::Path>,
+    server: &EtcdServer,
+    writer: &mut Client,
+    puts: usize,
+    w: usize,
+) -> Vec<Duration> {
+    use std::io::BufRead;
+    let Some(go) = go else { return Vec::new() };
+    let mut child = std::process::Command::new(go)
+        .args([&server.endpoint(), "/go-peer/", &w.to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    assert_eq!(
+        rx.recv().await.as_deref(),
+        Some("ready"),
+        "the Go watcher peer did not start"
+    );
+    for i in 0..puts {
+        writer
+            .put(format!("/go-peer/{i}"), unix_nanos().to_string(), None)
+            .await
+            .unwrap();
+        sleep(Duration::from_millis(5)).await;
+    }
+    let mut seen = Vec::new();
+    let _ = timeout(Duration::from_secs(10), async {
+        while seen.len() < puts * w {
+            match rx.recv().await {
+                Some(line) => {
+                    if let Some(ns) = line.strip_prefix("seen ").and_then(|n| n.parse::<u64>().ok()) {
+                        seen.push(Duration::from_nanos(ns));
+                    }
+                }
+                None => return,
+            }
+        }
+    })
+    .await;
+    drop(child.stdin.take());
+    let _ = child.wait();
+    seen
+}
+
 async fn propagation(quick: bool) {
+    let go = octopus_etcd_load::go_program("octopuswatch")
+        .map_err(|why| println!("\n(Go peer skipped: {why})"))
+        .ok();
     println!("\n## 2. Propagation: put sent → change seen by each watcher (200 puts, 5 ms apart)\n");
     println!(
-        "| watchers | raw watch each, p50 / p99 / max | Octopus discovery each | Octopus watches sharing one discovery |\n|---|---|---|---|"
+        "| watchers | raw watch each, p50 / p99 / max | Octopus discovery each | Octopus watches sharing one discovery | Go clientv3 watchers on one client |\n|---|---|---|---|---|"
     );
     let puts = if quick { 50 } else { 200 };
-    for w in [1usize, 10, 100] {
+    for w in [1usize, 20, 100] {
         let server = EtcdServer::start().await;
         let mut writer = raw(&server).await;
         let layout = layout();
@@ -490,7 +668,19 @@ async fn propagation(quick: bool) {
                 v.len()
             )
         };
-        println!("| {w} | {} | {} | {} |", stats(&raw_lat), stats(&ours), stats(&shared));
+        let mut go_lat = go_propagation(go.as_deref(), &server, &mut writer, puts, w).await;
+        go_lat.sort();
+        let go_cell = if go.is_some() {
+            stats(&go_lat)
+        } else {
+            "skipped".to_owned()
+        };
+        println!(
+            "| {w} | {} | {} | {} | {go_cell} |",
+            stats(&raw_lat),
+            stats(&ours),
+            stats(&shared)
+        );
     }
 }
 

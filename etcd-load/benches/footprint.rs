@@ -37,38 +37,11 @@ impl Side {
     }
 }
 
-/// The Go peer, built in GOPATH mode from Debian's packaged sources; `None`
-/// (with the reason printed) when Go or the sources are missing.
+/// The Go peer; `None` (with the reason printed) when it cannot be built.
 fn go_peer() -> Option<PathBuf> {
-    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace.join("target"));
-    let out = target.join("go").join("octopusfootprint");
-    let gopath = format!("{}:/usr/share/gocode", workspace.join("interop/go").display());
-    let built = Command::new(std::env::var("GO").unwrap_or_else(|_| "go".into()))
-        .args(["build", "-o"])
-        .arg(&out)
-        .arg("octopusfootprint")
-        .env("GO111MODULE", "off")
-        .env("GOPATH", gopath)
-        .env("GOFLAGS", "")
-        .env("GOCACHE", target.join("go").join("cache"))
-        .output();
-    match built {
-        Ok(o) if o.status.success() => Some(out),
-        Ok(o) => {
-            println!(
-                "Go peer skipped: go build failed: {}",
-                String::from_utf8_lossy(&o.stderr).trim()
-            );
-            None
-        }
-        Err(e) => {
-            println!("Go peer skipped: no Go toolchain ({e}); apt-get install golang-go golang-etcd-server-dev");
-            None
-        }
-    }
+    octopus_etcd_load::go_program("octopusfootprint")
+        .map_err(|why| println!("Go peer skipped: {why}"))
+        .ok()
 }
 
 /// A client process, ended (stdin closed, then killed) when dropped.

@@ -1,0 +1,66 @@
+// octopuswatch: the Go peer of the propagation scenario
+// (etcd-load/benches/etcd_load.rs, "propagation"): W watchers of PREFIX on one
+// clientv3 client (clientv3 multiplexes them on one watch stream). Each put's
+// value is the Unix time in nanoseconds when it was sent; for every put each
+// watcher sees, it prints "seen NANOS" (the time from send to sight). It prints
+// "ready" once every watch is created, and runs until stdin closes.
+//
+//	octopuswatch ENDPOINT PREFIX W
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"go.etcd.io/etcd/clientv3"
+)
+
+func main() {
+	if len(os.Args) != 4 {
+		fmt.Fprintln(os.Stderr, "usage: octopuswatch ENDPOINT PREFIX W")
+		os.Exit(2)
+	}
+	endpoint, prefix := os.Args[1], os.Args[2]
+	w, _ := strconv.Atoi(os.Args[3])
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 5 * time.Second})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "connect:", err)
+		os.Exit(1)
+	}
+	var out sync.Mutex
+	writer := bufio.NewWriter(os.Stdout)
+	ctx := context.Background()
+	for i := 0; i < w; i++ {
+		ch := cli.Watch(clientv3.WithRequireLeader(ctx), prefix, clientv3.WithPrefix(), clientv3.WithCreatedNotify())
+		<-ch // created
+		go func() {
+			for resp := range ch {
+				now := time.Now().UnixNano()
+				for _, ev := range resp.Events {
+					if ev.Type != clientv3.EventTypePut {
+						continue
+					}
+					t0, err := strconv.ParseInt(string(ev.Kv.Value), 10, 64)
+					if err != nil {
+						continue
+					}
+					out.Lock()
+					fmt.Fprintf(writer, "seen %d\n", now-t0)
+					writer.Flush()
+					out.Unlock()
+				}
+			}
+		}()
+	}
+	out.Lock()
+	fmt.Fprintln(writer, "ready")
+	writer.Flush()
+	out.Unlock()
+	bufio.NewReader(os.Stdin).ReadString('\n')
+	cli.Close()
+}
