@@ -55,7 +55,10 @@ impl TlsOptions {
 
 impl EtcdOptions {
     /// Options for `endpoints` (`host:port` or `http://host:port`), with 5 s connect
-    /// and request timeouts and HTTP/2 keepalive every 1 s with a 2 s timeout.
+    /// and request timeouts and HTTP/2 keepalive every 10 s with a 5 s timeout
+    /// (etcd closes a connection that pings more often than its
+    /// `--grpc-keepalive-min-time`, 5 s by default, with GOAWAY `too_many_pings`:
+    /// every watch on it would break every few seconds).
     pub fn new<S: AsRef<str>>(endpoints: impl IntoIterator<Item = S>) -> Result<Self> {
         let endpoints: Vec<String> = endpoints
             .into_iter()
@@ -72,8 +75,8 @@ impl EtcdOptions {
             endpoints,
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(5),
-            keepalive_interval: Duration::from_secs(1),
-            keepalive_timeout: Duration::from_secs(2),
+            keepalive_interval: Duration::from_secs(10),
+            keepalive_timeout: Duration::from_secs(5),
             user: None,
             page_size: 1000,
             tls: None,

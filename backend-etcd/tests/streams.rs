@@ -13,11 +13,12 @@ use octopus_etcd::{EtcdBackend, EtcdOptions};
 use octopus_testkit::etcd::EtcdServer;
 use tokio::time::{sleep, timeout};
 
+/// A client with the default options (HTTP/2 pings every 10 s: faster ones make
+/// etcd close the connection, which this file's counts would see).
 async fn backend(endpoint: String) -> EtcdBackend {
     let opts = EtcdOptions::new([endpoint])
         .unwrap()
-        .request_timeout(Duration::from_secs(2))
-        .http2_keepalive(Duration::from_millis(500), Duration::from_secs(1));
+        .request_timeout(Duration::from_secs(2));
     EtcdBackend::connect(opts).await.unwrap()
 }
 
@@ -202,4 +203,34 @@ async fn watches_sharing_the_stream_end_alone_and_resume_together() {
     }
     let streams = client.streams();
     assert_eq!((streams.watch_streams, streams.watches), (2, 2), "{streams:?}");
+}
+
+/// With the default options, a client whose watches see nothing for a while
+/// keeps its one connection and its one watch stream: its HTTP/2 pings respect
+/// etcd's `--grpc-keepalive-min-time` (5 s). Pinging every second (the default
+/// once), etcd closed the connection with GOAWAY `too_many_pings` every few
+/// seconds, and every watch on it started over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_client_keeps_its_connection() {
+    let etcd = EtcdServer::start().await;
+    let client = EtcdBackend::connect(EtcdOptions::new([etcd.endpoint()]).unwrap())
+        .await
+        .unwrap();
+    let discovery = client.discovery();
+    let mut watches = Vec::new();
+    for s in 0..5 {
+        let mut w = discovery.watch(&format!("idle-{s}")).await.unwrap();
+        w.next().await.unwrap();
+        watches.push(w);
+    }
+    let started = |m: &str| {
+        let etcd = &etcd;
+        let m = m.to_owned();
+        async move { etcd.metric("grpc_server_started_total", &[("grpc_method", &m)]).await }
+    };
+    let (watch0, status0) = (started("Watch").await, started("Status").await);
+    sleep(Duration::from_secs(12)).await;
+    assert_eq!(started("Watch").await - watch0, 0.0, "the watch stream started over");
+    assert_eq!(started("Status").await - status0, 0.0, "discovery reconnected");
+    assert_eq!(client.streams().watch_streams, 1, "{:?}", client.streams());
 }

@@ -200,16 +200,35 @@ fn main() {
         .build()
         .unwrap();
     println!("# etcd footprint per client ({rounds} rounds, medians and ranges)");
-    for (clients, services, instances, what) in [
-        (1, 20, 1, "1 client: 1 instance, 20 services watched"),
+    let mut scenarios = vec![
+        (1, 20, 1, "1 client: 1 instance, 20 services watched".to_owned()),
         (
             50,
             20,
             1,
-            "50 clients: each 1 instance, 20 services watched (per client)",
+            "50 clients: each 1 instance, 20 services watched (per client)".to_owned(),
         ),
-        (1, 1, 100, "1 client registering 100 instances (per registration)"),
-    ] {
+        (
+            1,
+            1,
+            100,
+            "1 client registering 100 instances (per registration)".to_owned(),
+        ),
+    ];
+    // FOOTPRINT=CLIENTS,SERVICES,INSTANCES measures that one shape instead.
+    if let Ok(shape) = std::env::var("FOOTPRINT") {
+        let n: Vec<usize> = shape.split(',').filter_map(|v| v.parse().ok()).collect();
+        let [c, s, i] = n[..] else {
+            panic!("FOOTPRINT=CLIENTS,SERVICES,INSTANCES, not {shape:?}")
+        };
+        scenarios = vec![(
+            c,
+            s,
+            i,
+            format!("{c} clients, {s} services watched, {i} instances each"),
+        )];
+    }
+    for (clients, services, instances, what) in scenarios {
         let mut results: BTreeMap<&str, Vec<Cost>> = BTreeMap::new();
         for round in 0..rounds {
             let mut sides = vec![Side::Octopus];

@@ -30,9 +30,15 @@ async fn the_footprint_peer_registers_and_watches() {
         .await
         .unwrap();
     assert!(matches!(ready, Some(Ok(ref l)) if l == "ready"), "{ready:?}");
-    assert_eq!(etcd.metric("etcd_debugging_mvcc_watcher_total", &[]).await - before, 3.0);
+    assert_eq!(
+        etcd.metric("etcd_debugging_mvcc_watcher_total", &[]).await - before,
+        3.0
+    );
     let out = etcd.etcdctl(&["get", "--prefix", "--keys-only", "/footprint/"]);
-    let keys = String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.is_empty()).count();
+    let keys = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.is_empty())
+        .count();
     assert_eq!(keys, 2, "two instances registered");
     drop(child.stdin.take());
     let _ = child.wait();
