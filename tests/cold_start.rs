@@ -10,7 +10,7 @@ use octopus::grpc::{BalancedChannel, Policy, TcpConnector};
 use octopus::mem::{MemBackend, Store};
 use octopus::{Discovery, JitterRng, Registry, ServiceInstance};
 use octopus_greeter::greeter_client::GreeterClient;
-use octopus_greeter::{HelloRequest, NamedGreeter};
+use octopus_greeter::HelloRequest;
 use tokio::time::timeout;
 
 fn discovery(backend: &MemBackend, cold: Arc<ColdCache>) -> WatchDiscovery<MemBackend> {
@@ -23,13 +23,7 @@ async fn a_saved_view_serves_a_start_without_registry_until_a_fresh_one() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("discovery.json");
     // A greeter that outlives both runs.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(NamedGreeter::service("g1"))
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-    );
+    let port = octopus_greeter::serve_on_loopback("g1").await.unwrap();
 
     // First run: the registry answers; the view is saved.
     {

@@ -6,20 +6,13 @@ use std::time::Duration;
 use octopus::grpc::{Policy, Readiness};
 use octopus::{Registration, ServiceInstance};
 use octopus_greeter::greeter_client::GreeterClient;
-use octopus_greeter::{HelloRequest, NamedGreeter};
+use octopus_greeter::HelloRequest;
 use tokio::time::timeout;
 use tower::ServiceBuilder;
 
 /// A greeter answering as `id`, on a free loopback port, for the test's life.
 async fn greeter(id: &str) -> u16 {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(NamedGreeter::service(id.to_owned()))
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-    );
-    port
+    octopus_greeter::serve_on_loopback(id).await.unwrap()
 }
 
 async fn register(client: &octopus::Client, id: &str, zone: &str) -> Registration {

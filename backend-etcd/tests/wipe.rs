@@ -14,7 +14,7 @@ use octopus_core::balance::{BalancedChannel, Connector, PanicThreshold, Policy, 
 use octopus_core::{BackoffPolicy, Discovery, JitterRng, RegisterOptions, Registry, ServiceInstance};
 use octopus_etcd::{EtcdBackend, EtcdOptions};
 use octopus_greeter::greeter_client::GreeterClient;
-use octopus_greeter::{HelloRequest, NamedGreeter};
+use octopus_greeter::HelloRequest;
 use octopus_testkit::etcd::EtcdServer;
 use tokio::time::{sleep, timeout, Instant};
 
@@ -27,14 +27,7 @@ async fn backend(endpoint: String) -> EtcdBackend {
 }
 
 async fn greeter(id: &str) -> u16 {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(NamedGreeter::service(id.to_owned()))
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-    );
-    port
+    octopus_greeter::serve_on_loopback(id).await.unwrap()
 }
 
 /// Calls through `channel` every 5 ms until `stop`; (calls, failures).

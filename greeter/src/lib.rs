@@ -78,3 +78,16 @@ impl NamedGreeter {
         greeter_server::GreeterServer::new(NamedGreeter(name.into()))
     }
 }
+
+/// Serves a [`NamedGreeter`] answering as `name` on a free loopback port, in a
+/// task of the current runtime (for tests and benches); the port.
+pub async fn serve_on_loopback(name: &str) -> std::io::Result<u16> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(NamedGreeter::service(name.to_owned()))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    Ok(port)
+}
