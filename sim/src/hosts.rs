@@ -13,10 +13,8 @@ use octopus_etcd::{EtcdBackend, EtcdOptions};
 use octopus_mem::{KeyRange, Store};
 use tokio::time::sleep;
 
-use octopus_core::balance::{BalancedChannel, Connector, PanicThreshold, Policy};
-use octopus_greeter::greeter_client::GreeterClient;
-use octopus_greeter::{HelloRequest, NamedGreeter};
-use tonic::transport::{Channel, Endpoint};
+use octopus_core::balance::{BalancedChannel, PanicThreshold, Policy};
+use octopus_greeter::NamedGreeter;
 
 use crate::config::SimConfig;
 use crate::log::{Ev, Log};
@@ -295,27 +293,6 @@ pub async fn registrant(ctx: Ctx, host: String, id: String, start_after: Duratio
     Ok(())
 }
 
-/// The balancer's connector over turmoil's TCP, with the timeouts of the run.
-struct SimConnector(Duration);
-
-impl Connector for SimConnector {
-    fn connect(&self, instance: &ServiceInstance) -> octopus_core::Result<Channel> {
-        let endpoint = Endpoint::from_shared(format!("http://{}", instance.endpoint())).map_err(|e| {
-            octopus_core::Error::InvalidInstance {
-                field: "addr",
-                value: instance.endpoint(),
-                rule: format!("must form a valid URI: {e}"),
-            }
-        })?;
-        Ok(endpoint
-            .connect_timeout(self.0)
-            .http2_keep_alive_interval(self.0 / 2)
-            .keep_alive_timeout(self.0)
-            .keep_alive_while_idle(true)
-            .connect_with_connector_lazy(net::connector()))
-    }
-}
-
 /// A discoverer: watches the service, logs every view, and calls the greeter
 /// through the balancer (round robin) every `call_interval`.
 pub async fn discoverer(ctx: Ctx, host: String) -> HostResult {
@@ -337,7 +314,7 @@ pub async fn discoverer(ctx: Ctx, host: String) -> HostResult {
         SERVICE,
         for_balancer,
         Policy::RoundRobin,
-        Arc::new(SimConnector(cfg.request_timeout)),
+        Arc::new(crate::callers::SimConnector(cfg.request_timeout)),
         JitterRng::seeded(ctx.seed(&format!("{host}-balancer"), incarnation)),
     );
     // A second channel, with the mass-disappearance protection on: its calls are
@@ -351,56 +328,14 @@ pub async fn discoverer(ctx: Ctx, host: String) -> HostResult {
             }
         },
         Policy::RoundRobin,
-        Arc::new(SimConnector(cfg.request_timeout)),
+        Arc::new(crate::callers::SimConnector(cfg.request_timeout)),
         JitterRng::seeded(ctx.seed(&format!("{host}-protected"), incarnation)),
     )
     .with_panic_threshold(PanicThreshold {
         share: 0.5,
         hold: cfg.panic_hold(),
     });
-    {
-        // The protected channel's endpoint count, as it changes: invariant 13 also
-        // asks that it never drops to zero after a data loss (calls sample it
-        // only every call interval).
-        let (channel, log, name) = (protected.clone(), ctx.log.clone(), format!("{host}/protected"));
-        tokio::spawn(async move {
-            let mut last = None;
-            loop {
-                let n = channel.endpoints().len();
-                if last != Some(n) {
-                    last = Some(n);
-                    log.push(Ev::Endpoints {
-                        host: name.clone(),
-                        endpoints: n,
-                    });
-                }
-                sleep(Duration::from_millis(10)).await;
-            }
-        });
-    }
-    for (channel, caller) in [(balanced, host.clone()), (protected, format!("{host}/protected"))] {
-        let log = ctx.log.clone();
-        let period = cfg.call_interval;
-        let timeout = cfg.request_timeout;
-        tokio::spawn(async move {
-            let mut client = GreeterClient::new(channel);
-            loop {
-                sleep(period).await;
-                let started = turmoil::sim_elapsed().unwrap_or_default();
-                let request = HelloRequest { name: caller.clone() };
-                let result = match tokio::time::timeout(timeout, client.say_hello(request)).await {
-                    Ok(Ok(reply)) => Ok(reply.into_inner().instance),
-                    Ok(Err(status)) => Err(format!("{:?}: {}", status.code(), status.message())),
-                    Err(_) => Err("timeout".to_owned()),
-                };
-                log.push(Ev::Call {
-                    host: caller.clone(),
-                    started,
-                    result,
-                });
-            }
-        });
-    }
+    crate::callers::spawn(cfg, &ctx.log, &host, balanced, protected);
     while let Some(snapshot) = watch.next().await {
         let mut instances: Vec<String> = snapshot
             .instances
