@@ -241,13 +241,10 @@ fn route(s: &mut State, resp: WatchResponse, me: &mpsc::WeakUnboundedSender<Requ
             mux: me.clone(),
         };
         let created = resp.header().map_or(0, |h| h.revision());
-        match reply.send(Ok((sub, created))) {
-            Ok(()) => {
-                s.watches.insert(id, tx);
-            }
-            // The caller gave up waiting: dropping the sub asks for its cancel.
-            Err(sub) => drop(sub),
-        }
+        // Listed before the reply: if the caller gave up waiting, dropping the
+        // sub asks for its cancel, which finds it here and tells etcd.
+        s.watches.insert(id, tx);
+        drop(reply.send(Ok((sub, created))));
         return;
     }
     if id == -1 {
@@ -263,7 +260,10 @@ fn route(s: &mut State, resp: WatchResponse, me: &mpsc::WeakUnboundedSender<Requ
     };
     let item = convert(resp);
     let end = item.is_err();
-    if tx.send(item).is_err() || end {
+    // A send fails when the owner has dropped its watch: its drop has asked for
+    // the cancel, which must still find the watch listed to tell etcd.
+    let _ = tx.send(item);
+    if end {
         // Compacted or cancelled by etcd: that watch ends, the others go on.
         s.watches.remove(&id);
     }
