@@ -164,10 +164,10 @@ impl EtcdBackend {
     /// watch rides on one watch stream, every lease's keepalives on one
     /// LeaseKeepAlive stream, as etcd's Go client does.
     pub fn streams(&self) -> StreamStats {
-        let watch = self.client.watches.get().map(WatchMux::stats).unwrap_or_default();
+        let (watch_streams, watches) = self.client.watches.get().map(WatchMux::stats).unwrap_or_default();
         StreamStats {
-            watch_streams: watch.streams,
-            watches: watch.watches,
+            watch_streams,
+            watches,
             keepalive_streams: self.client.keepalives.get().map_or(0, LeaseMux::streams),
         }
     }

@@ -12,7 +12,8 @@
 //! keepalive opens a new stream.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -28,14 +29,14 @@ type Reply = oneshot::Sender<Result<Option<Duration>>>;
 /// The handle to the task that owns the client's keepalive stream.
 pub(crate) struct LeaseMux {
     requests: mpsc::UnboundedSender<(LeaseId, Reply)>,
-    streams: Arc<Mutex<u64>>,
+    streams: Arc<AtomicU64>,
     _task: OwnedTask<()>,
 }
 
 impl LeaseMux {
     pub(crate) fn spawn(client: Client, limit: Duration) -> Self {
         let (requests, rx) = mpsc::unbounded_channel();
-        let streams = Arc::new(Mutex::new(0));
+        let streams = Arc::new(AtomicU64::new(0));
         let task = OwnedTask::spawn(run(client, rx, limit, streams.clone()));
         LeaseMux {
             requests,
@@ -46,7 +47,7 @@ impl LeaseMux {
 
     /// Keepalive streams opened so far (one, plus one per reconnection).
     pub(crate) fn streams(&self) -> u64 {
-        *self.streams.lock().unwrap_or_else(|p| p.into_inner())
+        self.streams.load(Ordering::Relaxed)
     }
 
     /// A keeper for `lease` on the shared stream.
@@ -100,7 +101,7 @@ async fn run(
     client: Client,
     mut requests: mpsc::UnboundedReceiver<(LeaseId, Reply)>,
     limit: Duration,
-    streams: Arc<Mutex<u64>>,
+    streams: Arc<AtomicU64>,
 ) {
     let mut stream: Option<Stream> = None;
     // Callers waiting for an answer, per lease, oldest first.
@@ -118,7 +119,7 @@ async fn run(
                 if stream.is_none() {
                     match open(&client, lease, limit).await {
                         Ok(Some(s)) => {
-                            *streams.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+                            streams.fetch_add(1, Ordering::Relaxed);
                             stream = Some(s);
                         }
                         Ok(None) => {
@@ -145,12 +146,17 @@ async fn run(
             }
             answer = answer => match answer {
                 Ok(Some(resp)) => {
-                    let queue = waiting.get_mut(&resp.id());
-                    if let Some(reply) = queue.and_then(VecDeque::pop_front) {
-                        let ttl = (resp.ttl() > 0).then(|| Duration::from_secs(resp.ttl() as u64));
-                        let _ = reply.send(Ok(ttl));
+                    // Only this lease's queue: a scan of every lease per answer
+                    // would cost a client with n leases O(n²) per keepalive round.
+                    if let std::collections::btree_map::Entry::Occupied(mut queue) = waiting.entry(resp.id()) {
+                        if let Some(reply) = queue.get_mut().pop_front() {
+                            let ttl = (resp.ttl() > 0).then(|| Duration::from_secs(resp.ttl() as u64));
+                            let _ = reply.send(Ok(ttl));
+                        }
+                        if queue.get().is_empty() {
+                            queue.remove();
+                        }
                     }
-                    waiting.retain(|_, q| !q.is_empty());
                 }
                 Ok(None) => fail_all(&mut stream, &mut waiting, "etcd ended the keepalive stream"),
                 Err(e) => {

@@ -13,7 +13,8 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use etcd_client::{Client, WatchOptions, WatchRequestSender, WatchResponse, WatchResponseStream};
@@ -26,7 +27,7 @@ use crate::convert::{convert, etcd_err};
 /// The handle to the task that owns the client's watch stream.
 pub(crate) struct WatchMux {
     requests: mpsc::UnboundedSender<Request>,
-    stats: Arc<Mutex<MuxStats>>,
+    stats: Arc<MuxStats>,
     _task: OwnedTask<()>,
 }
 
@@ -47,19 +48,21 @@ struct Pending {
     reply: oneshot::Sender<Result<(Sub, Revision)>>,
 }
 
-/// What a client's watch stream carries: for tests and the load harness.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct MuxStats {
+/// What a client's watch stream carries, for tests and the load harness:
+/// counters the task updates without a lock (it would otherwise take one per
+/// message routed).
+#[derive(Debug, Default)]
+struct MuxStats {
     /// Watch streams opened so far (one, plus one per reconnection).
-    pub(crate) streams: u64,
+    streams: AtomicU64,
     /// Watches live on the current stream.
-    pub(crate) watches: usize,
+    watches: AtomicUsize,
 }
 
 impl WatchMux {
     pub(crate) fn spawn(client: Client) -> Self {
         let (requests, rx) = mpsc::unbounded_channel();
-        let stats = Arc::new(Mutex::new(MuxStats::default()));
+        let stats = Arc::new(MuxStats::default());
         let task = OwnedTask::spawn(run(client, rx, requests.downgrade(), stats.clone()));
         WatchMux {
             requests,
@@ -68,8 +71,12 @@ impl WatchMux {
         }
     }
 
-    pub(crate) fn stats(&self) -> MuxStats {
-        *self.stats.lock().unwrap_or_else(|p| p.into_inner())
+    /// Watch streams opened so far, and watches live on the current one.
+    pub(crate) fn stats(&self) -> (u64, usize) {
+        (
+            self.stats.streams.load(Ordering::Relaxed),
+            self.stats.watches.load(Ordering::Relaxed),
+        )
     }
 
     /// Opens a watch on `key` (a prefix when `prefix`) from revision `start`;
@@ -137,7 +144,7 @@ async fn run(
     client: Client,
     mut requests: mpsc::UnboundedReceiver<Request>,
     me: mpsc::WeakUnboundedSender<Request>,
-    stats: Arc<Mutex<MuxStats>>,
+    stats: Arc<MuxStats>,
 ) {
     let mut s = State::default();
     loop {
@@ -167,8 +174,7 @@ async fn run(
                 Err(e) => fail_all(&mut s, etcd_err("watch", e)),
             },
         }
-        let mut st = stats.lock().unwrap_or_else(|p| p.into_inner());
-        st.watches = s.watches.len();
+        stats.watches.store(s.watches.len(), Ordering::Relaxed);
     }
 }
 
@@ -180,7 +186,7 @@ async fn create(
     prefix: bool,
     start: Revision,
     reply: oneshot::Sender<Result<(Sub, Revision)>>,
-    stats: &Mutex<MuxStats>,
+    stats: &MuxStats,
 ) {
     let mut opts = WatchOptions::new()
         .with_start_revision(start)
@@ -195,7 +201,7 @@ async fn create(
             Ok(stream) => {
                 s.generation += 1;
                 s.stream = Some(stream.split());
-                stats.lock().unwrap_or_else(|p| p.into_inner()).streams += 1;
+                stats.streams.fetch_add(1, Ordering::Relaxed);
                 Ok(())
             }
             Err(e) => Err(e),
