@@ -130,7 +130,7 @@ impl<B: KvBackend> Discovery for WatchDiscovery<B> {
                 None => match self.cold.as_ref().and_then(|c| c.get(service)) {
                     Some(saved) => {
                         tracing::debug!(service, error = %e, "registry unreachable: the saved view");
-                        return Ok(saved.instances.into_iter().collect());
+                        return Ok(saved.instances);
                     }
                     None => return Err(e),
                 },

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, OwnedTask, Result, Revision, ServiceInstance, Snapshot};
+use crate::{Error, Instances, OwnedTask, Result, Revision, ServiceInstance, Snapshot};
 
 /// What the file says it is.
 const FORMAT: &str = "octopus-discovery-cache";
@@ -28,11 +28,20 @@ struct File {
     services: BTreeMap<String, Entry>,
 }
 
-/// One service's last fresh view.
-#[derive(Clone, Serialize, Deserialize)]
-pub(crate) struct Entry {
+/// One service's last fresh view, as the file holds it.
+#[derive(Serialize, Deserialize)]
+struct Entry {
+    revision: Revision,
+    instances: Vec<ServiceInstance>,
+}
+
+/// One service's last fresh view, as held until written: the snapshot's own
+/// instances (shared, not copied), so that saving a view costs no more than
+/// publishing it; they are copied out only when the file is written.
+#[derive(Clone)]
+pub(crate) struct Saved {
     pub(crate) revision: Revision,
-    pub(crate) instances: Vec<ServiceInstance>,
+    pub(crate) instances: Instances,
 }
 
 /// The last fresh view of each watched service, persisted to one file.
@@ -47,7 +56,7 @@ pub(crate) struct Entry {
 pub struct ColdCache {
     path: PathBuf,
     scope: String,
-    services: Mutex<BTreeMap<String, Entry>>,
+    services: Mutex<BTreeMap<String, Saved>>,
     /// A write is scheduled.
     pending: AtomicBool,
     /// Serialises writes, so that the last one writes the latest views.
@@ -109,6 +118,15 @@ impl ColdCache {
                     }
                 }
                 file.services
+                    .into_iter()
+                    .map(|(service, e)| {
+                        let saved = Saved {
+                            revision: e.revision,
+                            instances: e.instances.into_iter().collect(),
+                        };
+                        (service, saved)
+                    })
+                    .collect()
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
             Err(e) => return Err(fail(format!("cannot be read: {e}"))),
@@ -137,21 +155,21 @@ impl ColdCache {
             .collect()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Entry>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Saved>> {
         self.services.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub(crate) fn get(&self, service: &str) -> Option<Entry> {
+    pub(crate) fn get(&self, service: &str) -> Option<Saved> {
         self.lock().get(service).cloned()
     }
 
     /// Keeps `snapshot` (fresh) as `service`'s view, and writes the file soon.
     pub(crate) fn save(self: &Arc<Self>, service: &str, snapshot: &Snapshot) {
-        let entry = Entry {
+        let saved = Saved {
             revision: snapshot.revision,
-            instances: snapshot.instances.iter().map(|i| (**i).clone()).collect(),
+            instances: snapshot.instances.clone(),
         };
-        self.lock().insert(service.to_owned(), entry);
+        self.lock().insert(service.to_owned(), saved);
         if self.pending.swap(true, Ordering::AcqRel) {
             return; // the scheduled write takes this change too
         }
@@ -177,11 +195,23 @@ impl ColdCache {
     pub fn write(&self) -> Result<()> {
         let _writing = self.writing.lock().unwrap_or_else(|p| p.into_inner());
         self.pending.store(false, Ordering::Release);
+        let views = self.lock().clone(); // shared instances: the lock is brief
+        let services = views
+            .into_iter()
+            .map(|(service, saved)| {
+                let instances = saved.instances.iter().map(|i| (**i).clone()).collect();
+                let entry = Entry {
+                    revision: saved.revision,
+                    instances,
+                };
+                (service, entry)
+            })
+            .collect();
         let file = File {
             format: FORMAT.into(),
             version: VERSION,
             scope: self.scope.clone(),
-            services: self.lock().clone(),
+            services,
         };
         let fail = |e: std::io::Error| Error::CacheFile {
             path: self.path.display().to_string(),

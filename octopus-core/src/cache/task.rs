@@ -218,7 +218,7 @@ impl<B: KvBackend> CacheTask<B> {
                 tracing::warn!(service = %self.service, revision = saved.revision, instances = saved.instances.len(), "registry unreachable at start: serving the saved view");
                 self.tx.send_replace(Some(Snapshot {
                     revision: saved.revision,
-                    instances: saved.instances.into_iter().collect(),
+                    instances: saved.instances,
                     freshness: Freshness::Stale { since },
                     resyncs: 0,
                 }));
