@@ -125,15 +125,7 @@ impl Inspector {
                     })
                 }
             };
-            let value = self.layout.encode(&instance)?;
-            let back = self.layout.decode(service, entry.key.as_bytes(), &value)?;
-            if back.is_draining() != draining {
-                return Err(Error::InvalidOption {
-                    name: "layout",
-                    value: format!("{:?}", self.layout),
-                    rule: "cannot carry the draining mark: its values hold no metadata".into(),
-                });
-            }
+            let value = octopus_core::encode_with_mark(&*self.layout, entry.key.as_bytes(), &instance)?;
             if let Some(revision) = self
                 .backend
                 .put_if_unchanged(&entry.key, value, entry.lease, entry.mod_revision)

@@ -53,6 +53,23 @@ pub trait KeyLayout: Send + Sync + fmt::Debug + 'static {
     }
 }
 
+/// Encodes `instance` for its key `key` in `layout`, refusing a draining mark
+/// the layout cannot carry (go-zero's values are only the address): the mark
+/// must decode back, or the write would silently drop it. The one check behind
+/// [`Registration::drain`](crate::Registration::drain) and an operator's
+/// `octopus drain`.
+pub fn encode_with_mark(layout: &dyn KeyLayout, key: &[u8], instance: &ServiceInstance) -> Result<Vec<u8>> {
+    let value = layout.encode(instance)?;
+    if instance.is_draining() && !layout.decode(&instance.service, key, &value)?.is_draining() {
+        return Err(Error::InvalidOption {
+            name: "layout",
+            value: format!("{layout:?}"),
+            rule: "cannot carry the draining mark: its values hold no metadata".into(),
+        });
+    }
+    Ok(value)
+}
+
 /// Octopus's own layout: `{namespace}/services/{service}/{id}` → JSON [`ServiceInstance`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct JsonLayout {

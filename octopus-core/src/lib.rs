@@ -80,7 +80,7 @@ pub use kv::{
     prefix_end, Event, EventKind, Header, KeyValue, KvBackend, Lease, LeaseKeeper, PutOutcome, WatchMessage,
     WatchStream,
 };
-pub use layout::{validate_namespace, JsonLayout, KeyLayout, DEFAULT_NAMESPACE};
+pub use layout::{encode_with_mark, validate_namespace, JsonLayout, KeyLayout, DEFAULT_NAMESPACE};
 pub use lease::LeaseRegistry;
 pub use metadata::Metadata;
 pub use presets::{EtcdNamingLayout, GoZeroLayout, KratosLayout};

@@ -9,6 +9,7 @@ use super::task::{log_err, Exit, Task};
 use crate::fencing::put_owned;
 use crate::keepalive::{Beat, KeepAlive};
 use crate::kv::next_message;
+use crate::layout::encode_with_mark;
 use crate::mailbox::Command;
 use crate::shared::SharedState;
 use crate::{
@@ -177,26 +178,12 @@ impl<B: KvBackend> Task<B> {
         match cmd {
             Some(Command::Update(instance, reply)) => {
                 let draining = self.instance.is_draining();
-                let result = self.update(instance.with_draining(draining), lease).await;
-                let conflict = match &result {
-                    Err(Error::Conflict { owner, .. }) => Some(*owner),
-                    _ => None,
-                };
-                let _ = reply.send(result);
-                conflict.map(|owner| Exit::Retry(RegistrationStatus::Conflict { owner }))
+                self.write_and_answer(instance.with_draining(draining), lease, reply)
+                    .await
             }
             Some(Command::Drain(draining, reply)) => {
                 let instance = self.instance.clone().with_draining(draining);
-                let result = self.update(instance, lease).await;
-                if result.is_ok() {
-                    self.draining.send_replace(draining);
-                }
-                let conflict = match &result {
-                    Err(Error::Conflict { owner, .. }) => Some(*owner),
-                    _ => None,
-                };
-                let _ = reply.send(result);
-                conflict.map(|owner| Exit::Retry(RegistrationStatus::Conflict { owner }))
+                self.write_and_answer(instance, lease, reply).await
             }
             Some(Command::Deregister(reply)) => {
                 let _ = reply.send(self.deregister().await);
@@ -219,23 +206,38 @@ impl<B: KvBackend> Task<B> {
         }
     }
 
+    /// Writes `instance` (an update, or the draining mark set or cleared),
+    /// publishes its mark once written, and answers the handle; `Some(exit)` when
+    /// a newer owner holds the key.
+    async fn write_and_answer(
+        &mut self,
+        instance: ServiceInstance,
+        lease: Option<LeaseId>,
+        reply: tokio::sync::oneshot::Sender<Result<()>>,
+    ) -> Option<Exit> {
+        let draining = instance.is_draining();
+        let result = self.update(instance, lease).await;
+        if result.is_ok() {
+            self.draining
+                .send_if_modified(|d| std::mem::replace(d, draining) != draining);
+        }
+        let conflict = match &result {
+            Err(Error::Conflict { owner, .. }) => Some(*owner),
+            _ => None,
+        };
+        let _ = reply.send(result);
+        conflict.map(|owner| Exit::Retry(RegistrationStatus::Conflict { owner }))
+    }
+
     /// Writes `instance` as ours. An update keeps the draining mark as it is
     /// (only `Drain` changes it): a process that updates its weight must not
     /// undo an operator's drain.
     async fn update(&mut self, instance: ServiceInstance, lease: Option<LeaseId>) -> Result<()> {
-        let value = self.layout.encode(&instance)?;
-        if instance.is_draining() {
-            // The mark must survive the layout (go-zero's carries no metadata).
-            let key = self.layout.key(&instance, LeaseId(0));
-            let back = self.layout.decode(&instance.service, key.as_bytes(), &value)?;
-            if !back.is_draining() {
-                return Err(Error::InvalidOption {
-                    name: "layout",
-                    value: format!("{:?}", self.layout),
-                    rule: "cannot carry the draining mark: its values hold no metadata".into(),
-                });
-            }
-        }
+        let value = encode_with_mark(
+            &*self.layout,
+            self.layout.key(&instance, LeaseId(0)).as_bytes(),
+            &instance,
+        )?;
         self.instance = instance;
         self.value = value;
         let Some(lease) = lease else {
