@@ -167,15 +167,16 @@ fn pair<B: crate::core::KvBackend>(
 ) -> (Arc<dyn Registry>, Arc<dyn Discovery>, crate::Inspector) {
     let backend = Arc::new(backend);
     let mut registry = crate::core::LeaseRegistry::new(backend.clone(), layout.clone());
+    let mut discovery = crate::core::WatchDiscovery::new(backend.clone(), layout.clone());
+    if let Some(cold) = cold {
+        discovery = discovery.with_cold_cache(cold);
+    }
     if let Some(options) = shared {
         registry = registry.with_shared_lease(options);
     }
     (
         Arc::new(registry),
-        Arc::new(match cold {
-            Some(cold) => crate::core::WatchDiscovery::new(backend.clone(), layout.clone()).with_cold_cache(cold),
-            None => crate::core::WatchDiscovery::new(backend.clone(), layout.clone()),
-        }),
+        Arc::new(discovery),
         crate::Inspector::new(backend, layout),
     )
 }

@@ -215,23 +215,19 @@ async fn serve(
     // where the instance is; then it deregisters. If the mark cannot be written
     // (the registry is down, a layout without metadata), deregister first and
     // keep serving for the delay instead.
-    let deregistered = match registration.drain().await {
+    match registration.drain().await {
         Ok(()) => {
             tracing::info!(service = %instance.service, id = %instance.id, delay = ?serve_options.drain_delay, "shutting down: draining, then deregistering");
             tokio::time::sleep(serve_options.drain_delay).await;
-            let deregistered = registration.deregister().await;
-            // Clients that follow only the keys (grpc-go's etcd resolver) learn
-            // of the instance's end from its key's deletion: serve them meanwhile.
-            tokio::time::sleep(serve_options.drain_delay).await;
-            deregistered
         }
         Err(e) => {
             tracing::info!(service = %instance.service, id = %instance.id, error = %e, "shutting down: cannot mark draining; deregistering first");
-            let deregistered = registration.deregister().await;
-            tokio::time::sleep(serve_options.drain_delay).await;
-            deregistered
         }
-    };
+    }
+    let deregistered = registration.deregister().await;
+    // Clients that follow only the keys (grpc-go's etcd resolver) learn of the
+    // instance's end from its key's deletion: serve them meanwhile.
+    tokio::time::sleep(serve_options.drain_delay).await;
     // Health Watch streams (grpc-go's client-side health checking keeps one open on
     // every server) have said NOT_SERVING by now: end them, or the graceful stop
     // below would wait the whole grace period for streams that never end.
