@@ -9,17 +9,16 @@ use std::time::Duration;
 use octopus_core::{
     BackoffPolicy, Discovery, KvBackend, RegisterOptions, Registry, ServiceInstance, WatchMessage, WatchStream,
 };
-use octopus_etcd::{EtcdBackend, EtcdOptions};
+use octopus_etcd::EtcdBackend;
 use octopus_testkit::etcd::EtcdServer;
 use tokio::time::{sleep, timeout};
 
 /// A client with the default options (HTTP/2 pings every 10 s: faster ones make
 /// etcd close the connection, which this file's counts would see).
-async fn backend(endpoint: String) -> EtcdBackend {
-    let opts = EtcdOptions::new([endpoint])
+async fn backend(etcd: &EtcdServer) -> EtcdBackend {
+    EtcdBackend::connect(etcd.options().request_timeout(Duration::from_secs(2)))
+        .await
         .unwrap()
-        .request_timeout(Duration::from_secs(2));
-    EtcdBackend::connect(opts).await.unwrap()
 }
 
 /// etcd's live watch streams, watchers and the streams a method has started.
@@ -61,7 +60,7 @@ async fn next(w: &mut WatchStream) -> WatchMessage {
 async fn one_watch_stream_and_one_keepalive_stream_per_client() {
     let etcd = EtcdServer::start().await;
     let before = footprint(&etcd).await;
-    let client = backend(etcd.endpoint()).await;
+    let client = backend(&etcd).await;
     let discovery = client.discovery();
     let registry = client.registry();
     // 20 services watched, 10 instances registered (each with its own lease and a
@@ -123,7 +122,7 @@ async fn one_watch_stream_and_one_keepalive_stream_per_client() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watches_sharing_the_stream_end_alone_and_resume_together() {
     let mut etcd = EtcdServer::start().await;
-    let client = backend(etcd.endpoint()).await;
+    let client = backend(&etcd).await;
     let header = client.header().await.unwrap();
     let mut live = client.watch("/live/", true, header.revision + 1).await.unwrap();
     let mut other = client.watch("/other/", true, header.revision + 1).await.unwrap();
@@ -213,9 +212,7 @@ async fn watches_sharing_the_stream_end_alone_and_resume_together() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_client_keeps_its_connection() {
     let etcd = EtcdServer::start().await;
-    let client = EtcdBackend::connect(EtcdOptions::new([etcd.endpoint()]).unwrap())
-        .await
-        .unwrap();
+    let client = EtcdBackend::connect(etcd.options()).await.unwrap();
     let discovery = client.discovery();
     let mut watches = Vec::new();
     for s in 0..5 {

@@ -12,18 +12,16 @@ use std::time::Duration;
 
 use octopus_core::balance::{BalancedChannel, Connector, PanicThreshold, Policy, TcpConnector};
 use octopus_core::{BackoffPolicy, Discovery, JitterRng, RegisterOptions, Registry, ServiceInstance};
-use octopus_etcd::{EtcdBackend, EtcdOptions};
+use octopus_etcd::EtcdBackend;
 use octopus_greeter::greeter_client::GreeterClient;
 use octopus_greeter::HelloRequest;
 use octopus_testkit::etcd::EtcdServer;
 use tokio::time::{sleep, timeout, Instant};
 
-async fn backend(endpoint: String) -> EtcdBackend {
-    let opts = EtcdOptions::new([endpoint])
+async fn backend(etcd: &EtcdServer) -> EtcdBackend {
+    EtcdBackend::connect(etcd.options().request_timeout(Duration::from_secs(2)))
+        .await
         .unwrap()
-        .request_timeout(Duration::from_secs(2))
-        .http2_keepalive(Duration::from_millis(500), Duration::from_secs(1));
-    EtcdBackend::connect(opts).await.unwrap()
 }
 
 async fn greeter(id: &str) -> u16 {
@@ -47,7 +45,7 @@ async fn steady(channel: BalancedChannel, stop: Arc<AtomicBool>) -> (usize, Vec<
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wiped_etcd_under_steady_calls_fails_no_call_with_the_panic_threshold() {
     let mut etcd = EtcdServer::start().await;
-    let registrants = backend(etcd.endpoint()).await;
+    let registrants = backend(&etcd).await;
     // Keepalives every 5 s: after the wipe, the registrants are back seconds after
     // discovery has resynced to an empty view.
     let options = RegisterOptions::default()
@@ -63,7 +61,7 @@ async fn a_wiped_etcd_under_steady_calls_fails_no_call_with_the_panic_threshold(
         let instance = ServiceInstance::new("greeter", id, "127.0.0.1", port).unwrap();
         registrations.push(registry.register(instance, options.clone()).await.unwrap());
     }
-    let discovery = backend(etcd.endpoint()).await.discovery();
+    let discovery = backend(&etcd).await.discovery();
     let channel = |threshold: PanicThreshold| {
         let discovery = &discovery;
         async move {
