@@ -33,6 +33,19 @@ async fn an_operators_mark_is_adopted_and_kept() {
 
     // The key deleted under the live lease: put back, with the mark.
     assert!(client.inspector().remove("svc", "a").await.unwrap());
+    // Wait for the key itself to be back: the watch below may still show the
+    // view from before the deletion, which had the mark too.
+    let restored = timeout(Duration::from_secs(5), async {
+        loop {
+            if let Some(entry) = client.inspector().entry("svc", "a").await.unwrap() {
+                return entry;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the deleted key is put back");
+    assert!(restored.instance.unwrap().is_draining(), "put back with the mark");
     let s = timeout(
         Duration::from_secs(5),
         watch.wait_for(|s| s.get("a").is_some_and(ServiceInstance::is_draining)),
