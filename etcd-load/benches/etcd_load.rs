@@ -99,8 +99,17 @@ fn process_cpu(pid: Option<u32>) -> Duration {
 }
 
 fn cpu_time() -> Duration {
+    threads_cpu("/proc/self/task")
+}
+
+/// The CPU time of process `pid`'s threads (a child's), from their schedstat.
+fn child_cpu(pid: u32) -> Duration {
+    threads_cpu(&format!("/proc/{pid}/task"))
+}
+
+fn threads_cpu(dir: &str) -> Duration {
     let mut total = 0u64;
-    if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+    if let Ok(tasks) = std::fs::read_dir(dir) {
         for t in tasks.flatten() {
             if let Ok(s) = std::fs::read_to_string(t.path().join("schedstat")) {
                 total += s
@@ -460,65 +469,111 @@ async fn register_with_go_peers(quick: bool) {
 
 // ---------------------------------------------------------------- 2. propagation
 
-/// Waits (10 s at most) until `n` sightings are in, then stops the watchers.
-async fn settle(seen: &Mutex<Vec<Duration>>, n: usize, tasks: &[tokio::task::JoinHandle<()>]) {
-    let _ = timeout(Duration::from_secs(10), async {
-        while seen.lock().unwrap().len() < n {
-            sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
-    tasks.iter().for_each(|t| t.abort());
+/// The wall clock in Unix nanoseconds. Every side of the propagation scenario
+/// is timed with it, the Go peer in a process of its own included (same machine).
+#[allow(clippy::disallowed_methods)] // across processes only the wall clock is shared
+fn unix_nanos() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
 }
 
-/// Puts `puts` instances of a fresh service and measures when each of `w`
-/// Octopus watchers sees each one: `w` discoveries, or `w` watches of one.
-async fn ours_propagation(
-    server: &EtcdServer,
-    writer: &mut Client,
-    puts: usize,
-    w: usize,
-    shared: bool,
-) -> Vec<Duration> {
-    let layout = layout();
-    let service = if shared { "shared" } else { "ours" };
-    let started: Arc<Mutex<BTreeMap<String, Instant>>> = Arc::default();
-    let seen: Arc<Mutex<Vec<Duration>>> = Arc::default();
-    let mut tasks = Vec::new();
-    let one = Arc::new(WatchDiscovery::new(Arc::new(backend(server).await), layout.clone()));
-    for _ in 0..w {
-        let discovery = if shared {
-            one.clone()
-        } else {
-            Arc::new(WatchDiscovery::new(Arc::new(backend(server).await), layout.clone()))
+/// One side of the propagation table.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+enum Watchers {
+    Raw,
+    Ours,
+    Shared,
+    Go,
+}
+
+/// When each put was sent (instance id → Unix ns), and each side's delays.
+#[derive(Clone, Default)]
+struct Sightings {
+    sent: Arc<Mutex<BTreeMap<String, u128>>>,
+    seen: Arc<Mutex<BTreeMap<Watchers, Vec<Duration>>>>,
+}
+
+impl Sightings {
+    /// `side` saw instance `id` at `at` (Unix ns, read when the response came).
+    fn saw(&self, side: Watchers, id: &str, at: u128) {
+        let Some(t0) = self.sent.lock().unwrap().get(id).copied() else {
+            return;
         };
-        let mut watch = discovery.watch(service).await.unwrap();
-        let (started, seen) = (started.clone(), seen.clone());
+        let delay = Duration::from_nanos(at.saturating_sub(t0) as u64);
+        self.seen.lock().unwrap().entry(side).or_default().push(delay);
+    }
+
+    fn count(&self) -> usize {
+        self.seen.lock().unwrap().values().map(Vec::len).sum()
+    }
+}
+
+/// `w` raw etcd-client watches of `prefix`, each on its own connection.
+async fn raw_watchers(server: &EtcdServer, prefix: &str, w: usize, s: &Sightings) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    for _ in 0..w {
+        let mut c = raw(server).await;
+        let mut stream = c.watch(prefix, Some(WatchOptions::new().with_prefix())).await.unwrap();
+        let s = s.clone();
         tasks.push(tokio::spawn(async move {
-            let _keep = discovery;
-            // What changed since the last snapshot, as a consumer that reacts to
-            // changes reads it: O(change), like the raw side's events (walking
-            // every instance per snapshot would bill this side O(n) per change).
-            let mut previous: Option<octopus::Snapshot> = None;
-            while let Some(snapshot) = watch.next().await {
-                let now = Instant::now();
-                let added = match &previous {
-                    Some(p) => snapshot.diff_from(p).added,
-                    None => snapshot.instances.iter().map(|i| (**i).clone()).collect(),
-                };
-                for inst in added {
-                    if let Some(t0) = started.lock().unwrap().get(&inst.id) {
-                        seen.lock().unwrap().push(now - *t0);
+            let _keep = c;
+            while let Ok(Some(resp)) = stream.message().await {
+                let now = unix_nanos();
+                for ev in resp.events() {
+                    if ev.event_type() == EventType::Put {
+                        let key = ev.kv().unwrap().key_str().unwrap();
+                        s.saw(Watchers::Raw, key.rsplit('/').next().unwrap_or(key), now);
                     }
                 }
-                previous = Some(snapshot);
             }
         }));
     }
+    tasks
+}
+
+/// A watcher process and the thread that reads its lines.
+type Peer = (std::process::Child, tokio::task::JoinHandle<()>);
+
+/// A watcher process (the Go peer `octopuswatch`, or Octopus's `watch_client`),
+/// reporting "seen ID NANOS" lines as `side`, read by a thread.
+fn peer_watchers(program: &std::path::Path, args: &[String], side: Watchers, s: &Sightings) -> Peer {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{}: {e}", program.display()));
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let ready = tokio::task::block_in_place(|| lines.next());
+    assert!(
+        matches!(&ready, Some(Ok(l)) if l == "ready"),
+        "{} did not start: {ready:?}",
+        program.display()
+    );
+    let s = s.clone();
+    let reader = tokio::task::spawn_blocking(move || {
+        for line in lines.map_while(Result::ok) {
+            let mut words = line.split(' ');
+            if let (Some("seen"), Some(id), Some(at)) = (words.next(), words.next(), words.next()) {
+                if let Ok(at) = at.parse::<u128>() {
+                    s.saw(side, id, at);
+                }
+            }
+        }
+    });
+    (child, reader)
+}
+
+/// Puts `puts` instances of `service` 5 ms apart, each timed from its send, and
+/// waits (10 s at most) until `expected` sightings are in.
+async fn put_and_wait(writer: &mut Client, service: &str, puts: usize, s: &Sightings, expected: usize) {
+    let layout = layout();
     sleep(Duration::from_millis(300)).await;
     for i in 0..puts {
         let inst = instance(service, i);
-        started.lock().unwrap().insert(inst.id.clone(), Instant::now());
+        s.sent.lock().unwrap().insert(inst.id.clone(), unix_nanos());
         writer
             .put(
                 layout.key(&inst, octopus::LeaseId(0)),
@@ -529,157 +584,162 @@ async fn ours_propagation(
             .unwrap();
         sleep(Duration::from_millis(5)).await;
     }
-    settle(&seen, puts * w, &tasks).await;
-    let seen = seen.lock().unwrap().clone();
-    seen
-}
-
-/// The wall clock in Unix nanoseconds: a send time another process (the Go
-/// peer) compares with its own clock, on the same machine.
-#[allow(clippy::disallowed_methods)] // across processes only the wall clock is shared
-fn unix_nanos() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos())
-}
-
-/// The Go peer's propagation: `w` clientv3 watchers on one client in a process
-/// of its own; each put's value is its send time (Unix nanoseconds), and the
-/// peer reports each sighting's delay. Empty when the peer cannot run.
-async fn go_propagation(
-    go: Option<&std::path::Path>,
-    server: &EtcdServer,
-    writer: &mut Client,
-    puts: usize,
-    w: usize,
-) -> Vec<Duration> {
-    use std::io::BufRead;
-    let Some(go) = go else { return Vec::new() };
-    let mut child = std::process::Command::new(go)
-        .args([&server.endpoint(), "/go-peer/", &w.to_string()])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    assert_eq!(
-        rx.recv().await.as_deref(),
-        Some("ready"),
-        "the Go watcher peer did not start"
-    );
-    for i in 0..puts {
-        writer
-            .put(format!("/go-peer/{i}"), unix_nanos().to_string(), None)
-            .await
-            .unwrap();
-        sleep(Duration::from_millis(5)).await;
-    }
-    let mut seen = Vec::new();
     let _ = timeout(Duration::from_secs(10), async {
-        while seen.len() < puts * w {
-            match rx.recv().await {
-                Some(line) => {
-                    if let Some(ns) = line.strip_prefix("seen ").and_then(|n| n.parse::<u64>().ok()) {
-                        seen.push(Duration::from_nanos(ns));
-                    }
-                }
-                None => return,
-            }
+        while s.count() < expected {
+            sleep(Duration::from_millis(10)).await;
         }
     })
     .await;
+}
+
+/// Ends a watcher process and its reader.
+async fn stop(peer: Peer) {
+    let (mut child, reader) = peer;
     drop(child.stdin.take());
     let _ = child.wait();
-    seen
+    let _ = reader.await;
+}
+
+/// One round on a fresh etcd, in two pairs that watch the same puts at once, so
+/// that the two sides of a pair share etcd's and the disk's hiccups and their
+/// difference is the clients': Octopus's watcher process (`W` watches on one
+/// client) beside the Go peer's (`W` watchers on one clientv3 client); then
+/// Octopus with a client per watch (`W` connections, in its process) beside raw
+/// etcd-client watches, each on its own connection (in this one).
+async fn propagation_round(
+    ours: &std::path::Path,
+    go: Option<&std::path::Path>,
+    puts: usize,
+    w: usize,
+) -> BTreeMap<Watchers, (Vec<Duration>, Option<Duration>)> {
+    let server = EtcdServer::start().await;
+    let mut writer = raw(&server).await;
+    let args = |service: &str, mode: &str| vec![server.endpoint(), service.to_owned(), w.to_string(), mode.to_owned()];
+
+    let s = Sightings::default();
+    let shared = peer_watchers(ours, &args("pair", "shared"), Watchers::Shared, &s);
+    let go_peer = go.map(|go| {
+        let prefix = layout().prefix("pair");
+        peer_watchers(go, &[server.endpoint(), prefix, w.to_string()], Watchers::Go, &s)
+    });
+    let sides = 1 + usize::from(go_peer.is_some());
+    let mut peers = vec![(Watchers::Shared, shared)];
+    peers.extend(go_peer.map(|p| (Watchers::Go, p)));
+    let cpu = measure_cpu(&peers, put_and_wait(&mut writer, "pair", puts, &s, puts * w * sides)).await;
+    for (_, peer) in peers {
+        stop(peer).await;
+    }
+
+    let each = peer_watchers(ours, &args("each", "each"), Watchers::Ours, &s);
+    let tasks = raw_watchers(&server, &layout().prefix("each"), w, &s).await;
+    let before = s.count();
+    let peers = vec![(Watchers::Ours, each)];
+    let cpu_each = measure_cpu(
+        &peers,
+        put_and_wait(&mut writer, "each", puts, &s, before + puts * w * 2),
+    )
+    .await;
+    tasks.iter().for_each(|t| t.abort());
+    for (_, peer) in peers {
+        stop(peer).await;
+    }
+    let seen = s.seen.lock().unwrap().clone();
+    seen.into_iter()
+        .map(|(side, delays)| {
+            let cpu = cpu.get(&side).or(cpu_each.get(&side)).copied();
+            (side, (delays, cpu))
+        })
+        .collect()
+}
+
+/// The CPU time each watcher process spent while `work` ran.
+async fn measure_cpu(
+    peers: &[(Watchers, Peer)],
+    work: impl std::future::Future<Output = ()>,
+) -> BTreeMap<Watchers, Duration> {
+    let before: Vec<Duration> = peers.iter().map(|(_, p)| child_cpu(p.0.id())).collect();
+    work.await;
+    peers
+        .iter()
+        .zip(before)
+        .map(|((side, p), before)| (*side, child_cpu(p.0.id()).saturating_sub(before)))
+        .collect()
+}
+
+/// One side's propagation over the rounds.
+#[derive(Default)]
+struct SideStats {
+    /// Every delay.
+    pooled: Vec<Duration>,
+    /// Each round's p99.
+    p99s: Vec<Duration>,
+    /// The watcher process's CPU per sighting (µs), each round.
+    cpus: Vec<f64>,
 }
 
 async fn propagation(quick: bool) {
     let go = octopus_etcd_load::go_program("octopuswatch")
         .map_err(|why| println!("\n(Go peer skipped: {why})"))
         .ok();
-    println!("\n## 2. Propagation: put sent → change seen by each watcher (200 puts, 5 ms apart)\n");
+    let ours = std::path::PathBuf::from(env!("CARGO_BIN_EXE_watch_client"));
+    let (puts, rounds) = if quick { (50, 1) } else { (200, 5) };
     println!(
-        "| watchers | raw watch each, p50 / p99 / max | Octopus discovery each | Octopus watches sharing one discovery | Go clientv3 watchers on one client |\n|---|---|---|---|---|"
+        "\n## 2. Propagation: put sent → change seen by each watcher ({puts} puts 5 ms apart per round, \
+         {rounds} rounds on fresh etcds; Octopus's one-client watchers and the Go peer watch the same puts \
+         at once, each in a process of its own, and so do Octopus's client-per-watch and raw watches; \
+         p50 / p99 / max over every sighting, then the rounds' p99s min–max)\n"
     );
-    let puts = if quick { 50 } else { 200 };
-    for w in [1usize, 20, 100] {
-        let server = EtcdServer::start().await;
-        let mut writer = raw(&server).await;
-        let layout = layout();
-
-        // Raw: W etcd-client watches, each on its own connection.
-        let started: Arc<Mutex<BTreeMap<String, Instant>>> = Arc::default();
-        let seen: Arc<Mutex<Vec<Duration>>> = Arc::default();
-        let mut tasks = Vec::new();
-        for _ in 0..w {
-            let mut c = raw(&server).await;
-            let (started, seen) = (started.clone(), seen.clone());
-            let mut stream = c
-                .watch("/octopus/services/raw/", Some(WatchOptions::new().with_prefix()))
-                .await
-                .unwrap();
-            tasks.push(tokio::spawn(async move {
-                let _keep = c;
-                while let Ok(Some(resp)) = stream.message().await {
-                    let now = Instant::now();
-                    for ev in resp.events() {
-                        if ev.event_type() == EventType::Put {
-                            let key = ev.kv().unwrap().key_str().unwrap().to_owned();
-                            if let Some(t0) = started.lock().unwrap().get(&key) {
-                                seen.lock().unwrap().push(now - *t0);
-                            }
-                        }
-                    }
+    println!(
+        "| watchers per side | raw watch, a connection each | Octopus, a client each | Octopus watches on one client | Go clientv3 watchers on one client |\n|---|---|---|---|---|"
+    );
+    // PROPAGATION_WATCHERS=1,20 measures those counts only.
+    let counts: Vec<usize> = match std::env::var("PROPAGATION_WATCHERS") {
+        Ok(list) => list.split(',').filter_map(|n| n.trim().parse().ok()).collect(),
+        Err(_) => vec![1, 20, 100],
+    };
+    for w in counts {
+        // Per side: every delay, each round's p99, and the process's CPU per sighting.
+        let mut all: BTreeMap<Watchers, SideStats> = BTreeMap::new();
+        for _ in 0..rounds {
+            for (side, (mut seen, cpu)) in propagation_round(&ours, go.as_deref(), puts, w).await {
+                seen.sort();
+                let SideStats { pooled, p99s, cpus } = all.entry(side).or_default();
+                p99s.push(percentile(&seen, 0.99));
+                if let (Some(cpu), false) = (cpu, seen.is_empty()) {
+                    cpus.push(cpu.as_secs_f64() * 1e6 / seen.len() as f64);
                 }
-            }));
+                pooled.extend(seen);
+            }
         }
-        sleep(Duration::from_millis(300)).await;
-        for i in 0..puts {
-            let inst = instance("raw", i);
-            let key = layout.key(&inst, octopus::LeaseId(0));
-            started.lock().unwrap().insert(key.clone(), Instant::now());
-            writer.put(key, layout.encode(&inst).unwrap(), None).await.unwrap();
-            sleep(Duration::from_millis(5)).await;
+        for SideStats { pooled, p99s, cpus } in all.values_mut() {
+            pooled.sort();
+            p99s.sort();
+            cpus.sort_by(f64::total_cmp);
         }
-        settle(&seen, puts * w, &tasks).await;
-        let mut raw_lat = seen.lock().unwrap().clone();
-        raw_lat.sort();
-
-        // Octopus: W discoveries, each on its own connection; then W watches
-        // sharing one discovery (one cache per service per process, as meant).
-        let mut ours = ours_propagation(&server, &mut writer, puts, w, false).await;
-        ours.sort();
-        let mut shared = ours_propagation(&server, &mut writer, puts, w, true).await;
-        shared.sort();
-        let stats = |v: &[Duration]| {
+        let cell = |side: Watchers| {
+            let Some(SideStats { pooled, p99s, cpus }) = all.get(&side) else {
+                return "skipped".to_owned();
+            };
+            let cpu = match cpus.len() {
+                0 => String::new(),
+                n => format!("; process CPU {:.0} µs per sighting", cpus[n / 2]),
+            };
             format!(
-                "{} / {} / {} ({} seen)",
-                ms(percentile(v, 0.5)),
-                ms(percentile(v, 0.99)),
-                ms(v.last().copied().unwrap_or_default()),
-                v.len()
+                "{} / {} / {} ({} seen; p99 {}–{}{cpu})",
+                ms(percentile(pooled, 0.5)),
+                ms(percentile(pooled, 0.99)),
+                ms(pooled.last().copied().unwrap_or_default()),
+                pooled.len(),
+                ms(p99s[0]),
+                ms(p99s[p99s.len() - 1]),
             )
         };
-        let mut go_lat = go_propagation(go.as_deref(), &server, &mut writer, puts, w).await;
-        go_lat.sort();
-        let go_cell = if go.is_some() {
-            stats(&go_lat)
-        } else {
-            "skipped".to_owned()
-        };
         println!(
-            "| {w} | {} | {} | {} | {go_cell} |",
-            stats(&raw_lat),
-            stats(&ours),
-            stats(&shared)
+            "| {w} | {} | {} | {} | {} |",
+            cell(Watchers::Raw),
+            cell(Watchers::Ours),
+            cell(Watchers::Shared),
+            cell(Watchers::Go)
         );
     }
 }

@@ -8,9 +8,13 @@
 //! processes (Octopus's `footprint_client`, or the Go peer `octopusfootprint`
 //! built from interop/go with Debian's packaged clientv3), waits until each has
 //! registered and watches, lets etcd settle, and reads its metrics again: watch
-//! streams, watchers, goroutines, resident memory, gRPC calls started by method,
-//! and etcd's CPU over a quiet while. The sides alternate from round to round.
-//! Without Go the Go side is skipped with a message. Results: docs/PERFORMANCE.md.
+//! streams, watchers, goroutines, resident memory, live heap and goroutine stacks
+//! (both reads follow forced garbage collections, etcd runs with `--enable-pprof`),
+//! gRPC calls started by method, and etcd's CPU over a quiet while. The Go peer
+//! writes the same keys and values as Octopus, so the two differ only in how they
+//! use etcd. The sides alternate from round to round. `ROUNDS=N` changes the
+//! number of rounds. Without Go the Go side is skipped with a message. Results:
+//! docs/PERFORMANCE.md.
 #![allow(missing_docs)]
 
 use std::collections::BTreeMap;
@@ -91,6 +95,8 @@ struct Footprint {
     watchers: f64,
     goroutines: f64,
     rss: f64,
+    heap: f64,
+    stacks: f64,
     cpu: f64,
     calls: BTreeMap<String, f64>,
 }
@@ -113,6 +119,8 @@ async fn read(etcd: &EtcdServer) -> Footprint {
         watchers: m("etcd_debugging_mvcc_watcher_total"),
         goroutines: m("go_goroutines"),
         rss: m("process_resident_memory_bytes"),
+        heap: m("go_memstats_heap_alloc_bytes"),
+        stacks: m("go_memstats_stack_inuse_bytes"),
         cpu: m("process_cpu_seconds_total"),
         calls,
     }
@@ -126,15 +134,27 @@ struct Cost {
     watchers: f64,
     goroutines: f64,
     rss_kib: f64,
+    heap_kib: f64,
+    stacks_kib: f64,
     calls: f64,
     ranges: f64,
     idle_cpu_ms_per_s: f64,
 }
 
+/// A few garbage collections in etcd, so that what is read next is live memory
+/// (one GC halves an idle goroutine's grown stack at most once), then a read.
+async fn settled(etcd: &EtcdServer) -> Footprint {
+    for _ in 0..3 {
+        etcd.collect_garbage().await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    read(etcd).await
+}
+
 async fn measure(program: &Path, clients: usize, services: usize, instances: usize) -> Cost {
-    let etcd = EtcdServer::start().await;
+    let etcd = EtcdServer::start_with(&["--enable-pprof".to_owned()], None).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let base = read(&etcd).await;
+    let base = settled(&etcd).await;
     let endpoint = etcd.endpoint();
     let (program2, endpoint2) = (program.to_path_buf(), endpoint.clone());
     let running = tokio::task::spawn_blocking(move || {
@@ -148,7 +168,7 @@ async fn measure(program: &Path, clients: usize, services: usize, instances: usi
     // round (TTL/3 = 3.3 s) every lease is kept alive and every registration
     // watches its own key.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let now = read(&etcd).await;
+    let now = settled(&etcd).await;
     // etcd's CPU while the clients only keep their leases alive and watch.
     let quiet = Duration::from_secs(5);
     tokio::time::sleep(quiet).await;
@@ -169,6 +189,8 @@ async fn measure(program: &Path, clients: usize, services: usize, instances: usi
         watchers: d(|f| f.watchers),
         goroutines: d(|f| f.goroutines),
         rss_kib: d(|f| f.rss) / 1024.0,
+        heap_kib: d(|f| f.heap) / 1024.0,
+        stacks_kib: d(|f| f.stacks) / 1024.0,
         calls: total / per,
         ranges: started("Range") / per,
         idle_cpu_ms_per_s: (later.cpu - now.cpu) * 1000.0 / quiet.as_secs_f64() / per,
@@ -191,7 +213,11 @@ fn range(v: &[f64]) -> String {
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
-    let rounds = if quick { 1 } else { 5 };
+    let rounds = match std::env::var("ROUNDS") {
+        Ok(n) => n.parse().unwrap_or_else(|_| panic!("ROUNDS=N (a number), not {n:?}")),
+        Err(_) if quick => 1,
+        Err(_) => 5,
+    };
     let ours = PathBuf::from(env!("CARGO_BIN_EXE_footprint_client"));
     let go = go_peer();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -253,12 +279,14 @@ fn main() {
             results.keys().copied().collect::<Vec<_>>().join(" | ")
         );
         println!("|---|{}", "---|".repeat(results.len()));
-        let rows: [Row; 8] = [
+        let rows: [Row; 10] = [
             ("watch streams", |c| c.watch_streams),
             ("LeaseKeepAlive streams started", |c| c.keepalive_streams),
             ("watchers", |c| c.watchers),
             ("etcd goroutines", |c| c.goroutines),
             ("etcd RSS (KiB)", |c| c.rss_kib),
+            ("etcd live heap after GC (KiB)", |c| c.heap_kib),
+            ("etcd goroutine stacks after GC (KiB)", |c| c.stacks_kib),
             ("gRPC calls started", |c| c.calls),
             ("of which Range", |c| c.ranges),
             ("idle etcd CPU (ms/s)", |c| c.idle_cpu_ms_per_s),

@@ -43,3 +43,54 @@ async fn the_footprint_peer_registers_and_watches() {
     drop(child.stdin.take());
     let _ = child.wait();
 }
+
+/// The propagation scenario's two watcher processes speak one protocol: "ready",
+/// then "seen ID NANOS" for each put, NANOS the wall-clock time of the sight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_watch_peers_report_each_put_they_see() {
+    let etcd = octopus_testkit::etcd::EtcdServer::start().await;
+    let go = octopus_etcd_load::go_program("octopuswatch").unwrap();
+    let ours = std::path::PathBuf::from(env!("CARGO_BIN_EXE_watch_client"));
+    let endpoint = etcd.endpoint();
+    let peers = [
+        (go, vec![endpoint.clone(), "/octopus/services/prop/".into(), "2".into()]),
+        (
+            ours.clone(),
+            vec![endpoint.clone(), "prop".into(), "2".into(), "shared".into()],
+        ),
+        (ours, vec![endpoint, "prop".into(), "2".into(), "each".into()]),
+    ];
+    let mut running = Vec::new();
+    for (program, args) in peers {
+        let mut child = Command::new(&program)
+            .args(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let ready = tokio::task::block_in_place(|| lines.next());
+        assert!(matches!(ready, Some(Ok(ref l)) if l == "ready"), "{args:?}: {ready:?}");
+        running.push((args, child, lines));
+    }
+    #[allow(clippy::disallowed_methods)] // the peers report wall-clock times
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let value = r#"{"service":"prop","id":"i-1","addr":"127.0.0.1","port":9}"#;
+    let out = etcd.etcdctl(&["put", "/octopus/services/prop/i-1", value]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for (args, mut child, mut lines) in running {
+        // Two watchers each: two sightings of the one put.
+        for _ in 0..2 {
+            let line = tokio::task::block_in_place(|| lines.next()).unwrap().unwrap();
+            let words: Vec<&str> = line.split(' ').collect();
+            assert_eq!(words[..2], ["seen", "i-1"], "{args:?}: {line}");
+            let at: u128 = words[2].parse().unwrap();
+            assert!(at >= before, "{args:?}: seen at {at}, before the put ({before})");
+        }
+        drop(child.stdin.take());
+        let _ = child.wait();
+    }
+}

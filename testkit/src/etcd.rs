@@ -153,14 +153,32 @@ impl EtcdServer {
 
     /// etcd's own `/metrics` (Prometheus text), served on the client port.
     pub async fn metrics(&self) -> String {
+        self.http_get("/metrics").await
+    }
+
+    /// Runs a garbage collection in etcd (Go's `/debug/pprof/heap?gc=1`), so that
+    /// heap and stack figures read next count live memory only. Needs etcd started
+    /// with `--enable-pprof`; panics otherwise, naming the flag.
+    pub async fn collect_garbage(&self) {
+        let answer = self.http_get("/debug/pprof/heap?gc=1").await;
+        assert!(
+            answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200"),
+            "etcd did not run a GC (started without --enable-pprof?): {}",
+            answer.lines().next().unwrap_or("")
+        );
+    }
+
+    /// The whole HTTP/1.0 answer (status line, headers, body) to `GET path` on
+    /// the client port.
+    async fn http_get(&self, path: &str) -> String {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut conn = tokio::net::TcpStream::connect(self.addr()).await.expect("etcd listens");
-        conn.write_all(b"GET /metrics HTTP/1.0\r\nHost: etcd\r\n\r\n")
+        conn.write_all(format!("GET {path} HTTP/1.0\r\nHost: etcd\r\n\r\n").as_bytes())
             .await
             .expect("etcd reads");
-        let mut body = String::new();
-        conn.read_to_string(&mut body).await.expect("etcd answers");
-        body
+        let mut body = Vec::new();
+        conn.read_to_end(&mut body).await.expect("etcd answers");
+        String::from_utf8_lossy(&body).into_owned()
     }
 
     /// The sum of etcd's metric `name` over the series whose labels include every

@@ -39,8 +39,12 @@ func main() {
 			fmt.Fprintln(os.Stderr, "grant:", err)
 			os.Exit(1)
 		}
-		key := fmt.Sprintf("/footprint/svc-%d/%s-%d", i%services, client, i)
-		value := fmt.Sprintf(`{"service":"svc-%d","id":"%s-%d","addr":"127.0.0.1","port":%d}`, i%services, client, i, 20000+i)
+		// The key and value Octopus writes for the same instance, byte for
+		// byte in length (its JSON layout, with the write's wall-clock stamp),
+		// so that the two sides differ only in how they use etcd.
+		key := fmt.Sprintf("/footprint/services/svc-%d/%s-%d", i%services, client, i)
+		value := fmt.Sprintf(`{"service":"svc-%d","id":"%s-%d","addr":"127.0.0.1","port":%d,"version":"","metadata":{},"weight":100,"written_at_ms":%d}`,
+			i%services, client, i, 20000+i, time.Now().UnixMilli())
 		if _, err := cli.Put(ctx, key, value, clientv3.WithLease(lease.ID)); err != nil {
 			fmt.Fprintln(os.Stderr, "put:", err)
 			os.Exit(1)
@@ -56,7 +60,7 @@ func main() {
 		}()
 	}
 	for s := 0; s < services; s++ {
-		prefix := fmt.Sprintf("/footprint/svc-%d/", s)
+		prefix := fmt.Sprintf("/footprint/services/svc-%d/", s)
 		resp, err := cli.Get(ctx, prefix, clientv3.WithPrefix())
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "get:", err)

@@ -1,9 +1,11 @@
 // octopuswatch: the Go peer of the propagation scenario
 // (etcd-load/benches/etcd_load.rs, "propagation"): W watchers of PREFIX on one
-// clientv3 client (clientv3 multiplexes them on one watch stream). Each put's
-// value is the Unix time in nanoseconds when it was sent; for every put each
-// watcher sees, it prints "seen NANOS" (the time from send to sight). It prints
-// "ready" once every watch is created, and runs until stdin closes.
+// clientv3 client (clientv3 multiplexes them on one watch stream). For every
+// put each watcher sees, it prints "seen ID NANOS": ID is the key's last
+// segment, NANOS the wall-clock Unix time in nanoseconds when the watch
+// response arrived (the harness, on the same machine, subtracts the time it
+// sent the put). It prints "ready" once every watch is created, and runs until
+// stdin closes.
 //
 //	octopuswatch ENDPOINT PREFIX W
 package main
@@ -14,6 +16,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -45,12 +48,10 @@ func main() {
 					if ev.Type != clientv3.EventTypePut {
 						continue
 					}
-					t0, err := strconv.ParseInt(string(ev.Kv.Value), 10, 64)
-					if err != nil {
-						continue
-					}
+					key := string(ev.Kv.Key)
+					id := key[strings.LastIndex(key, "/")+1:]
 					out.Lock()
-					fmt.Fprintf(writer, "seen %d\n", now-t0)
+					fmt.Fprintf(writer, "seen %s %d\n", id, now)
 					writer.Flush()
 					out.Unlock()
 				}
