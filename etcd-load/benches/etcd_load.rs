@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use etcd_client::{Client, Compare, CompareOp, EventType, GetOptions, PutOptions, Txn, TxnOp, WatchOptions};
+use etcd_client::{Client, Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp, WatchOptions};
 use futures_util::StreamExt;
 use octopus::core::{LeaseRegistry, WatchDiscovery};
 use octopus::etcd::EtcdBackend;
@@ -481,9 +481,15 @@ fn unix_nanos() -> u128 {
 /// One side of the propagation table.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 enum Watchers {
-    Raw,
-    Ours,
+    /// Raw etcd-client watches on one client.
+    RawShared,
+    /// Raw etcd-client watches, a client each.
+    RawEach,
+    /// Octopus watches on one client.
     Shared,
+    /// Octopus watches, a client each.
+    Each,
+    /// The Go peer: clientv3 watchers on one client.
     Go,
 }
 
@@ -507,29 +513,6 @@ impl Sightings {
     fn count(&self) -> usize {
         self.seen.lock().unwrap().values().map(Vec::len).sum()
     }
-}
-
-/// `w` raw etcd-client watches of `prefix`, each on its own connection.
-async fn raw_watchers(server: &EtcdServer, prefix: &str, w: usize, s: &Sightings) -> Vec<tokio::task::JoinHandle<()>> {
-    let mut tasks = Vec::new();
-    for _ in 0..w {
-        let mut c = raw(server).await;
-        let mut stream = c.watch(prefix, Some(WatchOptions::new().with_prefix())).await.unwrap();
-        let s = s.clone();
-        tasks.push(tokio::spawn(async move {
-            let _keep = c;
-            while let Ok(Some(resp)) = stream.message().await {
-                let now = unix_nanos();
-                for ev in resp.events() {
-                    if ev.event_type() == EventType::Put {
-                        let key = ev.kv().unwrap().key_str().unwrap();
-                        s.saw(Watchers::Raw, key.rsplit('/').next().unwrap_or(key), now);
-                    }
-                }
-            }
-        }));
-    }
-    tasks
 }
 
 /// A watcher process and the thread that reads its lines.
@@ -600,12 +583,12 @@ async fn stop(peer: Peer) {
     let _ = reader.await;
 }
 
-/// One round on a fresh etcd, in two pairs that watch the same puts at once, so
-/// that the two sides of a pair share etcd's and the disk's hiccups and their
-/// difference is the clients': Octopus's watcher process (`W` watches on one
-/// client) beside the Go peer's (`W` watchers on one clientv3 client); then
-/// Octopus with a client per watch (`W` connections, in its process) beside raw
-/// etcd-client watches, each on its own connection (in this one).
+/// One round on a fresh etcd, in groups of watcher processes that watch the same
+/// puts at once, so that the sides of a group share etcd's and the disk's
+/// hiccups (and the machine's cores) and their difference is the clients':
+/// Octopus and the Go peer, `W` watches on one client each; then Octopus and raw
+/// etcd-client with a client per watch; then raw etcd-client's `W` watches on
+/// one client, alone (the baseline, a stream per watch).
 async fn propagation_round(
     ours: &std::path::Path,
     go: Option<&std::path::Path>,
@@ -615,40 +598,31 @@ async fn propagation_round(
     let server = EtcdServer::start().await;
     let mut writer = raw(&server).await;
     let args = |service: &str, mode: &str| vec![server.endpoint(), service.to_owned(), w.to_string(), mode.to_owned()];
-
     let s = Sightings::default();
-    let shared = peer_watchers(ours, &args("pair", "shared"), Watchers::Shared, &s);
-    let go_peer = go.map(|go| {
-        let prefix = layout().prefix("pair");
-        peer_watchers(go, &[server.endpoint(), prefix, w.to_string()], Watchers::Go, &s)
-    });
-    let sides = 1 + usize::from(go_peer.is_some());
-    let mut peers = vec![(Watchers::Shared, shared)];
-    peers.extend(go_peer.map(|p| (Watchers::Go, p)));
-    let cpu = measure_cpu(&peers, put_and_wait(&mut writer, "pair", puts, &s, puts * w * sides)).await;
-    for (_, peer) in peers {
-        stop(peer).await;
-    }
-
-    let each = peer_watchers(ours, &args("each", "each"), Watchers::Ours, &s);
-    let tasks = raw_watchers(&server, &layout().prefix("each"), w, &s).await;
-    let before = s.count();
-    let peers = vec![(Watchers::Ours, each)];
-    let cpu_each = measure_cpu(
-        &peers,
-        put_and_wait(&mut writer, "each", puts, &s, before + puts * w * 2),
-    )
-    .await;
-    tasks.iter().for_each(|t| t.abort());
-    for (_, peer) in peers {
-        stop(peer).await;
+    let mut cpu = BTreeMap::new();
+    let groups = [
+        ("one", vec![(Watchers::Shared, "shared")]),
+        ("each", vec![(Watchers::Each, "each"), (Watchers::RawEach, "raw-each")]),
+        ("raw", vec![(Watchers::RawShared, "raw-shared")]),
+    ];
+    for (service, sides) in groups {
+        let mut peers: Vec<(Watchers, Peer)> = sides
+            .into_iter()
+            .map(|(side, mode)| (side, peer_watchers(ours, &args(service, mode), side, &s)))
+            .collect();
+        if let (Some(go), "one") = (go, service) {
+            let go_args = [server.endpoint(), layout().prefix(service), w.to_string()];
+            peers.push((Watchers::Go, peer_watchers(go, &go_args, Watchers::Go, &s)));
+        }
+        let expected = s.count() + puts * w * peers.len();
+        cpu.extend(measure_cpu(&peers, put_and_wait(&mut writer, service, puts, &s, expected)).await);
+        for (_, peer) in peers {
+            stop(peer).await;
+        }
     }
     let seen = s.seen.lock().unwrap().clone();
     seen.into_iter()
-        .map(|(side, delays)| {
-            let cpu = cpu.get(&side).or(cpu_each.get(&side)).copied();
-            (side, (delays, cpu))
-        })
+        .map(|(side, delays)| (side, (delays, cpu.get(&side).copied())))
         .collect()
 }
 
@@ -685,12 +659,13 @@ async fn propagation(quick: bool) {
     let (puts, rounds) = if quick { (50, 1) } else { (200, 5) };
     println!(
         "\n## 2. Propagation: put sent → change seen by each watcher ({puts} puts 5 ms apart per round, \
-         {rounds} rounds on fresh etcds; Octopus's one-client watchers and the Go peer watch the same puts \
-         at once, each in a process of its own, and so do Octopus's client-per-watch and raw watches; \
-         p50 / p99 / max over every sighting, then the rounds' p99s min–max)\n"
+         {rounds} rounds on fresh etcds; every side a process of its own; Octopus and Go on one client each \
+         watch the same puts at once, then the two client-per-watch sides, then raw etcd-client on one \
+         client alone; p50 / p99 / max over every sighting, then the rounds' p99s min–max and the \
+         process's CPU per sighting)\n"
     );
     println!(
-        "| watchers per side | raw watch, a connection each | Octopus, a client each | Octopus watches on one client | Go clientv3 watchers on one client |\n|---|---|---|---|---|"
+        "| watchers per side | raw etcd-client, one client | Go clientv3, one client | Octopus, one client | raw etcd-client, a client each | Octopus, a client each |\n|---|---|---|---|---|---|"
     );
     // PROPAGATION_WATCHERS=1,20 measures those counts only.
     let counts: Vec<usize> = match std::env::var("PROPAGATION_WATCHERS") {
@@ -735,11 +710,12 @@ async fn propagation(quick: bool) {
             )
         };
         println!(
-            "| {w} | {} | {} | {} | {} |",
-            cell(Watchers::Raw),
-            cell(Watchers::Ours),
+            "| {w} | {} | {} | {} | {} | {} |",
+            cell(Watchers::RawShared),
+            cell(Watchers::Go),
             cell(Watchers::Shared),
-            cell(Watchers::Go)
+            cell(Watchers::RawEach),
+            cell(Watchers::Each)
         );
     }
 }

@@ -58,7 +58,15 @@ async fn both_watch_peers_report_each_put_they_see() {
             ours.clone(),
             vec![endpoint.clone(), "prop".into(), "2".into(), "shared".into()],
         ),
-        (ours, vec![endpoint, "prop".into(), "2".into(), "each".into()]),
+        (
+            ours.clone(),
+            vec![endpoint.clone(), "prop".into(), "2".into(), "each".into()],
+        ),
+        (
+            ours.clone(),
+            vec![endpoint.clone(), "prop".into(), "2".into(), "raw-shared".into()],
+        ),
+        (ours, vec![endpoint, "prop".into(), "2".into(), "raw-each".into()]),
     ];
     let mut running = Vec::new();
     for (program, args) in peers {

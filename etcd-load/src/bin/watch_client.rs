@@ -1,13 +1,16 @@
-//! The Octopus side of the propagation scenario (benches/etcd_load.rs), a process
-//! of its own as the Go peer `octopuswatch` is: `W` watchers of `SERVICE`, on one
-//! `octopus::Client` (`shared`: one discovery cache, one etcd connection, as a
-//! service watches) or on `W` clients (`each`). For every instance a watcher
-//! sees added it prints "seen ID NANOS": NANOS is the wall-clock Unix time in
-//! nanoseconds when the change reached the watcher (the harness, on the same
-//! machine, subtracts the time it sent the put). It prints "ready" once every
-//! watch has its first view, and runs until its stdin closes.
+//! The Rust sides of the propagation scenario (benches/etcd_load.rs), each a
+//! process of its own as the Go peer `octopuswatch` is: `W` watchers of
+//! `SERVICE`, on one `octopus::Client` (`shared`: one discovery cache, one etcd
+//! connection, as a service watches) or on `W` clients (`each`); or `W` raw
+//! etcd-client watches of the service's prefix (`raw-shared`: one client, a
+//! stream per watch as etcd-client opens them; `raw-each`: a client each), the
+//! baseline. For every instance a watcher sees added it prints "seen ID NANOS":
+//! NANOS is the wall-clock Unix time in nanoseconds when the change reached the
+//! watcher (the harness, on the same machine, subtracts the time it sent the
+//! put). It prints "ready" once every watch is created, and runs until its stdin
+//! closes.
 //!
-//!     watch_client ENDPOINT SERVICE W shared|each
+//!     watch_client ENDPOINT SERVICE W shared|each|raw-shared|raw-each
 
 use std::io::{BufRead, Write};
 use std::sync::{Arc, Mutex};
@@ -23,14 +26,16 @@ fn unix_nanos() -> u128 {
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [endpoint, service, w, mode] = &args[..] else {
-        eprintln!("usage: watch_client ENDPOINT SERVICE W shared|each");
+        eprintln!("usage: watch_client ENDPOINT SERVICE W shared|each|raw-shared|raw-each");
         std::process::exit(2);
     };
     let w: usize = w.parse().expect("W is a number");
     let shared = match mode.as_str() {
         "shared" => true,
         "each" => false,
-        other => panic!("mode is shared or each, not {other:?}"),
+        "raw-shared" => return raw(endpoint, service, w, true).await,
+        "raw-each" => return raw(endpoint, service, w, false).await,
+        other => panic!("mode is shared, each, raw-shared or raw-each, not {other:?}"),
     };
     let url = format!("etcd://{endpoint}");
     let connect = || async {
@@ -60,6 +65,53 @@ async fn main() {
                 let _ = out.flush();
                 drop(out);
                 previous = snapshot;
+            }
+        }));
+    }
+    {
+        let mut out = out.lock().unwrap();
+        let _ = writeln!(out, "ready");
+        let _ = out.flush();
+    }
+    let _ = tokio::task::spawn_blocking(|| {
+        let mut line = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut line);
+    })
+    .await;
+    tasks.iter().for_each(|t| t.abort());
+}
+
+/// `w` raw etcd-client watches of the service's prefix, on one client (`shared`)
+/// or each on its own.
+async fn raw(endpoint: &str, service: &str, w: usize, shared: bool) {
+    use etcd_client::{Client, EventType, WatchOptions};
+    let prefix = format!("/octopus/services/{service}/");
+    let out = Arc::new(Mutex::new(std::io::BufWriter::new(std::io::stdout())));
+    let one = Client::connect([endpoint], None).await.expect("connect");
+    let mut tasks = Vec::new();
+    for _ in 0..w {
+        let mut c = if shared {
+            one.clone()
+        } else {
+            Client::connect([endpoint], None).await.expect("connect")
+        };
+        let mut stream = c
+            .watch(prefix.as_str(), Some(WatchOptions::new().with_prefix()))
+            .await
+            .expect("watching");
+        let out = out.clone();
+        tasks.push(tokio::spawn(async move {
+            let _keep = c;
+            while let Ok(Some(resp)) = stream.message().await {
+                let now = unix_nanos();
+                let mut out = out.lock().unwrap();
+                for ev in resp.events() {
+                    if ev.event_type() == EventType::Put {
+                        let key = ev.kv().and_then(|kv| kv.key_str().ok()).unwrap_or("");
+                        let _ = writeln!(out, "seen {} {now}", key.rsplit('/').next().unwrap_or(key));
+                    }
+                }
+                let _ = out.flush();
             }
         }));
     }
