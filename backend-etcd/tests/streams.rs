@@ -231,3 +231,62 @@ async fn an_idle_client_keeps_its_connection() {
     assert_eq!(started("Status").await - status0, 0.0, "discovery reconnected");
     assert_eq!(client.streams().watch_streams, 1, "{:?}", client.streams());
 }
+
+/// Two races the shared stream must not lose a watch to, either of which would
+/// leave a watcher on etcd that nobody reads: a create whose caller gave up
+/// before etcd answered it (etcd frozen), and a watch dropped while events for
+/// it are on their way. The first is caught every time when the multiplexer
+/// skips a create nobody waits for; the second is a race, and un-listing a
+/// watch whose owner has gone (the bug) failed this test in 3 runs of 4.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watches_given_up_or_dropped_mid_flow_are_cancelled_on_etcd() {
+    let etcd = EtcdServer::start().await;
+    let before = footprint(&etcd).await;
+    let client = EtcdBackend::connect(etcd.options().request_timeout(Duration::from_millis(500)))
+        .await
+        .unwrap();
+    let mut writer = client.client().await.unwrap().clone();
+    let mut first = client.watch("/a/", true, 0).await.unwrap();
+    until_footprint(&etcd, (before.0 + 1.0, before.1 + 1.0, before.2), "one watch").await;
+
+    // 1. Asked while etcd is frozen, the create outlives its caller's deadline;
+    // etcd creates the watch once it resumes, and it must then be cancelled.
+    etcd.pause();
+    let given_up = client.watch("/b/", true, 0).await;
+    etcd.resume();
+    assert!(given_up.is_err(), "the create did not time out while etcd was frozen");
+    until_footprint(
+        &etcd,
+        (before.0 + 1.0, before.1 + 1.0, before.2),
+        "the watch whose caller gave up, cancelled",
+    )
+    .await;
+    writer.put("/a/k", "v", None).await.unwrap();
+    assert!(
+        matches!(next(&mut first).await, WatchMessage::Events { .. }),
+        "the first watch goes on"
+    );
+
+    // 2. Watches dropped while a writer keeps their prefix busy.
+    let busy = tokio::spawn({
+        let mut writer = writer.clone();
+        async move {
+            for i in 0.. {
+                writer.put(format!("/c/{}", i % 50), "v", None).await.unwrap();
+            }
+        }
+    });
+    for _ in 0..200 {
+        let mut w = client.watch("/c/", true, 0).await.unwrap();
+        let _ = next(&mut w).await;
+        drop(w);
+    }
+    busy.abort();
+    until_footprint(
+        &etcd,
+        (before.0 + 1.0, before.1 + 1.0, before.2),
+        "200 watches dropped while events flowed, cancelled",
+    )
+    .await;
+    assert_eq!(client.streams().watch_streams, 1, "{:?}", client.streams());
+}
