@@ -68,17 +68,7 @@ async fn main() {
             }
         }));
     }
-    {
-        let mut out = out.lock().unwrap();
-        let _ = writeln!(out, "ready");
-        let _ = out.flush();
-    }
-    let _ = tokio::task::spawn_blocking(|| {
-        let mut line = String::new();
-        let _ = std::io::stdin().lock().read_line(&mut line);
-    })
-    .await;
-    tasks.iter().for_each(|t| t.abort());
+    ready_until_stdin_closes(&out, tasks).await;
 }
 
 /// `w` raw etcd-client watches of the service's prefix, on one client (`shared`)
@@ -115,6 +105,14 @@ async fn raw(endpoint: &str, service: &str, w: usize, shared: bool) {
             }
         }));
     }
+    ready_until_stdin_closes(&out, tasks).await;
+}
+
+/// Says "ready", runs the watchers until the harness closes stdin, then stops them.
+async fn ready_until_stdin_closes(
+    out: &Mutex<std::io::BufWriter<std::io::Stdout>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+) {
     {
         let mut out = out.lock().unwrap();
         let _ = writeln!(out, "ready");
