@@ -44,11 +44,15 @@ async fn main() {
             std::process::exit(1)
         })
     };
-    let one = connect().await;
+    // One client for every watch when shared; none left idle otherwise.
+    let one = if shared { Some(connect().await) } else { None };
     let out = Arc::new(Mutex::new(std::io::BufWriter::new(std::io::stdout())));
     let mut tasks = Vec::new();
     for _ in 0..w {
-        let client = if shared { one.clone() } else { connect().await };
+        let client = match &one {
+            Some(one) => one.clone(),
+            None => connect().await,
+        };
         let mut watch = client.watch(service).await.expect("watching");
         let mut previous = watch.next().await.expect("a first view");
         let out = out.clone();
@@ -77,13 +81,16 @@ async fn raw(endpoint: &str, service: &str, w: usize, shared: bool) {
     use etcd_client::{Client, EventType, WatchOptions};
     let prefix = format!("/octopus/services/{service}/");
     let out = Arc::new(Mutex::new(std::io::BufWriter::new(std::io::stdout())));
-    let one = Client::connect([endpoint], None).await.expect("connect");
+    let one = if shared {
+        Some(Client::connect([endpoint], None).await.expect("connect"))
+    } else {
+        None
+    };
     let mut tasks = Vec::new();
     for _ in 0..w {
-        let mut c = if shared {
-            one.clone()
-        } else {
-            Client::connect([endpoint], None).await.expect("connect")
+        let mut c = match &one {
+            Some(one) => one.clone(),
+            None => Client::connect([endpoint], None).await.expect("connect"),
         };
         let mut stream = c
             .watch(prefix.as_str(), Some(WatchOptions::new().with_prefix()))
