@@ -521,20 +521,7 @@ type Peer = (std::process::Child, tokio::task::JoinHandle<()>);
 /// A watcher process (the Go peer `octopuswatch`, or Octopus's `watch_client`),
 /// reporting "seen ID NANOS" lines as `side`, read by a thread.
 fn peer_watchers(program: &std::path::Path, args: &[String], side: Watchers, s: &Sightings) -> Peer {
-    use std::io::BufRead;
-    let mut child = std::process::Command::new(program)
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{}: {e}", program.display()));
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let ready = tokio::task::block_in_place(|| lines.next());
-    assert!(
-        matches!(&ready, Some(Ok(l)) if l == "ready"),
-        "{} did not start: {ready:?}",
-        program.display()
-    );
+    let (child, lines) = tokio::task::block_in_place(|| octopus_etcd_load::start_ready(program, args));
     let s = s.clone();
     let reader = tokio::task::spawn_blocking(move || {
         for line in lines.map_while(Result::ok) {

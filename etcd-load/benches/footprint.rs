@@ -18,9 +18,8 @@
 #![allow(missing_docs)]
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use octopus_testkit::etcd::{metric, EtcdServer};
@@ -66,26 +65,13 @@ impl Drop for Client {
 }
 
 fn start(program: &Path, endpoint: &str, id: usize, services: usize, instances: usize) -> Client {
-    let mut child = Command::new(program)
-        .args([
-            endpoint,
-            &format!("c{id}"),
-            &services.to_string(),
-            &instances.to_string(),
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{}: {e}", program.display()));
-    let stdout = child.stdout.take().unwrap();
-    let ready = BufReader::new(stdout).lines().next();
-    assert!(
-        matches!(&ready, Some(Ok(l)) if l == "ready"),
-        "{} did not get ready: {ready:?}",
-        program.display()
-    );
-    Client(child)
+    let args = [
+        endpoint.to_owned(),
+        format!("c{id}"),
+        services.to_string(),
+        instances.to_string(),
+    ];
+    Client(octopus_etcd_load::start_ready(program, &args).0)
 }
 
 /// What etcd shows.

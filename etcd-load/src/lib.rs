@@ -10,8 +10,9 @@
 //! protoc to build: the facade's default examples must build without it.
 #![forbid(unsafe_code)]
 
-use std::path::PathBuf;
-use std::process::Command;
+use std::io::{BufRead, BufReader, Lines};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, Stdio};
 
 /// Builds the Go program `name` (a package under interop/go/src) in GOPATH mode
 /// from Debian's packaged sources (golang-go, golang-etcd-server-dev), into the
@@ -43,4 +44,26 @@ pub fn go_program(name: &str) -> Result<PathBuf, String> {
         ));
     }
     Ok(out)
+}
+
+/// Starts a peer of the harness (a Go peer, or one of this package's client
+/// programs) with its stdin and stdout piped, and blocks until its first line,
+/// which must be "ready": every peer says so once it has set up. The peer runs
+/// until its stdin is closed. Returns it with the rest of its output, by line.
+pub fn start_ready(program: &Path, args: &[String]) -> (Child, Lines<BufReader<ChildStdout>>) {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{}: {e}", program.display()));
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout is piped")).lines();
+    let ready = lines.next();
+    assert!(
+        matches!(&ready, Some(Ok(l)) if l == "ready"),
+        "{} {args:?} did not get ready: {ready:?}",
+        program.display()
+    );
+    (child, lines)
 }

@@ -2,9 +2,6 @@
 //! sources (`./scripts/test` installs Go and them), so that a harness run never
 //! finds them broken. The footprint peer also runs against a real etcd once.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-
 #[test]
 fn the_go_peers_build() {
     for name in ["octopusfootprint", "octopusregload", "octopuswatch"] {
@@ -19,17 +16,8 @@ async fn the_footprint_peer_registers_and_watches() {
     let program = octopus_etcd_load::go_program("octopusfootprint").unwrap();
     let etcd = octopus_testkit::etcd::EtcdServer::start().await;
     let before = etcd.metric("etcd_debugging_mvcc_watcher_total", &[]).await;
-    let mut child = Command::new(program)
-        .args([&etcd.endpoint(), "t", "3", "2"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let ready = tokio::task::spawn_blocking(move || BufReader::new(stdout).lines().next())
-        .await
-        .unwrap();
-    assert!(matches!(ready, Some(Ok(ref l)) if l == "ready"), "{ready:?}");
+    let args = [etcd.endpoint(), "t".into(), "3".into(), "2".into()];
+    let (mut child, _) = tokio::task::block_in_place(|| octopus_etcd_load::start_ready(&program, &args));
     assert_eq!(
         etcd.metric("etcd_debugging_mvcc_watcher_total", &[]).await - before,
         3.0
@@ -70,15 +58,7 @@ async fn both_watch_peers_report_each_put_they_see() {
     ];
     let mut running = Vec::new();
     for (program, args) in peers {
-        let mut child = Command::new(&program)
-            .args(&args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let ready = tokio::task::block_in_place(|| lines.next());
-        assert!(matches!(ready, Some(Ok(ref l)) if l == "ready"), "{args:?}: {ready:?}");
+        let (child, lines) = tokio::task::block_in_place(|| octopus_etcd_load::start_ready(&program, &args));
         running.push((args, child, lines));
     }
     #[allow(clippy::disallowed_methods)] // the peers report wall-clock times
