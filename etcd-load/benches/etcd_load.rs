@@ -493,11 +493,15 @@ enum Watchers {
     Go,
 }
 
+/// A watcher saw instance `.0` this long after its put was sent.
+type Sighting = (String, Duration);
+
 /// When each put was sent (instance id → Unix ns), and each side's delays.
 #[derive(Clone, Default)]
 struct Sightings {
     sent: Arc<Mutex<BTreeMap<String, u128>>>,
-    seen: Arc<Mutex<BTreeMap<Watchers, Vec<Duration>>>>,
+    /// Per side, every sighting.
+    seen: Arc<Mutex<BTreeMap<Watchers, Vec<Sighting>>>>,
 }
 
 impl Sightings {
@@ -507,7 +511,12 @@ impl Sightings {
             return;
         };
         let delay = Duration::from_nanos(at.saturating_sub(t0) as u64);
-        self.seen.lock().unwrap().entry(side).or_default().push(delay);
+        self.seen
+            .lock()
+            .unwrap()
+            .entry(side)
+            .or_default()
+            .push((id.to_owned(), delay));
     }
 
     fn count(&self) -> usize {
@@ -515,30 +524,21 @@ impl Sightings {
     }
 }
 
-/// A watcher process and the thread that reads its lines.
-type Peer = (std::process::Child, tokio::task::JoinHandle<()>);
-
-/// A watcher process (the Go peer `octopuswatch`, or Octopus's `watch_client`),
-/// reporting "seen ID NANOS" lines as `side`, read by a thread.
-fn peer_watchers(program: &std::path::Path, args: &[String], side: Watchers, s: &Sightings) -> Peer {
-    let (child, lines) = tokio::task::block_in_place(|| octopus_etcd_load::start_ready(program, args));
-    let s = s.clone();
-    let reader = tokio::task::spawn_blocking(move || {
-        for line in lines.map_while(Result::ok) {
-            let mut words = line.split(' ');
-            if let (Some("seen"), Some(id), Some(at)) = (words.next(), words.next(), words.next()) {
-                if let Ok(at) = at.parse::<u128>() {
-                    s.saw(side, id, at);
-                }
-            }
-        }
-    });
-    (child, reader)
+/// A watcher process (the Go peer `octopuswatch`, or Octopus's `watch_client`)
+/// and its output, by line.
+struct Peer {
+    child: std::process::Child,
+    lines: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
 }
 
-/// Puts `puts` instances of `service` 5 ms apart, each timed from its send, and
-/// waits (10 s at most) until `expected` sightings are in.
-async fn put_and_wait(writer: &mut Client, service: &str, puts: usize, s: &Sightings, expected: usize) {
+fn peer_watchers(program: &std::path::Path, args: &[String]) -> Peer {
+    let (child, lines) = tokio::task::block_in_place(|| octopus_etcd_load::start_ready(program, args));
+    Peer { child, lines }
+}
+
+/// Puts `puts` instances of `service` 5 ms apart, each timed from its send, then
+/// waits 100 ms for the last to be seen.
+async fn put(writer: &mut Client, service: &str, puts: usize, s: &Sightings) {
     let layout = layout();
     sleep(Duration::from_millis(300)).await;
     for i in 0..puts {
@@ -554,20 +554,36 @@ async fn put_and_wait(writer: &mut Client, service: &str, puts: usize, s: &Sight
             .unwrap();
         sleep(Duration::from_millis(5)).await;
     }
-    let _ = timeout(Duration::from_secs(10), async {
-        while s.count() < expected {
-            sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
+    sleep(Duration::from_millis(100)).await;
 }
 
-/// Ends a watcher process and its reader.
-async fn stop(peer: Peer) {
-    let (mut child, reader) = peer;
-    drop(child.stdin.take());
-    let _ = child.wait();
-    let _ = reader.await;
+/// Collects the peers' sightings ("seen ID NANOS" lines, asked for once the
+/// puts are done, so that reporting costs the watchers no I/O while they run)
+/// until `expected` are in, or 10 s.
+async fn collect(peers: &mut [(Watchers, Peer)], s: &Sightings, expected: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while s.count() < expected && Instant::now() < deadline {
+        for (side, peer) in peers.iter_mut() {
+            let lines = tokio::task::block_in_place(|| octopus_etcd_load::report(&mut peer.child, &mut peer.lines));
+            for line in lines {
+                let mut words = line.split(' ');
+                if let (Some("seen"), Some(id), Some(at)) = (words.next(), words.next(), words.next()) {
+                    if let Ok(at) = at.parse::<u128>() {
+                        s.saw(*side, id, at);
+                    }
+                }
+            }
+        }
+        if s.count() < expected {
+            sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Ends a watcher process.
+fn stop(mut peer: Peer) {
+    drop(peer.child.stdin.take());
+    let _ = peer.child.wait();
 }
 
 /// One round on a fresh etcd, in groups of watcher processes that watch the same
@@ -581,35 +597,79 @@ async fn propagation_round(
     go: Option<&std::path::Path>,
     puts: usize,
     w: usize,
-) -> BTreeMap<Watchers, (Vec<Duration>, Option<Duration>)> {
+) -> BTreeMap<Watchers, Round> {
     let server = EtcdServer::start().await;
     let mut writer = raw(&server).await;
     let args = |service: &str, mode: &str| vec![server.endpoint(), service.to_owned(), w.to_string(), mode.to_owned()];
     let s = Sightings::default();
     let mut cpu = BTreeMap::new();
     let groups = [
-        ("one", vec![(Watchers::Shared, "shared")]),
+        (
+            "one",
+            vec![(Watchers::RawShared, "raw-shared"), (Watchers::Shared, "shared")],
+        ),
         ("each", vec![(Watchers::Each, "each"), (Watchers::RawEach, "raw-each")]),
-        ("raw", vec![(Watchers::RawShared, "raw-shared")]),
     ];
     for (service, sides) in groups {
         let mut peers: Vec<(Watchers, Peer)> = sides
             .into_iter()
-            .map(|(side, mode)| (side, peer_watchers(ours, &args(service, mode), side, &s)))
+            .map(|(side, mode)| (side, peer_watchers(ours, &args(service, mode))))
             .collect();
         if let (Some(go), "one") = (go, service) {
             let go_args = [server.endpoint(), layout().prefix(service), w.to_string()];
-            peers.push((Watchers::Go, peer_watchers(go, &go_args, Watchers::Go, &s)));
+            peers.push((Watchers::Go, peer_watchers(go, &go_args)));
         }
         let expected = s.count() + puts * w * peers.len();
-        cpu.extend(measure_cpu(&peers, put_and_wait(&mut writer, service, puts, &s, expected)).await);
-        for (_, peer) in peers {
-            stop(peer).await;
-        }
+        cpu.extend(measure_cpu(&peers, put(&mut writer, service, puts, &s)).await);
+        collect(&mut peers, &s, expected).await;
+        peers.into_iter().for_each(|(_, peer)| stop(peer));
     }
     let seen = s.seen.lock().unwrap().clone();
     seen.into_iter()
-        .map(|(side, delays)| (side, (delays, cpu.get(&side).copied())))
+        .map(|(side, sightings)| {
+            // Per put, the median of the side's watchers' delays.
+            let mut by_put: BTreeMap<String, Vec<Duration>> = BTreeMap::new();
+            for (id, delay) in &sightings {
+                by_put.entry(id.clone()).or_default().push(*delay);
+            }
+            let per_put = by_put
+                .into_iter()
+                .map(|(id, mut d)| {
+                    d.sort();
+                    (id, d[d.len() / 2])
+                })
+                .collect();
+            let delays = sightings.into_iter().map(|(_, d)| d).collect();
+            (
+                side,
+                Round {
+                    delays,
+                    per_put,
+                    cpu: cpu.get(&side).copied(),
+                },
+            )
+        })
+        .collect()
+}
+
+/// One side's sightings in one round.
+struct Round {
+    /// Every sighting's delay.
+    delays: Vec<Duration>,
+    /// Per put, the median delay of the side's watchers.
+    per_put: BTreeMap<String, Duration>,
+    /// The watcher process's CPU time over the round.
+    cpu: Option<Duration>,
+}
+
+/// Per put seen by both, `a`'s delay minus `b`'s, in µs.
+fn paired(a: &Round, b: &Round) -> Vec<f64> {
+    a.per_put
+        .iter()
+        .filter_map(|(id, da)| {
+            let db = b.per_put.get(id)?;
+            Some((da.as_secs_f64() - db.as_secs_f64()) * 1e6)
+        })
         .collect()
 }
 
@@ -618,12 +678,12 @@ async fn measure_cpu(
     peers: &[(Watchers, Peer)],
     work: impl std::future::Future<Output = ()>,
 ) -> BTreeMap<Watchers, Duration> {
-    let before: Vec<Duration> = peers.iter().map(|(_, p)| child_cpu(p.0.id())).collect();
+    let before: Vec<Duration> = peers.iter().map(|(_, p)| child_cpu(p.child.id())).collect();
     work.await;
     peers
         .iter()
         .zip(before)
-        .map(|((side, p), before)| (*side, child_cpu(p.0.id()).saturating_sub(before)))
+        .map(|((side, p), before)| (*side, child_cpu(p.child.id()).saturating_sub(before)))
         .collect()
 }
 
@@ -644,12 +704,15 @@ async fn propagation(quick: bool) {
         .ok();
     let ours = std::path::PathBuf::from(env!("CARGO_BIN_EXE_watch_client"));
     let (puts, rounds) = if quick { (50, 1) } else { (200, 5) };
+    // PROPAGATION_ROUNDS=N and PROPAGATION_PUTS=N change the sizes.
+    let env = |name: &str, default: usize| std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
+    let (puts, rounds) = (env("PROPAGATION_PUTS", puts), env("PROPAGATION_ROUNDS", rounds));
     println!(
         "\n## 2. Propagation: put sent → change seen by each watcher ({puts} puts 5 ms apart per round, \
-         {rounds} rounds on fresh etcds; every side a process of its own; Octopus and Go on one client each \
-         watch the same puts at once, then the two client-per-watch sides, then raw etcd-client on one \
-         client alone; p50 / p99 / max over every sighting, then the rounds' p99s min–max and the \
-         process's CPU per sighting)\n"
+         {rounds} rounds on fresh etcds; every side a process of its own; raw etcd-client, Go and Octopus \
+         on one client each watch the same puts at once, then the two client-per-watch sides; \
+         p50 / p99 / max over every sighting, then the rounds' p99s min–max and the process's CPU per \
+         sighting)\n"
     );
     println!(
         "| watchers per side | raw etcd-client, one client | Go clientv3, one client | Octopus, one client | raw etcd-client, a client each | Octopus, a client each |\n|---|---|---|---|---|---|"
@@ -659,18 +722,38 @@ async fn propagation(quick: bool) {
         Ok(list) => list.split(',').filter_map(|n| n.trim().parse().ok()).collect(),
         Err(_) => vec![1, 20, 100],
     };
+    let pairs = [
+        ("Octopus − Go", Watchers::Shared, Watchers::Go),
+        ("Octopus − raw", Watchers::Shared, Watchers::RawShared),
+        ("Go − raw", Watchers::Go, Watchers::RawShared),
+        ("Octopus − raw, a client each", Watchers::Each, Watchers::RawEach),
+    ];
+    let mut differences = Vec::new();
     for w in counts {
         // Per side: every delay, each round's p99, and the process's CPU per sighting.
         let mut all: BTreeMap<Watchers, SideStats> = BTreeMap::new();
+        // Per pair: every put's difference, and each round's median difference.
+        let mut diffs: Vec<(Vec<f64>, Vec<f64>)> = vec![Default::default(); pairs.len()];
         for _ in 0..rounds {
-            for (side, (mut seen, cpu)) in propagation_round(&ours, go.as_deref(), puts, w).await {
-                seen.sort();
-                let SideStats { pooled, p99s, cpus } = all.entry(side).or_default();
-                p99s.push(percentile(&seen, 0.99));
-                if let (Some(cpu), false) = (cpu, seen.is_empty()) {
-                    cpus.push(cpu.as_secs_f64() * 1e6 / seen.len() as f64);
+            let round = propagation_round(&ours, go.as_deref(), puts, w).await;
+            for ((_, a, b), (pooled, medians)) in pairs.iter().zip(&mut diffs) {
+                if let (Some(a), Some(b)) = (round.get(a), round.get(b)) {
+                    let mut d = paired(a, b);
+                    d.sort_by(f64::total_cmp);
+                    if !d.is_empty() {
+                        medians.push(d[d.len() / 2]);
+                    }
+                    pooled.extend(d);
                 }
-                pooled.extend(seen);
+            }
+            for (side, Round { mut delays, cpu, .. }) in round {
+                delays.sort();
+                let SideStats { pooled, p99s, cpus } = all.entry(side).or_default();
+                p99s.push(percentile(&delays, 0.99));
+                if let (Some(cpu), false) = (cpu, delays.is_empty()) {
+                    cpus.push(cpu.as_secs_f64() * 1e6 / delays.len() as f64);
+                }
+                pooled.extend(delays);
             }
         }
         for SideStats { pooled, p99s, cpus } in all.values_mut() {
@@ -704,6 +787,39 @@ async fn propagation(quick: bool) {
             cell(Watchers::RawEach),
             cell(Watchers::Each)
         );
+        differences.push((w, diffs));
+    }
+    println!(
+        "\nPaired, put by put (each side's median over its watchers, one side's minus the other's, µs): \
+         the median difference over every put, its p10 and p90, and the rounds' medians min–max\n"
+    );
+    let header: Vec<&str> = pairs.iter().map(|(name, _, _)| *name).collect();
+    println!(
+        "| watchers per side | {} |\n|---|{}",
+        header.join(" | "),
+        "---|".repeat(pairs.len())
+    );
+    for (w, diffs) in differences {
+        let cells: Vec<String> = diffs
+            .into_iter()
+            .map(|(mut pooled, mut medians)| {
+                if pooled.is_empty() {
+                    return "skipped".to_owned();
+                }
+                pooled.sort_by(f64::total_cmp);
+                medians.sort_by(f64::total_cmp);
+                let at = |p: f64| pooled[((pooled.len() - 1) as f64 * p) as usize];
+                format!(
+                    "{:+.0} ({:+.0} … {:+.0}; rounds {:+.0} … {:+.0})",
+                    at(0.5),
+                    at(0.1),
+                    at(0.9),
+                    medians[0],
+                    medians[medians.len() - 1]
+                )
+            })
+            .collect();
+        println!("| {w} | {} |", cells.join(" | "));
     }
 }
 

@@ -67,3 +67,16 @@ pub fn start_ready(program: &Path, args: &[String]) -> (Child, Lines<BufReader<C
     );
     (child, lines)
 }
+
+/// A watcher peer of the propagation scenario (`octopuswatch`, `watch_client`)
+/// keeps its sightings in memory while the puts run, so that reporting them
+/// costs the watchers no I/O: a line "report" on its stdin makes it write the
+/// lines gathered since the last report, then "end". Returns those lines.
+pub fn report(child: &mut Child, lines: &mut Lines<BufReader<ChildStdout>>) -> Vec<String> {
+    use std::io::Write;
+    let stdin = child.stdin.as_mut().expect("stdin is piped");
+    if writeln!(stdin, "report").and_then(|()| stdin.flush()).is_err() {
+        return Vec::new(); // the peer has exited; its stderr says why
+    }
+    lines.map_while(Result::ok).take_while(|l| l != "end").collect()
+}

@@ -32,8 +32,9 @@ async fn the_footprint_peer_registers_and_watches() {
     let _ = child.wait();
 }
 
-/// The propagation scenario's two watcher processes speak one protocol: "ready",
-/// then "seen ID NANOS" for each put, NANOS the wall-clock time of the sight.
+/// The propagation scenario's watcher processes speak one protocol: "ready",
+/// then, at each "report" on their stdin, "seen ID NANOS" for each put seen since
+/// the last report (NANOS the wall-clock time of the sight), then "end".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_watch_peers_report_each_put_they_see() {
     let etcd = octopus_testkit::etcd::EtcdServer::start().await;
@@ -70,14 +71,27 @@ async fn both_watch_peers_report_each_put_they_see() {
     let out = etcd.etcdctl(&["put", "/octopus/services/prop/i-1", value]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     for (args, mut child, mut lines) in running {
-        // Two watchers each: two sightings of the one put.
-        for _ in 0..2 {
-            let line = tokio::task::block_in_place(|| lines.next()).unwrap().unwrap();
+        // Two watchers each: two sightings of the one put, reported when asked.
+        let mut seen = Vec::new();
+        for _ in 0..100 {
+            seen.extend(tokio::task::block_in_place(|| {
+                octopus_etcd_load::report(&mut child, &mut lines)
+            }));
+            if seen.len() >= 2 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(seen.len(), 2, "{args:?}: {seen:?}");
+        for line in seen {
             let words: Vec<&str> = line.split(' ').collect();
             assert_eq!(words[..2], ["seen", "i-1"], "{args:?}: {line}");
             let at: u128 = words[2].parse().unwrap();
             assert!(at >= before, "{args:?}: seen at {at}, before the put ({before})");
         }
+        // Asked again: nothing new.
+        let again = tokio::task::block_in_place(|| octopus_etcd_load::report(&mut child, &mut lines));
+        assert!(again.is_empty(), "{args:?}: reported twice: {again:?}");
         drop(child.stdin.take());
         let _ = child.wait();
     }

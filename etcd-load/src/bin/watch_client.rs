@@ -7,7 +7,10 @@
 //! baseline. For every instance a watcher sees added it prints "seen ID NANOS":
 //! NANOS is the wall-clock Unix time in nanoseconds when the change reached the
 //! watcher (the harness, on the same machine, subtracts the time it sent the
-//! put). It prints "ready" once every watch is created, and runs until its stdin
+//! put). Sightings are kept in memory while the puts run (a watcher's report is
+//! an append under a short lock, and no I/O, as in `octopuswatch`). It prints
+//! "ready" once every watch is created; then, for each line "report" on its
+//! stdin, the sightings since the last report and "end". It runs until its stdin
 //! closes.
 //!
 //!     watch_client ENDPOINT SERVICE W shared|each|raw-shared|raw-each
@@ -46,7 +49,7 @@ async fn main() {
     };
     // One client for every watch when shared; none left idle otherwise.
     let one = if shared { Some(connect().await) } else { None };
-    let out = Arc::new(Mutex::new(std::io::BufWriter::new(std::io::stdout())));
+    let out = Lines::default();
     let mut tasks = Vec::new();
     for _ in 0..w {
         let client = match &one {
@@ -62,12 +65,9 @@ async fn main() {
                 // The time the change arrived; what changed is worked out after.
                 let now = unix_nanos();
                 let diff = snapshot.diff_from(&previous);
-                let mut out = out.lock().unwrap();
                 for added in &diff.added {
-                    let _ = writeln!(out, "seen {} {now}", added.id);
+                    out.report(&added.id, now);
                 }
-                let _ = out.flush();
-                drop(out);
                 previous = snapshot;
             }
         }));
@@ -80,7 +80,7 @@ async fn main() {
 async fn raw(endpoint: &str, service: &str, w: usize, shared: bool) {
     use etcd_client::{Client, EventType, WatchOptions};
     let prefix = format!("/octopus/services/{service}/");
-    let out = Arc::new(Mutex::new(std::io::BufWriter::new(std::io::stdout())));
+    let out = Lines::default();
     let one = if shared {
         Some(Client::connect([endpoint], None).await.expect("connect"))
     } else {
@@ -101,33 +101,50 @@ async fn raw(endpoint: &str, service: &str, w: usize, shared: bool) {
             let _keep = c;
             while let Ok(Some(resp)) = stream.message().await {
                 let now = unix_nanos();
-                let mut out = out.lock().unwrap();
                 for ev in resp.events() {
                     if ev.event_type() == EventType::Put {
                         let key = ev.kv().and_then(|kv| kv.key_str().ok()).unwrap_or("");
-                        let _ = writeln!(out, "seen {} {now}", key.rsplit('/').next().unwrap_or(key));
+                        out.report(key.rsplit('/').next().unwrap_or(key), now);
                     }
                 }
-                let _ = out.flush();
             }
         }));
     }
     ready_until_stdin_closes(&out, tasks).await;
 }
 
-/// Says "ready", runs the watchers until the harness closes stdin, then stops them.
-async fn ready_until_stdin_closes(
-    out: &Mutex<std::io::BufWriter<std::io::Stdout>>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-) {
-    {
-        let mut out = out.lock().unwrap();
-        let _ = writeln!(out, "ready");
+/// The sightings not written yet.
+#[derive(Clone, Default)]
+struct Lines(Arc<Mutex<Vec<String>>>);
+
+impl Lines {
+    fn report(&self, id: &str, at: u128) {
+        let line = format!("seen {id} {at}\n");
+        self.0.lock().unwrap().push(line);
+    }
+
+    /// Writes what was reported since the last call, then "end".
+    fn write(&self, out: &mut impl Write) {
+        let lines = std::mem::take(&mut *self.0.lock().unwrap());
+        for line in &lines {
+            let _ = out.write_all(line.as_bytes());
+        }
+        let _ = writeln!(out, "end");
         let _ = out.flush();
     }
-    let _ = tokio::task::spawn_blocking(|| {
-        let mut line = String::new();
-        let _ = std::io::stdin().lock().read_line(&mut line);
+}
+
+/// Says "ready", then writes the sightings at each "report" line on stdin until
+/// it closes, then stops the watchers.
+async fn ready_until_stdin_closes(lines: &Lines, tasks: Vec<tokio::task::JoinHandle<()>>) {
+    let mut out = std::io::BufWriter::new(std::io::stdout());
+    let _ = writeln!(out, "ready");
+    let _ = out.flush();
+    let lines = lines.clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        for _ in std::io::stdin().lock().lines().map_while(Result::ok) {
+            lines.write(&mut out);
+        }
     })
     .await;
     tasks.iter().for_each(|t| t.abort());

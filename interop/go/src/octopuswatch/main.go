@@ -4,8 +4,9 @@
 // put each watcher sees, it prints "seen ID NANOS": ID is the key's last
 // segment, NANOS the wall-clock Unix time in nanoseconds when the watch
 // response arrived (the harness, on the same machine, subtracts the time it
-// sent the put). It prints "ready" once every watch is created, and runs until
-// stdin closes.
+// sent the put). It prints "ready" once every watch is created; then, for each
+// line "report" on stdin, the sightings since the last report and "end". It runs
+// until stdin closes.
 //
 //	octopuswatch ENDPOINT PREFIX W
 package main
@@ -35,8 +36,11 @@ func main() {
 		fmt.Fprintln(os.Stderr, "connect:", err)
 		os.Exit(1)
 	}
+	// Sightings are kept in memory while the puts run: a watcher's report is an
+	// append under a short lock, and no I/O. Each "report" line on stdin writes
+	// the lines gathered since the last, then "end" (watch_client does the same).
 	var out sync.Mutex
-	writer := bufio.NewWriter(os.Stdout)
+	var lines []string
 	ctx := context.Background()
 	for i := 0; i < w; i++ {
 		ch := cli.Watch(clientv3.WithRequireLeader(ctx), prefix, clientv3.WithPrefix(), clientv3.WithCreatedNotify())
@@ -50,18 +54,28 @@ func main() {
 					}
 					key := string(ev.Kv.Key)
 					id := key[strings.LastIndex(key, "/")+1:]
+					line := fmt.Sprintf("seen %s %d\n", id, now)
 					out.Lock()
-					fmt.Fprintf(writer, "seen %s %d\n", id, now)
-					writer.Flush()
+					lines = append(lines, line)
 					out.Unlock()
 				}
 			}
 		}()
 	}
-	out.Lock()
+	writer := bufio.NewWriter(os.Stdout)
 	fmt.Fprintln(writer, "ready")
 	writer.Flush()
-	out.Unlock()
-	bufio.NewReader(os.Stdin).ReadString('\n')
+	stdin := bufio.NewScanner(os.Stdin)
+	for stdin.Scan() {
+		out.Lock()
+		batch := lines
+		lines = nil
+		out.Unlock()
+		for _, line := range batch {
+			writer.WriteString(line)
+		}
+		fmt.Fprintln(writer, "end")
+		writer.Flush()
+	}
 	cli.Close()
 }
