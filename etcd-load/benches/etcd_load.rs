@@ -625,6 +625,19 @@ async fn propagation_round(
         peers.into_iter().for_each(|(_, peer)| stop(peer));
     }
     let seen = s.seen.lock().unwrap().clone();
+    if let Ok(path) = std::env::var("PROPAGATION_DUMP") {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap();
+        for (side, sightings) in &seen {
+            for (id, d) in sightings {
+                let _ = writeln!(f, "{w} {side:?} {id} {}", d.as_nanos());
+            }
+        }
+    }
     seen.into_iter()
         .map(|(side, sightings)| {
             // Per put, the median of the side's watchers' delays.

@@ -168,6 +168,7 @@ impl<B: KvBackend> Discovery for WatchDiscovery<B> {
             stale_since: None,
             logged: BTreeSet::new(),
             cold: self.cold.clone(),
+            series: crate::telemetry::CacheSeries::new(service),
         };
         let cache = Arc::new(Cache {
             rx,

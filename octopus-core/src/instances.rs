@@ -281,28 +281,43 @@ impl Chunks {
                 self.chunks.push(Chunk::from(vec![new.clone()]));
                 self.len += 1;
             }
-            (Some(pos), new) => {
-                let mut list = self.chunks[at].to_vec();
-                match (pos, new) {
-                    (Ok(i), Some(new)) => list[i] = new.clone(),
-                    (Ok(i), None) => {
-                        list.remove(i);
-                        self.len -= 1;
-                    }
-                    (Err(i), Some(new)) => {
-                        list.insert(i, new.clone());
-                        self.len += 1;
-                    }
-                    (Err(_), None) => unreachable!("matched above"),
-                }
-                if list.is_empty() {
+            (Some(Ok(i)), Some(new)) => {
+                // Replaced in place: the new chunk is built in one allocation.
+                let chunk = &self.chunks[at];
+                let edited = chunk[..i]
+                    .iter()
+                    .chain(std::iter::once(new))
+                    .chain(&chunk[i + 1..])
+                    .cloned()
+                    .collect();
+                self.chunks[at] = edited;
+            }
+            (Some(Ok(i)), None) => {
+                self.len -= 1;
+                let chunk = &self.chunks[at];
+                if chunk.len() == 1 {
                     self.chunks.remove(at);
-                } else if list.len() >= 2 * chunk_target(self.len) {
+                } else {
+                    self.chunks[at] = chunk[..i].iter().chain(&chunk[i + 1..]).cloned().collect();
+                }
+            }
+            (Some(Err(i)), Some(new)) => {
+                self.len += 1;
+                let chunk = &self.chunks[at];
+                if chunk.len() + 1 >= 2 * chunk_target(self.len) {
+                    let mut list = chunk.to_vec();
+                    list.insert(i, new.clone());
                     let right = list.split_off(list.len() / 2);
                     self.chunks[at] = list.into();
                     self.chunks.insert(at + 1, right.into());
                 } else {
-                    self.chunks[at] = list.into();
+                    let edited = chunk[..i]
+                        .iter()
+                        .chain(std::iter::once(new))
+                        .chain(&chunk[i..])
+                        .cloned()
+                        .collect();
+                    self.chunks[at] = edited;
                 }
             }
         }

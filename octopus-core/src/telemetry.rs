@@ -2,9 +2,12 @@
 //! Prometheus series when the application installs one (the facade's `metrics`
 //! feature does). Names follow Prometheus conventions.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit};
+use metrics::{
+    counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Gauge, Histogram, Unit,
+};
 
 use crate::RegistrationStatus;
 
@@ -36,11 +39,18 @@ pub const BALANCER_EJECTIONS: &str = "octopus_balancer_ejections_total";
 /// threshold and kept the vanished instances, by service.
 pub const BALANCER_PROTECTIONS: &str = "octopus_balancer_protections_total";
 
+/// Bumped by [`describe`]: series handles kept by running discovery caches are
+/// registered again with the recorder installed since.
+static RECORDER_GENERATION: AtomicU64 = AtomicU64::new(0);
+
 /// Gives every series above its help text and unit, for the recorder installed
 /// now (Prometheus's `# HELP` lines; `promtool check metrics` wants one per family).
 /// The facade's `metrics::install` calls it; call it after installing a recorder
-/// of your own.
+/// of your own: discovery caches that started before it keep the handles of
+/// their per-change series (rather than build them on every change), and
+/// register them again with the new recorder when this is called.
 pub fn describe() {
+    RECORDER_GENERATION.fetch_add(1, Ordering::Relaxed);
     describe_gauge!(
         REGISTRATIONS,
         "Registrations of this process by service and status (registering, registered, lost, conflict)."
@@ -104,12 +114,44 @@ pub(crate) fn status_changed(service: &str, old: Option<&RegistrationStatus>, ne
     }
 }
 
-/// A watch received a change written at `written` (since the Unix epoch).
-pub(crate) fn propagated(service: &str, written: Duration) {
-    let Some(now) = crate::clock::wall_now() else { return };
-    // A reader whose clock is behind the writer's would see a negative delay: 0.
-    let seconds = now.saturating_sub(written).as_secs_f64();
-    histogram!(PROPAGATION, "service" => service.to_owned()).record(seconds);
+/// A discovery cache's per-change series, registered once (and again after a
+/// [`describe`]) rather than on every change: building a series' key hashes its
+/// name and labels and allocates the service label, work a change need not do.
+pub(crate) struct CacheSeries {
+    generation: u64,
+    propagation: Histogram,
+    instances: Gauge,
+}
+
+impl CacheSeries {
+    pub(crate) fn new(service: &str) -> Self {
+        let generation = RECORDER_GENERATION.load(Ordering::Relaxed);
+        CacheSeries {
+            generation,
+            propagation: histogram!(PROPAGATION, "service" => service.to_owned()),
+            instances: gauge!(INSTANCES, "service" => service.to_owned()),
+        }
+    }
+
+    fn current(&mut self, service: &str) -> &Self {
+        if self.generation != RECORDER_GENERATION.load(Ordering::Relaxed) {
+            *self = CacheSeries::new(service);
+        }
+        self
+    }
+
+    /// A watch received a change written at `written` (since the Unix epoch).
+    pub(crate) fn propagated(&mut self, service: &str, written: Duration) {
+        let Some(now) = crate::clock::wall_now() else { return };
+        // A reader whose clock is behind the writer's would see a negative delay: 0.
+        let seconds = now.saturating_sub(written).as_secs_f64();
+        self.current(service).propagation.record(seconds);
+    }
+
+    /// The view holds `n` instances.
+    pub(crate) fn instances(&mut self, service: &str, n: usize) {
+        self.current(service).instances.set(n as f64);
+    }
 }
 
 pub(crate) fn reregistered(service: &str) {
@@ -130,8 +172,4 @@ pub(crate) fn resynced(service: &str) {
 
 pub(crate) fn decode_error(service: &str) {
     counter!(DECODE_ERRORS, "service" => service.to_owned()).increment(1);
-}
-
-pub(crate) fn instances(service: &str, n: usize) {
-    gauge!(INSTANCES, "service" => service.to_owned()).set(n as f64);
 }

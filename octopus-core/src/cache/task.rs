@@ -34,6 +34,8 @@ pub(super) struct CacheTask<B> {
     pub(super) logged: BTreeSet<Vec<u8>>,
     /// Where fresh views are saved, and read from at a cold start.
     pub(super) cold: Option<Arc<super::ColdCache>>,
+    /// Its metrics' handles.
+    pub(super) series: crate::telemetry::CacheSeries,
 }
 
 /// Why the task must read everything again.
@@ -171,7 +173,7 @@ impl<B: KvBackend> CacheTask<B> {
         match self.layout.decode_stamped(&self.service, &kv.key, &kv.value) {
             Ok((instance, written)) => {
                 if let Some(written) = written {
-                    crate::telemetry::propagated(&self.service, written);
+                    self.series.propagated(&self.service, written);
                 }
                 self.state
                     .put(relative(&self.prefix, &kv.key), kv.mod_revision, instance)
@@ -229,12 +231,12 @@ impl<B: KvBackend> CacheTask<B> {
         sleep(delay).await;
     }
 
-    fn publish(&self) {
+    fn publish(&mut self) {
         let freshness = match self.stale_since {
             Some(since) => Freshness::Stale { since },
             None => Freshness::Fresh,
         };
-        crate::telemetry::instances(&self.service, self.state.len());
+        self.series.instances(&self.service, self.state.len());
         tracing::debug!(
             service = %self.service,
             revision = self.revision,
