@@ -10,7 +10,7 @@ use std::sync::Arc;
 use octopus::{diff, Instances, ServiceInstance};
 
 fn instance(n: usize) -> ServiceInstance {
-    ServiceInstance::new("user-service", format!("instance-{n:05}"), "10.0.0.1", 50051)
+    ServiceInstance::new("user-service", format!("instance-{n:05}"), "127.0.0.7", 50051)
         .unwrap()
         .with_version("v1.2.3")
         .with_metadata("zone", "eu-west-1a")

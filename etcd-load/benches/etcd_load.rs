@@ -130,7 +130,7 @@ fn layout() -> Arc<dyn KeyLayout> {
 }
 
 fn instance(service: &str, n: usize) -> ServiceInstance {
-    ServiceInstance::new(service, format!("instance-{n:06}"), "10.0.0.1", 1 + (n % 60000) as u16)
+    ServiceInstance::new(service, format!("instance-{n:06}"), "127.0.0.7", 1 + (n % 60000) as u16)
         .unwrap()
         .with_version("v1.2.3")
         .with_metadata("zone", "eu-west-1a")
@@ -496,10 +496,24 @@ enum Watchers {
 /// A watcher saw instance `.0` this long after its put was sent.
 type Sighting = (String, Duration);
 
-/// When each put was sent (instance id → Unix ns), and each side's delays.
+impl Watchers {
+    /// The service this side watches (each side its own).
+    fn service(self) -> &'static str {
+        match self {
+            Watchers::RawShared => "raw-shared",
+            Watchers::RawEach => "raw-each",
+            Watchers::Shared => "octopus",
+            Watchers::Each => "octopus-each",
+            Watchers::Go => "go",
+        }
+    }
+}
+
+/// When each put was sent (by side and instance id, Unix ns), and each side's delays.
 #[derive(Clone, Default)]
 struct Sightings {
-    sent: Arc<Mutex<BTreeMap<String, u128>>>,
+    /// When each side's put of each instance was sent.
+    sent: Arc<Mutex<BTreeMap<(Watchers, String), u128>>>,
     /// Per side, every sighting.
     seen: Arc<Mutex<BTreeMap<Watchers, Vec<Sighting>>>>,
 }
@@ -507,7 +521,7 @@ struct Sightings {
 impl Sightings {
     /// `side` saw instance `id` at `at` (Unix ns, read when the response came).
     fn saw(&self, side: Watchers, id: &str, at: u128) {
-        let Some(t0) = self.sent.lock().unwrap().get(id).copied() else {
+        let Some(t0) = self.sent.lock().unwrap().get(&(side, id.to_owned())).copied() else {
             return;
         };
         let delay = Duration::from_nanos(at.saturating_sub(t0) as u64);
@@ -536,23 +550,27 @@ fn peer_watchers(program: &std::path::Path, args: &[String]) -> Peer {
     Peer { child, lines }
 }
 
-/// Puts `puts` instances of `service` 5 ms apart, each timed from its send, then
-/// waits 100 ms for the last to be seen.
-async fn put(writer: &mut Client, service: &str, puts: usize, s: &Sightings) {
+/// Puts `puts` instances of each side's service, one put every 5 ms, the sides
+/// taking turns (the order rotating from one put to the next), each put timed
+/// from its send; then waits 100 ms for the last to be seen.
+async fn put(writer: &mut Client, sides: &[Watchers], puts: usize, s: &Sightings) {
     let layout = layout();
     sleep(Duration::from_millis(300)).await;
     for i in 0..puts {
-        let inst = instance(service, i);
-        s.sent.lock().unwrap().insert(inst.id.clone(), unix_nanos());
-        writer
-            .put(
-                layout.key(&inst, octopus::LeaseId(0)),
-                layout.encode(&inst).unwrap(),
-                None,
-            )
-            .await
-            .unwrap();
-        sleep(Duration::from_millis(5)).await;
+        for k in 0..sides.len() {
+            let side = sides[(i + k) % sides.len()];
+            let inst = instance(side.service(), i);
+            s.sent.lock().unwrap().insert((side, inst.id.clone()), unix_nanos());
+            writer
+                .put(
+                    layout.key(&inst, octopus::LeaseId(0)),
+                    layout.encode(&inst).unwrap(),
+                    None,
+                )
+                .await
+                .unwrap();
+            sleep(Duration::from_millis(5)).await;
+        }
     }
     sleep(Duration::from_millis(100)).await;
 }
@@ -586,12 +604,13 @@ fn stop(mut peer: Peer) {
     let _ = peer.child.wait();
 }
 
-/// One round on a fresh etcd, in groups of watcher processes that watch the same
-/// puts at once, so that the sides of a group share etcd's and the disk's
-/// hiccups (and the machine's cores) and their difference is the clients':
-/// Octopus and the Go peer, `W` watches on one client each; then Octopus and raw
-/// etcd-client with a client per watch; then raw etcd-client's `W` watches on
-/// one client, alone (the baseline, a stream per watch).
+/// One round on a fresh etcd. Every side's watcher process runs for the whole
+/// round, each watching a service of its own, and the puts take turns between
+/// the services: each put reaches one side only, so the sides neither compete
+/// for the machine's cores nor wait on each other in etcd's fan-out (which
+/// sends a put's responses in random order, one per watcher: a side with `W`
+/// streams would hold `W` tickets to the first one), while a slow fsync or a
+/// busy host lasting longer than a few puts meets every side.
 async fn propagation_round(
     ours: &std::path::Path,
     go: Option<&std::path::Path>,
@@ -600,30 +619,37 @@ async fn propagation_round(
 ) -> BTreeMap<Watchers, Round> {
     let server = EtcdServer::start().await;
     let mut writer = raw(&server).await;
-    let args = |service: &str, mode: &str| vec![server.endpoint(), service.to_owned(), w.to_string(), mode.to_owned()];
     let s = Sightings::default();
-    let mut cpu = BTreeMap::new();
-    let groups = [
-        (
-            "one",
-            vec![(Watchers::RawShared, "raw-shared"), (Watchers::Shared, "shared")],
-        ),
-        ("each", vec![(Watchers::Each, "each"), (Watchers::RawEach, "raw-each")]),
-    ];
-    for (service, sides) in groups {
-        let mut peers: Vec<(Watchers, Peer)> = sides
-            .into_iter()
-            .map(|(side, mode)| (side, peer_watchers(ours, &args(service, mode))))
-            .collect();
-        if let (Some(go), "one") = (go, service) {
-            let go_args = [server.endpoint(), layout().prefix(service), w.to_string()];
-            peers.push((Watchers::Go, peer_watchers(go, &go_args)));
-        }
-        let expected = s.count() + puts * w * peers.len();
-        cpu.extend(measure_cpu(&peers, put(&mut writer, service, puts, &s)).await);
-        collect(&mut peers, &s, expected).await;
-        peers.into_iter().for_each(|(_, peer)| stop(peer));
+    let mut peers: Vec<(Watchers, Peer)> = [
+        (Watchers::RawShared, "raw-shared"),
+        (Watchers::Shared, "shared"),
+        (Watchers::RawEach, "raw-each"),
+        (Watchers::Each, "each"),
+    ]
+    .into_iter()
+    .map(|(side, mode)| {
+        let args = [
+            server.endpoint(),
+            side.service().to_owned(),
+            w.to_string(),
+            mode.to_owned(),
+        ];
+        (side, peer_watchers(ours, &args))
+    })
+    .collect();
+    if let Some(go) = go {
+        let args = [
+            server.endpoint(),
+            layout().prefix(Watchers::Go.service()),
+            w.to_string(),
+        ];
+        peers.push((Watchers::Go, peer_watchers(go, &args)));
     }
+    let sides: Vec<Watchers> = peers.iter().map(|(side, _)| *side).collect();
+    let expected = puts * w * peers.len();
+    let cpu = measure_cpu(&peers, put(&mut writer, &sides, puts, &s)).await;
+    collect(&mut peers, &s, expected).await;
+    peers.into_iter().for_each(|(_, peer)| stop(peer));
     let seen = s.seen.lock().unwrap().clone();
     if let Ok(path) = std::env::var("PROPAGATION_DUMP") {
         use std::io::Write;
@@ -721,11 +747,10 @@ async fn propagation(quick: bool) {
     let env = |name: &str, default: usize| std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
     let (puts, rounds) = (env("PROPAGATION_PUTS", puts), env("PROPAGATION_ROUNDS", rounds));
     println!(
-        "\n## 2. Propagation: put sent → change seen by each watcher ({puts} puts 5 ms apart per round, \
-         {rounds} rounds on fresh etcds; every side a process of its own; raw etcd-client, Go and Octopus \
-         on one client each watch the same puts at once, then the two client-per-watch sides; \
-         p50 / p99 / max over every sighting, then the rounds' p99s min–max and the process's CPU per \
-         sighting)\n"
+        "\n## 2. Propagation: put sent → change seen by each watcher ({puts} puts per side and round, \
+         {rounds} rounds on fresh etcds; every side a process of its own watching a service of its own for \
+         the whole round, the puts taking turns between the sides' services, one every 5 ms; p50 / p99 / \
+         max over every sighting, then the rounds' p99s min–max and the process's CPU per sighting)\n"
     );
     println!(
         "| watchers per side | raw etcd-client, one client | Go clientv3, one client | Octopus, one client | raw etcd-client, a client each | Octopus, a client each |\n|---|---|---|---|---|---|"

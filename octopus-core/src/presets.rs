@@ -390,9 +390,9 @@ mod tests {
         let json: serde_json::Value = serde_json::from_slice(&v).unwrap();
         assert_eq!(json["endpoints"][0], "grpc://127.0.0.1:9000");
         assert_eq!(l.decode("users", key.as_bytes(), &v).unwrap(), inst().with_weight(5));
-        let go = br#"{"id":"u2","name":"users","version":"v2","metadata":null,"endpoints":["http://h:1","grpc://10.0.0.1:9001"]}"#;
+        let go = br#"{"id":"u2","name":"users","version":"v2","metadata":null,"endpoints":["http://h:1","grpc://127.0.0.7:9001"]}"#;
         let i = l.decode("users", b"/microservices/users/u2", go).unwrap();
-        assert_eq!((i.addr.as_str(), i.port, i.version.as_str()), ("10.0.0.1", 9001, "v2"));
+        assert_eq!((i.addr.as_str(), i.port, i.version.as_str()), ("127.0.0.7", 9001, "v2"));
     }
 
     #[test]

@@ -360,7 +360,7 @@ mod tests {
 
     fn env(var: &str) -> Option<String> {
         match var {
-            "HOST" => Some("10.0.0.1".into()),
+            "HOST" => Some("127.0.0.7".into()),
             "EMPTY" => Some(String::new()),
             _ => None,
         }
@@ -368,7 +368,7 @@ mod tests {
 
     #[test]
     fn substitution() {
-        assert_eq!(substitute("a=${HOST}:${PORT:-2379}", env).unwrap(), "a=10.0.0.1:2379");
+        assert_eq!(substitute("a=${HOST}:${PORT:-2379}", env).unwrap(), "a=127.0.0.7:2379");
         assert_eq!(substitute("${EMPTY:-x} $${HOST}", env).unwrap(), "x ${HOST}");
         assert!(substitute("${NOPE}", env).unwrap_err().contains("NOPE is not set"));
         assert!(substitute("${A B}", env)
@@ -377,7 +377,7 @@ mod tests {
         assert!(substitute("${HOST", env).unwrap_err().contains("unclosed"));
         assert_eq!(
             substitute("# ${NOPE}\nx=${HOST}", env).unwrap(),
-            "# ${NOPE}\nx=10.0.0.1"
+            "# ${NOPE}\nx=127.0.0.7"
         );
         assert!(substitute("a\nb=${NOPE}", env).unwrap_err().starts_with("line 2:"));
     }
