@@ -770,18 +770,23 @@ async fn propagation(quick: bool) {
     for w in counts {
         // Per side: every delay, each round's p99, and the process's CPU per sighting.
         let mut all: BTreeMap<Watchers, SideStats> = BTreeMap::new();
-        // Per pair: every put's difference, and each round's median difference.
-        let mut diffs: Vec<(Vec<f64>, Vec<f64>)> = vec![Default::default(); pairs.len()];
+        let mut diffs: Vec<PairStats> = (0..pairs.len()).map(|_| PairStats::default()).collect();
         for _ in 0..rounds {
             let round = propagation_round(&ours, go.as_deref(), puts, w).await;
-            for ((_, a, b), (pooled, medians)) in pairs.iter().zip(&mut diffs) {
+            for ((_, a, b), stats) in pairs.iter().zip(&mut diffs) {
                 if let (Some(a), Some(b)) = (round.get(a), round.get(b)) {
                     let mut d = paired(a, b);
                     d.sort_by(f64::total_cmp);
                     if !d.is_empty() {
-                        medians.push(d[d.len() / 2]);
+                        stats.medians.push(d[d.len() / 2]);
                     }
-                    pooled.extend(d);
+                    stats.pooled.extend(d);
+                    let p99 = |r: &Round| {
+                        let mut d = r.delays.clone();
+                        d.sort();
+                        percentile(&d, 0.99).as_secs_f64() * 1e6
+                    };
+                    stats.p99s.push(p99(a) - p99(b));
                 }
             }
             for (side, Round { mut delays, cpu, .. }) in round {
@@ -828,8 +833,10 @@ async fn propagation(quick: bool) {
         differences.push((w, diffs));
     }
     println!(
-        "\nPaired, put by put (each side's median over its watchers, one side's minus the other's, µs): \
-         the median difference over every put, its p10 and p90, and the rounds' medians min–max\n"
+        "\nPaired (µs): put by put (each side's median over its watchers, one side's minus the other's), \
+         the median difference over every put, its p10 and p90, and the rounds' medians min–max; then round \
+         by round, one side's p99 minus the other's: the median over the rounds, min–max, and in how many \
+         rounds the first side's p99 was the lower\n"
     );
     let header: Vec<&str> = pairs.iter().map(|(name, _, _)| *name).collect();
     println!(
@@ -840,25 +847,42 @@ async fn propagation(quick: bool) {
     for (w, diffs) in differences {
         let cells: Vec<String> = diffs
             .into_iter()
-            .map(|(mut pooled, mut medians)| {
+            .map(|PairStats { mut pooled, mut medians, mut p99s }| {
                 if pooled.is_empty() {
                     return "skipped".to_owned();
                 }
                 pooled.sort_by(f64::total_cmp);
                 medians.sort_by(f64::total_cmp);
+                p99s.sort_by(f64::total_cmp);
                 let at = |p: f64| pooled[((pooled.len() - 1) as f64 * p) as usize];
                 format!(
-                    "{:+.0} ({:+.0} … {:+.0}; rounds {:+.0} … {:+.0})",
+                    "{:+.0} ({:+.0} … {:+.0}; rounds {:+.0} … {:+.0}); p99 {:+.0} ({:+.0} … {:+.0}; lower in {} of {})",
                     at(0.5),
                     at(0.1),
                     at(0.9),
                     medians[0],
-                    medians[medians.len() - 1]
+                    medians[medians.len() - 1],
+                    p99s[p99s.len() / 2],
+                    p99s[0],
+                    p99s[p99s.len() - 1],
+                    p99s.iter().filter(|d| **d < 0.0).count(),
+                    p99s.len(),
                 )
             })
             .collect();
         println!("| {w} | {} |", cells.join(" | "));
     }
+}
+
+/// One pair of sides' differences over the rounds.
+#[derive(Default)]
+struct PairStats {
+    /// Every put's difference.
+    pooled: Vec<f64>,
+    /// Each round's median put-by-put difference.
+    medians: Vec<f64>,
+    /// Each round's difference of p99s.
+    p99s: Vec<f64>,
 }
 
 // ---------------------------------------------------------------- 3. initial sync
