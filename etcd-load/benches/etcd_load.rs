@@ -845,31 +845,7 @@ async fn propagation(quick: bool) {
         "---|".repeat(pairs.len())
     );
     for (w, diffs) in differences {
-        let cells: Vec<String> = diffs
-            .into_iter()
-            .map(|PairStats { mut pooled, mut medians, mut p99s }| {
-                if pooled.is_empty() {
-                    return "skipped".to_owned();
-                }
-                pooled.sort_by(f64::total_cmp);
-                medians.sort_by(f64::total_cmp);
-                p99s.sort_by(f64::total_cmp);
-                let at = |p: f64| pooled[((pooled.len() - 1) as f64 * p) as usize];
-                format!(
-                    "{:+.0} ({:+.0} … {:+.0}; rounds {:+.0} … {:+.0}); p99 {:+.0} ({:+.0} … {:+.0}; lower in {} of {})",
-                    at(0.5),
-                    at(0.1),
-                    at(0.9),
-                    medians[0],
-                    medians[medians.len() - 1],
-                    p99s[p99s.len() / 2],
-                    p99s[0],
-                    p99s[p99s.len() - 1],
-                    p99s.iter().filter(|d| **d < 0.0).count(),
-                    p99s.len(),
-                )
-            })
-            .collect();
+        let cells: Vec<String> = diffs.into_iter().map(PairStats::cell).collect();
         println!("| {w} | {} |", cells.join(" | "));
     }
 }
@@ -883,6 +859,33 @@ struct PairStats {
     medians: Vec<f64>,
     /// Each round's difference of p99s.
     p99s: Vec<f64>,
+}
+
+impl PairStats {
+    /// The table cell: put by put, then round by round.
+    fn cell(mut self) -> String {
+        if self.pooled.is_empty() {
+            return "skipped".to_owned();
+        }
+        for v in [&mut self.pooled, &mut self.medians, &mut self.p99s] {
+            v.sort_by(f64::total_cmp);
+        }
+        let (pooled, medians, p99s) = (&self.pooled, &self.medians, &self.p99s);
+        let at = |p: f64| pooled[((pooled.len() - 1) as f64 * p) as usize];
+        format!(
+            "{:+.0} ({:+.0} … {:+.0}; rounds {:+.0} … {:+.0}); p99 {:+.0} ({:+.0} … {:+.0}; lower in {} of {})",
+            at(0.5),
+            at(0.1),
+            at(0.9),
+            medians[0],
+            medians[medians.len() - 1],
+            p99s[p99s.len() / 2],
+            p99s[0],
+            p99s[p99s.len() - 1],
+            p99s.iter().filter(|d| **d < 0.0).count(),
+            p99s.len(),
+        )
+    }
 }
 
 // ---------------------------------------------------------------- 3. initial sync
