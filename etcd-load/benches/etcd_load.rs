@@ -678,7 +678,8 @@ async fn propagation_round(
                     (id, d[d.len() / 2])
                 })
                 .collect();
-            let delays = sightings.into_iter().map(|(_, d)| d).collect();
+            let mut delays: Vec<Duration> = sightings.into_iter().map(|(_, d)| d).collect();
+            delays.sort();
             (
                 side,
                 Round {
@@ -693,7 +694,7 @@ async fn propagation_round(
 
 /// One side's sightings in one round.
 struct Round {
-    /// Every sighting's delay.
+    /// Every sighting's delay, sorted.
     delays: Vec<Duration>,
     /// Per put, the median delay of the side's watchers.
     per_put: BTreeMap<String, Duration>,
@@ -781,16 +782,11 @@ async fn propagation(quick: bool) {
                         stats.medians.push(d[d.len() / 2]);
                     }
                     stats.pooled.extend(d);
-                    let p99 = |r: &Round| {
-                        let mut d = r.delays.clone();
-                        d.sort();
-                        percentile(&d, 0.99).as_secs_f64() * 1e6
-                    };
+                    let p99 = |r: &Round| percentile(&r.delays, 0.99).as_secs_f64() * 1e6;
                     stats.p99s.push(p99(a) - p99(b));
                 }
             }
-            for (side, Round { mut delays, cpu, .. }) in round {
-                delays.sort();
+            for (side, Round { delays, cpu, .. }) in round {
                 let SideStats { pooled, p99s, cpus } = all.entry(side).or_default();
                 p99s.push(percentile(&delays, 0.99));
                 if let (Some(cpu), false) = (cpu, delays.is_empty()) {
