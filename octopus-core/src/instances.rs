@@ -241,6 +241,17 @@ impl<'a> IntoIterator for &'a Instances {
     }
 }
 
+/// `chunk` with its `removed` entries from `i` on replaced by `new`, if any:
+/// a new chunk, built in one allocation.
+fn spliced(chunk: &Chunk, i: usize, removed: usize, new: Option<&Arc<ServiceInstance>>) -> Chunk {
+    chunk[..i]
+        .iter()
+        .chain(new)
+        .chain(&chunk[i + removed..])
+        .cloned()
+        .collect()
+}
+
 /// The chunked list a watch cache edits in place, one instance at a time;
 /// [`snapshot`](Self::snapshot) shares its chunks.
 #[derive(Clone, Debug, Default)]
@@ -281,24 +292,13 @@ impl Chunks {
                 self.chunks.push(Chunk::from(vec![new.clone()]));
                 self.len += 1;
             }
-            (Some(Ok(i)), Some(new)) => {
-                // Replaced in place: the new chunk is built in one allocation.
-                let chunk = &self.chunks[at];
-                let edited = chunk[..i]
-                    .iter()
-                    .chain(std::iter::once(new))
-                    .chain(&chunk[i + 1..])
-                    .cloned()
-                    .collect();
-                self.chunks[at] = edited;
-            }
+            (Some(Ok(i)), Some(new)) => self.chunks[at] = spliced(&self.chunks[at], i, 1, Some(new)),
             (Some(Ok(i)), None) => {
                 self.len -= 1;
-                let chunk = &self.chunks[at];
-                if chunk.len() == 1 {
+                if self.chunks[at].len() == 1 {
                     self.chunks.remove(at);
                 } else {
-                    self.chunks[at] = chunk[..i].iter().chain(&chunk[i + 1..]).cloned().collect();
+                    self.chunks[at] = spliced(&self.chunks[at], i, 1, None);
                 }
             }
             (Some(Err(i)), Some(new)) => {
@@ -311,13 +311,7 @@ impl Chunks {
                     self.chunks[at] = list.into();
                     self.chunks.insert(at + 1, right.into());
                 } else {
-                    let edited = chunk[..i]
-                        .iter()
-                        .chain(std::iter::once(new))
-                        .chain(&chunk[i..])
-                        .cloned()
-                        .collect();
-                    self.chunks[at] = edited;
+                    self.chunks[at] = spliced(chunk, i, 0, Some(new));
                 }
             }
         }
