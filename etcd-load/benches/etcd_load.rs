@@ -583,13 +583,8 @@ async fn collect(peers: &mut [(Watchers, Peer)], s: &Sightings, expected: usize)
     while s.count() < expected && Instant::now() < deadline {
         for (side, peer) in peers.iter_mut() {
             let lines = tokio::task::block_in_place(|| octopus_etcd_load::report(&mut peer.child, &mut peer.lines));
-            for line in lines {
-                let mut words = line.split(' ');
-                if let (Some("seen"), Some(id), Some(at)) = (words.next(), words.next(), words.next()) {
-                    if let Ok(at) = at.parse::<u128>() {
-                        s.saw(*side, id, at);
-                    }
-                }
+            for (id, at) in lines.iter().filter_map(|l| octopus_etcd_load::sighting(l)) {
+                s.saw(*side, id, at);
             }
         }
         if s.count() < expected {

@@ -80,3 +80,14 @@ pub fn report(child: &mut Child, lines: &mut Lines<BufReader<ChildStdout>>) -> V
     }
     lines.map_while(Result::ok).take_while(|l| l != "end").collect()
 }
+
+/// One line of a watcher peer's report, "seen ID NANOS": the instance id and
+/// the wall-clock Unix time in nanoseconds when a watcher saw it. `None` for any
+/// other line.
+pub fn sighting(line: &str) -> Option<(&str, u128)> {
+    let mut words = line.split(' ');
+    match (words.next(), words.next(), words.next(), words.next()) {
+        (Some("seen"), Some(id), Some(at), None) => Some((id, at.parse().ok()?)),
+        _ => None,
+    }
+}

@@ -84,9 +84,8 @@ async fn both_watch_peers_report_each_put_they_see() {
         }
         assert_eq!(seen.len(), 2, "{args:?}: {seen:?}");
         for line in seen {
-            let words: Vec<&str> = line.split(' ').collect();
-            assert_eq!(words[..2], ["seen", "i-1"], "{args:?}: {line}");
-            let at: u128 = words[2].parse().unwrap();
+            let (id, at) = octopus_etcd_load::sighting(&line).unwrap_or_else(|| panic!("{args:?}: {line}"));
+            assert_eq!(id, "i-1", "{args:?}: {line}");
             assert!(at >= before, "{args:?}: seen at {at}, before the put ({before})");
         }
         // Asked again: nothing new.
