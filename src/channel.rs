@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::{IntoTarget, JitterRng, Resolvers, Result, Target};
-use octopus_core::balance::{
+use octopus_discovery_core::balance::{
     BalancedChannel, Connector, OutlierDetection, PanicThreshold, Policy, Readiness, TcpConnector, ZonePreference,
 };
 

@@ -163,7 +163,7 @@ fn pair<B: crate::core::KvBackend>(
     backend: B,
     layout: Arc<dyn crate::KeyLayout>,
     shared: Option<RegisterOptions>,
-    cold: Option<Arc<octopus_core::ColdCache>>,
+    cold: Option<Arc<octopus_discovery_core::ColdCache>>,
 ) -> (Arc<dyn Registry>, Arc<dyn Discovery>, crate::Inspector) {
     let backend = Arc::new(backend);
     let mut registry = crate::core::LeaseRegistry::new(backend.clone(), layout.clone());

@@ -11,6 +11,6 @@
 
 pub use crate::channel::ChannelBuilder;
 pub use crate::serve::{RegisteredServer, ServeOptions};
-pub use octopus_core::balance::{
+pub use octopus_discovery_core::balance::{
     BalancedChannel, Connector, OutlierDetection, PanicThreshold, Policy, Readiness, TcpConnector, ZonePreference,
 };

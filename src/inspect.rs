@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use octopus_core::{Error, KeyLayout, KvBackend, Result, Revision, ServiceInstance};
+use octopus_discovery_core::{Error, KeyLayout, KvBackend, Result, Revision, ServiceInstance};
 
 /// One key under a service.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -77,7 +77,7 @@ impl Inspector {
 
     /// Every key under `service`, at one revision.
     pub async fn entries(&self, service: &str) -> Result<(Revision, Vec<Entry>)> {
-        octopus_core::validate_name("service", service)?;
+        octopus_discovery_core::validate_name("service", service)?;
         let (header, kvs) = self.backend.range_prefix(&self.layout.prefix(service)).await?;
         let entries = kvs
             .into_iter()
@@ -98,7 +98,7 @@ impl Inspector {
 
     /// The key of instance `id` of `service`, if registered.
     pub async fn entry(&self, service: &str, id: &str) -> Result<Option<Entry>> {
-        octopus_core::validate_name("id", id)?;
+        octopus_discovery_core::validate_name("id", id)?;
         let (_, entries) = self.entries(service).await?;
         Ok(entries.into_iter().find(|e| e.id() == id))
     }
@@ -125,7 +125,7 @@ impl Inspector {
                     })
                 }
             };
-            let value = octopus_core::encode_with_mark(&*self.layout, entry.key.as_bytes(), &instance)?;
+            let value = octopus_discovery_core::encode_with_mark(&*self.layout, entry.key.as_bytes(), &instance)?;
             if let Some(revision) = self
                 .backend
                 .put_if_unchanged(&entry.key, value, entry.lease, entry.mod_revision)

@@ -60,16 +60,16 @@ pub use inspect::{Entry, Inspector};
 pub use signal::shutdown_signal;
 pub use url::{parse_duration, RegistryUrl};
 
-pub use octopus_core::{
+pub use octopus_discovery_core::{
     diff, BackoffPolicy, Change, Diff, Discovery, DiscoveryResolver, Error, EtcdNamingLayout, Freshness, GoZeroLayout,
     Instances, IntoTarget, JitterRng, JsonLayout, KeyLayout, KratosLayout, LeaseId, Metadata, OwnedTask,
     RegisterOptions, Registration, RegistrationStatus, Registry, Resolver, Resolvers, Result, ServiceInstance,
     ServiceWatch, Snapshot, Target, DEFAULT_NAMESPACE,
 };
 
-/// The core crate, for backend authors: the [`KvBackend`](octopus_core::KvBackend)
+/// The core crate, for backend authors: the [`KvBackend`](octopus_discovery_core::KvBackend)
 /// trait and the shared lease and watch machinery.
-pub use octopus_core as core;
+pub use octopus_discovery_core as core;
 
 /// The etcd backend (feature `etcd`).
 #[cfg(feature = "etcd")]

@@ -27,7 +27,7 @@ use tokio::task::JoinSet;
 
 use crate::{Error, OwnedTask, Registration, RegistrationStatus, Result};
 
-pub use octopus_core::telemetry::*;
+pub use octopus_discovery_core::telemetry::*;
 
 /// Installs the Prometheus recorder for this process (once; later calls return
 /// the same handle).
@@ -47,7 +47,7 @@ pub fn install() -> Result<PrometheusHandle> {
         .map_err(|e| Error::backend("metrics", format!("invalid histogram buckets: {e}")))?
         .install_recorder()
         .map_err(|e| Error::backend("metrics", format!("cannot install the Prometheus recorder: {e}")))?;
-    octopus_core::telemetry::describe();
+    octopus_discovery_core::telemetry::describe();
     *slot = Some(handle.clone());
     Ok(handle)
 }

@@ -120,7 +120,7 @@ pub(crate) fn defaults(url: &RegistryUrl) -> Result<RegisterOptions> {
 pub(crate) fn cold_cache(
     url: &RegistryUrl,
     layout: &Arc<dyn crate::KeyLayout>,
-) -> Result<Option<Arc<octopus_core::ColdCache>>> {
+) -> Result<Option<Arc<octopus_discovery_core::ColdCache>>> {
     let Some(path) = url.params.get("cache_file") else {
         return Ok(None);
     };
@@ -128,5 +128,5 @@ pub(crate) fn cold_cache(
         return Err(url.error("cache_file must name a file"));
     }
     let scope = format!("{}://{} {:?}", url.scheme, url.hosts.join(","), layout);
-    octopus_core::ColdCache::open(path, scope).map(Some)
+    octopus_discovery_core::ColdCache::open(path, scope).map(Some)
 }

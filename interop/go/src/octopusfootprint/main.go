@@ -1,5 +1,5 @@
 // octopusfootprint: the Go peer of the etcd footprint scenario
-// (etcd-load/benches/footprint.rs). One process is one client, as a Go
+// (octopus-etcd-load/benches/footprint.rs). One process is one client, as a Go
 // service on etcd's clientv3 would be: it registers `instances` instances
 // (grant + put + KeepAlive, as go-kratos does) and watches `services`
 // services (Get, then Watch from the revision after, on the client's one

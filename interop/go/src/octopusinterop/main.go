@@ -2,7 +2,7 @@
 // packages and concurrency) and grpc-go against Octopus: clients nobody in the
 // Octopus project wrote. Built offline in GOPATH mode from Debian's packaged
 // sources (golang-etcd-server-dev 3.4, golang-google-grpc-dev); the Rust tests in
-// cli/tests/go.rs build and run it.
+// octopus-discovery-cli/tests/go.rs build and run it.
 //
 //	octopusinterop call    -etcd ADDR -target NAME -policy round_robin|pick_first -method /pkg.Svc/Hello
 //	octopusinterop publish -etcd ADDR -target NAME

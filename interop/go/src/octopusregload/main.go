@@ -1,5 +1,5 @@
 // octopusregload: the Go peers of the registration scenario
-// (etcd-load/benches/etcd_load.rs, "register"): N registrations, INFLIGHT at a
+// (octopus-etcd-load/benches/etcd_load.rs, "register"): N registrations, INFLIGHT at a
 // time, on one clientv3 client, each keeping its lease alive, as Go services
 // register:
 //

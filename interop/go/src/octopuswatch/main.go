@@ -1,5 +1,5 @@
 // octopuswatch: the Go peer of the propagation scenario
-// (etcd-load/benches/etcd_load.rs, "propagation"): W watchers of PREFIX on one
+// (octopus-etcd-load/benches/etcd_load.rs, "propagation"): W watchers of PREFIX on one
 // clientv3 client (clientv3 multiplexes them on one watch stream). For every
 // put each watcher sees, it prints "seen ID NANOS": ID is the key's last
 // segment, NANOS the wall-clock Unix time in nanoseconds when the watch

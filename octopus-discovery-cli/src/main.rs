@@ -1,0 +1,176 @@
+//! `octopus`: scaffold a self-registering gRPC service, inspect a registry, run an
+//! in-memory etcd for development.
+
+mod dev;
+mod inspect;
+mod new;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Service registration and discovery for Rust.
+///
+/// Exit codes: 0 success; 1 the command failed (registry unreachable, instance
+/// not found, directory exists…); 2 bad arguments.
+#[derive(Debug, Parser)]
+#[command(name = "octopus", version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Generate a ready gRPC service that registers itself with Octopus.
+    New(NewArgs),
+    /// List the services of a registry, or the instances of one service.
+    Ls {
+        /// The service (all services if omitted).
+        service: Option<String>,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
+    /// Show one instance: SERVICE/ID.
+    Get {
+        /// The instance, as SERVICE/ID.
+        instance: String,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
+    /// Follow a service's instances as they change (until Ctrl-C).
+    Watch {
+        /// The service.
+        service: String,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
+    /// Delete an instance's key now, whoever holds it: SERVICE/ID.
+    ///
+    /// For the key of a process that is gone, before its TTL runs out. A process
+    /// that still runs registers again: stop it first to remove it for good.
+    Deregister {
+        /// The instance, as SERVICE/ID.
+        instance: String,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
+    /// Mark an instance draining: SERVICE/ID.
+    ///
+    /// It stays registered and listed (STATE draining), but balancers send it no
+    /// new calls while another instance can take them, and its gRPC health says
+    /// NOT_SERVING. The process keeps the mark until `octopus undrain`, through
+    /// re-registrations. For maintenance, or to take one instance out of traffic.
+    Drain {
+        /// The instance, as SERVICE/ID.
+        instance: String,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
+    /// Clear an instance's draining mark: SERVICE/ID takes new calls again.
+    Undrain {
+        /// The instance, as SERVICE/ID.
+        instance: String,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
+    /// Run an in-memory etcd (v3 API) for development: no etcd installed needed.
+    ///
+    /// A single member serving KV (range, put, delete, txn, compact), Lease (grant,
+    /// revoke, keep-alive, time-to-live, list), Watch (revisions, prefixes, prev_kv,
+    /// progress), status and member list: what Octopus, etcdctl and most clients
+    /// use. No auth, no TLS, no cluster. See docs/RELIABILITY.md, "The simulated etcd".
+    Dev {
+        /// Where to listen.
+        #[arg(long, default_value = "127.0.0.1:2379")]
+        listen: SocketAddr,
+        /// Load the keys and leases from FILE at start (if it exists) and save them
+        /// there on shutdown (SIGINT or SIGTERM). History is not kept.
+        #[arg(long, value_name = "FILE")]
+        data: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct NewArgs {
+    /// The service name: letters, digits, `-` and `_`, starting with a letter.
+    name: String,
+    /// Where to create the project (default: ./NAME).
+    #[arg(long)]
+    path: Option<PathBuf>,
+    /// The registry the generated config points at.
+    #[arg(long, value_enum, default_value_t = Backend::Etcd)]
+    backend: Backend,
+    /// Depend on the Octopus checkout at this path. Default: the checkout this CLI
+    /// was built from, if it was; else the published octopus-discovery of the
+    /// CLI's own version.
+    #[arg(long, value_name = "DIR")]
+    octopus_path: Option<PathBuf>,
+    /// Write into an existing directory, replacing the files it generates.
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Backend {
+    /// etcd://127.0.0.1:2379 (`octopus dev` serves it without an etcd).
+    Etcd,
+    /// mem:// (the process's own registry: for trying things out).
+    Mem,
+}
+
+#[derive(Debug, clap::Args)]
+struct RegistryArgs {
+    /// The registry URL, e.g. etcd://127.0.0.1:2379?namespace=/prod.
+    #[arg(long, env = "OCTOPUS_REGISTRY", default_value = "etcd://127.0.0.1:2379")]
+    registry: String,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // Octopus's own logs (a watch reconnecting, `octopus dev`'s server) on stderr,
+    // filtered by RUST_LOG; warnings and errors by default.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::New(args) => new::run(&args),
+        other => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .expect("a tokio runtime");
+            runtime.block_on(async move {
+                match other {
+                    Command::Ls { service, registry } => inspect::ls(&registry, service.as_deref()).await,
+                    Command::Get { instance, registry } => inspect::get(&registry, &instance).await,
+                    Command::Watch { service, registry } => inspect::watch(&registry, &service).await,
+                    Command::Deregister { instance, registry } => inspect::deregister(&registry, &instance).await,
+                    Command::Drain { instance, registry } => inspect::drain(&registry, &instance, true).await,
+                    Command::Undrain { instance, registry } => inspect::drain(&registry, &instance, false).await,
+                    Command::Dev { listen, data } => dev::run(listen, data).await,
+                    Command::New(_) => unreachable!("handled above"),
+                }
+            })
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("octopus: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// A command's error: a message for the user.
+type Result<T = ()> = std::result::Result<T, String>;

@@ -1,0 +1,218 @@
+//! The small etcd-shaped key-value interface that every backend provides.
+//!
+//! Registration and discovery logic (leases, keepalive, fencing, watch resume,
+//! resync) is written once in this crate against [`KvBackend`]; a backend only
+//! translates these calls to its store. That is what lets the simulator and the
+//! conformance suite prove one implementation for every backend.
+
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_core::Stream;
+
+use crate::{LeaseId, Result, Revision};
+
+/// The end of the range of keys that start with `prefix`, as etcd computes it
+/// (`[0]`, "every key from here on", when no such end exists).
+///
+/// ```
+/// assert_eq!(octopus_discovery_core::prefix_end(b"a"), b"b");
+/// assert_eq!(octopus_discovery_core::prefix_end(b"a\xff"), b"b");
+/// assert_eq!(octopus_discovery_core::prefix_end(b""), vec![0]);
+/// ```
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
+/// A granted lease.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lease {
+    /// Its id.
+    pub id: LeaseId,
+    /// The TTL the server granted (it may raise a TTL below its minimum).
+    pub ttl: Duration,
+}
+
+/// Which history a revision belongs to: etcd's cluster id and the revision.
+///
+/// A new cluster id, or a revision lower than one seen before, means the store
+/// lost its history (restored from backup, wiped): revisions seen before mean
+/// nothing any more.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    /// The cluster's id.
+    pub cluster_id: u64,
+    /// The store's revision when the request was served.
+    pub revision: Revision,
+}
+
+/// A key and its value with etcd's metadata. Serde's form (the field names) is
+/// what `octopus dev --data` files hold.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub struct KeyValue {
+    /// The key.
+    pub key: Vec<u8>,
+    /// The value (empty in a delete event).
+    pub value: Vec<u8>,
+    /// Revision of the key's creation.
+    pub create_revision: Revision,
+    /// Revision of its last modification (of the deletion, in a delete event).
+    pub mod_revision: Revision,
+    /// Number of modifications since creation.
+    pub version: i64,
+    /// The lease it is attached to ([`LeaseId::NONE`]: none).
+    pub lease: LeaseId,
+}
+
+/// Whether a watch event is a put or a delete.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum EventKind {
+    /// The key was created or modified.
+    Put,
+    /// The key was deleted (explicitly or by lease expiry).
+    Delete,
+}
+
+/// One change seen by a watch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// Put or delete.
+    pub kind: EventKind,
+    /// The key after the change (for a delete: key and `mod_revision` only).
+    pub kv: KeyValue,
+    /// The key before the change, when there was one.
+    pub prev: Option<KeyValue>,
+}
+
+/// What a watch stream yields.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WatchMessage {
+    /// Changes, all at `revision` or earlier, in revision order.
+    Events {
+        /// The header revision of the response.
+        revision: Revision,
+        /// The changes.
+        events: Vec<Event>,
+    },
+    /// Nothing changed up to `revision` (etcd's progress notification).
+    Progress {
+        /// The revision the watch has caught up to.
+        revision: Revision,
+    },
+}
+
+/// A stream of watch messages; it ends, or yields an error, when the watch is lost.
+/// [`Error::Compacted`](crate::Error::Compacted) says the start revision is gone.
+pub type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchMessage>> + Send>>;
+
+/// The outcome of a fenced write ([`crate::fencing::put_owned`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PutOutcome {
+    /// Written; the write's revision.
+    Written(Revision),
+    /// The key is held by another lease and was left alone.
+    Conflict {
+        /// The lease that holds it ([`LeaseId::NONE`]: no lease).
+        owner: LeaseId,
+    },
+}
+
+/// What [`KvBackend::create`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Created {
+    /// The key was absent and is now written; the write's revision.
+    Written(Revision),
+    /// The key is there: as it is (its lease and mod revision tell the owner and
+    /// guard the overwrite). `None` if it went away before it could be read.
+    Present(Option<KeyValue>),
+}
+
+/// Keeps one lease alive; one per lease, reused for every refresh.
+#[async_trait]
+pub trait LeaseKeeper: Send {
+    /// Refreshes the lease. `Ok(None)` means the lease is gone (etcd answered TTL ≤ 0).
+    async fn keep_alive(&mut self) -> Result<Option<Duration>>;
+}
+
+/// The etcd-shaped operations that Octopus's registry and discovery need.
+///
+/// Keys are UTF-8 when Octopus writes them; keys read back are bytes, since other
+/// writers share the store.
+#[async_trait]
+pub trait KvBackend: Send + Sync + 'static {
+    /// Grants a lease of `ttl`.
+    async fn grant(&self, ttl: Duration) -> Result<Lease>;
+
+    /// Opens a keeper for `lease`: [`Error::LeaseNotFound`] when the server
+    /// already says the lease is gone (opening may refresh it, as etcd's does).
+    async fn keeper(&self, lease: LeaseId) -> Result<Box<dyn LeaseKeeper>>;
+
+    /// Revokes `lease`, deleting its keys. A lease that is already gone is not an error.
+    async fn revoke(&self, lease: LeaseId) -> Result<()>;
+
+    /// In one transaction: writes `key = value` attached to `lease` if the key is
+    /// absent, else reads it. The first step of the fenced write.
+    async fn create(&self, key: &str, value: Vec<u8>, lease: LeaseId) -> Result<Created>;
+
+    /// In one transaction: writes `key = value` attached to `lease` if the key's
+    /// mod revision is still `mod_revision`; the write's revision, or `None` if the
+    /// key changed. The second step of the fenced write.
+    async fn put_if_unchanged(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        lease: LeaseId,
+        mod_revision: Revision,
+    ) -> Result<Option<Revision>>;
+
+    /// Atomically deletes `key` if it is held by `lease`; true if it was deleted.
+    async fn delete_owned(&self, key: &str, lease: LeaseId) -> Result<bool>;
+
+    /// Deletes `key` whoever holds it (an operator's tool: `octopus deregister`);
+    /// true if it existed.
+    async fn delete(&self, key: &str) -> Result<bool>;
+
+    /// Reads every key under `prefix` at one revision (paginated as the backend needs).
+    async fn range_prefix(&self, prefix: &str) -> Result<(Header, Vec<KeyValue>)>;
+
+    /// Reads every key under `prefix` at one revision, as
+    /// [`range_prefix`](KvBackend::range_prefix) does, handing each page to `page`
+    /// as it arrives: a backend that pages may read the next page while the caller
+    /// works on this one (the watch cache decodes a page while etcd serves the
+    /// next). On an error, the pages already handed over are to be discarded.
+    /// The default reads everything, then hands it over as one page.
+    async fn range_prefix_pages(&self, prefix: &str, page: &mut (dyn FnMut(Vec<KeyValue>) + Send)) -> Result<Header> {
+        let (header, kvs) = self.range_prefix(prefix).await?;
+        page(kvs);
+        Ok(header)
+    }
+
+    /// Reads one key.
+    async fn get(&self, key: &str) -> Result<(Header, Option<KeyValue>)>;
+
+    /// The store's current header: a cheap way to tell whether history was lost.
+    async fn header(&self) -> Result<Header>;
+
+    /// Watches `key` (or every key under it when `prefix`) from revision `start`,
+    /// with previous values. A compacted `start` is [`Error::Compacted`], either
+    /// here or as the stream's first item; for a prefix watch it must be here (the
+    /// watch cache calls a view fresh once this returns).
+    async fn watch(&self, key: &str, prefix: bool, start: Revision) -> Result<WatchStream>;
+}
+
+/// The next message of an optional stream; pending forever when there is none.
+pub(crate) async fn next_message(stream: &mut Option<WatchStream>) -> Option<Result<WatchMessage>> {
+    match stream {
+        Some(s) => poll_fn(|cx| Pin::new(&mut *s).poll_next(cx)).await,
+        None => std::future::pending().await,
+    }
+}
