@@ -25,7 +25,7 @@ pub struct Client {
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
-            .field("url", &self.url.as_str())
+            .field("url", &self.url.redacted())
             .finish_non_exhaustive()
     }
 }
@@ -40,7 +40,9 @@ impl std::fmt::Debug for Client {
 /// or a Go framework's: `kratos`, `etcd-naming`, `go-zero`), `shared_lease=true` (one
 /// lease for every registration of this client), `ttl` (default lease
 /// TTL: `500ms`, `10s`, `10`), `retry_interval` and `retry_cap` (re-registration
-/// backoff); for etcd also `connect_timeout`, `request_timeout`, `user` and `password`,
+/// backoff); for etcd also `connect_timeout`, `request_timeout`, `user` with its
+/// password from `password_file` (recommended), `password`, or the
+/// `OCTOPUS_ETCD_PASSWORD` environment variable,
 /// and TLS: `ca_file`, `cert_file` + `key_file` (a client certificate), `tls_domain`.
 /// A scheme whose backend is not compiled in is an error that names the feature.
 ///
@@ -140,12 +142,7 @@ async fn open(url: &str, check: bool) -> Result<Client> {
         }
         #[cfg(not(feature = "etcd"))]
         "etcd" => return Err(missing(&url, "etcd")),
-        other => {
-            return Err(Error::UnknownScheme {
-                scheme: other.to_owned(),
-                known: "mem, etcd".into(),
-            })
-        }
+        other => return Err(Error::unknown_scheme(other, "mem, etcd")),
     };
     Ok(Client {
         url,
@@ -183,10 +180,7 @@ fn pair<B: crate::core::KvBackend>(
 
 #[allow(dead_code)] // unused when every backend is compiled in
 fn missing(url: &RegistryUrl, feature: &'static str) -> Error {
-    Error::FeatureMissing {
-        url: url.as_str().to_owned(),
-        feature,
-    }
+    Error::feature_missing(url.as_str(), feature)
 }
 
 impl Client {
@@ -206,9 +200,10 @@ impl Client {
         &self.inspector
     }
 
-    /// The registry URL this client was made from.
-    pub fn url(&self) -> &str {
-        self.url.as_str()
+    /// The registry URL this client was made from, redacted (`password=***`):
+    /// safe to log.
+    pub fn url(&self) -> String {
+        self.url.redacted()
     }
 
     /// The registration defaults from the URL.

@@ -116,7 +116,7 @@ impl ServiceWatch {
     /// Waits for a snapshot that satisfies `pred` (handy in tests and start-up code).
     pub async fn wait_for(&mut self, mut pred: impl FnMut(&Snapshot) -> bool) -> Result<Snapshot> {
         loop {
-            let snapshot = self.next().await.ok_or(Error::Closed("discovery"))?;
+            let snapshot = self.next().await.ok_or(Error::closed("discovery"))?;
             if pred(&snapshot) {
                 return Ok(snapshot);
             }

@@ -105,10 +105,7 @@ impl<B: KvBackend> Registry for LeaseRegistry<B> {
             Some(_) => {
                 let name = format!("{}/{}", instance.service, instance.id);
                 if !self.live.lock().unwrap_or_else(|p| p.into_inner()).insert(name.clone()) {
-                    return Err(Error::Conflict {
-                        key: self.layout.key(&instance, LeaseId(0)),
-                        owner: LeaseId::NONE,
-                    });
+                    return Err(Error::conflict(self.layout.key(&instance, LeaseId(0)), LeaseId::NONE));
                 }
                 Some(Box::new(LiveKey(self.live.clone(), name)))
             }

@@ -241,11 +241,11 @@ impl Registration {
         let status = rx
             .wait_for(|s| s.is_registered() || s.is_final())
             .await
-            .map_err(|_| Error::Closed("registration"))?
+            .map_err(|_| Error::closed("registration"))?
             .clone();
         match status {
             RegistrationStatus::Registered { lease } => Ok(lease),
-            other => Err(Error::Closed(if matches!(other, RegistrationStatus::Deregistered) {
+            other => Err(Error::closed(if matches!(other, RegistrationStatus::Deregistered) {
                 "registration (deregistered)"
             } else {
                 "registration (failed)"
@@ -258,18 +258,18 @@ impl Registration {
     pub async fn update(&self, instance: ServiceInstance) -> Result<()> {
         instance.validate()?;
         if instance.service != self.service || instance.id != self.id {
-            return Err(Error::InvalidInstance {
-                field: "service/id",
-                value: format!("{}/{}", instance.service, instance.id),
-                rule: format!(
+            return Err(Error::invalid_instance(
+                "service/id",
+                format!("{}/{}", instance.service, instance.id),
+                format!(
                     "an update must keep {}/{}; register a new instance instead",
                     self.service, self.id
                 ),
-            });
+            ));
         }
         let (tx, rx) = oneshot::channel();
         self.commands.send(Command::Update(Box::new(instance), tx))?;
-        rx.await.map_err(|_| Error::Closed("registration"))?
+        rx.await.map_err(|_| Error::closed("registration"))?
     }
 
     /// Marks the instance draining: it stays registered (operators still list it),
@@ -300,7 +300,7 @@ impl Registration {
     async fn set_draining(&self, draining: bool) -> Result<()> {
         let (tx, rx) = oneshot::channel();
         self.commands.send(Command::Drain(draining, tx))?;
-        rx.await.map_err(|_| Error::Closed("registration"))?
+        rx.await.map_err(|_| Error::closed("registration"))?
     }
 
     /// Deletes the key and revokes the lease, bounded by the deregistration timeout.
@@ -310,7 +310,7 @@ impl Registration {
         if self.commands.send(Command::Deregister(tx)).is_err() {
             return Ok(()); // the task has ended: deregistered or failed already
         }
-        let result = rx.await.map_err(|_| Error::Closed("registration"))?;
+        let result = rx.await.map_err(|_| Error::closed("registration"))?;
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }

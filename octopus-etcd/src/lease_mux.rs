@@ -72,10 +72,10 @@ impl LeaseKeeper for MuxKeeper {
         let (reply, answer) = oneshot::channel();
         self.requests
             .send((self.lease, reply))
-            .map_err(|_| Error::Closed("keepalive stream"))?;
+            .map_err(|_| Error::closed("keepalive stream"))?;
         bounded(self.limit, "keepalive", answer)
             .await?
-            .map_err(|_| Error::Closed("keepalive stream"))?
+            .map_err(|_| Error::closed("keepalive stream"))?
     }
 }
 
@@ -139,7 +139,7 @@ async fn run(
                 match sent {
                     Ok(()) => waiting.entry(lease.0).or_default().push_back(reply),
                     Err(_) => {
-                        let _ = reply.send(Err(Error::Closed("keepalive stream")));
+                        let _ = reply.send(Err(Error::closed("keepalive stream")));
                         fail_all(&mut stream, &mut waiting, "the keepalive stream is closed");
                     }
                 }

@@ -36,7 +36,7 @@ enum Request {
         key: String,
         prefix: bool,
         start: Revision,
-        reply: oneshot::Sender<Result<(Sub, Revision)>>,
+        reply: oneshot::Sender<Result<Opened>>,
     },
     /// The owner of watch `id` of stream `generation` dropped it.
     Cancel { generation: u64, id: i64 },
@@ -45,7 +45,7 @@ enum Request {
 /// A create sent, waiting for etcd's `created` answer.
 struct Pending {
     start: Revision,
-    reply: oneshot::Sender<Result<(Sub, Revision)>>,
+    reply: oneshot::Sender<Result<Opened>>,
 }
 
 /// What a client's watch stream carries, for tests and the load harness:
@@ -82,12 +82,7 @@ impl WatchMux {
     /// Opens a watch on `key` (a prefix when `prefix`) from revision `start`;
     /// resolves once etcd has created it (or refused it: compacted), with the
     /// store's revision when it was created (0 if etcd did not say).
-    pub(crate) async fn watch(
-        &self,
-        key: &str,
-        prefix: bool,
-        start: Revision,
-    ) -> Result<(octopus_discovery_core::WatchStream, Revision)> {
+    pub(crate) async fn watch(&self, key: &str, prefix: bool, start: Revision) -> Result<Opened> {
         let (reply, answer) = oneshot::channel();
         self.requests
             .send(Request::Create {
@@ -96,14 +91,21 @@ impl WatchMux {
                 start,
                 reply,
             })
-            .map_err(|_| Error::Closed("watch stream"))?;
-        let (sub, created) = answer.await.map_err(|_| Error::Closed("watch stream"))??;
-        Ok((Box::pin(sub), created))
+            .map_err(|_| Error::closed("watch stream"))?;
+        answer.await.map_err(|_| Error::closed("watch stream"))?
     }
 }
 
+/// What creating a watch on the shared stream gave.
+pub(crate) enum Opened {
+    /// The watch, and the revision etcd created it at.
+    Watch(Sub, Revision),
+    /// etcd refused it: its start revision is compacted (etcd's compaction revision).
+    Compacted(Revision),
+}
+
 /// One watch on the shared stream, as the backend's `WatchStream`.
-struct Sub {
+pub(crate) struct Sub {
     messages: mpsc::UnboundedReceiver<Result<WatchMessage>>,
     generation: u64,
     id: i64,
@@ -170,7 +172,7 @@ async fn run(
             },
             response = response => match response {
                 Ok(Some(resp)) => route(&mut s, resp, &me),
-                Ok(None) => fail_all(&mut s, Error::Closed("watch stream")),
+                Ok(None) => fail_all(&mut s, Error::closed("watch stream")),
                 Err(e) => fail_all(&mut s, etcd_err("watch", e)),
             },
         }
@@ -185,7 +187,7 @@ async fn create(
     key: &str,
     prefix: bool,
     start: Revision,
-    reply: oneshot::Sender<Result<(Sub, Revision)>>,
+    reply: oneshot::Sender<Result<Opened>>,
     stats: &MuxStats,
 ) {
     let mut opts = WatchOptions::new()
@@ -213,7 +215,7 @@ async fn create(
             let _ = reply.send(Err(etcd_err("watch", e)));
             if s.stream.is_some() {
                 // The request could not be sent: the stream is broken.
-                fail_all(s, Error::Closed("watch stream"));
+                fail_all(s, Error::closed("watch stream"));
             }
         }
     }
@@ -228,15 +230,15 @@ fn route(s: &mut State, resp: WatchResponse, me: &mpsc::WeakUnboundedSender<Requ
             return;
         };
         if resp.canceled() {
-            let err = if resp.compact_revision() > 0 {
-                Error::Compacted {
-                    requested: start,
-                    compacted: resp.compact_revision(),
-                }
+            let answer = if resp.compact_revision() > 0 {
+                Ok(Opened::Compacted(resp.compact_revision()))
             } else {
-                Error::backend("watch", format!("etcd refused the watch: {}", resp.cancel_reason()))
+                Err(Error::backend_message(format!(
+                    "etcd refused the watch from revision {start}: {}",
+                    resp.cancel_reason()
+                )))
             };
-            let _ = reply.send(Err(err));
+            let _ = reply.send(answer);
             return;
         }
         let (tx, rx) = mpsc::unbounded_channel();
@@ -250,7 +252,7 @@ fn route(s: &mut State, resp: WatchResponse, me: &mpsc::WeakUnboundedSender<Requ
         // Listed before the reply: if the caller gave up waiting, dropping the
         // sub asks for its cancel, which finds it here and tells etcd.
         s.watches.insert(id, tx);
-        drop(reply.send(Ok((sub, created))));
+        drop(reply.send(Ok(Opened::Watch(sub, created))));
         return;
     }
     if id == -1 {

@@ -33,11 +33,11 @@ impl FromStr for Policy {
             "p2c" => Ok(Policy::P2c),
             "weighted" => Ok(Policy::Weighted),
             "p2c_ewma" => Ok(Policy::P2cEwma),
-            other => Err(Error::InvalidOption {
-                name: "policy",
-                value: format!("{other:?}"),
-                rule: "must be round_robin, pick_first, p2c, p2c_ewma or weighted".into(),
-            }),
+            other => Err(Error::invalid_option(
+                "policy",
+                format!("{other:?}"),
+                "must be round_robin, pick_first, p2c, p2c_ewma or weighted",
+            )),
         }
     }
 }

@@ -14,8 +14,8 @@ use crate::fencing::put_owned;
 use crate::mailbox::Inbox;
 use crate::shared::SharedLease;
 use crate::{
-    Backoff, Error, KeyLayout, KvBackend, LeaseId, PutOutcome, RegisterOptions, RegistrationStatus, Result, Revision,
-    ServiceInstance,
+    Backoff, Error, ErrorKind, KeyLayout, KvBackend, LeaseId, PutOutcome, RegisterOptions, RegistrationStatus, Result,
+    Revision, ServiceInstance,
 };
 
 /// Removes a key from the registry's live set when its task ends.
@@ -85,7 +85,9 @@ impl<B: KvBackend> Task<B> {
                 let revision = {
                     let attempt = match Box::pin(self.establish()).await {
                         Ok(revision) => Ok(revision),
-                        Err(Error::Conflict { owner, .. }) => Err(RegistrationStatus::Conflict { owner }),
+                        Err(e) if e.kind() == ErrorKind::Conflict => Err(RegistrationStatus::Conflict {
+                            owner: e.conflict_owner().unwrap_or(LeaseId::NONE),
+                        }),
                         Err(e) => Err(RegistrationStatus::Lost { reason: e.to_string() }),
                     };
                     match attempt {
@@ -136,7 +138,7 @@ impl<B: KvBackend> Task<B> {
             // Still held by someone else? Ask with one read before granting a lease
             // that the guarded write would refuse and we would revoke at once.
             if let Some((key, owner)) = self.foreign_owner().await {
-                return Err(Error::Conflict { key, owner });
+                return Err(Error::conflict(key, owner));
             }
         }
         let lease = match &self.shared {
@@ -173,7 +175,7 @@ impl<B: KvBackend> Task<B> {
                 if own_leases {
                     let _ = self.backend.revoke(lease.id).await;
                 }
-                Err(Error::Conflict { key, owner })
+                Err(Error::conflict(key, owner))
             }
             Err(e) => {
                 // The write may have reached the store after all (a timeout over a slow
@@ -211,7 +213,7 @@ impl<B: KvBackend> Task<B> {
                 tracing::warn!(service = %self.instance.service, id = %self.instance.id, "key was deleted under a live lease; restored");
                 Ok(rev)
             }
-            PutOutcome::Conflict { owner } => Err(Error::Conflict { key, owner }),
+            PutOutcome::Conflict { owner } => Err(Error::conflict(key, owner)),
         }
     }
 

@@ -73,7 +73,10 @@ pub(crate) fn parse() -> Result<Args, String> {
             "--bug" => {
                 let v = value("--bug")?;
                 if octopus_discovery_core::hooks::Bug::from_name(&v).is_none() {
-                    let names: Vec<&str> = octopus_discovery_core::hooks::Bug::ALL.iter().map(|(_, n)| *n).collect();
+                    let names: Vec<&str> = octopus_discovery_core::hooks::Bug::ALL
+                        .iter()
+                        .map(|(_, n)| *n)
+                        .collect();
                     return Err(format!("unknown bug {v:?}: one of {}", names.join(", ")));
                 }
                 a.bug = Some(v);
