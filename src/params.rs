@@ -161,3 +161,81 @@ pub(crate) fn cold_cache(
     let scope = format!("{}://{} {:?}", url.scheme, url.hosts.join(","), layout);
     octopus_discovery_core::ColdCache::open(path, scope).map(Some)
 }
+
+/// The quick reference lists exactly the parameters, error kinds and balancing
+/// policies the code defines: adding one without its doc line fails here.
+#[cfg(test)]
+mod docs {
+    use std::collections::BTreeSet;
+
+    const QUICK_REFERENCE: &str = include_str!("../docs/QUICK_REFERENCE.md");
+
+    /// The first column's `code` names of the table under `heading`.
+    fn first_column(heading: &str) -> BTreeSet<String> {
+        let section = QUICK_REFERENCE
+            .split("\n## ")
+            .find(|s| s.starts_with(heading))
+            .unwrap_or_else(|| panic!("QUICK_REFERENCE has a section {heading:?}"));
+        section
+            .lines()
+            .filter(|l| l.starts_with("| `"))
+            .flat_map(|l| {
+                let cell = l.split('|').nth(1).unwrap_or("");
+                cell.split('`')
+                    .skip(1)
+                    .step_by(2)
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn url_parameters_are_documented() {
+        let code: BTreeSet<String> = super::COMMON
+            .iter()
+            .chain(super::ETCD_ONLY)
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(
+            first_column("Registry URLs"),
+            code,
+            "docs/QUICK_REFERENCE.md's URL parameters"
+        );
+    }
+
+    #[test]
+    fn error_kinds_are_documented() {
+        let code: BTreeSet<String> = crate::ErrorKind::ALL.iter().map(|k| format!("{k:?}")).collect();
+        assert_eq!(first_column("Errors"), code, "docs/QUICK_REFERENCE.md's error kinds");
+    }
+
+    #[cfg(feature = "grpc")]
+    #[test]
+    fn policies_are_documented() {
+        use crate::grpc::Policy;
+        let line = QUICK_REFERENCE
+            .lines()
+            .find(|l| l.starts_with("Policies:"))
+            .expect("a Policies line");
+        let documented: BTreeSet<String> = line.split('`').skip(1).step_by(2).map(str::to_owned).collect();
+        let all = [
+            Policy::RoundRobin,
+            Policy::PickFirst,
+            Policy::P2c,
+            Policy::P2cEwma,
+            Policy::Weighted,
+        ];
+        // A new policy must join `all` above: this match stops compiling otherwise.
+        for p in all {
+            match p {
+                Policy::RoundRobin | Policy::PickFirst | Policy::P2c | Policy::P2cEwma | Policy::Weighted => {}
+            }
+        }
+        let code: BTreeSet<String> = all.iter().map(|p| p.to_string()).collect();
+        assert_eq!(documented, code);
+        for name in &documented {
+            assert!(name.parse::<Policy>().is_ok(), "{name} parses");
+        }
+    }
+}
