@@ -308,7 +308,12 @@ mod tests {
             #[cfg(feature = "etcd")]
             ("etcd://127.0.0.1:2379?cert_file=Cargo.toml", "TLS needs ca_file"),
             #[cfg(feature = "etcd")]
-            ("etcd://127.0.0.1:2379?user=u", "user and password go together"),
+            (
+                "etcd://127.0.0.1:2379?user=u",
+                "user= needs a password: password_file=PATH",
+            ),
+            #[cfg(feature = "etcd")]
+            ("etcd://127.0.0.1:2379?password=p", "a password needs user="),
             #[cfg(feature = "etcd")]
             ("etcd://", "at least one etcd endpoint"),
         ] {

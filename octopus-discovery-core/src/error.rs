@@ -61,6 +61,22 @@ impl ErrorKind {
     ];
 }
 
+/// A new kind must join [`ErrorKind::ALL`]: this match stops compiling otherwise.
+const _: fn(ErrorKind) = |k| match k {
+    ErrorKind::InvalidInstance
+    | ErrorKind::InvalidOption
+    | ErrorKind::InvalidTarget
+    | ErrorKind::InvalidUrl
+    | ErrorKind::FeatureMissing
+    | ErrorKind::UnknownScheme
+    | ErrorKind::Decode
+    | ErrorKind::Conflict
+    | ErrorKind::Timeout
+    | ErrorKind::Backend
+    | ErrorKind::Closed
+    | ErrorKind::CacheFile => {}
+};
+
 /// Everything that can go wrong in Octopus.
 ///
 /// Its message is one sentence about this cause: it names the input and the rule
@@ -262,19 +278,17 @@ impl std::error::Error for Error {
     }
 }
 
-/// `e` and its causes as `a: b: c`, leaving out a cause whose text the one
-/// before it already holds (a gRPC status repeats its transport error's text).
+/// `e` and its causes as `a: b: c`, leaving out a cause whose text is already
+/// there (a gRPC status repeats its transport error's text).
 pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();
-    let mut previous = out.clone();
     let mut next = e.source();
     while let Some(cause) = next {
         let text = cause.to_string();
-        if !text.is_empty() && !previous.contains(&text) {
+        if !text.is_empty() && !out.contains(&text) {
             out.push_str(": ");
             out.push_str(&text);
         }
-        previous = text;
         next = cause.source();
     }
     out

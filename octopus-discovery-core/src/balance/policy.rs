@@ -22,6 +22,22 @@ pub enum Policy {
     P2cEwma,
 }
 
+impl Policy {
+    /// Every policy (the documentation lists them all).
+    pub const ALL: [Policy; 5] = [
+        Policy::RoundRobin,
+        Policy::PickFirst,
+        Policy::P2c,
+        Policy::P2cEwma,
+        Policy::Weighted,
+    ];
+}
+
+/// A new policy must join [`Policy::ALL`]: this match stops compiling otherwise.
+const _: fn(Policy) = |p| match p {
+    Policy::RoundRobin | Policy::PickFirst | Policy::P2c | Policy::P2cEwma | Policy::Weighted => {}
+};
+
 impl FromStr for Policy {
     type Err = Error;
 
