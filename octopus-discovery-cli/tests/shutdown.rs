@@ -1,6 +1,7 @@
 //! `Client::shutdown` in a process of its own against a real etcd: the process
 //! registers, drops its handle, shuts its client down and returns from `main`;
-//! right after it has exited, etcdctl finds no key. (In process over `mem://`:
+//! right after it has exited, etcdctl finds no key; and shutdown ends every watch
+//! the client holds on etcd (etcd's own watcher count). (In process over `mem://`:
 //! the facade's tests/shutdown.rs.) The test kit needs protoc, which the
 //! facade's own tests must not (its examples build on a machine without it).
 
@@ -66,4 +67,65 @@ async fn a_process_that_shuts_down_leaves_no_key_in_etcd() {
     let leases = etcd.etcdctl(&["lease", "list"]);
     let leases = String::from_utf8_lossy(&leases.stdout);
     assert!(leases.contains("found 0 leases"), "{leases}");
+}
+
+/// etcd's live watchers, from its own /metrics.
+async fn watchers(etcd: &EtcdServer) -> f64 {
+    octopus_testkit::etcd::metric(&etcd.metrics().await, "etcd_debugging_mvcc_watcher_total", &[])
+}
+
+/// Waits until etcd counts `want` watchers; what it counted last.
+async fn until_watchers(etcd: &EtcdServer, want: f64) -> f64 {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let now = watchers(etcd).await;
+        if now == want || tokio::time::Instant::now() >= deadline {
+            return now;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_every_watch_the_client_holds_on_etcd() {
+    let etcd = EtcdServer::start().await;
+    let before = watchers(&etcd).await;
+    // keepalive 300 ms: each registration opens the watch on its own key at its
+    // first keepalive.
+    let client = octopus::connect(&format!("etcd://{}?ttl=60s", etcd.endpoint()))
+        .await
+        .unwrap();
+    let options = client
+        .register_options()
+        .keepalive_interval(std::time::Duration::from_millis(300))
+        .unwrap();
+    let mut views = Vec::new();
+    for service in ["a", "b", "c"] {
+        views.push(client.watch(service).await.unwrap());
+    }
+    let held = client
+        .registry()
+        .register(instance("held"), options.clone())
+        .await
+        .unwrap();
+    let dropped = client.registry().register(instance("dropped"), options).await.unwrap();
+    held.registered().await.unwrap();
+    dropped.registered().await.unwrap();
+    let with_keys = until_watchers(&etcd, before + 5.0).await;
+    assert_eq!(with_keys, before + 5.0, "3 services and 2 own keys are watched");
+    drop(dropped);
+
+    client.shutdown().await.unwrap();
+    let after = until_watchers(&etcd, before).await;
+    assert_eq!(after, before, "etcd still holds watches of the client after shutdown");
+    for view in &mut views {
+        let ended = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            while view.next().await.is_some() {}
+        })
+        .await;
+        assert!(ended.is_ok(), "a watch made before shutdown ends");
+    }
+    let keys = etcd.etcdctl(&["get", "--prefix", "/octopus/", "--keys-only"]);
+    assert!(String::from_utf8_lossy(&keys.stdout).trim().is_empty());
+    drop(held);
 }
