@@ -221,6 +221,40 @@ impl Client {
         self.discovery.watch(service).await
     }
 
+    /// A clean exit: deregisters every registration this client made — the ones
+    /// whose handles are still held and the ones dropped earlier, whose
+    /// deregistration runs in the background — and waits for them, at most the
+    /// longest deregistration timeout among them
+    /// ([`RegisterOptions::deregister_timeout`](crate::RegisterOptions::deregister_timeout),
+    /// 5 s by default). Then it stops every watch (their [`ServiceWatch`]es end and
+    /// the registry's streams close). Call it before `main` returns: a dropped
+    /// handle alone deregisters in a task that the runtime's end would cut short,
+    /// leaving the key to its lease's TTL.
+    ///
+    /// When it returns `Ok`, none of the client's keys is left in the registry.
+    /// `Err(Timeout)` when some deregistration did not finish in time (the registry
+    /// is unreachable): those keys expire with their leases. Afterwards every
+    /// clone of this client is closed: `register`, `watch`, `channel` and the
+    /// discovery fail with [`Error::Closed`]; held [`Registration`]s read
+    /// [`Deregistered`](crate::RegistrationStatus::Deregistered), and their
+    /// `deregister()` returns `Ok` at once. Calling it again is harmless.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> octopus::Result<()> {
+    /// let client = octopus::connect("mem://shutdown-doc").await?;
+    /// let reg = client.register(octopus::ServiceInstance::new("users", "u1", "127.0.0.1", 8080)?).await?;
+    /// drop(reg); // deregisters in the background…
+    /// client.shutdown().await?; // …and this waits for it
+    /// assert!(client.inspector().services().await?.is_empty());
+    /// assert!(client.watch("users").await.is_err(), "closed");
+    /// # Ok(()) }
+    /// ```
+    pub async fn shutdown(&self) -> Result<()> {
+        let result = self.registry.shutdown().await;
+        self.discovery.close();
+        result
+    }
+
     /// A balanced channel to the instances `target` selects, that every
     /// tonic-generated client accepts. The target is a value
     /// ([`Target::for_service`](crate::Target::for_service)) or text: with a scheme

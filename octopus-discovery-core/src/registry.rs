@@ -22,6 +22,18 @@ pub trait Registry: Send + Sync {
     /// registers it as soon as the registry is back. Wait for
     /// [`Registration::registered`] to require that it is registered now.
     async fn register(&self, instance: ServiceInstance, options: RegisterOptions) -> Result<Registration>;
+
+    /// Deregisters every registration made through this registry, live or
+    /// dropped (a dropped handle's background deregistration included), and
+    /// waits for them, at most the longest deregistration timeout among them:
+    /// when it returns `Ok`, every key is gone. Later registrations fail with
+    /// [`Error::Closed`]; held handles see [`RegistrationStatus::Deregistered`].
+    /// `Err(Timeout)` when some did not finish in time (their keys then expire
+    /// with their leases). The default does nothing, for registries with no
+    /// background work.
+    async fn shutdown(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Where a registration stands.

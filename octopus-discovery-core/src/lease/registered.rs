@@ -5,7 +5,7 @@
 use tokio::sync::watch;
 use tokio::time::{sleep_until, timeout, Instant};
 
-use super::task::{log_err, Exit, Task};
+use super::task::{closing, log_err, Exit, Task};
 use crate::fencing::put_owned;
 use crate::keepalive::{Beat, KeepAlive};
 use crate::kv::next_message;
@@ -68,6 +68,11 @@ impl<B: KvBackend> Task<B> {
                     Some(exit) => return exit,
                     None => continue,
                 },
+                // The client shuts down: deregister as a dropped handle does.
+                () = closing(&mut self.closing) => {
+                    let _ = Box::pin(self.deregister()).await;
+                    return Exit::Done;
+                }
                 _ = sleep_until(ka.next) => {
                     if self.shared.is_some() {
                         // The shared lease's own task keeps it alive; the tick only retries

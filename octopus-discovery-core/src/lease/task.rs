@@ -54,6 +54,9 @@ pub(super) struct Task<B> {
     /// keeps alive nor revokes leases.
     pub(super) shared: Option<Arc<SharedLease>>,
     pub(super) _live: Option<Box<LiveKey>>,
+    /// The registry's shutdown flag: when it turns true the task deregisters and
+    /// ends, as when its handle is dropped.
+    pub(super) closing: watch::Receiver<bool>,
 }
 
 /// Unsure leases remembered; older ones have long expired (nothing keeps them alive).
@@ -228,9 +231,21 @@ impl<B: KvBackend> Task<B> {
                         return true;
                     }
                 }
+                () = closing(&mut self.closing) => {
+                    let _ = Box::pin(self.command(None, None)).await;
+                    return true;
+                }
                 _ = sleep_until(deadline) => return false,
             }
         }
+    }
+}
+
+/// Resolves once the registry shuts down; never when the registry is gone
+/// without shutting down (the tasks then live on their handles alone).
+pub(super) async fn closing(rx: &mut watch::Receiver<bool>) {
+    if rx.wait_for(|closing| *closing).await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 
