@@ -260,6 +260,19 @@ fn send(server: &MemEtcd, settings: &Settings, msg: WatchMessage, sent: &mut i64
     let (revision, events) = match msg {
         WatchMessage::Events { revision, events } => (revision, events),
         WatchMessage::Progress { revision } => (revision, Vec::new()),
+        // The store compacted under the watch: cancel it as etcd does, naming
+        // the compaction revision, and end it.
+        WatchMessage::Compacted { compacted } => {
+            let _ = out.send(Ok(PbWatchResponse {
+                header: Some(server.header_at(*sent)),
+                watch_id: settings.id,
+                canceled: true,
+                compact_revision: compacted,
+                cancel_reason: "etcdserver: mvcc: required revision has been compacted".into(),
+                ..Default::default()
+            }));
+            return false;
+        }
     };
     let events: Vec<_> = events
         .iter()

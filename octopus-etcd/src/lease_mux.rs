@@ -94,8 +94,8 @@ impl LeaseKeeper for MuxKeeper {
             self.requests
                 .send((self.lease, reply))
                 .await
-                .map_err(|_| Error::Closed("keepalive stream"))?;
-            answer.await.map_err(|_| Error::Closed("keepalive stream"))?
+                .map_err(|_| Error::closed("keepalive stream"))?;
+            answer.await.map_err(|_| Error::closed("keepalive stream"))?
         };
         bounded(self.limit, "keepalive", asked).await?
     }

@@ -61,7 +61,34 @@ pub(crate) struct WatchMux {
     _task: OwnedTask<()>,
 }
 
-type Reply = oneshot::Sender<Result<(Sub, Revision)>>;
+type Reply = oneshot::Sender<Result<Answer>>;
+
+#[cfg(test)]
+impl Opened {
+    /// The created watch; panics on a compacted start.
+    fn into_watch(self) -> (octopus_discovery_core::WatchStream, Revision) {
+        match self {
+            Opened::Watch(w, r) => (w, r),
+            Opened::Compacted(c) => panic!("compacted at {c}"),
+        }
+    }
+}
+
+/// etcd's answer to one create, as the routing loop hands it to its caller.
+enum Answer {
+    /// Created, at the store's revision then.
+    Watch(Sub, Revision),
+    /// Refused: the start revision is compacted (etcd's compaction revision).
+    Compacted(Revision),
+}
+
+/// What creating a watch on the shared stream gave.
+pub(crate) enum Opened {
+    /// The watch, and the revision etcd created it at (0 if etcd did not say).
+    Watch(octopus_discovery_core::WatchStream, Revision),
+    /// etcd refused it: its start revision is compacted (etcd's compaction revision).
+    Compacted(Revision),
+}
 
 struct Create {
     spec: Spec,
@@ -120,12 +147,7 @@ impl WatchMux {
     /// Opens a watch on `key` (a prefix when `prefix`) from revision `start`;
     /// resolves once etcd has created it (or refused it: compacted), with the
     /// store's revision when it was created (0 if etcd did not say).
-    pub(crate) async fn watch(
-        &self,
-        key: &str,
-        prefix: bool,
-        start: Revision,
-    ) -> Result<(octopus_discovery_core::WatchStream, Revision)> {
+    pub(crate) async fn watch(&self, key: &str, prefix: bool, start: Revision) -> Result<Opened> {
         let (reply, answer) = oneshot::channel();
         let spec = Spec {
             key: key.to_owned(),
@@ -135,9 +157,11 @@ impl WatchMux {
         self.creates
             .send(Create { spec, reply })
             .await
-            .map_err(|_| Error::Closed("watch stream"))?;
-        let (sub, created) = answer.await.map_err(|_| Error::Closed("watch stream"))??;
-        Ok((Box::pin(sub), created))
+            .map_err(|_| Error::closed("watch stream"))?;
+        Ok(match answer.await.map_err(|_| Error::closed("watch stream"))?? {
+            Answer::Watch(sub, created) => Opened::Watch(Box::pin(sub), created),
+            Answer::Compacted(compacted) => Opened::Compacted(compacted),
+        })
     }
 }
 
@@ -212,11 +236,11 @@ async fn run(
                         permit.send(op);
                     }
                 }
-                None => s.fail_all(Error::Closed("watch stream")),
+                None => s.fail_all(Error::closed("watch stream")),
             },
             answer = async { answers?.next().await }, if has_link => match answer {
                 Some(Ok(resp)) => s.route(resp, &me),
-                None => s.fail_all(Error::Closed("watch stream")),
+                None => s.fail_all(Error::closed("watch stream")),
                 Some(Err(e)) => s.fail_all(etcd_err("watch", e)),
             },
         }
@@ -287,15 +311,15 @@ impl State {
             return;
         };
         if resp.canceled() {
-            let err = if resp.compact_revision() > 0 {
-                Error::Compacted {
-                    requested: start,
-                    compacted: resp.compact_revision(),
-                }
+            let answer = if resp.compact_revision() > 0 {
+                Ok(Answer::Compacted(resp.compact_revision()))
             } else {
-                Error::backend("watch", format!("etcd refused the watch: {}", resp.cancel_reason()))
+                Err(Error::backend_message(format!(
+                    "etcd refused the watch from revision {start}: {}",
+                    resp.cancel_reason()
+                )))
             };
-            let _ = reply.send(Err(err));
+            let _ = reply.send(answer);
             return;
         }
         if reply.is_closed() {
@@ -315,7 +339,7 @@ impl State {
         // Listed before the reply: if the caller gives up now, dropping the sub
         // asks for its cancel, which finds it here and tells etcd.
         self.watches.insert(id, Watcher { messages, end });
-        drop(reply.send(Ok((sub, created))));
+        drop(reply.send(Ok(Answer::Watch(sub, created))));
     }
 
     /// Hands `message` to watch `id`; a watch whose buffer is full has fallen

@@ -13,6 +13,8 @@ use tokio::time::{sleep, Instant};
 
 use octopus_etcd::{EtcdBackend, EtcdOptions, TlsOptions};
 
+mod backup;
+
 pub use crate::proxy::{FaultProxy, ProxiedClients, ProxyMode};
 
 /// The etcd binary to run.

@@ -93,7 +93,7 @@ fn keys(message: &WatchMessage) -> Vec<String> {
             .iter()
             .map(|e| String::from_utf8_lossy(&e.kv.key).into_owned())
             .collect(),
-        WatchMessage::Progress { .. } => Vec::new(),
+        WatchMessage::Progress { .. } | WatchMessage::Compacted { .. } => Vec::new(),
     }
 }
 
@@ -157,7 +157,7 @@ async fn created_answers_out_of_order_reach_their_own_watches() {
         };
         let (watches, _) = tokio::join!(watches, playing);
         for (key, w) in keys_.iter().zip(watches) {
-            let (mut w, _) = w.expect("created");
+            let (mut w, _) = w.expect("created").into_watch();
             let message = w.next().await.expect("a message").expect("events");
             assert_eq!(
                 keys(&message),
@@ -185,7 +185,7 @@ async fn one_create_in_flight_at_a_time() {
         o.answers.send(Ok(created(1))).unwrap();
         o
     });
-    let (a, b) = (a.unwrap(), b.unwrap());
+    let (a, b) = (a.unwrap().into_watch(), b.unwrap().into_watch());
     assert_eq!((a.1, b.1), (1, 1));
 }
 
@@ -197,7 +197,7 @@ async fn ids_nobody_owns_are_cancelled_once() {
         o.answers.send(Ok(created(0))).unwrap();
         o
     });
-    let (mut a, _) = a.unwrap();
+    let (mut a, _) = a.unwrap().into_watch();
     // A created answer nobody asked for, then events for an id nobody owns, twice.
     o.answers.send(Ok(created(7))).unwrap();
     o.answers.send(Ok(put(9, "/x", 3))).unwrap();
@@ -254,7 +254,7 @@ async fn a_stalled_writer_does_not_stop_the_routing() {
         o.answers.send(Ok(created(0))).unwrap();
         o
     });
-    let (mut a, _) = a.unwrap();
+    let (mut a, _) = a.unwrap().into_watch();
     let mut others = Vec::new();
     for (i, key) in ["/b", "/c", "/d"].into_iter().enumerate() {
         let (w, _) = tokio::join!(mux.watch(key, false, 1), async {
@@ -291,12 +291,12 @@ async fn a_watch_that_falls_behind_ends_alone() {
         o.answers.send(Ok(created(0))).unwrap();
         o
     });
-    let (mut slow, _) = slow.unwrap();
+    let (mut slow, _) = slow.unwrap().into_watch();
     let (quick, _) = tokio::join!(mux.watch("/quick", false, 1), async {
         next_op(&mut o.ops).await;
         o.answers.send(Ok(created(1))).unwrap();
     });
-    let (mut quick, _) = quick.unwrap();
+    let (mut quick, _) = quick.unwrap().into_watch();
     for r in 0..=WATCH_BUFFER as i64 {
         o.answers.send(Ok(put(0, "/slow", 10 + r))).unwrap();
     }

@@ -91,7 +91,9 @@ fn main() -> ExitCode {
         }
     };
     if let Some(bug) = &args.bug {
-        octopus_discovery_core::hooks::enable(octopus_discovery_core::hooks::Bug::from_name(bug).expect("checked in parse"));
+        octopus_discovery_core::hooks::enable(
+            octopus_discovery_core::hooks::Bug::from_name(bug).expect("checked in parse"),
+        );
     }
     match args.seed {
         Some(seed) if args.shrink => shrink::shrink(&args, seed),
