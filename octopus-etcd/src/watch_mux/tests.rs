@@ -265,7 +265,7 @@ async fn a_stalled_writer_does_not_stop_the_routing() {
     }
     // Three cancels for a queue with room for one: two wait in the outbox.
     drop(others);
-    while o.ops.len() < 1 {
+    while o.ops.is_empty() {
         tokio::task::yield_now().await; // until the writer's queue is full
     }
     o.answers.send(Ok(put(0, "/a", 7))).unwrap();
