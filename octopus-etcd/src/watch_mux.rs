@@ -353,10 +353,9 @@ impl State {
             Err(TrySendError::Full(_)) => {
                 self.end(
                     id,
-                    Error::backend(
-                        "watch",
-                        format!("the watch fell behind ({WATCH_BUFFER} messages unread) and was ended"),
-                    ),
+                    Error::backend_message(format!(
+                        "the watch fell behind ({WATCH_BUFFER} messages unread) and was ended"
+                    )),
                 );
                 self.cancel_on_etcd(id);
             }
