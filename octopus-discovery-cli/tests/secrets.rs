@@ -17,18 +17,40 @@ use octopus_testkit::etcd::EtcdServer;
 const SECRET: &str = "Planted-Secret-7c1f";
 const WRONG: &str = "Wrong-Secret-93ab";
 
-/// Every byte a command printed, and the command, for the message.
-fn all_output(args: &[&str], env: &[(&str, &str)]) -> String {
+/// Every byte a command printed, headed by the command for the message (the
+/// heading is not part of what is checked: the command line holds the secret).
+fn all_output(args: &[&str], env: &[(&str, &str)]) -> Printed {
     let out = Command::new(OCTOPUS)
         .args(args)
         .envs(env.iter().copied())
         .env("RUST_LOG", "debug")
         .output()
         .expect("octopus runs");
-    format!("$ octopus {}\n{}{}", args.join(" "), stdout(&out), stderr(&out))
+    Printed {
+        command: format!("octopus {}", args.first().copied().unwrap_or_default()),
+        output: format!("{}{}", stdout(&out), stderr(&out)),
+    }
 }
 
-fn assert_clean(output: &str) {
+struct Printed {
+    command: String,
+    output: String,
+}
+
+impl Printed {
+    fn contains(&self, s: &str) -> bool {
+        self.output.contains(s)
+    }
+}
+
+impl std::fmt::Display for Printed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "$ {} …\n{}", self.command, self.output)
+    }
+}
+
+fn assert_clean(printed: impl std::fmt::Display) {
+    let output = printed.to_string();
     for secret in [SECRET, WRONG] {
         assert!(!output.contains(secret), "a password reached the output:\n{output}");
     }
@@ -121,7 +143,7 @@ fn a_planted_password_reaches_no_output() {
         &["undrain", &instance, "--registry", &good],
         &["get", "secretive/nobody", "--registry", &good],
     ] {
-        assert_clean(&all_output(args, &[]));
+        assert_clean(all_output(args, &[]));
     }
     // `watch` runs until stopped: its header and first lines.
     let mut watch = Running(
