@@ -138,7 +138,11 @@ pub(crate) fn run(args: &NewArgs) -> Result {
          database = \"${{DATABASE_URL:-sqlite:{module}.db}}\""
     );
     let (registry, features, protoc_step) = match args.backend {
-        Backend::Etcd => ("etcd://127.0.0.1:2379", r#""etcd", "grpc", "config", "metrics""#, PROTOC_STEP),
+        Backend::Etcd => (
+            "etcd://127.0.0.1:2379",
+            r#""etcd", "grpc", "config", "metrics""#,
+            PROTOC_STEP,
+        ),
         Backend::Mem => ("mem://", r#""mem", "grpc", "config", "metrics""#, NO_PROTOC_STEP),
     };
     let fill = |template: &str| {
@@ -183,7 +187,14 @@ pub(crate) fn run(args: &NewArgs) -> Result {
         println!("  {file}");
     }
     if let Some(ddl) = &ddl {
-        crate::model::generate(&dir, ddl, &crate::model::Options { force: true, check: false })?;
+        crate::model::generate(
+            &dir,
+            ddl,
+            &crate::model::Options {
+                force: true,
+                check: false,
+            },
+        )?;
     }
     println!(
         "\nnext:\n  cd {}\n  cargo test          # a call through discovery, in-process\n  cargo run           # registers in {registry}{}",
@@ -205,7 +216,8 @@ chrono = { version = \"0.4\", default-features = false, features = [\"clock\", \
 uuid = \"1\"\n\
 serde_json = \"1\"\n";
 const MODEL_RERUN: &str = "\n    println!(\"cargo:rerun-if-changed=proto/model.proto\");";
-const MODEL_SETTING: &str = "\n    /// The database: `sqlite:PATH` (embedded) or `postgres://…` (see `model::Db`).\n    \
+const MODEL_SETTING: &str =
+    "\n    /// The database: `sqlite:PATH` (embedded) or `postgres://…` (see `model::Db`).\n    \
     #[serde(default = \"default_database\")]\n    pub database: String,";
 const MODEL_CONNECT: &str = "\n    let db = model::Db::connect(&settings.database).await?;\n    db.migrate().await?;";
 const MODEL_ROUTER: &str = "\n    let router = handlers::add_services(router, &db);";

@@ -4,11 +4,15 @@
 //!   ([`conformance_tests!`]).
 //! - `etcd` and `proxy` (feature `etcd`): real etcd servers and clusters on free loopback
 //!   ports with their own data directories, `etcdctl`, and a fault proxy.
+//! - `postgres` (feature `postgres`): a real PostgreSQL server on a free loopback
+//!   port with its own data directory, one database per test.
 #![forbid(unsafe_code)]
 
 pub mod conformance;
 
 #[cfg(feature = "etcd")]
 pub mod etcd;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 #[cfg(feature = "etcd")]
 pub mod proxy;

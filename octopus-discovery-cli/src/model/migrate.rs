@@ -78,10 +78,19 @@ pub(crate) fn create_table(table: &Table, target: Target) -> String {
     if !table.columns.iter().any(|c| c.auto == Auto::Identity) {
         lines.push(format!(
             "PRIMARY KEY ({})",
-            table.primary_key.iter().map(|k| quote(k)).collect::<Vec<_>>().join(", ")
+            table
+                .primary_key
+                .iter()
+                .map(|k| quote(k))
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
     }
-    let mut out = format!("CREATE TABLE {} (\n    {}\n);\n", quote(&table.name), lines.join(",\n    "));
+    let mut out = format!(
+        "CREATE TABLE {} (\n    {}\n);\n",
+        quote(&table.name),
+        lines.join(",\n    ")
+    );
     for index in indexes(table) {
         out += &create_index(table, index);
     }
@@ -107,12 +116,18 @@ pub(crate) fn diff(old: &[Table], new: &[Table], force: bool) -> Result<Option<[
                 continue;
             };
             if before.primary_key != table.primary_key {
-                destructive.push(format!("the primary key of `{}` changed (the table is recreated)", table.name));
+                destructive.push(format!(
+                    "the primary key of `{}` changed (the table is recreated)",
+                    table.name
+                ));
                 *sql += &format!("DROP TABLE {};\n{}", quote(&table.name), create_table(table, target));
                 continue;
             }
             for index in indexes(before) {
-                if !indexes(table).iter().any(|i| i.columns == index.columns && i.unique == index.unique) {
+                if !indexes(table)
+                    .iter()
+                    .any(|i| i.columns == index.columns && i.unique == index.unique)
+                {
                     *sql += &format!("DROP INDEX {};\n", quote(&index_name(before, index)));
                 }
             }
@@ -145,7 +160,10 @@ pub(crate) fn diff(old: &[Table], new: &[Table], force: bool) -> Result<Option<[
                 }
             }
             for index in indexes(table) {
-                if !indexes(before).iter().any(|i| i.columns == index.columns && i.unique == index.unique) {
+                if !indexes(before)
+                    .iter()
+                    .any(|i| i.columns == index.columns && i.unique == index.unique)
+                {
                     *sql += &create_index(table, index);
                 }
             }

@@ -53,7 +53,8 @@ fn guess(text: &str) -> Dialect {
         .collect::<Vec<_>>()
         .join("\n");
     let upper = text.to_ascii_uppercase();
-    if text.contains('`') || upper.contains("AUTO_INCREMENT") || upper.contains("ENGINE=") || upper.contains("ENGINE =") {
+    if text.contains('`') || upper.contains("AUTO_INCREMENT") || upper.contains("ENGINE=") || upper.contains("ENGINE =")
+    {
         Dialect::Mysql
     } else if upper.contains("AUTOINCREMENT") || upper.contains("WITHOUT ROWID") {
         Dialect::Sqlite
@@ -109,7 +110,10 @@ pub(crate) struct Options {
 fn package(dir: &Path) -> Result<String> {
     let manifest = dir.join("Cargo.toml");
     let text = std::fs::read_to_string(&manifest).map_err(|e| {
-        format!("cannot read {}: {e} (run `octopus model` in a project made by `octopus new`, or pass --path)", manifest.display())
+        format!(
+            "cannot read {}: {e} (run `octopus model` in a project made by `octopus new`, or pass --path)",
+            manifest.display()
+        )
     })?;
     text.lines()
         .find_map(|l| {
@@ -159,17 +163,27 @@ fn files(dir: &Path, ddl: &Ddl, force: bool) -> Result<Vec<File>> {
         lock.migrations.push((n, stem));
         lock.tables = schema.tables.clone();
     }
-    let gen = |path: String, text: String| File { path, text, kind: Kind::Generated };
+    let gen = |path: String, text: String| File {
+        path,
+        text,
+        kind: Kind::Generated,
+    };
     out.push(gen(
         "proto/model.proto".into(),
         render_proto::render(&format!("{module}_model"), schema, &lock.fields, &lock.reserved),
     ));
     out.push(gen("src/model/mod.rs".into(), render_service::model_mod(schema)));
     out.push(gen("src/model/db_gen.rs".into(), DB.to_string()));
-    out.push(gen("src/model/migrations_gen.rs".into(), render_service::migrations(&lock.migrations)));
+    out.push(gen(
+        "src/model/migrations_gen.rs".into(),
+        render_service::migrations(&lock.migrations),
+    ));
     out.push(gen("src/handlers/mod.rs".into(), render_service::handlers_mod(schema)));
     for t in &schema.tables {
-        out.push(gen(format!("src/model/{}_gen.rs", t.module), render_model::render(t, &module)));
+        out.push(gen(
+            format!("src/model/{}_gen.rs", t.module),
+            render_model::render(t, &module),
+        ));
         out.push(File {
             path: format!("src/model/{}.rs", t.module),
             text: render_service::custom(t),
@@ -181,7 +195,10 @@ fn files(dir: &Path, ddl: &Ddl, force: bool) -> Result<Vec<File>> {
             kind: Kind::Once,
         });
     }
-    out.push(gen("tests/model_gen.rs".into(), render_tests::render(schema, &name, &module)));
+    out.push(gen(
+        "tests/model_gen.rs".into(),
+        render_tests::render(schema, &name, &module),
+    ));
     let lock_text = serde_json::to_string_pretty(&lock).map_err(|e| format!("cannot write the lock: {e}"))? + "\n";
     out.push(File {
         path: LOCK.into(),

@@ -3,8 +3,8 @@
 //! statement (SET, CREATE EXTENSION, INSERT, views, functions…) is skipped.
 
 use sqlparser::ast::{
-    AlterColumnOperation, AlterTableOperation, ColumnDef, ColumnOption, CreateIndex, CreateTable, Expr,
-    Ident, IndexColumn, ObjectName, Spanned, Statement, TableConstraint, Value,
+    AlterColumnOperation, AlterTableOperation, ColumnDef, ColumnOption, CreateIndex, CreateTable, Expr, Ident,
+    IndexColumn, ObjectName, Spanned, Statement, TableConstraint, Value,
 };
 use sqlparser::dialect::{Dialect as SqlDialect, MySqlDialect, PostgreSqlDialect, SQLiteDialect};
 use sqlparser::parser::Parser;
@@ -68,9 +68,7 @@ pub(crate) fn parse(file: &str, text: &str, dialect: Dialect) -> Result<(Schema,
         }
     }
     let Reader {
-        mut tables,
-        warnings,
-        ..
+        mut tables, warnings, ..
     } = reader;
     if tables.is_empty() {
         return Err(format!("{file}: no CREATE TABLE statement: nothing to generate"));
@@ -81,7 +79,10 @@ pub(crate) fn parse(file: &str, text: &str, dialect: Dialect) -> Result<(Schema,
     let mut modules: Vec<&str> = tables.iter().map(|(t, _)| t.module.as_str()).collect();
     modules.sort_unstable();
     if let Some(w) = modules.windows(2).find(|w| w[0] == w[1]) {
-        return Err(format!("{file}: two tables are both named `{}` once in snake case", w[0]));
+        return Err(format!(
+            "{file}: two tables are both named `{}` once in snake case",
+            w[0]
+        ));
     }
     Ok((
         Schema {
@@ -260,9 +261,14 @@ impl Reader<'_> {
             ));
             return;
         };
-        let name = name
-            .map(|n| ident(&n))
-            .unwrap_or_else(|| format!("{}_{}_{}", table.name, columns.join("_"), if unique { "key" } else { "idx" }));
+        let name = name.map(|n| ident(&n)).unwrap_or_else(|| {
+            format!(
+                "{}_{}_{}",
+                table.name,
+                columns.join("_"),
+                if unique { "key" } else { "idx" }
+            )
+        });
         table.indexes.push(Index { name, columns, unique });
     }
 
@@ -281,7 +287,9 @@ impl Reader<'_> {
             .map(object)
             .unwrap_or_else(|| format!("{table_name}_{}_idx", columns.join("_")));
         let unique = index.unique;
-        self.table(&table_name, line)?.indexes.push(Index { name, columns, unique });
+        self.table(&table_name, line)?
+            .indexes
+            .push(Index { name, columns, unique });
         Ok(())
     }
 
@@ -365,7 +373,8 @@ fn classify(expr: &Expr, ty: &Ty) -> Classified {
             Value::Number(n, _) => n.to_string(),
             Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => {
                 // MySQL writes numbers as strings: DEFAULT '0'.
-                if ty.is_int() && s.parse::<i64>().is_ok() || matches!(ty, Ty::F32 | Ty::F64) && s.parse::<f64>().is_ok()
+                if ty.is_int() && s.parse::<i64>().is_ok()
+                    || matches!(ty, Ty::F32 | Ty::F64) && s.parse::<f64>().is_ok()
                 {
                     s.clone()
                 } else if *ty == Ty::Bool && (s == "0" || s == "1") {
@@ -406,17 +415,30 @@ fn finish(file: &str, table: &mut Table, line: u64) -> Result {
     let key = table.primary_key.clone();
     for k in &key {
         if !table.columns.iter().any(|c| &c.name == k) {
-            return Err(format!("{file}:{line}: {}: the primary key names no column `{k}`", table.name));
+            return Err(format!(
+                "{file}:{line}: {}: the primary key names no column `{k}`",
+                table.name
+            ));
         }
     }
     let mut fields: Vec<&str> = table.columns.iter().map(|c| c.field.as_str()).collect();
     fields.sort_unstable();
     if let Some(w) = fields.windows(2).find(|w| w[0] == w[1]) {
-        return Err(format!("{file}:{line}: {}: two columns are both `{}` once in snake case", table.name, w[0]));
+        return Err(format!(
+            "{file}:{line}: {}: two columns are both `{}` once in snake case",
+            table.name, w[0]
+        ));
     }
     for index in &table.indexes {
-        if let Some(c) = index.columns.iter().find(|c| !table.columns.iter().any(|col| &col.name == *c)) {
-            return Err(format!("{file}:{line}: {}: index `{}` names no column `{c}`", table.name, index.name));
+        if let Some(c) = index
+            .columns
+            .iter()
+            .find(|c| !table.columns.iter().any(|col| &col.name == *c))
+        {
+            return Err(format!(
+                "{file}:{line}: {}: index `{}` names no column `{c}`",
+                table.name, index.name
+            ));
         }
     }
     for column in &mut table.columns {
@@ -436,16 +458,34 @@ fn finish(file: &str, table: &mut Table, line: u64) -> Result {
             column.auto = Auto::Version;
         } else if column.ty.is_time()
             && [
-                "createdat", "createat", "createdon", "createtime", "createdtime", "creationtime", "insertedat",
-                "datecreated", "created",
+                "createdat",
+                "createat",
+                "createdon",
+                "createtime",
+                "createdtime",
+                "creationtime",
+                "insertedat",
+                "datecreated",
+                "created",
             ]
             .contains(&squashed.as_str())
         {
             column.auto = Auto::Created;
         } else if column.ty.is_time()
             && [
-                "updatedat", "updateat", "updatedon", "updatetime", "updatedtime", "modifiedat", "modifiedon",
-                "lastmodified", "lastupdate", "lastupdated", "datemodified", "updated", "modified",
+                "updatedat",
+                "updateat",
+                "updatedon",
+                "updatetime",
+                "updatedtime",
+                "modifiedat",
+                "modifiedon",
+                "lastmodified",
+                "lastupdate",
+                "lastupdated",
+                "datemodified",
+                "updated",
+                "modified",
             ]
             .contains(&squashed.as_str())
         {

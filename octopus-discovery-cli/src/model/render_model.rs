@@ -66,7 +66,10 @@ fn to_proto(c: &Column, v: &str) -> String {
 
 fn convert_out(c: &Column, src: &str) -> String {
     let access = format!("{src}.{}", rust(&c.field));
-    let plain = matches!(c.ty, Ty::I16 | Ty::Uuid | Ty::Date | Ty::Time | Ty::Timestamp | Ty::TimestampTz);
+    let plain = matches!(
+        c.ty,
+        Ty::I16 | Ty::Uuid | Ty::Date | Ty::Time | Ty::Timestamp | Ty::TimestampTz
+    );
     if !plain {
         access
     } else if c.nullable {
@@ -85,7 +88,11 @@ fn on_db(body: &str) -> String {
             Target::Sqlite => "Db::Sqlite(pool)",
             Target::Postgres => "Db::Postgres(pool)",
         };
-        let _ = writeln!(out, "            {arm} => {{\n{}\n            }}", body.replace("{i}", &i.to_string()));
+        let _ = writeln!(
+            out,
+            "            {arm} => {{\n{}\n            }}",
+            body.replace("{i}", &i.to_string())
+        );
     }
     out + "        }"
 }
@@ -115,14 +122,18 @@ pub(crate) fn render(table: &Table, module: &str) -> String {
         out,
         "//! The model of table `{t}`: its row, key and queries. Your own queries go in\n\
          //! `{m}.rs`, beside this file.\n\n\
-         use super::db::{{page_size, text, token, untoken, Db, Error}};\n\
+         #[allow(unused_imports)]\n\
+         use super::db::{{text, token, untoken, Db, Error}};\n\
          use crate::model_proto as pb;\n",
         m = table.module
     );
     let _ = module;
 
     // Types.
-    let _ = writeln!(out, "/// A row of `{t}`.\n#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]\npub struct {p} {{");
+    let _ = writeln!(
+        out,
+        "/// A row of `{t}`.\n#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]\npub struct {p} {{"
+    );
     for c in &table.columns {
         let _ = writeln!(
             out,
@@ -134,9 +145,18 @@ pub(crate) fn render(table: &Table, module: &str) -> String {
         );
     }
     out.push_str("}\n\n");
-    let _ = writeln!(out, "/// The primary key of `{t}`.\n#[derive(Clone, Debug, PartialEq)]\npub struct {p}Key {{");
+    let _ = writeln!(
+        out,
+        "/// The primary key of `{t}`.\n#[derive(Clone, Debug, PartialEq)]\npub struct {p}Key {{"
+    );
     for c in &key {
-        let _ = writeln!(out, "    /// Column `{}`.\n    pub {}: {},", c.name, rust(&c.field), c.ty.rust());
+        let _ = writeln!(
+            out,
+            "    /// Column `{}`.\n    pub {}: {},",
+            c.name,
+            rust(&c.field),
+            c.ty.rust()
+        );
     }
     out.push_str("}\n\n");
     let _ = writeln!(
@@ -154,7 +174,10 @@ pub(crate) fn render(table: &Table, module: &str) -> String {
         let _ = writeln!(out, "    /// Column `{}`.\n    pub {}: {ty},", c.name, rust(&c.field));
     }
     out.push_str("}\n\n");
-    let _ = writeln!(out, "impl {p} {{\n    /// The row's primary key.\n    pub fn key(&self) -> {p}Key {{\n        {p}Key {{");
+    let _ = writeln!(
+        out,
+        "impl {p} {{\n    /// The row's primary key.\n    pub fn key(&self) -> {p}Key {{\n        {p}Key {{"
+    );
     for c in &key {
         let f = rust(&c.field);
         let _ = writeln!(out, "            {f}: self.{f}.clone(),");
@@ -164,12 +187,17 @@ pub(crate) fn render(table: &Table, module: &str) -> String {
     // SQL.
     let writable = table.writable();
     let updatable = table.updatable();
-    sql_const(&mut out, "INSERT", "Insert, returning the row", |d| sql::insert(table, d));
+    sql_const(&mut out, "INSERT", "Insert, returning the row", |d| {
+        sql::insert(table, d)
+    });
     sql_const(&mut out, "FIND", "By primary key", |d| sql::find(table, d));
     for (i, index) in table.uniques().iter().enumerate() {
-        sql_const(&mut out, &format!("FIND_BY_{i}"), &format!("By unique index `{}`", index.name), |d| {
-            sql::find_by(table, &index.columns, d)
-        });
+        sql_const(
+            &mut out,
+            &format!("FIND_BY_{i}"),
+            &format!("By unique index `{}`", index.name),
+            |d| sql::find_by(table, &index.columns, d),
+        );
     }
     let update = sql::update(table, Target::Sqlite).is_some();
     if update {
@@ -179,13 +207,18 @@ pub(crate) fn render(table: &Table, module: &str) -> String {
     }
     sql_const(&mut out, "DELETE", "Delete by primary key", |d| sql::delete(table, d));
     sql_const(&mut out, "FIRST_PAGE", "The first page", |d| sql::list(table, false, d));
-    sql_const(&mut out, "NEXT_PAGE", "The page after a key", |d| sql::list(table, true, d));
+    sql_const(&mut out, "NEXT_PAGE", "The page after a key", |d| {
+        sql::list(table, true, d)
+    });
     let _ = writeln!(out, "/// Count.\nconst COUNT: &str = {:?};\n", sql::count(table));
 
     // Queries.
     let insert_binds = binds(&writable, "new");
     let key_binds = binds(&key, "key");
-    let _ = writeln!(out, "/// The queries of `{t}`.\n#[derive(Clone, Copy, Debug)]\npub struct {p}Model;\n\nimpl {p}Model {{");
+    let _ = writeln!(
+        out,
+        "/// The queries of `{t}`.\n#[derive(Clone, Copy, Debug)]\npub struct {p}Model;\n\nimpl {p}Model {{"
+    );
     let _ = writeln!(
         out,
         "    /// Inserts `new` and returns the row as stored (identity, defaults and times filled in).\n\
@@ -305,7 +338,7 @@ pub(crate) fn render(table: &Table, module: &str) -> String {
         "    /// A page for the List RPC: up to `page_size` rows (0: 50, at most 1000)\n\
          \x20   /// after the key `page_token` carries, and the next page's token (empty on the last page).\n\
          \x20   pub async fn page(db: &Db, page_size: i32, page_token: &str) -> Result<(Vec<{p}>, String), Error> {{\n\
-         \x20       let limit = page_size(page_size)?;\n\
+         \x20       let limit = super::db::page_size(page_size)?;\n\
          \x20       let after = match page_token {{\n\
          \x20           \"\" => None,\n\
          \x20           token => Some({p}Key::try_from(untoken::<pb::{p}Key>(token)?)?),\n\
@@ -323,7 +356,10 @@ pub(crate) fn render(table: &Table, module: &str) -> String {
     );
 
     // Conversions.
-    let _ = writeln!(out, "impl From<{p}> for pb::{p} {{\n    fn from(row: {p}) -> Self {{\n        pb::{p} {{");
+    let _ = writeln!(
+        out,
+        "impl From<{p}> for pb::{p} {{\n    fn from(row: {p}) -> Self {{\n        pb::{p} {{"
+    );
     for c in &table.columns {
         let _ = writeln!(out, "            {}: {},", rust(&c.field), convert_out(c, "row"));
     }
@@ -333,10 +369,18 @@ pub(crate) fn render(table: &Table, module: &str) -> String {
         "impl TryFrom<pb::{p}> for {p} {{\n    type Error = Error;\n\n    fn try_from(row: pb::{p}) -> Result<Self, Error> {{\n        Ok({p} {{"
     );
     for c in &table.columns {
-        let _ = writeln!(out, "            {}: {},", rust(&c.field), convert_in(c, "row", c.nullable));
+        let _ = writeln!(
+            out,
+            "            {}: {},",
+            rust(&c.field),
+            convert_in(c, "row", c.nullable)
+        );
     }
     out.push_str("        })\n    }\n}\n\n");
-    let _ = writeln!(out, "impl From<{p}Key> for pb::{p}Key {{\n    fn from(key: {p}Key) -> Self {{\n        pb::{p}Key {{");
+    let _ = writeln!(
+        out,
+        "impl From<{p}Key> for pb::{p}Key {{\n    fn from(key: {p}Key) -> Self {{\n        pb::{p}Key {{"
+    );
     for c in &key {
         let _ = writeln!(out, "            {}: {},", rust(&c.field), convert_out(c, "key"));
     }
@@ -354,7 +398,12 @@ pub(crate) fn render(table: &Table, module: &str) -> String {
         "impl TryFrom<pb::Create{p}Request> for New{p} {{\n    type Error = Error;\n\n    fn try_from(new: pb::Create{p}Request) -> Result<Self, Error> {{\n        Ok(New{p} {{"
     );
     for c in table.writable() {
-        let _ = writeln!(out, "            {}: {},", rust(&c.field), convert_in(c, "new", new_optional(c)));
+        let _ = writeln!(
+            out,
+            "            {}: {},",
+            rust(&c.field),
+            convert_in(c, "new", new_optional(c))
+        );
     }
     out.push_str("        })\n    }\n}\n");
     let _ = Auto::None;

@@ -53,7 +53,10 @@ pub(crate) fn custom(t: &Table) -> String {
 pub(crate) fn migrations(files: &[(u32, String)]) -> String {
     let mut out = String::from("//! The migrations under `migrations/`, applied in order at start-up.\n\n");
     for (dir, name) in [("sqlite", "SQLITE"), ("postgres", "POSTGRES")] {
-        let _ = writeln!(out, "/// `migrations/{dir}/`: (version, name, SQL).\npub(crate) const {name}: &[(i64, &str, &str)] = &[");
+        let _ = writeln!(
+            out,
+            "/// `migrations/{dir}/`: (version, name, SQL).\npub(crate) const {name}: &[(i64, &str, &str)] = &["
+        );
         for (n, file) in files {
             let _ = writeln!(
                 out,

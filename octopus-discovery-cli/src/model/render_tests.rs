@@ -11,11 +11,11 @@ const HEAD: &str = include_str!("../../templates/model/tests_head.rs.tmpl");
 /// The test value of column `c` in row `i` (an expression of proto type).
 fn value(c: &Column, i: &str) -> String {
     match &c.ty {
-        Ty::I16 | Ty::I32 => format!("({i} as i32)"),
-        Ty::I64 => format!("({i} as i64)"),
-        Ty::F32 => format!("({i} as f32 + 0.5)"),
-        Ty::F64 => format!("({i} as f64 + 0.5)"),
-        Ty::Bool => format!("({i} % 2 == 0)"),
+        Ty::I16 | Ty::I32 => format!("{i} as i32"),
+        Ty::I64 => format!("{i} as i64"),
+        Ty::F32 => format!("{i} as f32 + 0.5"),
+        Ty::F64 => format!("{i} as f64 + 0.5"),
+        Ty::Bool => format!("{i} % 2 == 0"),
         Ty::Text(max) => format!("text({:?}, {i}, {max:?})", c.field),
         Ty::Bytes => format!("vec![{i} as u8, 7]"),
         Ty::Decimal(b) => format!("decimal({i}, {b:?})"),
@@ -41,7 +41,10 @@ fn table_tests(out: &mut String, t: &Table, crate_name: &str) {
     let m = &t.module;
     let client = format!("pb::{m}_service_client::{p}ServiceClient");
     // The create request of row i.
-    let _ = writeln!(out, "\nfn new_{m}(i: i64) -> pb::Create{p}Request {{\n    pb::Create{p}Request {{");
+    let _ = writeln!(
+        out,
+        "\nfn new_{m}(i: i64) -> pb::Create{p}Request {{\n    pb::Create{p}Request {{"
+    );
     for c in t.writable() {
         let _ = writeln!(
             out,
@@ -50,13 +53,19 @@ fn table_tests(out: &mut String, t: &Table, crate_name: &str) {
             wrap(value(c, "i"), c.nullable || c.default.is_some())
         );
     }
-    let _ = writeln!(out, "    }}\n}}\n\nfn key_{m}(row: &pb::{p}) -> pb::{p}Key {{\n    pb::{p}Key {{");
+    let _ = writeln!(
+        out,
+        "    }}\n}}\n\nfn key_{m}(row: &pb::{p}) -> pb::{p}Key {{\n    pb::{p}Key {{"
+    );
     for c in t.key() {
         let _ = writeln!(out, "        {0}: row.{0}.clone(),", rust(&c.field));
     }
     let _ = writeln!(out, "    }}\n}}\n");
     // The stored row carries what was sent.
-    let _ = writeln!(out, "fn assert_stored_{m}(row: &pb::{p}, sent: &pb::Create{p}Request) {{");
+    let _ = writeln!(
+        out,
+        "fn assert_stored_{m}(row: &pb::{p}, sent: &pb::Create{p}Request) {{"
+    );
     for c in t.writable() {
         let f = rust(&c.field);
         let optional_sent = c.nullable || c.default.is_some();
@@ -75,9 +84,17 @@ fn table_tests(out: &mut String, t: &Table, crate_name: &str) {
     );
     let changed = t.updatable().into_iter().find(|c| !matches!(c.ty, Ty::Bool));
     if let Some(c) = changed {
-        let _ = writeln!(out, "    changed.{} = {};", rust(&c.field), wrap(value(c, "1001"), c.nullable));
+        let _ = writeln!(
+            out,
+            "    changed.{} = {};",
+            rust(&c.field),
+            wrap(value(c, "1001"), c.nullable)
+        );
     }
-    let _ = writeln!(out, "    let updated = client.update_{m}(changed.clone()).await.unwrap().into_inner();");
+    let _ = writeln!(
+        out,
+        "    let updated = client.update_{m}(changed.clone()).await.unwrap().into_inner();"
+    );
     if let Some(c) = changed {
         let _ = writeln!(out, "    assert_eq!(updated.{0}, changed.{0});", rust(&c.field));
     }

@@ -158,7 +158,11 @@ pub(crate) fn update(table: &Table, target: Target) -> Option<String> {
 
 /// DELETE by primary key.
 pub(crate) fn delete(table: &Table, target: Target) -> String {
-    format!("DELETE FROM {} WHERE {}", quote(&table.name), key_match(table, 1, target))
+    format!(
+        "DELETE FROM {} WHERE {}",
+        quote(&table.name),
+        key_match(table, 1, target)
+    )
 }
 
 /// A keyset page: the first (`after` = false) or the one after a key.

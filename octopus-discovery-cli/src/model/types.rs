@@ -13,10 +13,7 @@ fn split(sql: &str) -> (String, Vec<u32>, bool) {
         Some((base, rest)) => {
             let inner = rest.split(')').next().unwrap_or_default();
             let after = rest.split_once(')').map(|(_, a)| a).unwrap_or_default();
-            let args = inner
-                .split(',')
-                .filter_map(|a| a.trim().parse().ok())
-                .collect();
+            let args = inner.split(',').filter_map(|a| a.trim().parse().ok()).collect();
             (format!("{} {}", base.trim(), after.trim()), args)
         }
         None => (upper.clone(), Vec::new()),
@@ -34,7 +31,10 @@ fn split(sql: &str) -> (String, Vec<u32>, bool) {
 /// Also says whether the type itself makes the column an identity (SERIAL).
 pub(crate) fn map(sql: &str, dialect: Dialect) -> Option<(Ty, bool)> {
     let (base, args, unsigned) = split(sql);
-    let serial = matches!(base.as_str(), "SERIAL" | "SERIAL4" | "BIGSERIAL" | "SERIAL8" | "SMALLSERIAL" | "SERIAL2");
+    let serial = matches!(
+        base.as_str(),
+        "SERIAL" | "SERIAL4" | "BIGSERIAL" | "SERIAL8" | "SMALLSERIAL" | "SERIAL2"
+    );
     let ty = match base.as_str() {
         // MySQL's TINYINT(1) and BIT(1) are its booleans.
         "TINYINT" if args == [1] && dialect == Dialect::Mysql => Ty::Bool,
@@ -57,8 +57,9 @@ pub(crate) fn map(sql: &str, dialect: Dialect) -> Option<(Ty, bool)> {
             [p, s] => Some((*p, *s)),
             _ => None,
         }),
-        "VARCHAR" | "CHARACTER VARYING" | "NVARCHAR" | "CHAR" | "CHARACTER" | "NCHAR" | "BPCHAR"
-        | "VARCHAR2" => Ty::Text(args.first().copied()),
+        "VARCHAR" | "CHARACTER VARYING" | "NVARCHAR" | "CHAR" | "CHARACTER" | "NCHAR" | "BPCHAR" | "VARCHAR2" => {
+            Ty::Text(args.first().copied())
+        }
         "TEXT" | "TINYTEXT" | "MEDIUMTEXT" | "LONGTEXT" | "STRING" | "CLOB" | "CITEXT" | "ENUM" | "SET" => {
             Ty::Text(None)
         }
