@@ -1,10 +1,12 @@
 //! `octopus model --ddl FILE`: models, CRUD gRPC services, migrations and tests
 //! generated from a SQL schema, without a database.
 
+mod detect;
 mod migrate;
 mod names;
 mod output;
 mod parse;
+mod render_convert;
 mod render_model;
 mod render_proto;
 mod render_service;
