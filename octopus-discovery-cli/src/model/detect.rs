@@ -42,7 +42,17 @@ pub(crate) fn classify(expr: &Expr, ty: &Ty) -> Classified {
     {
         return Classified::Default(Default::Now);
     }
-    if ["GEN_RANDOM_UUID", "UUID_GENERATE_V4", "UUID"].contains(&call.as_str()) && *ty == Ty::Uuid {
+    if [
+        "GEN_RANDOM_UUID",
+        "UUID_GENERATE_V4",
+        "UUID_GENERATE_V1",
+        "UUIDV4",
+        "UUIDV7",
+        "UUID",
+    ]
+    .contains(&call.as_str())
+        && *ty == Ty::Uuid
+    {
         return Classified::Default(Default::RandomUuid);
     }
     let literal = match expr {

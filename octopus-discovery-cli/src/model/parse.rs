@@ -4,8 +4,10 @@
 
 use sqlparser::ast::{
     AlterColumnOperation, AlterTableOperation, ColumnDef, ColumnOption, CreateIndex, CreateTable, Expr, Ident,
-    IndexColumn, ObjectName, Spanned, Statement, TableConstraint,
+    IndexColumn, ObjectName, Spanned, Statement, TableConstraint, UserDefinedTypeRepresentation,
 };
+use std::collections::BTreeMap;
+
 use sqlparser::dialect::{Dialect as SqlDialect, MySqlDialect, PostgreSqlDialect, SQLiteDialect};
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
@@ -31,6 +33,8 @@ pub(crate) fn parse(file: &str, text: &str, dialect: Dialect) -> Result<(Schema,
         dialect,
         tables: Vec::new(),
         warnings: Vec::new(),
+        aliases: BTreeMap::new(),
+        partitions: Vec::new(),
     };
     for statement in tokens.split(|t| t.token == Token::SemiColon) {
         let words: Vec<String> = statement
@@ -48,8 +52,15 @@ pub(crate) fn parse(file: &str, text: &str, dialect: Dialect) -> Result<(Schema,
             ["CREATE", "TABLE", ..] | ["CREATE", _, "TABLE", ..] => "CREATE TABLE",
             ["CREATE", "INDEX", ..] | ["CREATE", "UNIQUE", "INDEX", ..] => "CREATE INDEX",
             ["ALTER", "TABLE", ..] => "ALTER TABLE",
+            ["CREATE", "TYPE", ..] | ["CREATE", "DOMAIN", ..] => "CREATE TYPE",
             _ => continue,
         };
+        if kind == "ALTER TABLE" {
+            if let Some(partition) = attached_partition(statement) {
+                reader.partitions.push(partition);
+                continue;
+            }
+        }
         let mut stream: Vec<TokenWithSpan> = statement.to_vec();
         stream.push(TokenWithSpan::wrap(Token::EOF));
         let parsed = Parser::new(&*sql).with_tokens_with_locations(stream).parse_statement();
@@ -61,16 +72,35 @@ pub(crate) fn parse(file: &str, text: &str, dialect: Dialect) -> Result<(Schema,
                     reader.alter(&alter.name, op, line)?;
                 }
             }
+            (
+                Ok(Statement::CreateType {
+                    name,
+                    representation: Some(UserDefinedTypeRepresentation::Enum { .. }),
+                }),
+                _,
+            ) => {
+                // An enum's values are text; the migrations carry it as text.
+                reader.aliases.insert(object(&name), "TEXT".into());
+            }
+            (Ok(Statement::CreateDomain(domain)), _) => {
+                reader
+                    .aliases
+                    .insert(object(&domain.name), domain.data_type.to_string());
+            }
             (Ok(_), _) => {}
-            (Err(e), "ALTER TABLE") => reader
+            (Err(e), "ALTER TABLE" | "CREATE TYPE") => reader
                 .warnings
                 .push(format!("{file}:{line}: skipped an ALTER TABLE it cannot read ({e})")),
             (Err(e), _) => return Err(format!("{file}:{line}: cannot read this {kind} as {dialect} SQL: {e}")),
         }
     }
     let Reader {
-        mut tables, warnings, ..
+        mut tables,
+        warnings,
+        partitions,
+        ..
     } = reader;
+    tables.retain(|(t, _)| !partitions.contains(&t.name));
     if tables.is_empty() {
         return Err(format!("{file}: no CREATE TABLE statement: nothing to generate"));
     }
@@ -98,6 +128,39 @@ struct Reader<'a> {
     dialect: Dialect,
     tables: Vec<(Table, u64)>,
     warnings: Vec<String>,
+    /// Enum types and domains: their name → the SQL type they stand for.
+    aliases: BTreeMap<String, String>,
+    /// Partitions of another table (`ATTACH PARTITION`): the parent's model covers them.
+    partitions: Vec<String>,
+}
+
+/// The partition an `ALTER TABLE … ATTACH PARTITION name …` attaches.
+fn attached_partition(statement: &[TokenWithSpan]) -> Option<String> {
+    let words: Vec<&Token> = statement
+        .iter()
+        .map(|t| &t.token)
+        .filter(|t| !matches!(t, Token::Whitespace(_)))
+        .collect();
+    let at = words.windows(2).position(|w| {
+        w[0].to_string().eq_ignore_ascii_case("ATTACH") && w[1].to_string().eq_ignore_ascii_case("PARTITION")
+    })?;
+    // The name: `a` or `schema.a`; its last part is the table's.
+    let mut rest = words[at + 2..].iter();
+    let mut name = None;
+    loop {
+        match rest.next() {
+            Some(Token::Word(w)) => {
+                name = Some(match w.quote_style {
+                    Some(_) => w.value.clone(),
+                    None => w.value.to_ascii_lowercase(),
+                })
+            }
+            _ => return name,
+        }
+        if !matches!(rest.next(), Some(Token::Period)) {
+            return name;
+        }
+    }
 }
 
 /// An identifier as the database stores it: unquoted names fold to lowercase.
@@ -174,7 +237,15 @@ impl Reader<'_> {
         };
         let sql_type = def.data_type.to_string();
         let where_ = format!("{}:{line}: {}.{name}", self.file, table.name);
-        let (ty, serial) = types::map(&sql_type, self.dialect).ok_or_else(|| {
+        let alias = sql_type
+            .rsplit('.')
+            .next()
+            .unwrap_or_default()
+            .trim_matches('"')
+            .to_ascii_lowercase();
+        let mapped =
+            types::map(&sql_type, self.dialect).or_else(|| types::map(self.aliases.get(&alias)?, self.dialect));
+        let (ty, serial) = mapped.ok_or_else(|| {
             format!(
                 "{where_}: type `{sql_type}` cannot be mapped (see the type table in docs/MODEL.md); nothing was written"
             )
@@ -288,14 +359,21 @@ impl Reader<'_> {
             .map(object)
             .unwrap_or_else(|| format!("{table_name}_{}_idx", columns.join("_")));
         let unique = index.unique;
-        self.table(&table_name, line)?
-            .indexes
-            .push(Index { name, columns, unique });
+        match self.tables.iter_mut().find(|(t, _)| t.name == table_name) {
+            Some((table, _)) => table.indexes.push(Index { name, columns, unique }),
+            // An index of a view, or of a table created elsewhere.
+            None => self.warnings.push(format!(
+                "{file}:{line}: index `{name}` is on `{table_name}`, which is no table of this file: skipped"
+            )),
+        }
         Ok(())
     }
 
     fn alter(&mut self, name: &ObjectName, op: &AlterTableOperation, line: u64) -> Result {
         let table_name = object(name);
+        if !self.tables.iter().any(|(t, _)| t.name == table_name) {
+            return Ok(());
+        }
         match op {
             AlterTableOperation::AddConstraint { constraint, .. } => {
                 let mut table = self.table(&table_name, line)?.clone();
