@@ -61,7 +61,10 @@ pub(crate) fn parse(file: &str, text: &str, dialect: Dialect) -> Result<(Schema,
                 continue;
             }
         }
-        let mut stream: Vec<TokenWithSpan> = statement.to_vec();
+        let mut stream: Vec<TokenWithSpan> = match dialect {
+            Dialect::Mysql => without_binary_attribute(statement),
+            _ => statement.to_vec(),
+        };
         stream.push(TokenWithSpan::wrap(Token::EOF));
         let parsed = Parser::new(&*sql).with_tokens_with_locations(stream).parse_statement();
         match (parsed, kind) {
@@ -132,6 +135,33 @@ struct Reader<'a> {
     aliases: BTreeMap<String, String>,
     /// Partitions of another table (`ATTACH PARTITION`): the parent's model covers them.
     partitions: Vec<String>,
+}
+
+/// MySQL's old `VARCHAR(40) BINARY` (a binary collation, not a type), which
+/// sqlparser does not read: the attribute is dropped, the type kept.
+fn without_binary_attribute(statement: &[TokenWithSpan]) -> Vec<TokenWithSpan> {
+    let significant = |t: &&TokenWithSpan| !matches!(t.token, Token::Whitespace(_));
+    let mut out: Vec<TokenWithSpan> = Vec::with_capacity(statement.len());
+    for (i, t) in statement.iter().enumerate() {
+        let binary =
+            matches!(&t.token, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case("BINARY"));
+        if binary {
+            let before = out.iter().rev().find(significant).map(|p| &p.token);
+            let after = statement[i + 1..].iter().find(significant).map(|n| &n.token);
+            let attribute = match before {
+                Some(Token::RParen) => true,
+                Some(Token::Word(w)) => ["TEXT", "TINYTEXT", "MEDIUMTEXT", "LONGTEXT"]
+                    .iter()
+                    .any(|k| w.value.eq_ignore_ascii_case(k)),
+                _ => false,
+            };
+            if attribute && after != Some(&Token::LParen) {
+                continue;
+            }
+        }
+        out.push(t.clone());
+    }
+    out
 }
 
 /// The partition an `ALTER TABLE … ATTACH PARTITION name …` attaches.
