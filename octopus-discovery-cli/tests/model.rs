@@ -191,3 +191,42 @@ fn unmappable_types_and_missing_keys_write_nothing() {
     ]);
     assert!(stderr(&out).contains(":4:"), "the line is named: {}", stderr(&out));
 }
+
+/// The generated CRUD path against hand-written sqlx running the same statements
+/// (tests/bench/model_crud.rs), release build, on SQLite and on PostgreSQL.
+/// Measures and prints; asserts nothing about time. Results: docs/PERFORMANCE.md.
+#[test]
+#[ignore = "a benchmark: run with --ignored --nocapture"]
+fn bench_generated_crud_against_hand_written_sqlx() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("shop");
+    generate(&dir, SHOP, &[]);
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/bench/model_crud.rs"),
+        dir.join("examples/model_crud.rs"),
+    )
+    .unwrap();
+    std::fs::copy(workspace().join("Cargo.lock"), dir.join("Cargo.lock")).unwrap();
+    let pg = octopus_testkit::postgres::Postgres::start();
+    let sqlite = format!("sqlite:{}", tmp.path().join("bench.db").display());
+    for url in [sqlite, pg.database("bench")] {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let out = Command::new(cargo)
+            .args([
+                "run",
+                "--quiet",
+                "--release",
+                "--example",
+                "model_crud",
+                "--",
+                &url,
+                "500",
+            ])
+            .current_dir(&dir)
+            .env("CARGO_TARGET_DIR", target_dir())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        print!("{}", String::from_utf8_lossy(&out.stdout));
+    }
+}
