@@ -163,6 +163,7 @@ pub(crate) fn run(args: &NewArgs) -> Result {
             .replace("{{model_connect}}", if ddl.is_some() { MODEL_CONNECT } else { "" })
             .replace("{{model_router}}", if ddl.is_some() { MODEL_ROUTER } else { "" })
             .replace("{{model_config}}", if ddl.is_some() { &model_config } else { "" })
+            .replace("{{model_readme}}", if ddl.is_some() { MODEL_README } else { "" })
     };
     let files: [(String, &str); 13] = [
         ("Cargo.toml".into(), CARGO),
@@ -215,6 +216,14 @@ sqlx = { version = \"0.8\", default-features = false, features = [\"runtime-toki
 chrono = { version = \"0.4\", default-features = false, features = [\"clock\", \"std\"] }\n\
 uuid = \"1\"\n\
 serde_json = \"1\"\n";
+const MODEL_README: &str = "\n\n\
+## The tables\n\n\
+Generated from a SQL schema by `octopus model` (see Octopus's docs/MODEL.md): a model per table in\n\
+`src/model/<table>_gen.rs` (regenerated) with your own queries in `src/model/<table>.rs` (written once),\n\
+a CRUD service per table in `proto/model.proto` handled in `src/handlers/<table>.rs` (written once),\n\
+migrations in `migrations/` (applied at start-up) and tests in `tests/model_gen.rs`. The database is\n\
+`[app] database` in `etc/config.toml` (`DATABASE_URL`: `sqlite:PATH` or `postgres://…`).\n\
+After changing the schema: `octopus model --ddl SCHEMA.sql`; in CI: `octopus model --ddl SCHEMA.sql --check`.";
 const MODEL_RERUN: &str = "\n    println!(\"cargo:rerun-if-changed=proto/model.proto\");";
 const MODEL_SETTING: &str =
     "\n    /// The database: `sqlite:PATH` (embedded) or `postgres://…` (see `model::Db`).\n    \
