@@ -6,6 +6,8 @@ mod migrate;
 mod names;
 mod output;
 mod parse;
+#[cfg(test)]
+mod parse_tests;
 mod render_convert;
 mod render_model;
 mod render_proto;
@@ -13,6 +15,7 @@ mod render_service;
 mod render_tests;
 mod schema;
 mod sql;
+mod tokens;
 mod types;
 
 use std::collections::BTreeMap;
