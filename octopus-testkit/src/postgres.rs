@@ -161,6 +161,15 @@ impl Postgres {
 
 impl Drop for Postgres {
     fn drop(&mut self) {
+        // The child may be `runuser`, which a kill would not pass on to the
+        // server: pg_ctl stops the server itself, then the child is reaped.
+        let _ = command(self.user.as_deref(), &self.bin.join("pg_ctl"))
+            .args(["-D"])
+            .arg(self.dir.path().join("data"))
+            .args(["-m", "immediate", "-w", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
