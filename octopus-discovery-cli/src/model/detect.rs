@@ -143,7 +143,7 @@ pub(crate) fn finish(file: &str, table: &mut Table, line: u64) -> Result {
             continue;
         }
         let squashed: String = column.name.to_ascii_lowercase().chars().filter(|c| *c != '_').collect();
-        if squashed == "version" && column.ty.is_int() {
+        if squashed == "version" && column.ty.is_int() && !column.nullable {
             column.auto = Auto::Version;
         } else if column.ty.is_time()
             && [

@@ -39,6 +39,18 @@ pub(crate) fn pascal(name: &str) -> String {
         .collect()
 }
 
+/// A table's module name: snake case, kept clear of Rust keywords and of the
+/// files the generator writes beside the tables' (`db_gen.rs`, `migrations_gen.rs`).
+pub(crate) fn module_name(table: &str) -> String {
+    let m = snake(table);
+    if KEYWORDS.contains(&m.as_str()) || ["db", "migrations", "self", "super", "crate", "extern"].contains(&m.as_str())
+    {
+        format!("{m}_table")
+    } else {
+        m
+    }
+}
+
 /// A column's field name in proto and Rust (before keyword escaping).
 pub(crate) fn field_name(column: &str) -> String {
     snake(column)
@@ -131,5 +143,8 @@ mod tests {
         assert_eq!(rust("type"), "r#type");
         assert_eq!(rust("self"), "self_");
         assert_eq!(quote("a\"b"), "\"a\"\"b\"");
+        assert_eq!(module_name("migrations"), "migrations_table");
+        assert_eq!(module_name("type"), "type_table");
+        assert_eq!(module_name("Orders"), "orders");
     }
 }

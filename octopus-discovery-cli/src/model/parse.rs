@@ -13,7 +13,7 @@ use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 
 use super::detect::{classify, finish, Classified};
-use super::names::{field_name, pascal, snake};
+use super::names::{field_name, module_name, pascal};
 use super::schema::{Auto, Column, Index, Schema, Table, Ty};
 use super::tokens::{attached_partition, without_binary_attribute};
 use super::{types, Dialect, Result};
@@ -187,7 +187,7 @@ impl Reader<'_> {
             ));
         }
         let mut table = Table {
-            module: snake(&name),
+            module: module_name(&name),
             pascal: pascal(&name),
             name,
             columns: Vec::new(),

@@ -3,6 +3,7 @@
 
 use std::fmt::Write;
 
+use super::names::snake;
 use super::schema::{Schema, Table};
 
 /// `src/model/mod.rs` (generated).
@@ -86,9 +87,10 @@ pub(crate) fn handlers_mod(schema: &Schema) -> String {
     for t in &schema.tables {
         let _ = write!(
             out,
-            "\n        .add_service(crate::model_proto::{m}_service_server::{p}ServiceServer::new({m}::{p}Handler::new(db.clone())))",
+            "\n        .add_service(crate::model_proto::{r}_service_server::{p}ServiceServer::new({m}::{p}Handler::new(db.clone())))",
             m = t.module,
-            p = t.pascal
+            p = t.pascal,
+            r = snake(&t.pascal)
         );
     }
     out.push_str("\n}\n");
@@ -99,6 +101,8 @@ pub(crate) fn handlers_mod(schema: &Schema) -> String {
 pub(crate) fn handler(t: &Table) -> String {
     let p = &t.pascal;
     let m = &t.module;
+    // What tonic names the service's module and methods after: the message's name.
+    let r = snake(p);
     format!(
         "//! The RPCs of table `{name}`: written once by `octopus model`, yours to edit\n\
          //! (validation, authorization, other calls). Errors become gRPC codes: not found\n\
@@ -108,34 +112,34 @@ pub(crate) fn handler(t: &Table) -> String {
          use crate::model::{m}_gen::{{New{p}, {p}Key, {p}Model, {p}}};\n\
          use crate::model::Db;\n\
          use crate::model_proto as pb;\n\
-         use crate::model_proto::{m}_service_server::{p}Service;\n\n\
+         use crate::model_proto::{r}_service_server::{p}Service;\n\n\
          /// `{p}Service`, over a database.\n\
          #[derive(Clone, Debug)]\n\
          pub struct {p}Handler {{\n    db: Db,\n}}\n\n\
          impl {p}Handler {{\n    /// A handler over `db`.\n    pub fn new(db: Db) -> Self {{\n        {p}Handler {{ db }}\n    }}\n}}\n\n\
          #[tonic::async_trait]\n\
          impl {p}Service for {p}Handler {{\n\
-         \x20   async fn create_{m}(&self, request: Request<pb::Create{p}Request>) -> Result<Response<pb::{p}>, Status> {{\n\
+         \x20   async fn create_{r}(&self, request: Request<pb::Create{p}Request>) -> Result<Response<pb::{p}>, Status> {{\n\
          \x20       let new = New{p}::try_from(request.into_inner())?;\n\
          \x20       let row = {p}Model::insert(&self.db, &new).await?;\n\
          \x20       Ok(Response::new(row.into()))\n\
          \x20   }}\n\n\
-         \x20   async fn get_{m}(&self, request: Request<pb::{p}Key>) -> Result<Response<pb::{p}>, Status> {{\n\
+         \x20   async fn get_{r}(&self, request: Request<pb::{p}Key>) -> Result<Response<pb::{p}>, Status> {{\n\
          \x20       let key = {p}Key::try_from(request.into_inner())?;\n\
          \x20       let row = {p}Model::find_one(&self.db, &key).await?;\n\
          \x20       Ok(Response::new(row.into()))\n\
          \x20   }}\n\n\
-         \x20   async fn update_{m}(&self, request: Request<pb::{p}>) -> Result<Response<pb::{p}>, Status> {{\n\
+         \x20   async fn update_{r}(&self, request: Request<pb::{p}>) -> Result<Response<pb::{p}>, Status> {{\n\
          \x20       let row = {p}::try_from(request.into_inner())?;\n\
          \x20       let row = {p}Model::update(&self.db, &row).await?;\n\
          \x20       Ok(Response::new(row.into()))\n\
          \x20   }}\n\n\
-         \x20   async fn delete_{m}(&self, request: Request<pb::{p}Key>) -> Result<Response<pb::Delete{p}Reply>, Status> {{\n\
+         \x20   async fn delete_{r}(&self, request: Request<pb::{p}Key>) -> Result<Response<pb::Delete{p}Reply>, Status> {{\n\
          \x20       let key = {p}Key::try_from(request.into_inner())?;\n\
          \x20       {p}Model::delete(&self.db, &key).await?;\n\
          \x20       Ok(Response::new(pb::Delete{p}Reply {{}}))\n\
          \x20   }}\n\n\
-         \x20   async fn list_{m}(&self, request: Request<pb::List{p}Request>) -> Result<Response<pb::List{p}Reply>, Status> {{\n\
+         \x20   async fn list_{r}(&self, request: Request<pb::List{p}Request>) -> Result<Response<pb::List{p}Reply>, Status> {{\n\
          \x20       let request = request.into_inner();\n\
          \x20       let (rows, next_page_token) = {p}Model::page(&self.db, request.page_size, &request.page_token).await?;\n\
          \x20       Ok(Response::new(pb::List{p}Reply {{\n\

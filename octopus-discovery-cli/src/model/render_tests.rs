@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::names::rust;
+use super::names::{rust, snake};
 use super::schema::{Auto, Column, Schema, Table, Ty};
 
 const HEAD: &str = include_str!("../../templates/model/tests_head.rs.tmpl");
@@ -39,7 +39,8 @@ fn wrap(v: String, optional: bool) -> String {
 fn table_tests(out: &mut String, t: &Table, crate_name: &str) {
     let p = &t.pascal;
     let m = &t.module;
-    let client = format!("pb::{m}_service_client::{p}ServiceClient");
+    let r = snake(p);
+    let client = format!("pb::{r}_service_client::{p}ServiceClient");
     // The create request of row i.
     let _ = writeln!(
         out,
@@ -80,7 +81,7 @@ fn table_tests(out: &mut String, t: &Table, crate_name: &str) {
     // CRUD, not found, version conflict.
     let _ = writeln!(
         out,
-        "\n#[tokio::test]\nasync fn {m}_crud_not_found_and_conflict() {{\n    let h = Harness::start(\"{m}_crud\").await;\n    let mut client = {client}::new(h.channel.clone());\n    let sent = new_{m}(1);\n    let created = client.create_{m}(sent.clone()).await.unwrap().into_inner();\n    assert_stored_{m}(&created, &sent);\n    let got = client.get_{m}(key_{m}(&created)).await.unwrap().into_inner();\n    assert_eq!(got, created);\n    let mut changed = created.clone();"
+        "\n#[tokio::test]\nasync fn {m}_crud_not_found_and_conflict() {{\n    let h = Harness::start(\"{m}_crud\").await;\n    let mut client = {client}::new(h.channel.clone());\n    let sent = new_{m}(1);\n    let created = client.create_{r}(sent.clone()).await.unwrap().into_inner();\n    assert_stored_{m}(&created, &sent);\n    let got = client.get_{r}(key_{m}(&created)).await.unwrap().into_inner();\n    assert_eq!(got, created);\n    let mut changed = created.clone();"
     );
     let changed = t.updatable().into_iter().find(|c| !matches!(c.ty, Ty::Bool));
     if let Some(c) = changed {
@@ -93,7 +94,7 @@ fn table_tests(out: &mut String, t: &Table, crate_name: &str) {
     }
     let _ = writeln!(
         out,
-        "    let updated = client.update_{m}(changed.clone()).await.unwrap().into_inner();"
+        "    let updated = client.update_{r}(changed.clone()).await.unwrap().into_inner();"
     );
     if let Some(c) = changed {
         let _ = writeln!(out, "    assert_eq!(updated.{0}, changed.{0});", rust(&c.field));
@@ -102,18 +103,18 @@ fn table_tests(out: &mut String, t: &Table, crate_name: &str) {
         let f = rust(&v.field);
         let _ = writeln!(
             out,
-            "    assert_eq!(updated.{f}, created.{f} + 1, \"the version goes up by one\");\n    let stale = client.update_{m}(changed.clone()).await.unwrap_err();\n    assert_eq!(stale.code(), Code::Aborted, \"{{stale:?}}\");"
+            "    assert_eq!(updated.{f}, created.{f} + 1, \"the version goes up by one\");\n    let stale = client.update_{r}(changed.clone()).await.unwrap_err();\n    assert_eq!(stale.code(), Code::Aborted, \"{{stale:?}}\");"
         );
     }
     let _ = writeln!(
         out,
-        "    client.delete_{m}(key_{m}(&created)).await.unwrap();\n    for status in [\n        client.get_{m}(key_{m}(&created)).await.unwrap_err(),\n        client.delete_{m}(key_{m}(&created)).await.unwrap_err(),\n        client.update_{m}(updated.clone()).await.unwrap_err(),\n    ] {{\n        assert_eq!(status.code(), Code::NotFound, \"{{status:?}}\");\n    }}\n    h.stop().await;\n}}"
+        "    client.delete_{r}(key_{m}(&created)).await.unwrap();\n    for status in [\n        client.get_{r}(key_{m}(&created)).await.unwrap_err(),\n        client.delete_{r}(key_{m}(&created)).await.unwrap_err(),\n        client.update_{r}(updated.clone()).await.unwrap_err(),\n    ] {{\n        assert_eq!(status.code(), Code::NotFound, \"{{status:?}}\");\n    }}\n    h.stop().await;\n}}"
     );
 
     // Paging through every row, count, insert-many, find_by.
     let _ = writeln!(
         out,
-        "\n#[tokio::test]\nasync fn {m}_paging_count_and_find_by() {{\n    use {crate_name}::model::{m}_gen::{{New{p}, {p}Model}};\n    let h = Harness::start(\"{m}_paging\").await;\n    let mut client = {client}::new(h.channel.clone());\n    let mut keys = Vec::new();\n    for i in 1..=5 {{\n        keys.push(key_{m}(&client.create_{m}(new_{m}(i)).await.unwrap().into_inner()));\n    }}\n    let mut seen = Vec::new();\n    let mut token = String::new();\n    let mut pages = 0;\n    loop {{\n        let page = client\n            .list_{m}(pb::List{p}Request {{ page_size: 2, page_token: token }})\n            .await\n            .unwrap()\n            .into_inner();\n        assert!(page.items.len() <= 2);\n        seen.extend(page.items.iter().map(key_{m}));\n        pages += 1;\n        token = page.next_page_token;\n        if token.is_empty() {{\n            break;\n        }}\n        assert!(pages < 10, \"paging does not end\");\n    }}\n    assert_eq!(seen.len(), 5, \"every row once: {{seen:?}}\");\n    for key in &keys {{\n        assert!(seen.contains(key), \"{{key:?}} not listed\");\n    }}\n    assert_eq!({p}Model::count(&h.db).await.unwrap(), 5);\n    let more: Vec<New{p}> = (6..=8).map(|i| New{p}::try_from(new_{m}(i)).unwrap()).collect();\n    let stored = {p}Model::insert_many(&h.db, &more).await.unwrap();\n    assert_eq!(stored.len(), 3);\n    assert_eq!({p}Model::count(&h.db).await.unwrap(), 8);\n    assert_eq!({p}Model::find_one(&h.db, &stored[0].key()).await.unwrap(), stored[0]);"
+        "\n#[tokio::test]\nasync fn {m}_paging_count_and_find_by() {{\n    use {crate_name}::model::{m}_gen::{{New{p}, {p}Model}};\n    let h = Harness::start(\"{m}_paging\").await;\n    let mut client = {client}::new(h.channel.clone());\n    let mut keys = Vec::new();\n    for i in 1..=5 {{\n        keys.push(key_{m}(&client.create_{r}(new_{m}(i)).await.unwrap().into_inner()));\n    }}\n    let mut seen = Vec::new();\n    let mut token = String::new();\n    let mut pages = 0;\n    loop {{\n        let page = client\n            .list_{r}(pb::List{p}Request {{ page_size: 2, page_token: token }})\n            .await\n            .unwrap()\n            .into_inner();\n        assert!(page.items.len() <= 2);\n        seen.extend(page.items.iter().map(key_{m}));\n        pages += 1;\n        token = page.next_page_token;\n        if token.is_empty() {{\n            break;\n        }}\n        assert!(pages < 10, \"paging does not end\");\n    }}\n    assert_eq!(seen.len(), 5, \"every row once: {{seen:?}}\");\n    for key in &keys {{\n        assert!(seen.contains(key), \"{{key:?}} not listed\");\n    }}\n    assert_eq!({p}Model::count(&h.db).await.unwrap(), 5);\n    let more: Vec<New{p}> = (6..=8).map(|i| New{p}::try_from(new_{m}(i)).unwrap()).collect();\n    let stored = {p}Model::insert_many(&h.db, &more).await.unwrap();\n    assert_eq!(stored.len(), 3);\n    assert_eq!({p}Model::count(&h.db).await.unwrap(), 8);\n    assert_eq!({p}Model::find_one(&h.db, &stored[0].key()).await.unwrap(), stored[0]);"
     );
     for index in t.uniques() {
         let cols: Vec<&Column> = index.columns.iter().map(|n| t.column(n)).collect();
@@ -145,20 +146,20 @@ fn table_tests(out: &mut String, t: &Table, crate_name: &str) {
     if natural {
         let _ = writeln!(
             out,
-            "\n#[tokio::test]\nasync fn {m}_duplicate() {{\n    use {crate_name}::model::{m}_gen::{{New{p}, {p}Model}};\n    let h = Harness::start(\"{m}_duplicate\").await;\n    let mut client = {client}::new(h.channel.clone());\n    client.create_{m}(new_{m}(3)).await.unwrap();\n    let again = client.create_{m}(new_{m}(3)).await.unwrap_err();\n    assert_eq!(again.code(), Code::AlreadyExists, \"{{again:?}}\");\n    // insert_many is all or none.\n    let rows: Vec<New{p}> = [4, 3].into_iter().map(|i| New{p}::try_from(new_{m}(i)).unwrap()).collect();\n    assert!({p}Model::insert_many(&h.db, &rows).await.is_err());\n    assert_eq!({p}Model::count(&h.db).await.unwrap(), 1);\n    h.stop().await;\n}}"
+            "\n#[tokio::test]\nasync fn {m}_duplicate() {{\n    use {crate_name}::model::{m}_gen::{{New{p}, {p}Model}};\n    let h = Harness::start(\"{m}_duplicate\").await;\n    let mut client = {client}::new(h.channel.clone());\n    client.create_{r}(new_{m}(3)).await.unwrap();\n    let again = client.create_{r}(new_{m}(3)).await.unwrap_err();\n    assert_eq!(again.code(), Code::AlreadyExists, \"{{again:?}}\");\n    // insert_many is all or none.\n    let rows: Vec<New{p}> = [4, 3].into_iter().map(|i| New{p}::try_from(new_{m}(i)).unwrap()).collect();\n    assert!({p}Model::insert_many(&h.db, &rows).await.is_err());\n    assert_eq!({p}Model::count(&h.db).await.unwrap(), 1);\n    h.stop().await;\n}}"
         );
     }
 
     // Bad input.
     let _ = writeln!(
         out,
-        "\n#[tokio::test]\nasync fn {m}_bad_input() {{\n    let h = Harness::start(\"{m}_bad\").await;\n    let mut client = {client}::new(h.channel.clone());\n    for request in [\n        pb::List{p}Request {{ page_size: -1, page_token: String::new() }},\n        pb::List{p}Request {{ page_size: 2, page_token: \"zz\".into() }},\n    ] {{\n        let status = client.list_{m}(request).await.unwrap_err();\n        assert_eq!(status.code(), Code::InvalidArgument, \"{{status:?}}\");\n    }}"
+        "\n#[tokio::test]\nasync fn {m}_bad_input() {{\n    let h = Harness::start(\"{m}_bad\").await;\n    let mut client = {client}::new(h.channel.clone());\n    for request in [\n        pb::List{p}Request {{ page_size: -1, page_token: String::new() }},\n        pb::List{p}Request {{ page_size: 2, page_token: \"zz\".into() }},\n    ] {{\n        let status = client.list_{r}(request).await.unwrap_err();\n        assert_eq!(status.code(), Code::InvalidArgument, \"{{status:?}}\");\n    }}"
     );
     if let Some(c) = t.writable().into_iter().find(|c| c.ty.parsed() && c.ty != Ty::I16) {
         let bad = wrap("\"not a value\".to_string()".into(), c.nullable || c.default.is_some());
         let _ = writeln!(
             out,
-            "    let mut bad = new_{m}(1);\n    bad.{} = {bad};\n    let status = client.create_{m}(bad).await.unwrap_err();\n    assert_eq!(status.code(), Code::InvalidArgument, \"{{status:?}}\");\n    assert!(status.message().contains(\"{}\"), \"{{status:?}}\");",
+            "    let mut bad = new_{m}(1);\n    bad.{} = {bad};\n    let status = client.create_{r}(bad).await.unwrap_err();\n    assert_eq!(status.code(), Code::InvalidArgument, \"{{status:?}}\");\n    assert!(status.message().contains(\"{}\"), \"{{status:?}}\");",
             rust(&c.field),
             c.field
         );
