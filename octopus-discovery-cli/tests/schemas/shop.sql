@@ -36,3 +36,11 @@ CREATE TABLE order_lines (
 );
 CREATE UNIQUE INDEX order_lines_order_sku ON order_lines (order_id, sku);
 CREATE INDEX order_lines_sku ON order_lines (sku);
+
+-- A table named like a Rust keyword, with a NULL-able column named `version`
+-- (an ordinary column: only a NOT NULL integer `version` is the row's version).
+CREATE TABLE "type" (
+    code CHAR(3) PRIMARY KEY,
+    label TEXT NOT NULL,
+    version INTEGER
+);
