@@ -3,6 +3,7 @@
 
 mod dev;
 mod inspect;
+mod model;
 mod new;
 
 use std::net::SocketAddr;
@@ -26,6 +27,15 @@ struct Cli {
 enum Command {
     /// Generate a ready gRPC service that registers itself with Octopus.
     New(NewArgs),
+    /// Generate models, CRUD gRPC services, migrations and tests from a SQL schema.
+    ///
+    /// Run in a project made by `octopus new NAME --ddl FILE` (or name it with
+    /// --path). No database is needed. `<table>_gen.rs`, proto/model.proto and
+    /// tests/model_gen.rs are rewritten on every run (a hand-edited one is
+    /// refused unless --force); src/model/<table>.rs and src/handlers/<table>.rs
+    /// are written once and never touched again; an additive change of the DDL
+    /// adds a numbered migration, a destructive one is refused unless --force.
+    Model(ModelArgs),
     /// List the services of a registry, or the instances of one service.
     Ls {
         /// The service (all services if omitted).
@@ -111,6 +121,34 @@ struct NewArgs {
     /// Write into an existing directory, replacing the files it generates.
     #[arg(long)]
     force: bool,
+    /// Also generate models, CRUD services and migrations from this SQL schema
+    /// (see `octopus model`).
+    #[arg(long, value_name = "FILE")]
+    ddl: Option<PathBuf>,
+    /// The DDL's dialect (default: MySQL if it has backticks, AUTO_INCREMENT or
+    /// ENGINE=, SQLite if it has AUTOINCREMENT, else PostgreSQL).
+    #[arg(long, value_enum, requires = "ddl")]
+    dialect: Option<model::Dialect>,
+}
+
+#[derive(Debug, clap::Args)]
+struct ModelArgs {
+    /// The SQL schema: CREATE TABLE and CREATE INDEX statements (others are skipped).
+    #[arg(long, value_name = "FILE")]
+    ddl: PathBuf,
+    /// The DDL's dialect (default: MySQL if it has backticks, AUTO_INCREMENT or
+    /// ENGINE=, SQLite if it has AUTOINCREMENT, else PostgreSQL).
+    #[arg(long, value_enum)]
+    dialect: Option<model::Dialect>,
+    /// The project (default: the current directory).
+    #[arg(long, value_name = "DIR")]
+    path: Option<PathBuf>,
+    /// Overwrite generated files edited by hand; allow destructive migrations.
+    #[arg(long)]
+    force: bool,
+    /// Write nothing; exit 1 if anything would change (for CI).
+    #[arg(long, conflicts_with = "force")]
+    check: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -144,6 +182,15 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::New(args) => new::run(&args),
+        Command::Model(args) => model::run(
+            &args.ddl,
+            args.dialect,
+            args.path,
+            &model::Options {
+                force: args.force,
+                check: args.check,
+            },
+        ),
         other => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -158,7 +205,7 @@ fn main() -> ExitCode {
                     Command::Drain { instance, registry } => inspect::drain(&registry, &instance, true).await,
                     Command::Undrain { instance, registry } => inspect::drain(&registry, &instance, false).await,
                     Command::Dev { listen, data } => dev::run(listen, data).await,
-                    Command::New(_) => unreachable!("handled above"),
+                    Command::New(_) | Command::Model(_) => unreachable!("handled above"),
                 }
             })
         }

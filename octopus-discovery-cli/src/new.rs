@@ -123,6 +123,20 @@ pub(crate) fn run(args: &NewArgs) -> Result {
         }
     }
     let (octopus_dep, dep_note) = dependency(args.octopus_path.as_deref())?;
+    // A DDL that cannot be generated from stops everything before a file is written.
+    let ddl = match &args.ddl {
+        Some(path) => Some(crate::model::load(path, args.dialect)?),
+        None => None,
+    };
+    let model_mods = format!(
+        "\npub mod handlers;\npub mod model;\n\n/// The code generated from `proto/model.proto` (the tables' CRUD services).\n\
+         pub mod model_proto {{\n    tonic::include_proto!(\"{module}_model\");\n}}\n\n\
+         fn default_database() -> String {{\n    \"sqlite:{module}.db\".into()\n}}"
+    );
+    let model_config = format!(
+        "\n# The database: sqlite:PATH (embedded; created if missing) or postgres://user:password@host/db.\n\
+         database = \"${{DATABASE_URL:-sqlite:{module}.db}}\""
+    );
     let (registry, features, protoc_step) = match args.backend {
         Backend::Etcd => (
             "etcd://127.0.0.1:2379",
@@ -141,6 +155,15 @@ pub(crate) fn run(args: &NewArgs) -> Result {
             .replace("{{registry}}", registry)
             .replace("{{protoc_step}}", protoc_step)
             .replace("{{octopus_version}}", env!("CARGO_PKG_VERSION"))
+            .replace("{{model_deps}}", if ddl.is_some() { MODEL_DEPS } else { "" })
+            .replace("{{model_rerun}}", if ddl.is_some() { MODEL_RERUN } else { "" })
+            .replace("{{model_proto}}", if ddl.is_some() { ", \"model.proto\"" } else { "" })
+            .replace("{{model_mods}}", if ddl.is_some() { &model_mods } else { "" })
+            .replace("{{model_setting}}", if ddl.is_some() { MODEL_SETTING } else { "" })
+            .replace("{{model_connect}}", if ddl.is_some() { MODEL_CONNECT } else { "" })
+            .replace("{{model_router}}", if ddl.is_some() { MODEL_ROUTER } else { "" })
+            .replace("{{model_config}}", if ddl.is_some() { &model_config } else { "" })
+            .replace("{{model_readme}}", if ddl.is_some() { MODEL_README } else { "" })
     };
     let files: [(String, &str); 13] = [
         ("Cargo.toml".into(), CARGO),
@@ -164,6 +187,16 @@ pub(crate) fn run(args: &NewArgs) -> Result {
     for (file, _) in &files {
         println!("  {file}");
     }
+    if let Some(ddl) = &ddl {
+        crate::model::generate(
+            &dir,
+            ddl,
+            &crate::model::Options {
+                force: true,
+                check: false,
+            },
+        )?;
+    }
     println!(
         "\nnext:\n  cd {}\n  cargo test          # a call through discovery, in-process\n  cargo run           # registers in {registry}{}",
         dir.display(),
@@ -175,6 +208,28 @@ pub(crate) fn run(args: &NewArgs) -> Result {
     );
     Ok(())
 }
+
+/// The generated project's dependencies for the model layer: sqlx at run time
+/// (no compile-time checked queries: no live database to build).
+const MODEL_DEPS: &str = "# The model layer (`octopus model`): sqlx's runtime queries, SQLite and PostgreSQL.\n\
+sqlx = { version = \"0.8\", default-features = false, features = [\"runtime-tokio\", \"sqlite\", \"postgres\", \"derive\", \"chrono\", \"uuid\"] }\n\
+chrono = { version = \"0.4\", default-features = false, features = [\"clock\", \"std\"] }\n\
+uuid = \"1\"\n\
+serde_json = \"1\"\n";
+const MODEL_README: &str = "\n\n\
+## The tables\n\n\
+Generated from a SQL schema by `octopus model` (see Octopus's docs/MODEL.md): a model per table in\n\
+`src/model/<table>_gen.rs` (regenerated) with your own queries in `src/model/<table>.rs` (written once),\n\
+a CRUD service per table in `proto/model.proto` handled in `src/handlers/<table>.rs` (written once),\n\
+migrations in `migrations/` (applied at start-up) and tests in `tests/model_gen.rs`. The database is\n\
+`[app] database` in `etc/config.toml` (`DATABASE_URL`: `sqlite:PATH` or `postgres://…`).\n\
+After changing the schema: `octopus model --ddl SCHEMA.sql`; in CI: `octopus model --ddl SCHEMA.sql --check`.";
+const MODEL_RERUN: &str = "\n    println!(\"cargo:rerun-if-changed=proto/model.proto\");";
+const MODEL_SETTING: &str =
+    "\n    /// The database: `sqlite:PATH` (embedded) or `postgres://…` (see `model::Db`).\n    \
+    #[serde(default = \"default_database\")]\n    pub database: String,";
+const MODEL_CONNECT: &str = "\n    let db = model::Db::connect(&settings.database).await?;\n    db.migrate().await?;";
+const MODEL_ROUTER: &str = "\n    let router = handlers::add_services(router, &db);";
 
 /// The Dockerfile's step for protoc, which the etcd backend's client compiles
 /// etcd's protos with (the service's own protos need none: protox compiles them).

@@ -338,6 +338,7 @@ fn help_in_the_docs_is_current() {
     for cmd in [
         &[][..],
         &["new"],
+        &["model"],
         &["ls"],
         &["get"],
         &["watch"],

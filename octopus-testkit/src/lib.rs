@@ -4,6 +4,8 @@
 //!   ([`conformance_tests!`]).
 //! - `etcd` and `proxy` (feature `etcd`): real etcd servers and clusters on free loopback
 //!   ports with their own data directories, `etcdctl`, and a fault proxy.
+//! - `postgres` (feature `postgres`): a real PostgreSQL server on a free loopback
+//!   port with its own data directory, one database per test.
 //! - `grpc_proxy` (feature `etcd`): etcd's own gRPC proxy in front of them.
 #![forbid(unsafe_code)]
 
@@ -13,5 +15,7 @@ pub mod conformance;
 pub mod etcd;
 #[cfg(feature = "etcd")]
 pub mod grpc_proxy;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 #[cfg(feature = "etcd")]
 pub mod proxy;

@@ -1,0 +1,244 @@
+//! `octopus model --ddl FILE`: models, CRUD gRPC services, migrations and tests
+//! generated from a SQL schema, without a database.
+
+mod detect;
+mod migrate;
+mod names;
+mod output;
+mod parse;
+#[cfg(test)]
+mod parse_tests;
+mod render_convert;
+mod render_model;
+mod render_proto;
+mod render_service;
+mod render_tests;
+mod schema;
+mod sql;
+mod tokens;
+mod types;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub(crate) use crate::Result;
+use output::{File, Kind};
+use schema::Schema;
+
+/// The SQL dialect a DDL file is written in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Dialect {
+    /// PostgreSQL (also what a file without MySQL or SQLite marks is read as).
+    Postgres,
+    /// MySQL / MariaDB.
+    Mysql,
+    /// SQLite.
+    Sqlite,
+}
+
+impl std::fmt::Display for Dialect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Dialect::Postgres => "PostgreSQL",
+            Dialect::Mysql => "MySQL",
+            Dialect::Sqlite => "SQLite",
+        })
+    }
+}
+
+/// The dialect a file looks written in: MySQL's backticks, AUTO_INCREMENT and
+/// ENGINE=, SQLite's AUTOINCREMENT; PostgreSQL otherwise.
+fn guess(text: &str) -> Dialect {
+    // Comments say anything: only the statements count.
+    let text: String = text
+        .lines()
+        .map(|l| l.split("--").next().unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let upper = text.to_ascii_uppercase();
+    if text.contains('`') || upper.contains("AUTO_INCREMENT") || upper.contains("ENGINE=") || upper.contains("ENGINE =")
+    {
+        Dialect::Mysql
+    } else if upper.contains("AUTOINCREMENT") || upper.contains("WITHOUT ROWID") {
+        Dialect::Sqlite
+    } else {
+        Dialect::Postgres
+    }
+}
+
+/// A DDL file, read and mapped.
+pub(crate) struct Ddl {
+    name: String,
+    schema: Schema,
+}
+
+/// Reads and maps `path`: errors name the file, the line, `table.column` and the rule.
+pub(crate) fn load(path: &Path, dialect: Option<Dialect>) -> Result<Ddl> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "schema.sql".into());
+    let dialect = dialect.unwrap_or_else(|| guess(&text));
+    let (schema, warnings) = parse::parse(&path.display().to_string(), &text, dialect)?;
+    for w in warnings {
+        eprintln!("octopus: warning: {w}");
+    }
+    Ok(Ddl { name, schema })
+}
+
+/// What the generator remembers between runs (`model/schema.lock`).
+#[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
+struct Lock {
+    /// The schema as of the last migration.
+    tables: Vec<schema::Table>,
+    /// Proto field numbers: table → column → number.
+    fields: render_proto::Numbers,
+    /// Numbers of dropped columns, never used again.
+    reserved: BTreeMap<String, Vec<u32>>,
+    /// The migrations, in order: (version, file stem).
+    migrations: Vec<(u32, String)>,
+}
+
+const LOCK: &str = "model/schema.lock";
+const DB: &str = include_str!("../../templates/model/db.rs.tmpl");
+
+/// What `octopus model` is asked to do.
+pub(crate) struct Options {
+    pub(crate) force: bool,
+    pub(crate) check: bool,
+}
+
+/// The project's package name, from its Cargo.toml.
+fn package(dir: &Path) -> Result<String> {
+    let manifest = dir.join("Cargo.toml");
+    let text = std::fs::read_to_string(&manifest).map_err(|e| {
+        format!(
+            "cannot read {}: {e} (run `octopus model` in a project made by `octopus new`, or pass --path)",
+            manifest.display()
+        )
+    })?;
+    text.lines()
+        .find_map(|l| {
+            let (key, value) = l.split_once('=')?;
+            (key.trim() == "name").then(|| value.trim().trim_matches('"').to_string())
+        })
+        .ok_or_else(|| format!("{}: no package name", manifest.display()))
+}
+
+/// Every file generated from `ddl` for the project in `dir`.
+fn files(dir: &Path, ddl: &Ddl, force: bool) -> Result<Vec<File>> {
+    let name = package(dir)?;
+    let module = name.replace('-', "_");
+    let lock_path = dir.join(LOCK);
+    let mut lock: Lock = match std::fs::read_to_string(&lock_path) {
+        Ok(text) => serde_json::from_str(&text)
+            .map_err(|e| format!("{}: not a lock file this version can read: {e}", lock_path.display()))?,
+        Err(_) => Lock::default(),
+    };
+    let schema = &ddl.schema;
+    render_proto::number(schema, &mut lock.fields, &mut lock.reserved);
+    let mut out = Vec::new();
+    let migration = if lock.migrations.is_empty() {
+        let mut both = [String::new(), String::new()];
+        for (i, target) in sql::TARGETS.into_iter().enumerate() {
+            for t in &schema.tables {
+                both[i] += &migrate::create_table(t, target);
+            }
+        }
+        Some((1, "init", both))
+    } else {
+        let last = lock.migrations.last().map_or(0, |m| m.0);
+        migrate::diff(&lock.tables, &schema.tables, force)?.map(|both| (last + 1, "change", both))
+    };
+    if let Some((n, what, both)) = migration {
+        let stem = format!("{n:04}_{what}");
+        for (dir, sql) in ["sqlite", "postgres"].iter().zip(both) {
+            out.push(File {
+                path: format!("migrations/{dir}/{stem}.sql"),
+                text: format!(
+                    "-- Migration {n} ({dir}), generated from {} by `octopus model`, once: it is never rewritten.\n{sql}",
+                    ddl.name
+                ),
+                kind: Kind::Once,
+            });
+        }
+        lock.migrations.push((n, stem));
+        lock.tables = schema.tables.clone();
+    }
+    let gen = |path: String, text: String| File {
+        path,
+        text,
+        kind: Kind::Generated,
+    };
+    out.push(gen(
+        "proto/model.proto".into(),
+        render_proto::render(&format!("{module}_model"), schema, &lock.fields, &lock.reserved),
+    ));
+    out.push(gen("src/model/mod.rs".into(), render_service::model_mod(schema)));
+    out.push(gen("src/model/db_gen.rs".into(), DB.to_string()));
+    out.push(gen(
+        "src/model/migrations_gen.rs".into(),
+        render_service::migrations(&lock.migrations),
+    ));
+    out.push(gen("src/handlers/mod.rs".into(), render_service::handlers_mod(schema)));
+    for t in &schema.tables {
+        out.push(gen(
+            format!("src/model/{}_gen.rs", t.module),
+            render_model::render(t, &module),
+        ));
+        out.push(File {
+            path: format!("src/model/{}.rs", t.module),
+            text: render_service::custom(t),
+            kind: Kind::Once,
+        });
+        out.push(File {
+            path: format!("src/handlers/{}.rs", t.module),
+            text: render_service::handler(t),
+            kind: Kind::Once,
+        });
+    }
+    out.push(gen(
+        "tests/model_gen.rs".into(),
+        render_tests::render(schema, &name, &module),
+    ));
+    let lock_text = serde_json::to_string_pretty(&lock).map_err(|e| format!("cannot write the lock: {e}"))? + "\n";
+    out.push(File {
+        path: LOCK.into(),
+        text: lock_text,
+        kind: Kind::State,
+    });
+    for f in &mut out {
+        if f.kind == Kind::Generated {
+            f.text = output::stamp(&f.path, &ddl.name, &f.text);
+        }
+    }
+    Ok(out)
+}
+
+/// Generates into the project at `dir`.
+pub(crate) fn generate(dir: &Path, ddl: &Ddl, options: &Options) -> Result {
+    let lib = dir.join("src/lib.rs");
+    let wired = std::fs::read_to_string(&lib).is_ok_and(|t| t.contains("pub mod model;"));
+    if !wired {
+        return Err(format!(
+            "{} does not declare `pub mod model;`: `octopus model` generates into projects made by \
+             `octopus new NAME --ddl FILE` (for another project, see docs/MODEL.md, \"Wiring by hand\"); nothing was written",
+            lib.display()
+        ));
+    }
+    let files = files(dir, ddl, options.force)?;
+    if options.check {
+        return output::check(dir, &files);
+    }
+    output::write(dir, &files, options.force)
+}
+
+/// `octopus model`.
+pub(crate) fn run(ddl: &Path, dialect: Option<Dialect>, path: Option<PathBuf>, options: &Options) -> Result {
+    let ddl = load(ddl, dialect)?;
+    let dir = path.unwrap_or_else(|| PathBuf::from("."));
+    generate(&dir, &ddl, options)
+}

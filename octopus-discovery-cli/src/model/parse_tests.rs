@@ -1,0 +1,80 @@
+//! The parser on the spellings real dumps use.
+
+use super::parse::parse;
+use super::schema::{Auto, Default, Ty};
+use super::Dialect;
+
+#[test]
+fn mysql_dump_spellings() {
+    let ddl = "/*!40101 SET NAMES utf8 */;\n\
+        DROP TABLE IF EXISTS `staff`;\n\
+        CREATE TABLE `staff` (\n\
+          `staff_id` tinyint unsigned NOT NULL AUTO_INCREMENT,\n\
+          `email` varchar(50) DEFAULT NULL,\n\
+          `active` tinyint(1) NOT NULL DEFAULT '1',\n\
+          `password` VARCHAR(40) BINARY DEFAULT NULL,\n\
+          `last_update` timestamp NOT NULL DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP,\n\
+          PRIMARY KEY (`staff_id`),\n\
+          UNIQUE KEY `idx_email` (`email`),\n\
+          KEY `idx_active` (`active`)\n\
+        ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;\n\
+        INSERT INTO `staff` VALUES (1,'a',1,NULL,'2006-02-15 04:57:16');\n";
+    let (schema, _) = parse("staff.sql", ddl, Dialect::Mysql).unwrap();
+    let t = &schema.tables[0];
+    assert_eq!(t.name, "staff");
+    assert_eq!(t.primary_key, ["staff_id"]);
+    assert_eq!(t.column("staff_id").auto, Auto::Identity);
+    assert_eq!(t.column("active").ty, Ty::Bool);
+    assert_eq!(t.column("active").default, Some(Default::Literal("TRUE".into())));
+    assert_eq!(t.column("password").ty, Ty::Text(Some(40)));
+    assert_eq!(t.column("last_update").auto, Auto::Updated);
+    assert_eq!(t.column("last_update").ty, Ty::TimestampTz);
+    assert_eq!(t.uniques().len(), 1);
+    assert_eq!(t.indexes.len(), 2);
+}
+
+#[test]
+fn pg_dump_spellings() {
+    let ddl = "SET statement_timeout = 0;\n\
+        CREATE TYPE public.mood AS ENUM ('sad', 'ok');\n\
+        CREATE DOMAIN public.year AS integer CONSTRAINT year_check CHECK (VALUE >= 1901);\n\
+        CREATE TABLE public.actor (\n\
+            actor_id integer DEFAULT nextval('public.actor_actor_id_seq'::regclass) NOT NULL,\n\
+            first_name character varying(45) NOT NULL,\n\
+            mood public.mood DEFAULT 'ok'::public.mood,\n\
+            born public.year,\n\
+            last_update timestamp with time zone DEFAULT now() NOT NULL\n\
+        );\n\
+        ALTER TABLE public.actor OWNER TO postgres;\n\
+        ALTER TABLE ONLY public.actor ADD CONSTRAINT actor_pkey PRIMARY KEY (actor_id);\n\
+        CREATE UNIQUE INDEX actor_name ON public.actor USING btree (first_name);\n\
+        CREATE FUNCTION public.f() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END; $$;\n";
+    let (schema, _) = parse("pagila.sql", ddl, Dialect::Postgres).unwrap();
+    let t = &schema.tables[0];
+    assert_eq!(t.primary_key, ["actor_id"]);
+    assert_eq!(t.column("actor_id").auto, Auto::Identity);
+    assert_eq!(t.column("first_name").ty, Ty::Text(Some(45)));
+    assert_eq!(t.column("mood").ty, Ty::Text(None));
+    assert_eq!(t.column("mood").default, Some(Default::Literal("'ok'".into())));
+    assert_eq!(t.column("born").ty, Ty::I32);
+    assert_eq!(t.column("last_update").auto, Auto::Updated);
+    assert_eq!(t.uniques()[0].columns, ["first_name"]);
+}
+
+#[test]
+fn errors_name_the_place_and_the_rule() {
+    let err = parse(
+        "s.sql",
+        "CREATE TABLE t (\n  id INT PRIMARY KEY,\n  span INTERVAL\n);",
+        Dialect::Postgres,
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("s.sql:3: t.span: type `INTERVAL` cannot be mapped"),
+        "{err}"
+    );
+    let err = parse("s.sql", "CREATE TABLE t (a INT);", Dialect::Postgres).unwrap_err();
+    assert!(err.contains("table `t` has no primary key"), "{err}");
+    let err = parse("s.sql", "SELECT 1;", Dialect::Postgres).unwrap_err();
+    assert!(err.contains("no CREATE TABLE"), "{err}");
+}
