@@ -43,6 +43,7 @@ mod config;
 #[cfg(feature = "grpc")]
 pub mod grpc;
 mod inspect;
+mod inspect_changes;
 #[cfg(feature = "metrics")]
 pub mod metrics;
 mod params;
@@ -56,13 +57,14 @@ pub use client::{connect, connect_lazy, Client};
 #[cfg(feature = "config")]
 pub use config::{substitute, AppSection, OctopusConfig, ServiceConfig};
 pub use inspect::{Entry, Inspector};
+pub use inspect_changes::{ChangeBatch, EntryChange, EntryChanges};
 #[cfg(feature = "grpc")]
 pub use signal::shutdown_signal;
 pub use url::{parse_duration, RegistryUrl};
 
 pub use octopus_discovery_core::{
     diff, BackoffPolicy, Change, Diff, Discovery, DiscoveryResolver, Error, EtcdNamingLayout, Freshness, GoZeroLayout,
-    Instances, IntoTarget, JitterRng, JsonLayout, KeyLayout, KratosLayout, LeaseId, Metadata, OwnedTask,
+    Instances, IntoTarget, JitterRng, JsonLayout, KeyLayout, KratosLayout, LeaseId, LeaseTtl, Metadata, OwnedTask,
     RegisterOptions, Registration, RegistrationStatus, Registry, Resolver, Resolvers, Result, ServiceInstance,
     ServiceWatch, Snapshot, Target, DEFAULT_NAMESPACE,
 };
