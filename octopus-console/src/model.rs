@@ -204,7 +204,13 @@ fn fields(row: &InstanceRow) -> Vec<(String, String)> {
         ("weight".to_owned(), row.weight.to_string()),
         ("lease".to_owned(), row.lease.clone()),
     ];
-    out.extend(row.metadata.iter().map(|(k, v)| (format!("metadata.{k}"), v.clone())));
+    // The draining mark is the `state` field already.
+    out.extend(
+        row.metadata
+            .iter()
+            .filter(|(k, _)| k != octopus::core::DRAINING_KEY)
+            .map(|(k, v)| (format!("metadata.{k}"), v.clone())),
+    );
     if let Some(e) = &row.error {
         out.push(("error".to_owned(), e.clone()));
     }
