@@ -82,13 +82,16 @@ async function api(method, path, body) {
 }
 const enc = encodeURIComponent;
 
-async function loadServices() {
+// A read answers at some revision; an event newer than it may have arrived
+// meanwhile, and the read must not undo it: read again (a few times at most).
+async function loadServices(tries = 3) {
   const data = await api('GET', '/api/services');
+  if (data.revision < state.revision && tries > 1) return loadServices(tries - 1);
   state.services = new Map(data.services.map((s) => [s.name, stamp(s, s.changed_ms_ago)]));
   state.revision = Math.max(state.revision, data.revision);
   setLive(data.fresh, data.problem);
 }
-async function loadSelected() {
+async function loadSelected(tries = 3) {
   if (!state.selected) return;
   const name = state.selected;
   const [detail, tl] = await Promise.all([
@@ -96,8 +99,20 @@ async function loadSelected() {
     api('GET', '/api/services/' + enc(name) + '/timeline'),
   ]);
   if (state.selected !== name) return;
+  if (Math.min(detail.revision, tl.revision) < state.revision && tries > 1) return loadSelected(tries - 1);
   state.instances = new Map(detail.instances.map((r) => [r.key, withTtl(r)]));
   state.timeline = tl.events.map((e) => stamp(e, e.seen_ms_ago));
+}
+// Lease times change without events: read them again, touching nothing else.
+async function refreshTtls() {
+  if (!state.selected) return;
+  const name = state.selected;
+  const detail = await api('GET', '/api/services/' + enc(name));
+  if (state.selected !== name) return;
+  for (const fresh of detail.instances) {
+    const row = state.instances.get(fresh.key);
+    if (row && row.mod_revision === fresh.mod_revision) { row.ttl_ms = fresh.ttl_ms; withTtl(row); }
+  }
 }
 async function resync() {
   try {
@@ -122,16 +137,22 @@ function showProblem(text) { const p = $('problem'); p.textContent = text; p.hid
 
 function applyUpdate(u) {
   state.revision = Math.max(state.revision, u.revision);
+  // An event may trail a read that already holds it: never go back in revisions.
   for (const s of u.services) {
+    const had = state.services.get(s.name);
+    if (had && had.last_revision > u.revision) continue;
     if (s.summary) state.services.set(s.name, stamp(s.summary, s.summary.changed_ms_ago));
     else state.services.delete(s.name);
   }
   if (state.selected) {
     for (const i of u.instances) {
       if (i.service !== state.selected) continue;
+      const had = state.instances.get(i.key);
+      if (had && had.mod_revision > (i.row ? i.row.mod_revision : u.revision)) continue;
       if (i.row) state.instances.set(i.key, withTtl(i.row)); else state.instances.delete(i.key);
     }
-    const fresh = u.timeline.filter((e) => e.service === state.selected).map((e) => stamp(e, 0));
+    const known = new Set(state.timeline.map((e) => e.revision + '/' + e.id));
+    const fresh = u.timeline.filter((e) => e.service === state.selected && !known.has(e.revision + '/' + e.id)).map((e) => stamp(e, 0));
     state.timeline = fresh.reverse().concat(state.timeline).slice(0, 200);
   }
   scheduleRender();
@@ -362,6 +383,6 @@ document.addEventListener('DOMContentLoaded', () => {
       if (r && cell) cell.textContent = ttlText(r);
     }
   }, 1000);
-  setInterval(() => { if (state.selected && state.events && state.events.readyState === EventSource.OPEN) loadSelected().then(render, () => {}); }, 3000);
+  setInterval(() => { if (state.selected && state.events && state.events.readyState === EventSource.OPEN) refreshTtls().then(scheduleRender, () => {}); }, 3000);
   start();
 });
