@@ -108,7 +108,13 @@ async fn events(State(shared): State<Arc<Shared>>) -> Sse<impl Stream<Item = Res
         json!({ "revision": m.revision, "fresh": m.fresh, "problem": m.problem }).to_string()
     };
     let mut stop = shared.stop.subscribe();
-    let first = stream::once(async move { Event::default().event("hello").data(hello) });
+    // `retry`: a page reconnects within a second after the console restarts.
+    let first = stream::once(async move {
+        Event::default()
+            .event("hello")
+            .retry(Duration::from_secs(1))
+            .data(hello)
+    });
     let rest = stream::unfold(rx, |mut rx| async move {
         let event = match rx.recv().await {
             Ok(m) => match &*m {

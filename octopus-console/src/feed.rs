@@ -94,22 +94,34 @@ impl Drop for Tasks {
     }
 }
 
-fn session_secret() -> String {
-    use rand::{RngCore, SeedableRng};
-    let mut rng = rand::rngs::StdRng::from_os_rng();
-    let mut bytes = [0u8; 32];
-    rng.fill_bytes(&mut bytes);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// The session cookie's value: derived from the token, so that a page keeps
+/// its session when the console restarts with the same token, and the cookie
+/// does not reveal the token. Random (and useless) without a token.
+fn session_secret(options: &ConsoleOptions) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    hash.update(b"octopus-console session v1\0");
+    match &options.token {
+        Some(token) => hash.update(token.as_bytes()),
+        None => {
+            use rand::{RngCore, SeedableRng};
+            let mut bytes = [0u8; 32];
+            rand::rngs::StdRng::from_os_rng().fill_bytes(&mut bytes);
+            hash.update(bytes);
+        }
+    }
+    hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 pub(crate) fn start(inspector: Inspector, options: ConsoleOptions) -> (Arc<Shared>, Tasks) {
     let (events, _) = broadcast::channel(STREAM_BUFFER);
+    let session = session_secret(&options);
     let shared = Arc::new(Shared {
         mirror: Mutex::new(Mirror::default()),
         events,
         inspector,
         options,
-        session: session_secret(),
+        session,
         stop: watch::Sender::new(false),
     });
     let tasks = Tasks(vec![

@@ -1,7 +1,8 @@
 """Drives `octopus console` in a real headless Chromium (Debian's chromium,
 chromium-driver and python3-selenium). Started by console_browser.rs, which
 runs the registry, the console and the registered instances; this script talks
-back on stdout ("STEP crash": abandon the crashy instance now).
+back on stdout ("STEP crash": abandon the crashy instance now; "STEP restart":
+restart the console, and the registry if it can, then answer "restarted" on stdin).
 
 usage: console_browser.py CONSOLE_URL TOKEN OCTOPUS_BIN REGISTRY_URL [SCREENSHOT]
 """
@@ -16,6 +17,7 @@ import urllib.request
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -71,7 +73,10 @@ def cell(driver, service_or_id, column):
 
 def wait(driver, seconds, what, check):
     try:
-        return WebDriverWait(driver, seconds, poll_frequency=0.05).until(lambda d: check(d))
+        # The page re-renders its tables on every update: an element found a
+        # moment ago may be gone; look again.
+        return WebDriverWait(driver, seconds, poll_frequency=0.05,
+                             ignored_exceptions=[StaleElementReferenceException]).until(lambda d: check(d))
     except Exception as e:  # selenium's TimeoutException carries no message
         fail("waited %ss for %s: %s" % (seconds, what, type(e).__name__))
 
@@ -165,6 +170,25 @@ with tempfile.TemporaryDirectory() as profile:
             driver.get(url + "?service=users")
             wait(driver, 10, "users' instances", lambda d: cell(d, "u2", 2) is not None)
             driver.save_screenshot(screenshot)
+
+        # The console restarts (and the registry too, when it is a real etcd):
+        # the page reconnects, reads everything again and goes on, no reload.
+        driver.get(url + "?service=users")
+        wait(driver, 10, "users' instances", lambda d: cell(d, "u2", 2) == "serving")
+        marker = driver.execute_script("window.__same_page = 2; return 2;")
+        say("STEP restart")
+        if sys.stdin.readline().strip() != "restarted":
+            fail("the harness did not restart the console")
+        started = time.monotonic()
+        subprocess.run([octopus, "drain", "users/u2", "--registry", registry], check=True, capture_output=True)
+        wait(driver, 30, "the drain after the restart", lambda d: cell(d, "u2", 2) == "draining")
+        say("resumed after the restart: a drain seen %.0f ms after it was made" % ((time.monotonic() - started) * 1000))
+        if driver.execute_script("return window.__same_page") != marker:
+            fail("the page reloaded")
+        # Reconnecting logged the refused connections; nothing else.
+        errors = severe(driver, allowed=["ERR_CONNECTION_REFUSED", "/api/events"])
+        if errors:
+            fail("browser console errors after the restart: %s" % errors)
 
         # DNS rebinding: a foreign name for the same address is refused.
         driver.get("http://evil.test:%s/" % port)

