@@ -174,24 +174,25 @@ impl Events {
     }
 
     /// The data of the next event named `name` (other events are skipped).
+    /// Gives up after a minute (keep-alive comments do not count as progress).
     pub async fn next(&mut self, name: &str) -> serde_json::Value {
-        let marker = format!("event: {name}\ndata: ");
+        let give_up = tokio::time::Instant::now() + Duration::from_secs(60);
         loop {
-            if let Some(start) = self.buffer.find(&marker) {
-                let rest = &self.buffer[start + marker.len()..];
-                if let Some(end) = rest.find('\n') {
-                    let data = rest[..end].to_owned();
-                    self.buffer = rest[end..].to_owned();
+            while let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let field = |f: &str| block.lines().find_map(|l| l.strip_prefix(f).map(str::to_owned));
+                if field("event: ").as_deref() == Some(name) {
+                    let data = field("data: ").expect("an event with data");
                     return serde_json::from_str(&data).unwrap();
                 }
             }
             let mut chunk = [0u8; 65536];
-            let n = tokio::time::timeout(Duration::from_secs(60), self.stream.read(&mut chunk))
+            let n = tokio::time::timeout_at(give_up, self.stream.read(&mut chunk))
                 .await
-                .expect("an event within a minute")
+                .unwrap_or_else(|_| panic!("no {name} event within a minute"))
                 .unwrap();
             assert!(n > 0, "the event stream closed");
-            // Chunk-size lines interleave with the events; they hold no "event:".
+            // Chunk-size lines come between events, as blocks of their own.
             self.buffer
                 .push_str(&String::from_utf8_lossy(&chunk[..n]).replace("\r\n", "\n"));
         }
