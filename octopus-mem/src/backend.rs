@@ -10,7 +10,8 @@ use async_trait::async_trait;
 use futures_core::Stream;
 use octopus_discovery_core::fencing::Created;
 use octopus_discovery_core::{
-    Header, KeyValue, KvBackend, Lease, LeaseId, LeaseKeeper, LeaseTtl, OwnedTask, Result, Revision, WatchMessage, WatchStream,
+    Header, KeyValue, KvBackend, Lease, LeaseId, LeaseKeeper, LeaseTtl, OwnedTask, Result, Revision, WatchMessage,
+    WatchStream,
 };
 use tokio::sync::watch;
 use tokio::time::sleep_until;
