@@ -184,10 +184,18 @@ fn flush(shared: &Shared, touched: &BTreeSet<Touched>) {
 async fn follow(shared: std::sync::Weak<Shared>) {
     let mut backoff = Duration::from_millis(100);
     let mut first = true;
+    let mut warned = false;
     loop {
         let Some(s) = shared.upgrade() else { return };
         let Err(problem) = run_watch(&s, &mut first, &mut backoff).await;
-        tracing::warn!(%problem, "the console lost the registry; reading it again");
+        // Once per outage, not once per retry.
+        let was_fresh = s.mirror().fresh;
+        if was_fresh || !warned {
+            warned = true;
+            tracing::warn!(%problem, "the console lost the registry; reading it again until it answers");
+        } else {
+            tracing::debug!(%problem, "the registry still does not answer");
+        }
         status(&s, false, Some(problem));
         drop(s);
         sleep(backoff).await;
