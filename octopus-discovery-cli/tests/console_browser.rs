@@ -159,3 +159,44 @@ async fn in_chromium(etcd: std::net::SocketAddr, mut server: Option<&mut octopus
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `octopus dev --console`: the embedded registry and its console, read-only.
+#[test]
+fn octopus_dev_serves_the_console() {
+    use std::io::{Read, Write};
+    let (etcd, console) = (free_addr(), free_addr());
+    let _dev = Running(
+        Command::new(OCTOPUS)
+            .args([
+                "dev",
+                "--listen",
+                &etcd.to_string(),
+                "--console",
+                "--console-listen",
+                &console.to_string(),
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    until(|| std::net::TcpStream::connect(console).is_ok(), "the console listens");
+    let get = |path: &str| {
+        let mut conn = std::net::TcpStream::connect(console).unwrap();
+        write!(
+            conn,
+            "GET {path} HTTP/1.1\r\nHost: {console}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        conn.read_to_string(&mut out).unwrap();
+        out
+    };
+    let session = get("/api/session");
+    assert!(session.starts_with("HTTP/1.1 200"), "{session}");
+    assert!(session.contains("\"writes\":false"), "{session}");
+    assert!(session.contains(&format!("etcd://{etcd}")), "{session}");
+    until(
+        || get("/api/services").contains("\"fresh\":true"),
+        "the console reads the embedded registry",
+    );
+}
