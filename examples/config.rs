@@ -40,5 +40,7 @@ async fn run(path: &str) -> octopus::Result<()> {
     println!("  {}", registration.current());
     let found = client.discovery().instances(&instance.service).await?;
     println!("  discovery sees {} instance(s) of {}", found.len(), instance.service);
-    registration.deregister().await
+    registration.deregister().await?;
+    // Before main returns: nothing of this client left in the registry.
+    client.shutdown().await
 }

@@ -89,6 +89,9 @@ async fn main() -> octopus::Result<()> {
 
     tokio::time::sleep(Duration::from_millis(50)).await; // let the printer catch up
     printer.abort();
+    // A clean exit: whatever the client still has registered is deregistered
+    // (dropped handles included) before main returns.
+    client.shutdown().await?;
     say("done".into());
     Ok(())
 }

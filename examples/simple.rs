@@ -61,5 +61,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         "deregistered; {} instance(s) left",
         discovery.instances("user-service").await?.len()
     );
+    // Before main returns: nothing of this client left in etcd, streams closed.
+    client.shutdown().await?;
     Ok(())
 }

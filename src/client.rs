@@ -25,7 +25,7 @@ pub struct Client {
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
-            .field("url", &self.url.as_str())
+            .field("url", &self.url.redacted())
             .finish_non_exhaustive()
     }
 }
@@ -40,7 +40,9 @@ impl std::fmt::Debug for Client {
 /// or a Go framework's: `kratos`, `etcd-naming`, `go-zero`), `shared_lease=true` (one
 /// lease for every registration of this client), `ttl` (default lease
 /// TTL: `500ms`, `10s`, `10`), `retry_interval` and `retry_cap` (re-registration
-/// backoff); for etcd also `connect_timeout`, `request_timeout`, `user` and `password`,
+/// backoff); for etcd also `connect_timeout`, `request_timeout`, `user` with its
+/// password from `password_file` (recommended), `password`, or the
+/// `OCTOPUS_ETCD_PASSWORD` environment variable,
 /// and TLS: `ca_file`, `cert_file` + `key_file` (a client certificate), `tls_domain`.
 /// A scheme whose backend is not compiled in is an error that names the feature.
 ///
@@ -140,12 +142,7 @@ async fn open(url: &str, check: bool) -> Result<Client> {
         }
         #[cfg(not(feature = "etcd"))]
         "etcd" => return Err(missing(&url, "etcd")),
-        other => {
-            return Err(Error::UnknownScheme {
-                scheme: other.to_owned(),
-                known: "mem, etcd".into(),
-            })
-        }
+        other => return Err(Error::unknown_scheme(other, "mem, etcd")),
     };
     Ok(Client {
         url,
@@ -183,10 +180,7 @@ fn pair<B: crate::core::KvBackend>(
 
 #[allow(dead_code)] // unused when every backend is compiled in
 fn missing(url: &RegistryUrl, feature: &'static str) -> Error {
-    Error::FeatureMissing {
-        url: url.as_str().to_owned(),
-        feature,
-    }
+    Error::feature_missing(url.as_str(), feature)
 }
 
 impl Client {
@@ -206,9 +200,10 @@ impl Client {
         &self.inspector
     }
 
-    /// The registry URL this client was made from.
-    pub fn url(&self) -> &str {
-        self.url.as_str()
+    /// The registry URL this client was made from, redacted (`password=***`):
+    /// safe to log.
+    pub fn url(&self) -> String {
+        self.url.redacted()
     }
 
     /// The registration defaults from the URL.
@@ -224,6 +219,40 @@ impl Client {
     /// Follows `service`.
     pub async fn watch(&self, service: &str) -> Result<ServiceWatch> {
         self.discovery.watch(service).await
+    }
+
+    /// A clean exit: deregisters every registration this client made — the ones
+    /// whose handles are still held and the ones dropped earlier, whose
+    /// deregistration runs in the background — and waits for them, at most the
+    /// longest deregistration timeout among them
+    /// ([`RegisterOptions::deregister_timeout`](crate::RegisterOptions::deregister_timeout),
+    /// 5 s by default). Then it stops every watch (their [`ServiceWatch`]es end and
+    /// the registry's streams close). Call it before `main` returns: a dropped
+    /// handle alone deregisters in a task that the runtime's end would cut short,
+    /// leaving the key to its lease's TTL.
+    ///
+    /// When it returns `Ok`, none of the client's keys is left in the registry.
+    /// `Err(Timeout)` when some deregistration did not finish in time (the registry
+    /// is unreachable): those keys expire with their leases. Afterwards every
+    /// clone of this client is closed: `register`, `watch`, `channel` and the
+    /// discovery fail with [`Error::Closed`]; held [`Registration`]s read
+    /// [`Deregistered`](crate::RegistrationStatus::Deregistered), and their
+    /// `deregister()` returns `Ok` at once. Calling it again is harmless.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> octopus::Result<()> {
+    /// let client = octopus::connect("mem://shutdown-doc").await?;
+    /// let reg = client.register(octopus::ServiceInstance::new("users", "u1", "127.0.0.1", 8080)?).await?;
+    /// drop(reg); // deregisters in the background…
+    /// client.shutdown().await?; // …and this waits for it
+    /// assert!(client.inspector().services().await?.is_empty());
+    /// assert!(client.watch("users").await.is_err(), "closed");
+    /// # Ok(()) }
+    /// ```
+    pub async fn shutdown(&self) -> Result<()> {
+        let result = self.registry.shutdown().await;
+        self.discovery.close();
+        result
     }
 
     /// A balanced channel to the instances `target` selects, that every
@@ -313,7 +342,12 @@ mod tests {
             #[cfg(feature = "etcd")]
             ("etcd://127.0.0.1:2379?cert_file=Cargo.toml", "TLS needs ca_file"),
             #[cfg(feature = "etcd")]
-            ("etcd://127.0.0.1:2379?user=u", "user and password go together"),
+            (
+                "etcd://127.0.0.1:2379?user=u",
+                "user= needs a password: password_file=PATH",
+            ),
+            #[cfg(feature = "etcd")]
+            ("etcd://127.0.0.1:2379?password=p", "a password needs user="),
             #[cfg(feature = "etcd")]
             ("etcd://", "at least one etcd endpoint"),
         ] {

@@ -56,11 +56,11 @@ impl Inspector {
     /// Every service with at least one key, and how many keys each has.
     pub async fn services(&self) -> Result<BTreeMap<String, usize>> {
         let Some(root) = self.layout.root() else {
-            return Err(Error::InvalidOption {
-                name: "layout",
-                value: format!("{:?}", self.layout),
-                rule: "this layout has no common prefix to list services under: name a service".into(),
-            });
+            return Err(Error::invalid_option(
+                "layout",
+                format!("{:?}", self.layout),
+                "this layout has no common prefix to list services under: name a service",
+            ));
         };
         let (_, kvs) = self.backend.range_prefix(&root).await?;
         let mut services = BTreeMap::new();
@@ -110,19 +110,18 @@ impl Inspector {
     /// it reads and tries again, a few times. Returns the entry as written.
     pub async fn set_draining(&self, service: &str, id: &str, draining: bool) -> Result<Entry> {
         for _ in 0..8 {
-            let entry = self.entry(service, id).await?.ok_or_else(|| Error::InvalidOption {
-                name: "instance",
-                value: format!("{service}/{id}"),
-                rule: "is not registered".into(),
-            })?;
+            let entry = self
+                .entry(service, id)
+                .await?
+                .ok_or_else(|| Error::invalid_option("instance", format!("{service}/{id}"), "is not registered"))?;
             let instance = match &entry.instance {
                 Ok(i) => i.clone().with_draining(draining),
                 Err(problem) => {
-                    return Err(Error::InvalidOption {
-                        name: "instance",
-                        value: entry.key.clone(),
-                        rule: format!("its value does not decode, so it cannot be marked: {problem}"),
-                    })
+                    return Err(Error::invalid_option(
+                        "instance",
+                        &entry.key,
+                        format!("its value does not decode, so it cannot be marked: {problem}"),
+                    ))
                 }
             };
             let value = octopus_discovery_core::encode_with_mark(&*self.layout, entry.key.as_bytes(), &instance)?;
@@ -138,11 +137,11 @@ impl Inspector {
                 });
             }
         }
-        Err(Error::InvalidOption {
-            name: "instance",
-            value: format!("{service}/{id}"),
-            rule: "changed under every one of 8 tries to mark it: try again".into(),
-        })
+        Err(Error::invalid_option(
+            "instance",
+            format!("{service}/{id}"),
+            "changed under every one of 8 tries to mark it: try again",
+        ))
     }
 
     /// Deletes the key of instance `id` of `service`, whoever holds it; true if it

@@ -6,7 +6,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use futures_core::Stream;
-use octopus_discovery_core::{Error, EventKind, KeyValue, LeaseTtl, Result, Revision, WatchMessage, WatchStream};
+use octopus_discovery_core::{
+    Error, EventKind, KeyValue, LeaseTtl, Result, Revision, WatchMessage, WatchStart, WatchStream,
+};
 
 use crate::{Entry, Inspector, LeaseId};
 
@@ -48,6 +50,8 @@ pub struct EntryChanges {
     inspector: Inspector,
     root: String,
     stream: WatchStream,
+    /// The first revision not yet seen.
+    next: Revision,
 }
 
 impl std::fmt::Debug for EntryChanges {
@@ -60,10 +64,12 @@ impl std::fmt::Debug for EntryChanges {
 
 impl Inspector {
     fn root(&self) -> Result<String> {
-        self.layout.root().ok_or_else(|| Error::InvalidOption {
-            name: "layout",
-            value: format!("{:?}", self.layout),
-            rule: "this layout has no common prefix to list services under: name a service".into(),
+        self.layout.root().ok_or_else(|| {
+            Error::invalid_option(
+                "layout",
+                format!("{:?}", self.layout),
+                "this layout has no common prefix to list services under: name a service",
+            )
         })
     }
 
@@ -96,14 +102,20 @@ impl Inspector {
 
     /// Every change to every service's keys from revision `start` on (the
     /// revision of [`all_entries`](Self::all_entries) plus one), with what each
-    /// key held before. A compacted `start` is [`Error::Compacted`].
+    /// key held before. A compacted `start`, or a compaction under the stream,
+    /// is an error (of kind [`Backend`](crate::ErrorKind::Backend)): read
+    /// [`all_entries`](Self::all_entries) again and follow from there.
     pub async fn changes(&self, start: Revision) -> Result<EntryChanges> {
         let root = self.root()?;
-        let stream = self.backend.watch(&root, true, start).await?;
+        let stream = match self.backend.watch(&root, true, start).await? {
+            WatchStart::Stream(stream) => stream,
+            WatchStart::Compacted { compacted } => return Err(compacted_error(start, compacted)),
+        };
         Ok(EntryChanges {
             inspector: self.clone(),
             root,
             stream,
+            next: start,
         })
     }
 
@@ -125,6 +137,9 @@ impl Stream for EntryChanges {
             Poll::Pending => return Poll::Pending,
         };
         let batch = match message {
+            WatchMessage::Compacted { compacted } => {
+                return Poll::Ready(Some(Err(compacted_error(this.next, compacted))))
+            }
             WatchMessage::Progress { revision } => ChangeBatch {
                 revision,
                 changes: Vec::new(),
@@ -146,6 +161,14 @@ impl Stream for EntryChanges {
                     .collect(),
             },
         };
+        this.next = this.next.max(batch.revision + 1);
         Poll::Ready(Some(Ok(batch)))
     }
+}
+
+/// The registry's history from `start` is compacted away (up to `compacted`).
+fn compacted_error(start: Revision, compacted: Revision) -> Error {
+    Error::backend_message(format!(
+        "the registry's history from revision {start} is compacted (up to {compacted}): read it again"
+    ))
 }

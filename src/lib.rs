@@ -58,15 +58,16 @@ pub use client::{connect, connect_lazy, Client};
 pub use config::{substitute, AppSection, OctopusConfig, ServiceConfig};
 pub use inspect::{Entry, Inspector};
 pub use inspect_changes::{ChangeBatch, EntryChange, EntryChanges};
+pub use params::PASSWORD_ENV;
 #[cfg(feature = "grpc")]
 pub use signal::shutdown_signal;
 pub use url::{parse_duration, RegistryUrl};
 
 pub use octopus_discovery_core::{
-    diff, BackoffPolicy, Change, Diff, Discovery, DiscoveryResolver, Error, EtcdNamingLayout, Freshness, GoZeroLayout,
-    Instances, IntoTarget, JitterRng, JsonLayout, KeyLayout, KratosLayout, LeaseId, LeaseTtl, Metadata, OwnedTask,
-    RegisterOptions, Registration, RegistrationStatus, Registry, Resolver, Resolvers, Result, ServiceInstance,
-    ServiceWatch, Snapshot, Target, DEFAULT_NAMESPACE,
+    chain, diff, redact_url, BackoffPolicy, Change, Diff, Discovery, DiscoveryResolver, Error, ErrorKind,
+    EtcdNamingLayout, Freshness, GoZeroLayout, Instances, IntoTarget, JitterRng, JsonLayout, KeyLayout, KratosLayout,
+    LeaseId, LeaseTtl, Metadata, OwnedTask, RegisterOptions, Registration, RegistrationStatus, Registry, Resolver,
+    Resolvers, Result, Secret, ServiceInstance, ServiceWatch, Snapshot, Target, DEFAULT_NAMESPACE,
 };
 
 /// The core crate, for backend authors: the [`KvBackend`](octopus_discovery_core::KvBackend)

@@ -22,6 +22,7 @@ pub(crate) const ETCD_ONLY: &[&str] = &[
     "request_timeout",
     "user",
     "password",
+    "password_file",
     "ca_file",
     "cert_file",
     "key_file",
@@ -59,12 +60,42 @@ pub(crate) fn etcd_options(url: &RegistryUrl) -> Result<octopus_etcd::EtcdOption
     if let Some(tls) = tls_options(url)? {
         opts = opts.tls(tls);
     }
-    match (url.params.get("user"), url.params.get("password")) {
-        (Some(user), Some(password)) => opts = opts.user(user, password),
-        (None, None) => {}
-        _ => return Err(url.error("user and password go together")),
+    if let Some(user) = url.params.get("user") {
+        opts = opts.user(user, password(url)?);
+    } else if url.params.contains_key("password") || url.params.contains_key("password_file") {
+        return Err(url.error("a password needs user= (the etcd user it belongs to)"));
     }
     Ok(opts)
+}
+
+/// The environment variable that holds the etcd password when the URL names a
+/// user but neither `password_file=` nor `password=`.
+pub const PASSWORD_ENV: &str = "OCTOPUS_ETCD_PASSWORD";
+
+/// The etcd user's password: from `password_file=PATH` (recommended: the file's
+/// first line), else `password=`, else the environment variable
+/// [`PASSWORD_ENV`]. Errors name the source, never the password.
+#[cfg(feature = "etcd")]
+fn password(url: &RegistryUrl) -> Result<String> {
+    match (url.params.get("password_file"), url.params.get("password")) {
+        (Some(_), Some(_)) => Err(url.error("give password_file or password, not both")),
+        (Some(path), None) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| url.error(format!("password_file: cannot read {path:?}: {e}")))?;
+            let line = text.lines().next().unwrap_or("");
+            if line.is_empty() {
+                return Err(url.error(format!("password_file: {path:?} is empty")));
+            }
+            Ok(line.to_owned())
+        }
+        (None, Some(password)) => Ok(password.clone()),
+        (None, None) => match std::env::var(PASSWORD_ENV) {
+            Ok(p) if !p.is_empty() => Ok(p),
+            _ => Err(url.error(format!(
+                "user= needs a password: password_file=PATH (recommended), the {PASSWORD_ENV} environment variable, or password="
+            ))),
+        },
+    }
 }
 
 /// TLS from `ca_file` (required for TLS), `cert_file` + `key_file`, `tls_domain`.
@@ -129,4 +160,69 @@ pub(crate) fn cold_cache(
     }
     let scope = format!("{}://{} {:?}", url.scheme, url.hosts.join(","), layout);
     octopus_discovery_core::ColdCache::open(path, scope).map(Some)
+}
+
+/// The quick reference lists exactly the parameters, error kinds and balancing
+/// policies the code defines: adding one without its doc line fails here.
+#[cfg(test)]
+mod docs {
+    use std::collections::BTreeSet;
+
+    const QUICK_REFERENCE: &str = include_str!("../docs/QUICK_REFERENCE.md");
+
+    /// The first column's `code` names of the table under `heading`.
+    fn first_column(heading: &str) -> BTreeSet<String> {
+        let section = QUICK_REFERENCE
+            .split("\n## ")
+            .find(|s| s.starts_with(heading))
+            .unwrap_or_else(|| panic!("QUICK_REFERENCE has a section {heading:?}"));
+        section
+            .lines()
+            .filter(|l| l.starts_with("| `"))
+            .flat_map(|l| {
+                let cell = l.split('|').nth(1).unwrap_or("");
+                cell.split('`')
+                    .skip(1)
+                    .step_by(2)
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn url_parameters_are_documented() {
+        let code: BTreeSet<String> = super::COMMON
+            .iter()
+            .chain(super::ETCD_ONLY)
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(
+            first_column("Registry URLs"),
+            code,
+            "docs/QUICK_REFERENCE.md's URL parameters"
+        );
+    }
+
+    #[test]
+    fn error_kinds_are_documented() {
+        let code: BTreeSet<String> = crate::ErrorKind::ALL.iter().map(|k| format!("{k:?}")).collect();
+        assert_eq!(first_column("Errors"), code, "docs/QUICK_REFERENCE.md's error kinds");
+    }
+
+    #[cfg(feature = "grpc")]
+    #[test]
+    fn policies_are_documented() {
+        use crate::grpc::Policy;
+        let line = QUICK_REFERENCE
+            .lines()
+            .find(|l| l.starts_with("Policies:"))
+            .expect("a Policies line");
+        let documented: BTreeSet<String> = line.split('`').skip(1).step_by(2).map(str::to_owned).collect();
+        let code: BTreeSet<String> = Policy::ALL.iter().map(|p| p.to_string()).collect();
+        assert_eq!(documented, code);
+        for name in &documented {
+            assert!(name.parse::<Policy>().is_ok(), "{name} parses");
+        }
+    }
 }

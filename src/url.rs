@@ -7,8 +7,9 @@ use percent_encoding::percent_decode_str;
 
 use crate::{Error, Result};
 
-/// A parsed registry URL.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A parsed registry URL. Its `Debug` and every error about it show it
+/// redacted ([`RegistryUrl::redacted`]): secrets such as `password=` print as `***`.
+#[derive(Clone, PartialEq, Eq)]
 pub struct RegistryUrl {
     /// The scheme, lower-cased.
     pub scheme: String,
@@ -22,10 +23,7 @@ pub struct RegistryUrl {
 impl RegistryUrl {
     /// Parses `url`; the error names the URL and the rule it broke.
     pub fn parse(url: &str) -> Result<Self> {
-        let err = |reason: String| Error::InvalidUrl {
-            url: url.to_owned(),
-            reason,
-        };
+        let err = |reason: String| Error::invalid_url(url, reason);
         let (scheme, rest) = url
             .split_once("://")
             .ok_or_else(|| err("expected scheme://hosts, e.g. mem:// or etcd://127.0.0.1:2379".into()))?;
@@ -62,17 +60,21 @@ impl RegistryUrl {
         })
     }
 
-    /// The URL as given.
+    /// The URL as given, secrets included: for the code that connects, never
+    /// for a log line or a message (use [`RegistryUrl::redacted`]).
     pub fn as_str(&self) -> &str {
         &self.raw
     }
 
+    /// The URL with every secret replaced by `***` (`password=***`): the form
+    /// for logs, errors and headers.
+    pub fn redacted(&self) -> String {
+        octopus_discovery_core::redact_url(&self.raw)
+    }
+
     /// An [`Error::InvalidUrl`] about this URL.
     pub fn error(&self, reason: impl std::fmt::Display) -> Error {
-        Error::InvalidUrl {
-            url: self.raw.clone(),
-            reason: reason.to_string(),
-        }
+        Error::invalid_url(&self.raw, reason)
     }
 
     /// Refuses parameters other than `known`, naming the first unknown one.
@@ -93,6 +95,29 @@ impl RegistryUrl {
                 "parameter {name}={v:?} is not a duration like 500ms, 10s, 2m or 10"
             ))
         })
+    }
+}
+
+impl std::fmt::Debug for RegistryUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let params: BTreeMap<&str, &str> = self
+            .params
+            .iter()
+            .map(|(k, v)| {
+                let v = if octopus_discovery_core::is_secret_param(k) {
+                    "***"
+                } else {
+                    v.as_str()
+                };
+                (k.as_str(), v)
+            })
+            .collect();
+        f.debug_struct("RegistryUrl")
+            .field("scheme", &self.scheme)
+            .field("hosts", &self.hosts)
+            .field("params", &params)
+            .field("url", &self.redacted())
+            .finish()
     }
 }
 

@@ -91,6 +91,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         "\nall servers stopped and deregistered; instances left: {}",
         client.discovery().instances("greeter").await?.len()
     );
+    // Before main returns: nothing of this client left in the registry, its
+    // streams closed.
+    client.shutdown().await?;
     Ok(())
 }
 

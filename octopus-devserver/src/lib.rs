@@ -16,8 +16,13 @@
 //!
 //! Everything else answers `Unimplemented` naming the method. It is a single
 //! member: no raft, no leader changes, no auth, no TLS.
+//!
+//! With [`MemEtcdOptions::coalesce_watches`] it answers watch creates as etcd's
+//! gRPC proxy does (a range already followed at once, a new one later), so
+//! creates on one stream are answered out of order.
 
 mod convert;
+mod follows;
 mod kv;
 mod lease;
 mod maintenance;
@@ -97,6 +102,12 @@ pub struct MemEtcdOptions {
     pub term: u64,
     /// Called for every request that changes state.
     pub audit: Option<AuditHook>,
+    /// Answer watch creates as etcd's gRPC proxy (`etcd grpc-proxy start`) does:
+    /// `Some(delay)` answers a create for a range some watch of this server
+    /// already follows at once, and one for a new range after `delay` (the
+    /// proxy creating its own watch on etcd), so that creates on one stream are
+    /// answered out of order. `None` (the default): in order, as etcd does.
+    pub coalesce_watches: Option<Duration>,
 }
 
 impl std::fmt::Debug for MemEtcdOptions {
@@ -107,6 +118,7 @@ impl std::fmt::Debug for MemEtcdOptions {
             .field("client_urls", &self.client_urls)
             .field("term", &self.term)
             .field("audit", &self.audit.is_some())
+            .field("coalesce_watches", &self.coalesce_watches)
             .finish()
     }
 }
@@ -119,6 +131,7 @@ impl Default for MemEtcdOptions {
             client_urls: Vec::new(),
             term: 1,
             audit: None,
+            coalesce_watches: None,
         }
     }
 }
@@ -130,6 +143,8 @@ pub struct MemEtcd {
     options: MemEtcdOptions,
     /// The store's cluster id (fixed for a store's life), read once.
     cluster_id: u64,
+    /// The ranges watched, with `coalesce_watches`.
+    follows: follows::Follows,
 }
 
 impl MemEtcd {
@@ -140,6 +155,7 @@ impl MemEtcd {
             cluster_id: store.header().cluster_id,
             backend: MemBackend::new(store),
             options,
+            follows: follows::Follows::default(),
         }
     }
 

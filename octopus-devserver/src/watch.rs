@@ -2,16 +2,18 @@
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
+use std::time::Duration;
 
 use etcd_client::proto::{PbWatchRequest, PbWatchRequestUnion, PbWatchResponse, PbWatchService};
 use futures_util::StreamExt;
 use octopus_discovery_core::{OwnedTask, WatchMessage};
 use octopus_mem::StoreWatch;
 use tokio::sync::mpsc;
-use tokio::time::{interval_at, Instant, MissedTickBehavior};
+use tokio::time::{interval_at, sleep, Instant, MissedTickBehavior};
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::follows::Following;
 use super::{convert, MemEtcd};
 
 type WatchResponses = Pin<Box<dyn futures_util::Stream<Item = Result<PbWatchResponse, Status>> + Send>>;
@@ -72,6 +74,7 @@ async fn serve_stream(server: MemEtcd, mut requests: Streaming<PbWatchRequest>, 
                 while watches.contains_key(&next_id) || next_id == id {
                     next_id += 1;
                 }
+                let followed_range = (create.key.clone(), create.range_end.clone());
                 let range = match convert::range(create.key, create.range_end) {
                     Ok(r) => r,
                     Err(e) => {
@@ -94,9 +97,40 @@ async fn serve_stream(server: MemEtcd, mut requests: Streaming<PbWatchRequest>, 
                 };
                 match server.store().watch(range, create.start_revision, settings.prev_kv) {
                     Ok(watch) => {
-                        let _ = out.send(Ok(created));
+                        let proxy = match server.options.coalesce_watches {
+                            None => {
+                                let _ = out.send(Ok(created));
+                                None
+                            }
+                            Some(delay) => {
+                                let (followed, following) = server.follows.join(followed_range);
+                                if followed {
+                                    // As the proxy: the header carries the revision asked for.
+                                    let start = create.start_revision;
+                                    let revision = if start > 0 {
+                                        start
+                                    } else {
+                                        server.store().header().revision
+                                    };
+                                    let _ = out.send(Ok(PbWatchResponse {
+                                        header: Some(server.header_at(revision)),
+                                        ..created
+                                    }));
+                                    Some(Proxied {
+                                        following,
+                                        answer: None,
+                                    })
+                                } else {
+                                    Some(Proxied {
+                                        following,
+                                        answer: Some((delay, created)),
+                                    })
+                                }
+                            }
+                        };
                         let (progress, asked) = mpsc::unbounded_channel();
-                        let task = OwnedTask::spawn(forward(server.clone(), watch, settings, asked, out.clone()));
+                        let task =
+                            OwnedTask::spawn(forward(server.clone(), watch, settings, asked, out.clone(), proxy));
                         watches.insert(id, Forwarder { _task: task, progress });
                     }
                     Err(octopus_mem::Error::Compacted { compacted, .. }) => {
@@ -144,6 +178,13 @@ async fn serve_stream(server: MemEtcd, mut requests: Streaming<PbWatchRequest>, 
     }
 }
 
+/// A watch answered as etcd's gRPC proxy does: its share of the range, and its
+/// `created` answer while it waits for the proxy's own watch on etcd.
+struct Proxied {
+    following: Following,
+    answer: Option<(Duration, PbWatchResponse)>,
+}
+
 /// Sends one watch's events, and progress when asked or on the notify interval.
 async fn forward(
     server: MemEtcd,
@@ -151,7 +192,26 @@ async fn forward(
     settings: Settings,
     mut asked: mpsc::UnboundedReceiver<()>,
     out: Out,
+    proxy: Option<Proxied>,
 ) {
+    // Held until the watch ends: it leaves the range then.
+    let _following = match proxy {
+        Some(Proxied { following, answer }) => {
+            if let Some((delay, created)) = answer {
+                sleep(delay).await;
+                following.created();
+                let created = PbWatchResponse {
+                    header: Some(server.header()),
+                    ..created
+                };
+                if out.send(Ok(created)).is_err() {
+                    return;
+                }
+            }
+            Some(following)
+        }
+        None => None,
+    };
     let period = server.options.progress_notify_interval;
     let mut tick = interval_at(Instant::now() + period, period);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -200,6 +260,19 @@ fn send(server: &MemEtcd, settings: &Settings, msg: WatchMessage, sent: &mut i64
     let (revision, events) = match msg {
         WatchMessage::Events { revision, events } => (revision, events),
         WatchMessage::Progress { revision } => (revision, Vec::new()),
+        // The store compacted under the watch: cancel it as etcd does, naming
+        // the compaction revision, and end it.
+        WatchMessage::Compacted { compacted } => {
+            let _ = out.send(Ok(PbWatchResponse {
+                header: Some(server.header_at(*sent)),
+                watch_id: settings.id,
+                canceled: true,
+                compact_revision: compacted,
+                cancel_reason: "etcdserver: mvcc: required revision has been compacted".into(),
+                ..Default::default()
+            }));
+            return false;
+        }
     };
     let events: Vec<_> = events
         .iter()

@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use octopus_discovery_core::{Discovery, Registry};
 use octopus_devserver::{MemEtcd, MemEtcdOptions};
+use octopus_discovery_core::{Discovery, Registry};
 use octopus_mem::Store;
 use octopus_testkit::conformance::Harness;
 use octopus_testkit::etcd::ProxiedClients;

@@ -7,9 +7,13 @@ use serde_json::json;
 use crate::{RegistryArgs, Result};
 
 async fn connect(args: &RegistryArgs) -> Result<octopus::Client> {
-    octopus::connect(&args.registry)
-        .await
-        .map_err(|e| format!("cannot use the registry {}: {e}", args.registry))
+    octopus::connect(&args.registry).await.map_err(|e| {
+        format!(
+            "cannot use the registry {}: {}",
+            octopus::redact_url(&args.registry),
+            e.chain()
+        )
+    })
 }
 
 /// `SERVICE/ID`, both validated.
@@ -18,8 +22,8 @@ fn service_and_id(s: &str) -> Result<(&str, &str)> {
         .split_once('/')
         .filter(|(s, i)| !s.is_empty() && !i.is_empty() && !i.contains('/'))
         .ok_or_else(|| format!("{s:?} must be SERVICE/ID, like user-service/instance-001"))?;
-    octopus::core::validate_name("service", service).map_err(|e| e.to_string())?;
-    octopus::core::validate_name("id", id).map_err(|e| e.to_string())?;
+    octopus::core::validate_name("service", service).map_err(|e| e.chain())?;
+    octopus::core::validate_name("id", id).map_err(|e| e.chain())?;
     Ok((service, id))
 }
 
@@ -77,7 +81,7 @@ pub(crate) async fn ls(args: &RegistryArgs, service: Option<&str>) -> Result {
     let client = connect(args).await?;
     let inspector = client.inspector();
     let Some(service) = service else {
-        let services = inspector.services().await.map_err(|e| e.to_string())?;
+        let services = inspector.services().await.map_err(|e| e.chain())?;
         if args.json {
             let list: Vec<_> = services
                 .iter()
@@ -85,14 +89,14 @@ pub(crate) async fn ls(args: &RegistryArgs, service: Option<&str>) -> Result {
                 .collect();
             println!("{}", serde_json::Value::Array(list));
         } else if services.is_empty() {
-            println!("no services in {}", args.registry);
+            println!("no services in {}", octopus::redact_url(&args.registry));
         } else {
             let rows: Vec<Vec<String>> = services.iter().map(|(s, n)| vec![s.clone(), n.to_string()]).collect();
             table(&["SERVICE", "INSTANCES"], &rows);
         }
         return Ok(());
     };
-    let (revision, entries) = inspector.entries(service).await.map_err(|e| e.to_string())?;
+    let (revision, entries) = inspector.entries(service).await.map_err(|e| e.chain())?;
     if args.json {
         let list: Vec<_> = entries.iter().map(entry_json).collect();
         println!(
@@ -102,7 +106,10 @@ pub(crate) async fn ls(args: &RegistryArgs, service: Option<&str>) -> Result {
         return Ok(());
     }
     if entries.is_empty() {
-        println!("no instances of {service} in {} (revision {revision})", args.registry);
+        println!(
+            "no instances of {service} in {} (revision {revision})",
+            octopus::redact_url(&args.registry)
+        );
         return Ok(());
     }
     let rows: Vec<Vec<String>> = entries
@@ -150,8 +157,13 @@ pub(crate) async fn get(args: &RegistryArgs, instance: &str) -> Result {
         .inspector()
         .entry(service, id)
         .await
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("no instance {id} of {service} in {}", args.registry))?;
+        .map_err(|e| e.chain())?
+        .ok_or_else(|| {
+            format!(
+                "no instance {id} of {service} in {}",
+                octopus::redact_url(&args.registry)
+            )
+        })?;
     if args.json {
         println!("{}", entry_json(&entry));
         return Ok(());
@@ -178,9 +190,9 @@ pub(crate) async fn get(args: &RegistryArgs, instance: &str) -> Result {
 }
 
 pub(crate) async fn watch(args: &RegistryArgs, service: &str) -> Result {
-    octopus::core::validate_name("service", service).map_err(|e| e.to_string())?;
+    octopus::core::validate_name("service", service).map_err(|e| e.chain())?;
     let client = connect(args).await?;
-    let mut watch = client.watch(service).await.map_err(|e| e.to_string())?;
+    let mut watch = client.watch(service).await.map_err(|e| e.chain())?;
     let mut before: Option<octopus::Snapshot> = None;
     loop {
         let snapshot = tokio::select! {
@@ -240,9 +252,14 @@ pub(crate) async fn deregister(args: &RegistryArgs, instance: &str) -> Result {
     let entry = inspector
         .entry(service, id)
         .await
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("no instance {id} of {service} in {}", args.registry))?;
-    inspector.remove(service, id).await.map_err(|e| e.to_string())?;
+        .map_err(|e| e.chain())?
+        .ok_or_else(|| {
+            format!(
+                "no instance {id} of {service} in {}",
+                octopus::redact_url(&args.registry)
+            )
+        })?;
+    inspector.remove(service, id).await.map_err(|e| e.chain())?;
     if args.json {
         println!("{}", json!({ "deregistered": entry_json(&entry) }));
     } else {
@@ -261,7 +278,13 @@ pub(crate) async fn drain(args: &RegistryArgs, instance: &str, draining: bool) -
         .inspector()
         .set_draining(service, id, draining)
         .await
-        .map_err(|e| format!("cannot mark {service}/{id} in {}: {e}", args.registry))?;
+        .map_err(|e| {
+            format!(
+                "cannot mark {service}/{id} in {}: {}",
+                octopus::redact_url(&args.registry),
+                e.chain()
+            )
+        })?;
     if args.json {
         println!("{}", entry_json(&entry));
     } else if draining {

@@ -124,7 +124,11 @@ pub(crate) fn run(args: &NewArgs) -> Result {
     }
     let (octopus_dep, dep_note) = dependency(args.octopus_path.as_deref())?;
     let (registry, features, protoc_step) = match args.backend {
-        Backend::Etcd => ("etcd://127.0.0.1:2379", r#""etcd", "grpc", "config", "metrics""#, PROTOC_STEP),
+        Backend::Etcd => (
+            "etcd://127.0.0.1:2379",
+            r#""etcd", "grpc", "config", "metrics""#,
+            PROTOC_STEP,
+        ),
         Backend::Mem => ("mem://", r#""mem", "grpc", "config", "metrics""#, NO_PROTOC_STEP),
     };
     let fill = |template: &str| {

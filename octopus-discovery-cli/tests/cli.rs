@@ -272,18 +272,20 @@ fn dev_speaks_etcdctl_and_keeps_its_data() {
     let lease = granted.split_whitespace().nth(1).unwrap().to_owned();
     etcdctl(addr, &["put", "--lease", &lease, "/app/leased", "x"]);
 
-    // A watch sees a change made by another client.
+    // A watch sees a change made by another client: from the change's revision,
+    // so that it does not matter how long the watcher takes to start.
+    let put = etcdctl(addr, &["put", "/app/greeting", "bonjour", "-w", "json"]);
+    let put: serde_json::Value = serde_json::from_str(&put).unwrap();
+    let revision = put["header"]["revision"].as_i64().expect("the put's revision");
     let mut watch = Running(
         Command::new(etcdctl_binary())
             .env("ETCDCTL_API", "3")
             .arg(format!("--endpoints={addr}"))
-            .args(["watch", "--prefix", "/app/"])
+            .args(["watch", "--prefix", "/app/", "--rev", &revision.to_string()])
             .stdout(Stdio::piped())
             .spawn()
             .unwrap(),
     );
-    std::thread::sleep(Duration::from_millis(300));
-    etcdctl(addr, &["put", "/app/greeting", "bonjour"]);
     let seen: Vec<String> = BufReader::new(watch.0.stdout.take().unwrap())
         .lines()
         .take(3)

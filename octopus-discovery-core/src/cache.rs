@@ -29,6 +29,8 @@ pub struct WatchDiscovery<B> {
     caches: Mutex<BTreeMap<String, Weak<Cache>>>,
     stats: Arc<DiscoveryStats>,
     cold: Option<Arc<ColdCache>>,
+    /// Set by [`Discovery::close`]: no new watch or read.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 impl<B> std::fmt::Debug for WatchDiscovery<B> {
@@ -42,7 +44,7 @@ impl<B> std::fmt::Debug for WatchDiscovery<B> {
 /// A running cache; dropping the last [`ServiceWatch`] drops it and stops its task.
 struct Cache {
     rx: watch::Receiver<Option<Snapshot>>,
-    _task: OwnedTask<()>,
+    task: OwnedTask<()>,
 }
 
 impl<B: KvBackend> WatchDiscovery<B> {
@@ -58,6 +60,7 @@ impl<B: KvBackend> WatchDiscovery<B> {
             caches: Mutex::new(BTreeMap::new()),
             stats: Arc::default(),
             cold: None,
+            closed: Default::default(),
         }
     }
 
@@ -107,6 +110,7 @@ impl<B: KvBackend> WatchDiscovery<B> {
 impl<B: KvBackend> Discovery for WatchDiscovery<B> {
     async fn instances(&self, service: &str) -> Result<Instances> {
         crate::instance::validate_name("service", service)?;
+        self.open()?;
         let cached = self
             .caches
             .lock()
@@ -147,6 +151,8 @@ impl<B: KvBackend> Discovery for WatchDiscovery<B> {
     async fn watch(&self, service: &str) -> Result<ServiceWatch> {
         crate::instance::validate_name("service", service)?;
         let mut caches = self.caches.lock().unwrap_or_else(|p| p.into_inner());
+        // Checked under the lock that `close` takes: no watch starts after it.
+        self.open()?;
         if let Some(cache) = caches.get(service).and_then(Weak::upgrade) {
             return Ok(ServiceWatch::new(cache.rx.clone(), cache));
         }
@@ -172,10 +178,29 @@ impl<B: KvBackend> Discovery for WatchDiscovery<B> {
         };
         let cache = Arc::new(Cache {
             rx,
-            _task: OwnedTask::spawn(task.run()),
+            task: OwnedTask::spawn(task.run()),
         });
         caches.retain(|_, c| c.strong_count() > 0);
         caches.insert(service.to_owned(), Arc::downgrade(&cache));
         Ok(ServiceWatch::new(cache.rx.clone(), cache))
+    }
+
+    fn close(&self) {
+        let caches = self.caches.lock().unwrap_or_else(|p| p.into_inner());
+        self.closed.store(true, std::sync::atomic::Ordering::Relaxed);
+        // Each task drops its registry watch and its sender: every ServiceWatch
+        // of it ends.
+        for cache in caches.values().filter_map(Weak::upgrade) {
+            cache.task.abort();
+        }
+    }
+}
+
+impl<B> WatchDiscovery<B> {
+    fn open(&self) -> Result<()> {
+        match self.closed.load(std::sync::atomic::Ordering::Relaxed) {
+            true => Err(crate::Error::closed("discovery (the client was shut down)")),
+            false => Ok(()),
+        }
     }
 }

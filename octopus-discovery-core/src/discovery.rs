@@ -27,6 +27,12 @@ pub trait Discovery: Send + Sync {
 
     /// Follows `service`. Every local watcher of one service shares one registry watch.
     async fn watch(&self, service: &str) -> Result<ServiceWatch>;
+
+    /// Stops every watch of this discovery (their [`ServiceWatch`]es end, and
+    /// the registry streams under them close); later calls fail with
+    /// [`Error::Closed`](crate::Error::Closed). The default does nothing, for
+    /// discoveries with no background work.
+    fn close(&self) {}
 }
 
 /// A stream of [`Snapshot`]s of one service: a [`futures_core::Stream`], as
@@ -116,7 +122,7 @@ impl ServiceWatch {
     /// Waits for a snapshot that satisfies `pred` (handy in tests and start-up code).
     pub async fn wait_for(&mut self, mut pred: impl FnMut(&Snapshot) -> bool) -> Result<Snapshot> {
         loop {
-            let snapshot = self.next().await.ok_or(Error::Closed("discovery"))?;
+            let snapshot = self.next().await.ok_or(Error::closed("discovery"))?;
             if pred(&snapshot) {
                 return Ok(snapshot);
             }

@@ -30,11 +30,15 @@ pub enum Bug {
     /// The balancer's mass-disappearance protection never starts: every fresh
     /// view is applied as it is, however few instances it holds.
     NoPanicThreshold,
+    /// The etcd backend's watch multiplexer sends every create at once and gives
+    /// each `created` answer to the oldest create waiting, as if answers kept
+    /// the order of the creates (etcd's gRPC proxy does not keep it).
+    PositionalCreated,
 }
 
 impl Bug {
     /// Every bug, with its command-line name.
-    pub const ALL: [(Bug, &'static str); 7] = [
+    pub const ALL: [(Bug, &'static str); 8] = [
         (Bug::KeepaliveStopsAfterFailure, "keepalive-stops"),
         (Bug::WatchResumesFromZero, "watch-from-zero"),
         (Bug::NoJitter, "no-jitter"),
@@ -42,6 +46,7 @@ impl Bug {
         (Bug::FreshBeforeWatch, "fresh-before-watch"),
         (Bug::ResyncUncounted, "resync-uncounted"),
         (Bug::NoPanicThreshold, "no-panic-threshold"),
+        (Bug::PositionalCreated, "positional-created"),
     ];
 
     fn bit(self) -> u32 {

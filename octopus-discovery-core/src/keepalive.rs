@@ -45,19 +45,17 @@ impl KeepAlive {
     /// One attempt; call it at `next`.
     pub(crate) async fn beat<B: KvBackend + ?Sized>(&mut self, backend: &B) -> Beat {
         if self.keeper.is_none() {
-            match backend.keeper(self.lease).await {
-                Ok(k) => self.keeper = Some(k),
-                Err(Error::LeaseNotFound(_)) => return Beat::Lost(format!("lease {} expired", self.lease)),
-                Err(_) => {} // retried below, within the ttl
+            // A failure to open is retried below, within the ttl.
+            if let Ok(k) = backend.keeper(self.lease).await {
+                self.keeper = Some(k);
             }
         }
         let interval = self.interval;
         let answer = match self.keeper.as_mut() {
-            Some(k) => timeout(interval, k.keep_alive()).await.unwrap_or(Err(Error::Timeout {
-                op: "keepalive",
-                after: interval,
-            })),
-            None => Err(Error::Closed("lease keeper")),
+            Some(k) => timeout(interval, k.keep_alive())
+                .await
+                .unwrap_or(Err(Error::timeout("keepalive", interval))),
+            None => Err(Error::closed("lease keeper")),
         };
         let now = Instant::now();
         match answer {

@@ -108,10 +108,49 @@ pub enum WatchMessage {
         /// The revision the watch has caught up to.
         revision: Revision,
     },
+    /// The watch's revision has been compacted away under it (etcd cancels such
+    /// a watch): the history between the caller's revision and `compacted` is
+    /// gone, and the caller must read the current state instead. The stream ends
+    /// after it.
+    Compacted {
+        /// The store's compaction revision (0 when the backend did not say).
+        compacted: Revision,
+    },
+}
+
+/// What [`KvBackend::watch`] opened: a stream, or the news that its start
+/// revision is already compacted (a protocol answer, not an error).
+pub enum WatchStart {
+    /// The watch is created; its messages.
+    Stream(WatchStream),
+    /// The start revision is older than the store's compaction point.
+    Compacted {
+        /// The store's compaction revision (0 when the backend did not say).
+        compacted: Revision,
+    },
+}
+
+impl WatchStart {
+    /// The stream, if the watch started.
+    pub fn stream(self) -> Option<WatchStream> {
+        match self {
+            WatchStart::Stream(s) => Some(s),
+            WatchStart::Compacted { .. } => None,
+        }
+    }
+}
+
+impl std::fmt::Debug for WatchStart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WatchStart::Stream(_) => f.write_str("WatchStart::Stream(..)"),
+            WatchStart::Compacted { compacted } => write!(f, "WatchStart::Compacted {{ compacted: {compacted} }}"),
+        }
+    }
 }
 
 /// A stream of watch messages; it ends, or yields an error, when the watch is lost.
-/// [`Error::Compacted`](crate::Error::Compacted) says the start revision is gone.
+/// [`WatchMessage::Compacted`] says the start revision is gone.
 pub type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchMessage>> + Send>>;
 
 /// The outcome of a fenced write ([`crate::fencing::put_owned`]).
@@ -164,8 +203,8 @@ pub trait KvBackend: Send + Sync + 'static {
     /// Grants a lease of `ttl`.
     async fn grant(&self, ttl: Duration) -> Result<Lease>;
 
-    /// Opens a keeper for `lease`: [`Error::LeaseNotFound`] when the server
-    /// already says the lease is gone (opening may refresh it, as etcd's does).
+    /// Opens a keeper for `lease`; a lease that is already gone shows as the
+    /// keeper's first [`LeaseKeeper::keep_alive`] answering `Ok(None)`.
     async fn keeper(&self, lease: LeaseId) -> Result<Box<dyn LeaseKeeper>>;
 
     /// Revokes `lease`, deleting its keys. A lease that is already gone is not an error.
@@ -222,10 +261,11 @@ pub trait KvBackend: Send + Sync + 'static {
     async fn header(&self) -> Result<Header>;
 
     /// Watches `key` (or every key under it when `prefix`) from revision `start`,
-    /// with previous values. A compacted `start` is [`Error::Compacted`], either
-    /// here or as the stream's first item; for a prefix watch it must be here (the
-    /// watch cache calls a view fresh once this returns).
-    async fn watch(&self, key: &str, prefix: bool, start: Revision) -> Result<WatchStream>;
+    /// with previous values. A compacted `start` is [`WatchStart::Compacted`],
+    /// either here or as the stream's first [`WatchMessage::Compacted`]; for a
+    /// prefix watch it must be here (the watch cache calls a view fresh once this
+    /// returns a stream).
+    async fn watch(&self, key: &str, prefix: bool, start: Revision) -> Result<WatchStart>;
 }
 
 /// The next message of an optional stream; pending forever when there is none.

@@ -61,11 +61,11 @@ pub trait KeyLayout: Send + Sync + fmt::Debug + 'static {
 pub fn encode_with_mark(layout: &dyn KeyLayout, key: &[u8], instance: &ServiceInstance) -> Result<Vec<u8>> {
     let value = layout.encode(instance)?;
     if instance.is_draining() && !layout.decode(&instance.service, key, &value)?.is_draining() {
-        return Err(Error::InvalidOption {
-            name: "layout",
-            value: format!("{layout:?}"),
-            rule: "cannot carry the draining mark: its values hold no metadata".into(),
-        });
+        return Err(Error::invalid_option(
+            "layout",
+            format!("{layout:?}"),
+            "cannot carry the draining mark: its values hold no metadata",
+        ));
     }
     Ok(value)
 }
@@ -172,10 +172,7 @@ impl KeyLayout for JsonLayout {
         key: &[u8],
         value: &[u8],
     ) -> Result<(ServiceInstance, Option<std::time::Duration>)> {
-        let decode_err = |reason: String| Error::Decode {
-            key: String::from_utf8_lossy(key).into_owned(),
-            reason,
-        };
+        let decode_err = |reason: String| Error::decode(String::from_utf8_lossy(key), reason);
         // `{namespace}/services/{service}/{id}`, checked piece by piece (no allocation).
         let id = key
             .strip_prefix(self.namespace.as_bytes())

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::watch;
@@ -31,6 +32,12 @@ pub struct LeaseRegistry<B> {
     /// Keys registered through this registry and still live. Under a shared lease
     /// the store cannot tell two of our registrations of one id apart, so this does.
     live: Arc<Mutex<BTreeSet<String>>>,
+    /// Set to true by `shutdown`. Every registration's task holds a receiver and
+    /// drops it when it ends, so `closed()` on this sender says all have ended.
+    closing: watch::Sender<bool>,
+    /// The longest deregistration timeout of any registration made here: how
+    /// long `shutdown` waits.
+    deregister_limit: Mutex<Duration>,
 }
 
 impl<B> std::fmt::Debug for LeaseRegistry<B> {
@@ -50,6 +57,8 @@ impl<B: KvBackend> LeaseRegistry<B> {
             rng: Mutex::new(JitterRng::from_entropy()),
             shared: None,
             live: Arc::default(),
+            closing: watch::Sender::new(false),
+            deregister_limit: Mutex::new(Duration::ZERO),
         }
     }
 
@@ -100,15 +109,20 @@ impl<B: KvBackend> Registry for LeaseRegistry<B> {
         if let Some((shared, _)) = &self.shared {
             shared.validate()?;
         }
+        let closing = self.closing.subscribe();
+        if *closing.borrow() {
+            return Err(Error::closed("registry (the client was shut down)"));
+        }
+        {
+            let mut limit = self.deregister_limit.lock().unwrap_or_else(|p| p.into_inner());
+            *limit = (*limit).max(options.deregister_timeout);
+        }
         let value = self.layout.encode(&instance)?;
         let live = match self.shared {
             Some(_) => {
                 let name = format!("{}/{}", instance.service, instance.id);
                 if !self.live.lock().unwrap_or_else(|p| p.into_inner()).insert(name.clone()) {
-                    return Err(Error::Conflict {
-                        key: self.layout.key(&instance, LeaseId(0)),
-                        owner: LeaseId::NONE,
-                    });
+                    return Err(Error::conflict(self.layout.key(&instance, LeaseId(0)), LeaseId::NONE));
                 }
                 Some(Box::new(LiveKey(self.live.clone(), name)))
             }
@@ -138,6 +152,7 @@ impl<B: KvBackend> Registry for LeaseRegistry<B> {
             unsure: Vec::new(),
             shared: self.shared_lease(),
             _live: live,
+            closing,
         };
         let registration = Registration::new(
             service,
@@ -149,5 +164,27 @@ impl<B: KvBackend> Registry for LeaseRegistry<B> {
         let mut first = status_rx;
         let _ = first.wait_for(|s| *s != RegistrationStatus::Registering).await;
         Ok(registration)
+    }
+
+    async fn shutdown(&self) -> Result<()> {
+        self.closing.send_replace(true);
+        let limit = match *self.deregister_limit.lock().unwrap_or_else(|p| p.into_inner()) {
+            Duration::ZERO => RegisterOptions::default().deregister_timeout,
+            limit => limit,
+        };
+        // Each task sees the flag, deregisters (bounded by its own timeout) and
+        // ends, dropping its receiver; detached ones included.
+        match tokio::time::timeout(limit, self.closing.closed()).await {
+            Ok(()) => Ok(()),
+            Err(_) => {
+                let left = self.closing.receiver_count();
+                tracing::warn!(
+                    left,
+                    ?limit,
+                    "shutdown: registrations still deregistering; their keys expire with their leases"
+                );
+                Err(Error::timeout("shutdown (deregistering every registration)", limit))
+            }
+        }
     }
 }

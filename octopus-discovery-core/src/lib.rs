@@ -55,6 +55,7 @@ mod metadata;
 mod presets;
 mod registry;
 mod resolver;
+mod secret;
 mod shared;
 mod snapshot;
 mod target;
@@ -69,7 +70,7 @@ pub use backoff::{Backoff, BackoffPolicy, JitterRng};
 pub use cache::{ColdCache, DiscoveryStats, WatchDiscovery};
 pub use diff::{diff, Diff};
 pub use discovery::{Change, Discovery, ServiceWatch};
-pub use error::{BoxError, Error, Result};
+pub use error::{chain, BoxError, Error, ErrorKind, Result};
 pub use ids::{LeaseId, Revision};
 pub use instance::{
     validate_name, ServiceInstance, DEFAULT_WEIGHT, DRAINING_KEY, MAX_ENCODED_LEN, MAX_METADATA_ENTRIES,
@@ -78,7 +79,7 @@ pub use instance::{
 pub use instances::Instances;
 pub use kv::{
     prefix_end, Event, EventKind, Header, KeyValue, KvBackend, Lease, LeaseKeeper, LeaseTtl, PutOutcome, WatchMessage,
-    WatchStream,
+    WatchStart, WatchStream,
 };
 pub use layout::{encode_with_mark, validate_namespace, JsonLayout, KeyLayout, DEFAULT_NAMESPACE};
 pub use lease::LeaseRegistry;
@@ -86,6 +87,7 @@ pub use metadata::Metadata;
 pub use presets::{EtcdNamingLayout, GoZeroLayout, KratosLayout};
 pub use registry::{RegisterOptions, Registration, RegistrationStatus, Registry};
 pub use resolver::{DiscoveryResolver, Resolver, Resolvers};
+pub use secret::{is_secret_param, redact_url, Secret, SECRET_PARAMS};
 pub use snapshot::{Freshness, Snapshot};
 pub use target::{IntoTarget, Target};
 pub use task::OwnedTask;

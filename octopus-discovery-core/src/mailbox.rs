@@ -62,7 +62,7 @@ impl Outbox {
     pub(crate) fn send(&self, command: Command) -> Result<()> {
         let mut state = self.0.lock();
         if !state.receiver {
-            return Err(Error::Closed("registration"));
+            return Err(Error::closed("registration"));
         }
         state.queue.push_back(command);
         drop(state);
@@ -166,6 +166,9 @@ mod tests {
         outbox.send(Command::Deregister(tx)).unwrap();
         drop(inbox); // the task ended without answering
         assert!(rx.await.is_err(), "the caller sees the reply channel closed");
-        assert!(matches!(outbox.send(Command::Abandon), Err(Error::Closed(_))));
+        assert_eq!(
+            outbox.send(Command::Abandon).unwrap_err().kind(),
+            crate::ErrorKind::Closed
+        );
     }
 }

@@ -9,10 +9,7 @@ use crate::layout::validate_namespace;
 use crate::{Error, KeyLayout, LeaseId, Result, ServiceInstance, DEFAULT_WEIGHT};
 
 fn decode_err(key: &[u8], reason: impl Into<String>) -> Error {
-    Error::Decode {
-        key: String::from_utf8_lossy(key).into_owned(),
-        reason: reason.into(),
-    }
+    Error::decode(String::from_utf8_lossy(key), reason.into())
 }
 
 /// Splits `host:port` (IPv6 in brackets) into host and port.

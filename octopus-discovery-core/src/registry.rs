@@ -22,6 +22,18 @@ pub trait Registry: Send + Sync {
     /// registers it as soon as the registry is back. Wait for
     /// [`Registration::registered`] to require that it is registered now.
     async fn register(&self, instance: ServiceInstance, options: RegisterOptions) -> Result<Registration>;
+
+    /// Deregisters every registration made through this registry, live or
+    /// dropped (a dropped handle's background deregistration included), and
+    /// waits for them, at most the longest deregistration timeout among them:
+    /// when it returns `Ok`, every key is gone. Later registrations fail with
+    /// [`Error::Closed`]; held handles see [`RegistrationStatus::Deregistered`].
+    /// `Err(Timeout)` when some did not finish in time (their keys then expire
+    /// with their leases). The default does nothing, for registries with no
+    /// background work.
+    async fn shutdown(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Where a registration stands.
@@ -241,11 +253,11 @@ impl Registration {
         let status = rx
             .wait_for(|s| s.is_registered() || s.is_final())
             .await
-            .map_err(|_| Error::Closed("registration"))?
+            .map_err(|_| Error::closed("registration"))?
             .clone();
         match status {
             RegistrationStatus::Registered { lease } => Ok(lease),
-            other => Err(Error::Closed(if matches!(other, RegistrationStatus::Deregistered) {
+            other => Err(Error::closed(if matches!(other, RegistrationStatus::Deregistered) {
                 "registration (deregistered)"
             } else {
                 "registration (failed)"
@@ -258,18 +270,18 @@ impl Registration {
     pub async fn update(&self, instance: ServiceInstance) -> Result<()> {
         instance.validate()?;
         if instance.service != self.service || instance.id != self.id {
-            return Err(Error::InvalidInstance {
-                field: "service/id",
-                value: format!("{}/{}", instance.service, instance.id),
-                rule: format!(
+            return Err(Error::invalid_instance(
+                "service/id",
+                format!("{}/{}", instance.service, instance.id),
+                format!(
                     "an update must keep {}/{}; register a new instance instead",
                     self.service, self.id
                 ),
-            });
+            ));
         }
         let (tx, rx) = oneshot::channel();
         self.commands.send(Command::Update(Box::new(instance), tx))?;
-        rx.await.map_err(|_| Error::Closed("registration"))?
+        rx.await.map_err(|_| Error::closed("registration"))?
     }
 
     /// Marks the instance draining: it stays registered (operators still list it),
@@ -300,7 +312,7 @@ impl Registration {
     async fn set_draining(&self, draining: bool) -> Result<()> {
         let (tx, rx) = oneshot::channel();
         self.commands.send(Command::Drain(draining, tx))?;
-        rx.await.map_err(|_| Error::Closed("registration"))?
+        rx.await.map_err(|_| Error::closed("registration"))?
     }
 
     /// Deletes the key and revokes the lease, bounded by the deregistration timeout.
@@ -310,7 +322,7 @@ impl Registration {
         if self.commands.send(Command::Deregister(tx)).is_err() {
             return Ok(()); // the task has ended: deregistered or failed already
         }
-        let result = rx.await.map_err(|_| Error::Closed("registration"))?;
+        let result = rx.await.map_err(|_| Error::closed("registration"))?;
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }

@@ -70,9 +70,11 @@ impl Resolvers {
 
     /// Resolves `target` with the resolver of its scheme.
     pub async fn resolve_target(&self, target: &Target) -> Result<ServiceWatch> {
-        let resolver = self.table.get(target.scheme()).ok_or_else(|| Error::UnknownScheme {
-            scheme: target.scheme().to_owned(),
-            known: self.table.keys().cloned().collect::<Vec<_>>().join(", "),
+        let resolver = self.table.get(target.scheme()).ok_or_else(|| {
+            Error::unknown_scheme(
+                target.scheme(),
+                self.table.keys().cloned().collect::<Vec<_>>().join(", "),
+            )
         })?;
         resolver.resolve(target).await
     }

@@ -40,7 +40,7 @@ impl SharedLease {
         let mut rx = self.rx.clone();
         let state = match timeout(within, rx.wait_for(|s| matches!(s, SharedState::Held(..)))).await {
             Ok(Ok(state)) => state.clone(),
-            Ok(Err(_)) => return Err(Error::Closed("shared lease")),
+            Ok(Err(_)) => return Err(Error::closed("shared lease")),
             Err(_) => {
                 let why = match &*self.rx.borrow() {
                     SharedState::Pending(e) if !e.is_empty() => e.clone(),

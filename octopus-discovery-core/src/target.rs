@@ -34,10 +34,12 @@ impl Target {
     /// # Ok::<(), octopus_discovery_core::Error>(())
     /// ```
     pub fn parse(target: &str) -> Result<Self> {
-        let err = |reason: &str| Error::InvalidTarget {
-            target: target.to_owned(),
-            reason: reason.to_owned(),
-        };
+        Self::parse_as(target, target)
+    }
+
+    /// Parses `target`; errors name `shown` (what the caller gave).
+    fn parse_as(target: &str, shown: &str) -> Result<Self> {
+        let err = |reason: &str| Error::invalid_target(shown, reason);
         let (scheme, rest) = target
             .split_once("://")
             .ok_or_else(|| err("expected scheme://[authority]/service, e.g. etcd:///user-service"))?;
@@ -205,13 +207,7 @@ impl IntoTarget for &str {
         }
         // A bare service name: parsed as a target of a placeholder scheme, so that
         // the name and the query follow the same rules, then the scheme dropped.
-        let t = Target::parse(&format!("own:///{self}")).map_err(|e| match e {
-            Error::InvalidTarget { reason, .. } => Error::InvalidTarget {
-                target: self.to_owned(),
-                reason,
-            },
-            other => other,
-        })?;
+        let t = Target::parse_as(&format!("own:///{self}"), self)?;
         Ok(Target {
             scheme: String::new(),
             ..t

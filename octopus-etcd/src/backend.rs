@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use etcd_client::{Client, ConnectOptions};
 use octopus_discovery_core::fencing::Created;
 use octopus_discovery_core::{
-    Error, Header, KeyValue, KvBackend, Lease, LeaseId, LeaseKeeper, LeaseTtl, Result, Revision, WatchStream,
+    Error, Header, KeyValue, KvBackend, Lease, LeaseId, LeaseKeeper, LeaseTtl, Result, Revision, WatchStart,
 };
 use tokio::time::timeout;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
@@ -67,17 +67,14 @@ impl EtcdBackend {
         let limit = backend.options.connect_timeout + backend.options.request_timeout;
         match timeout(limit, KvBackend::header(&backend)).await {
             Ok(Ok(_)) => Ok(backend),
-            Ok(Err(e)) => Err(Error::backend(
-                "connect",
-                format!("etcd at {} did not answer: {e}", backend.options.endpoints.join(",")),
-            )),
-            Err(_) => Err(Error::backend(
-                "connect",
-                format!(
-                    "etcd at {} did not answer within {limit:?}",
-                    backend.options.endpoints.join(",")
-                ),
-            )),
+            Ok(Err(e)) => Err(e.context(format!(
+                "etcd at {} did not answer",
+                backend.options.endpoints.join(",")
+            ))),
+            Err(_) => Err(Error::timeout("connect", limit).context(format!(
+                "etcd at {} did not answer within {limit:?}",
+                backend.options.endpoints.join(",")
+            ))),
         }
     }
 
@@ -112,7 +109,7 @@ impl EtcdBackend {
         if let Some((user, password)) = &options.user {
             // Tokens expire (etcd's --auth-token-ttl): re-authenticate and retry then.
             connect = connect
-                .with_user(user.clone(), password.clone())
+                .with_user(user.clone(), password.expose())
                 .with_auto_token_refresh(true);
         }
         let client = Arc::new(LazyClient {
@@ -176,16 +173,18 @@ impl EtcdBackend {
 
     /// A tonic endpoint for `uri` with the options' timeouts, HTTP/2 keepalive and TLS.
     pub fn endpoint(uri: &str, options: &EtcdOptions) -> Result<Endpoint> {
-        let bad = |e: tonic::transport::Error| Error::InvalidOption {
-            name: "endpoint",
-            value: uri.to_owned(),
-            rule: format!("must be a valid URI with valid TLS settings: {e}"),
+        let bad = |e: tonic::transport::Error| {
+            Error::invalid_option(
+                "endpoint",
+                uri,
+                format!("must be a valid URI with valid TLS settings: {e}"),
+            )
         };
         let ep = tune(Endpoint::from_shared(uri.to_owned()).map_err(bad)?, options);
         let Some(tls) = &options.tls else { return Ok(ep) };
         let mut config = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&tls.ca_pem));
         if let Some((cert, key)) = &tls.identity {
-            config = config.identity(Identity::from_pem(cert, key));
+            config = config.identity(Identity::from_pem(cert, key.expose()));
         }
         if let Some(domain) = &tls.domain {
             config = config.domain_name(domain.clone());
@@ -271,7 +270,7 @@ impl KvBackend for EtcdBackend {
         lease::time_to_live(self.etcd().await?, lease, self.limit()).await
     }
 
-    async fn watch(&self, key: &str, prefix: bool, start: Revision) -> Result<WatchStream> {
+    async fn watch(&self, key: &str, prefix: bool, start: Revision) -> Result<WatchStart> {
         let watches = self.watches().await?;
         watch::open(self.etcd().await?, watches, key, prefix, start, self.limit()).await
     }

@@ -12,7 +12,7 @@ use crate::convert::etcd_err;
 /// `f` under `limit`; an elapsed limit is a timeout naming `op`. For calls whose
 /// etcd errors need their own reading (a lease not found, a compacted revision).
 pub(crate) async fn bounded<T>(limit: Duration, op: &'static str, f: impl Future<Output = T>) -> Result<T> {
-    timeout(limit, f).await.map_err(|_| Error::Timeout { op, after: limit })
+    timeout(limit, f).await.map_err(|_| Error::timeout(op, limit))
 }
 
 /// `f` under `limit`: its error or a timeout, both naming `op`.

@@ -4,9 +4,50 @@
 use etcd_client::{EventType, WatchResponse};
 use octopus_discovery_core::{Error, Event, EventKind, Header, KeyValue, LeaseId, Result, WatchMessage};
 
-/// An etcd-client error as Octopus's backend error, naming the operation.
+/// An etcd-client error as Octopus's backend error, naming the operation. The
+/// cause stays an error value: a gRPC status as [`EtcdStatus`] (its code kept), a
+/// transport error as tonic's own (its chain kept); others as etcd-client's.
 pub(crate) fn etcd_err(op: &'static str, e: etcd_client::Error) -> Error {
-    Error::backend(op, e)
+    match e {
+        etcd_client::Error::GRpcStatus(status) => Error::backend(op, EtcdStatus(status)),
+        etcd_client::Error::TransportError(e) => Error::backend(op, e),
+        etcd_client::Error::IoError(e) => Error::backend(op, e),
+        other => Error::backend(op, other),
+    }
+}
+
+/// A gRPC status that etcd (or the connection to it) answered, as an error
+/// whose message is one sentence and whose [`code`](EtcdStatus::code) and
+/// source (the transport error beneath, if any) are kept.
+#[derive(Debug)]
+pub struct EtcdStatus(tonic::Status);
+
+impl EtcdStatus {
+    /// The gRPC code, e.g. `Unavailable` when etcd could not be reached.
+    pub fn code(&self) -> tonic::Code {
+        self.0.code()
+    }
+
+    /// etcd's message, e.g. `etcdserver: requested lease not found`.
+    pub fn message(&self) -> &str {
+        self.0.message()
+    }
+}
+
+impl std::fmt::Display for EtcdStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "etcd answered {:?}", self.0.code())?;
+        if !self.0.message().is_empty() {
+            write!(f, ": {}", self.0.message())?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for EtcdStatus {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&self.0)
+    }
 }
 
 /// A key-value from etcd-client, copied ([`into_kv`] takes it over).
@@ -42,15 +83,14 @@ pub(crate) fn convert(resp: WatchResponse) -> Result<WatchMessage> {
     let revision = resp.header().map_or(0, |h| h.revision());
     if resp.canceled() {
         if resp.compact_revision() > 0 {
-            return Err(Error::Compacted {
-                requested: 0,
+            return Ok(WatchMessage::Compacted {
                 compacted: resp.compact_revision(),
             });
         }
-        return Err(Error::backend(
-            "watch",
-            format!("etcd cancelled the watch: {}", resp.cancel_reason()),
-        ));
+        return Err(Error::backend_message(format!(
+            "etcd cancelled the watch: {}",
+            resp.cancel_reason()
+        )));
     }
     if resp.events().is_empty() {
         return Ok(WatchMessage::Progress { revision });

@@ -6,10 +6,21 @@
 //! etcd-client opens a keepalive stream per lease; its `LeaseKeeper` sends on
 //! the stream's request channel, which (with etcd-client's `pub-response-field`
 //! feature) is reachable, so that one stream carries requests for any lease. A
-//! task owns the stream: it sends each request, keeps the callers waiting per
+//! task owns the stream: it queues each request, keeps the callers waiting per
 //! lease in order, and answers each with etcd's TTL (0: the lease is gone). When
 //! the stream breaks, every caller waiting gets the error, and the next
 //! keepalive opens a new stream.
+//!
+//! As in the watch multiplexer: requests wait in a bounded channel (callers
+//! feel the backpressure), a request whose caller has gone (its keepalive timed
+//! out) is dropped rather than sent, the outbox never holds more keepalives for
+//! a lease than callers wait on it, and a writer task does the sending, so a
+//! send stuck on a stalled connection never stops the answers from being
+//! routed. The stream is opened beside the routing, not inside it.
+
+mod link;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,27 +28,36 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use etcd_client::{Client, LeaseKeepAliveStream};
+use etcd_client::{Client, LeaseKeepAliveResponse};
+use futures_util::StreamExt;
 use octopus_discovery_core::{Error, LeaseId, LeaseKeeper, OwnedTask, Result};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::call::bounded;
 use crate::convert::etcd_err;
+use link::{Connector, Link, Opening};
+
+/// Keepalives waiting for the task at most; more callers wait to queue.
+const REQUEST_QUEUE: usize = 256;
 
 type Reply = oneshot::Sender<Result<Option<Duration>>>;
 
 /// The handle to the task that owns the client's keepalive stream.
 pub(crate) struct LeaseMux {
-    requests: mpsc::UnboundedSender<(LeaseId, Reply)>,
+    requests: mpsc::Sender<(LeaseId, Reply)>,
     streams: Arc<AtomicU64>,
     _task: OwnedTask<()>,
 }
 
 impl LeaseMux {
     pub(crate) fn spawn(client: Client, limit: Duration) -> Self {
-        let (requests, rx) = mpsc::unbounded_channel();
+        LeaseMux::with_connector(client, limit)
+    }
+
+    fn with_connector(connector: impl Connector, limit: Duration) -> Self {
+        let (requests, rx) = mpsc::channel(REQUEST_QUEUE);
         let streams = Arc::new(AtomicU64::new(0));
-        let task = OwnedTask::spawn(run(client, rx, limit, streams.clone()));
+        let task = OwnedTask::spawn(run(connector, rx, limit, streams.clone()));
         LeaseMux {
             requests,
             streams,
@@ -62,7 +82,7 @@ impl LeaseMux {
 
 struct MuxKeeper {
     lease: LeaseId,
-    requests: mpsc::UnboundedSender<(LeaseId, Reply)>,
+    requests: mpsc::Sender<(LeaseId, Reply)>,
     limit: Duration,
 }
 
@@ -70,120 +90,144 @@ struct MuxKeeper {
 impl LeaseKeeper for MuxKeeper {
     async fn keep_alive(&mut self) -> Result<Option<Duration>> {
         let (reply, answer) = oneshot::channel();
-        self.requests
-            .send((self.lease, reply))
-            .map_err(|_| Error::Closed("keepalive stream"))?;
-        bounded(self.limit, "keepalive", answer)
-            .await?
-            .map_err(|_| Error::Closed("keepalive stream"))?
-    }
-}
-
-/// The stream: where requests go (the keeper of the lease that opened it, whose
-/// request channel any lease's keeper may share), and where answers come from.
-struct Stream {
-    opener: etcd_client::LeaseKeeper,
-    answers: LeaseKeepAliveStream,
-}
-
-impl Stream {
-    /// Sends a keepalive for `lease` on this stream.
-    async fn send(&self, lease: LeaseId) -> std::result::Result<(), etcd_client::Error> {
-        let mut keeper = etcd_client::LeaseKeeper {
-            id: lease.0,
-            sender: self.opener.sender.clone(),
+        let asked = async {
+            self.requests
+                .send((self.lease, reply))
+                .await
+                .map_err(|_| Error::closed("keepalive stream"))?;
+            answer.await.map_err(|_| Error::closed("keepalive stream"))?
         };
-        keeper.keep_alive().await
+        bounded(self.limit, "keepalive", asked).await?
     }
+}
+
+/// The stream and what rides on it.
+#[derive(Default)]
+struct State {
+    link: Option<Link>,
+    /// The stream being opened, and the request that opens it.
+    opening: Option<(Opening, LeaseId, Reply)>,
+    /// Callers waiting for an answer, per lease, oldest first.
+    waiting: BTreeMap<i64, VecDeque<Reply>>,
+    /// Keepalives waiting for room in the writer's queue, and how many per lease.
+    outbox: VecDeque<LeaseId>,
+    queued: BTreeMap<i64, usize>,
 }
 
 async fn run(
-    client: Client,
-    mut requests: mpsc::UnboundedReceiver<(LeaseId, Reply)>,
+    connector: impl Connector,
+    mut requests: mpsc::Receiver<(LeaseId, Reply)>,
     limit: Duration,
     streams: Arc<AtomicU64>,
 ) {
-    let mut stream: Option<Stream> = None;
-    // Callers waiting for an answer, per lease, oldest first.
-    let mut waiting: BTreeMap<i64, VecDeque<Reply>> = BTreeMap::new();
+    let mut s = State::default();
     loop {
-        let answer = async {
-            match stream.as_mut() {
-                Some(s) => s.answers.message().await,
-                None => std::future::pending().await,
-            }
-        };
+        let (is_opening, has_link) = (s.opening.is_some(), s.link.is_some());
+        let writer = s.link.as_ref().filter(|_| !s.outbox.is_empty()).map(|l| l.ops.clone());
+        let opening = s.opening.as_mut().map(|(f, _, _)| f);
+        let answers = s.link.as_mut().map(|l| &mut l.answers);
         tokio::select! {
-            request = requests.recv() => {
+            request = requests.recv(), if !is_opening => {
                 let Some((lease, reply)) = request else { return };
-                if stream.is_none() {
-                    match open(&client, lease, limit).await {
-                        Ok(Some(s)) => {
-                            streams.fetch_add(1, Ordering::Relaxed);
-                            stream = Some(s);
-                        }
-                        Ok(None) => {
-                            // The lease opening the stream is gone (etcd-client reads
-                            // the first answer itself and says so).
-                            let _ = reply.send(Ok(None));
-                            continue;
-                        }
-                        Err(e) => {
-                            let _ = reply.send(Err(e));
-                            continue;
+                if reply.is_closed() {
+                    continue; // the caller gave up before its turn
+                }
+                if s.link.is_some() {
+                    s.enqueue(lease, reply);
+                } else {
+                    s.opening = Some((connector.open(lease, limit), lease, reply));
+                }
+            },
+            opened = async { Some(opening?.await) }, if is_opening => {
+                let Some((_, lease, reply)) = s.opening.take() else { continue };
+                match opened {
+                    Some(Ok(Some(link))) => {
+                        streams.fetch_add(1, Ordering::Relaxed);
+                        s.link = Some(link);
+                        // Opening sent one keepalive and read its answer; this
+                        // caller's is the next on the stream, if it still waits.
+                        if !reply.is_closed() {
+                            s.enqueue(lease, reply);
                         }
                     }
+                    // The lease opening the stream is gone.
+                    Some(Ok(None)) => drop(reply.send(Ok(None))),
+                    Some(Err(e)) => drop(reply.send(Err(e))),
+                    None => {}
                 }
-                let Some(s) = stream.as_mut() else { continue };
-                let sent = s.send(lease).await;
-                match sent {
-                    Ok(()) => waiting.entry(lease.0).or_default().push_back(reply),
-                    Err(_) => {
-                        let _ = reply.send(Err(Error::Closed("keepalive stream")));
-                        fail_all(&mut stream, &mut waiting, "the keepalive stream is closed");
+            },
+            permit = async { writer?.reserve_owned().await.ok() }, if writer.is_some() => match permit {
+                Some(permit) => {
+                    if let Some(lease) = s.outbox.pop_front() {
+                        s.dequeued(lease);
+                        permit.send(lease);
                     }
                 }
-            }
-            answer = answer => match answer {
-                Ok(Some(resp)) => {
-                    // Only this lease's queue: a scan of every lease per answer
-                    // would cost a client with n leases O(n²) per keepalive round.
-                    if let std::collections::btree_map::Entry::Occupied(mut queue) = waiting.entry(resp.id()) {
-                        if let Some(reply) = queue.get_mut().pop_front() {
-                            let ttl = (resp.ttl() > 0).then(|| Duration::from_secs(resp.ttl() as u64));
-                            let _ = reply.send(Ok(ttl));
-                        }
-                        if queue.get().is_empty() {
-                            queue.remove();
-                        }
-                    }
-                }
-                Ok(None) => fail_all(&mut stream, &mut waiting, "etcd ended the keepalive stream"),
-                Err(e) => {
+                None => s.fail_all("the keepalive stream is closed"),
+            },
+            answer = async { answers?.next().await }, if has_link => match answer {
+                Some(Ok(resp)) => s.answer(&resp),
+                None => s.fail_all("etcd ended the keepalive stream"),
+                Some(Err(e)) => {
                     let e = etcd_err("keepalive", e).to_string();
-                    fail_all(&mut stream, &mut waiting, &e);
+                    s.fail_all(&e);
                 }
             },
         }
     }
 }
 
-/// Opens the stream with a keepalive for `lease` (etcd-client sends one and
-/// reads its answer); `None` when that lease is gone.
-async fn open(client: &Client, lease: LeaseId, limit: Duration) -> Result<Option<Stream>> {
-    let mut leases = client.lease_client();
-    match bounded(limit, "lease keepalive", leases.keep_alive(lease.0)).await? {
-        Ok((opener, answers)) => Ok(Some(Stream { opener, answers })),
-        Err(etcd_client::Error::LeaseKeepAliveError(m)) if m == "lease not found" => Ok(None),
-        Err(e) => Err(etcd_err("lease keepalive", e)),
-    }
-}
-
-fn fail_all(stream: &mut Option<Stream>, waiting: &mut BTreeMap<i64, VecDeque<Reply>>, why: &str) {
-    for (_, queue) in std::mem::take(waiting) {
-        for reply in queue {
-            let _ = reply.send(Err(Error::backend("keepalive", why.to_owned())));
+impl State {
+    /// Adds a caller waiting on `lease`, and a keepalive to send unless enough
+    /// are queued already for the callers still waiting.
+    fn enqueue(&mut self, lease: LeaseId, reply: Reply) {
+        let waiting = self.waiting.entry(lease.0).or_default();
+        waiting.retain(|r| !r.is_closed());
+        waiting.push_back(reply);
+        let queued = self.queued.entry(lease.0).or_default();
+        if *queued < waiting.len() {
+            *queued += 1;
+            self.outbox.push_back(lease);
         }
     }
-    *stream = None;
+
+    /// One keepalive for `lease` has left the outbox.
+    fn dequeued(&mut self, lease: LeaseId) {
+        if let std::collections::btree_map::Entry::Occupied(mut n) = self.queued.entry(lease.0) {
+            *n.get_mut() -= 1;
+            if *n.get() == 0 {
+                n.remove();
+            }
+        }
+    }
+
+    /// etcd's answer for one lease, to its oldest caller still waiting (only
+    /// that lease's queue: a scan of every lease per answer would cost a client
+    /// with n leases O(n²) per keepalive round).
+    fn answer(&mut self, resp: &LeaseKeepAliveResponse) {
+        let std::collections::btree_map::Entry::Occupied(mut queue) = self.waiting.entry(resp.id()) else {
+            return;
+        };
+        let ttl = (resp.ttl() > 0).then(|| Duration::from_secs(resp.ttl() as u64));
+        while let Some(reply) = queue.get_mut().pop_front() {
+            if reply.send(Ok(ttl)).is_ok() {
+                break;
+            }
+        }
+        if queue.get().is_empty() {
+            queue.remove();
+        }
+    }
+
+    /// The stream is gone: every caller waiting gets the error.
+    fn fail_all(&mut self, why: &str) {
+        for (_, queue) in std::mem::take(&mut self.waiting) {
+            for reply in queue {
+                let _ = reply.send(Err(Error::backend("keepalive", why.to_owned())));
+            }
+        }
+        self.outbox.clear();
+        self.queued.clear();
+        self.link = None;
+    }
 }

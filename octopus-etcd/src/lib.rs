@@ -30,6 +30,7 @@ use std::sync::Arc;
 use octopus_discovery_core::{JsonLayout, KeyLayout, LeaseRegistry, WatchDiscovery};
 
 pub use backend::{EtcdBackend, StreamStats};
+pub use convert::EtcdStatus;
 pub use options::{EtcdOptions, TlsOptions};
 
 /// The etcd registry.

@@ -2,13 +2,14 @@
 
 use std::time::Duration;
 
-use octopus_discovery_core::{Error, Result};
+use octopus_discovery_core::{Error, Result, Secret};
 
 /// How to reach etcd.
 ///
 /// `from_channel` in etcd-client ignores the timeouts and keepalive of its own
 /// options, so these are set on the tonic `Endpoint` instead: without HTTP/2
 /// keepalive a partitioned connection, and every watch on it, would hang forever.
+/// Its `Debug` shows the user but never the password (`***`).
 #[derive(Clone, Debug)]
 pub struct EtcdOptions {
     pub(crate) endpoints: Vec<String>,
@@ -16,18 +17,35 @@ pub struct EtcdOptions {
     pub(crate) request_timeout: Duration,
     pub(crate) keepalive_interval: Duration,
     pub(crate) keepalive_timeout: Duration,
-    pub(crate) user: Option<(String, String)>,
+    pub(crate) user: Option<(String, Secret)>,
     pub(crate) page_size: i64,
     pub(crate) tls: Option<TlsOptions>,
 }
 
 /// TLS settings: the CA that signed etcd's certificate, and optionally a client
-/// certificate for etcd's `--client-cert-auth`. All PEM.
-#[derive(Clone, Debug, Default)]
+/// certificate for etcd's `--client-cert-auth`. All PEM. Its `Debug` shows
+/// sizes and the domain, never the private key.
+#[derive(Clone, Default)]
 pub struct TlsOptions {
     pub(crate) ca_pem: Vec<u8>,
-    pub(crate) identity: Option<(Vec<u8>, Vec<u8>)>,
+    pub(crate) identity: Option<(Vec<u8>, Secret)>,
     pub(crate) domain: Option<String>,
+}
+
+impl std::fmt::Debug for TlsOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsOptions")
+            .field("ca_pem", &format_args!("{} bytes", self.ca_pem.len()))
+            .field(
+                "identity",
+                &self
+                    .identity
+                    .as_ref()
+                    .map(|(cert, _)| format!("certificate of {} bytes, key ***", cert.len())),
+            )
+            .field("domain", &self.domain)
+            .finish()
+    }
 }
 
 impl TlsOptions {
@@ -42,7 +60,8 @@ impl TlsOptions {
 
     /// Presents this client certificate and key.
     pub fn identity(mut self, cert_pem: impl Into<Vec<u8>>, key_pem: impl Into<Vec<u8>>) -> Self {
-        self.identity = Some((cert_pem.into(), key_pem.into()));
+        let key = String::from_utf8_lossy(&key_pem.into()).into_owned();
+        self.identity = Some((cert_pem.into(), Secret::new(key)));
         self
     }
 
@@ -65,11 +84,11 @@ impl EtcdOptions {
             .map(|e| normalize(e.as_ref()))
             .collect::<Result<_>>()?;
         if endpoints.is_empty() {
-            return Err(Error::InvalidOption {
-                name: "endpoints",
-                value: "[]".into(),
-                rule: "at least one etcd endpoint (host:port) is needed".into(),
-            });
+            return Err(Error::invalid_option(
+                "endpoints",
+                "[]",
+                "at least one etcd endpoint (host:port) is needed",
+            ));
         }
         Ok(EtcdOptions {
             endpoints,
@@ -105,7 +124,7 @@ impl EtcdOptions {
 
     /// Authenticates as `user`.
     pub fn user(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
-        self.user = Some((user.into(), password.into()));
+        self.user = Some((user.into(), Secret::new(password.into())));
         self
     }
 
@@ -133,11 +152,7 @@ impl EtcdOptions {
 }
 
 fn normalize(endpoint: &str) -> Result<String> {
-    let bad = |rule: &str| Error::InvalidOption {
-        name: "endpoint",
-        value: format!("{endpoint:?}"),
-        rule: rule.into(),
-    };
+    let bad = |rule: &str| Error::invalid_option("endpoint", format!("{endpoint:?}"), rule);
     let rest = endpoint
         .strip_prefix("http://")
         .or_else(|| endpoint.strip_prefix("https://"))

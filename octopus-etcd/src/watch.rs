@@ -4,11 +4,11 @@
 use std::time::Duration;
 
 use etcd_client::{Client, GetOptions};
-use octopus_discovery_core::{Error, Result, Revision, WatchStream};
+use octopus_discovery_core::{Result, Revision, WatchStart};
 
 use crate::call::bounded;
 use crate::convert::etcd_err;
-use crate::watch_mux::WatchMux;
+use crate::watch_mux::{Opened, WatchMux};
 
 /// Creates a watch on `key` (a prefix when `prefix`) from revision `start`.
 pub(crate) async fn open(
@@ -18,10 +18,13 @@ pub(crate) async fn open(
     prefix: bool,
     start: Revision,
     limit: Duration,
-) -> Result<WatchStream> {
+) -> Result<WatchStart> {
     // On the client's one watch stream; resolves once etcd has created the
     // watch, or refused it (its start compacted).
-    let (watch, created) = bounded(limit, "watch", watches.watch(key, prefix, start)).await??;
+    let (watch, created) = match bounded(limit, "watch", watches.watch(key, prefix, start)).await?? {
+        Opened::Watch(watch, created) => (watch, created),
+        Opened::Compacted(compacted) => return Ok(WatchStart::Compacted { compacted }),
+    };
     // etcd creates a watch whose start revision is compacted and only then
     // cancels it (its sync loop finds it, within 100 ms). A watch that starts
     // after the store's revision at its creation is synced from birth and can
@@ -39,28 +42,26 @@ pub(crate) async fn open(
     // write) skips the extra request and learns of a compaction from the
     // cancel that follows.
     let synced_from_birth = created > 0 && start > created;
-    if prefix && start > 1 && !synced_from_birth {
-        check_compacted(client, key, prefix, start, limit).await?;
+    if prefix && start > 1 && !synced_from_birth && compacted(client, key, prefix, start, limit).await? {
+        // Dropping the watch cancels it on etcd.
+        return Ok(WatchStart::Compacted { compacted: 0 });
     }
-    Ok(watch)
+    Ok(WatchStart::Stream(Box::pin(watch)))
 }
 
-/// `Err(Compacted)` when revision `start - 1` of `key` is compacted away.
-async fn check_compacted(client: &Client, key: &str, prefix: bool, start: Revision, limit: Duration) -> Result<()> {
+/// Whether revision `start - 1` of `key` is compacted away.
+async fn compacted(client: &Client, key: &str, prefix: bool, start: Revision, limit: Duration) -> Result<bool> {
     let mut opts = GetOptions::new().with_revision(start - 1).with_count_only();
     if prefix {
         opts = opts.with_prefix();
     }
     let mut kv = client.kv_client();
     match bounded(limit, "watch", kv.get(key, Some(opts))).await? {
-        Ok(_) => Ok(()),
+        Ok(_) => Ok(false),
         Err(etcd_client::Error::GRpcStatus(s))
             if s.code() == tonic::Code::OutOfRange && s.message().contains("compacted") =>
         {
-            Err(Error::Compacted {
-                requested: start,
-                compacted: 0,
-            })
+            Ok(true)
         }
         Err(e) => Err(etcd_err("watch", e)),
     }

@@ -2,50 +2,103 @@
 //! this backend opens (the discovery caches of all services, every
 //! registration's watch on its own key) is a watch id on that stream.
 //!
-//! A task owns the stream. It sends create and cancel requests on it, matches
-//! each `created` answer to the oldest create waiting (etcd answers creates in
-//! the order they were sent), and routes every later response by its watch id:
-//! events and progress to that watch, a compaction or a cancel by etcd to that
-//! watch alone (the others go on), a progress broadcast (watch id -1) to all.
-//! When the stream breaks, every watch on it ends with the error; their owners
-//! watch again from their own revisions, and the first of them opens a new
-//! stream. A watch whose stream is dropped is cancelled on etcd's side.
+//! A task owns the stream and routes every response by its watch id: events
+//! and progress to that watch, a compaction or a cancel by etcd to that watch
+//! alone (the others go on), a progress broadcast (watch id -1) to all. When the
+//! stream breaks, every watch on it ends with the error; their owners watch
+//! again from their own revisions, and the first of them opens a new stream.
+//!
+//! A `created` answer carries no trace of the create it answers, and etcd's
+//! gRPC proxy answers out of order (a create for a range it already follows at
+//! once, a new range only once etcd has created the watch behind it). So, as
+//! clientv3 does (its `resuming` queue), one create is in flight at a time: the
+//! next leaves only when the last is answered, and a `created` answer belongs
+//! to the one create unanswered. What the protocol leaves over is cleaned up on
+//! etcd: a `created` nobody waits for (or whose caller has gone) and events for
+//! an id nobody owns are cancelled, each id once.
+//!
+//! Every queue is bounded: creates wait in a bounded channel (callers feel the
+//! backpressure), each watch buffers a bounded number of messages (one that
+//! falls behind ends alone, and its owner watches again from its revision,
+//! instead of holding up the stream), the writer's queue is bounded and the
+//! outbox holds at most the one create plus one cancel per watch id. Requests
+//! go to the network through a writer task, so a send stuck on a stalled
+//! connection never stops the routing.
 
-use std::collections::{BTreeMap, VecDeque};
+mod link;
+mod sub;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use etcd_client::{Client, WatchOptions, WatchRequestSender, WatchResponse, WatchResponseStream};
-use futures_util::Stream;
+use etcd_client::{Client, WatchResponse};
+use futures_util::StreamExt;
 use octopus_discovery_core::{Error, OwnedTask, Result, Revision, WatchMessage};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc::{self, error::TrySendError};
+use tokio::sync::oneshot;
 
 use crate::convert::{convert, etcd_err};
+use link::{Connector, Link, Op, Spec};
+use sub::{Sub, Watcher};
+
+/// Creates waiting for their turn at most; more callers wait to queue.
+const CREATE_QUEUE: usize = 64;
+/// Messages a watch holds unread at most before it ends as fallen behind.
+const WATCH_BUFFER: usize = 1024;
 
 /// The handle to the task that owns the client's watch stream.
 pub(crate) struct WatchMux {
-    requests: mpsc::UnboundedSender<Request>,
+    creates: mpsc::Sender<Create>,
+    /// Cancels from dropped watches. Unbounded, but each watch sends at most
+    /// one: it never holds more entries than there are watches.
+    _cancels: mpsc::UnboundedSender<Cancel>,
     stats: Arc<MuxStats>,
     _task: OwnedTask<()>,
 }
 
-enum Request {
-    Create {
-        key: String,
-        prefix: bool,
-        start: Revision,
-        reply: oneshot::Sender<Result<(Sub, Revision)>>,
-    },
-    /// The owner of watch `id` of stream `generation` dropped it.
-    Cancel { generation: u64, id: i64 },
+type Reply = oneshot::Sender<Result<Answer>>;
+
+#[cfg(test)]
+impl Opened {
+    /// The created watch; panics on a compacted start.
+    fn into_watch(self) -> (octopus_discovery_core::WatchStream, Revision) {
+        match self {
+            Opened::Watch(w, r) => (w, r),
+            Opened::Compacted(c) => panic!("compacted at {c}"),
+        }
+    }
 }
 
-/// A create sent, waiting for etcd's `created` answer.
-struct Pending {
-    start: Revision,
-    reply: oneshot::Sender<Result<(Sub, Revision)>>,
+/// etcd's answer to one create, as the routing loop hands it to its caller.
+enum Answer {
+    /// Created, at the store's revision then.
+    Watch(Sub, Revision),
+    /// Refused: the start revision is compacted (etcd's compaction revision).
+    Compacted(Revision),
+}
+
+/// What creating a watch on the shared stream gave.
+pub(crate) enum Opened {
+    /// The watch, and the revision etcd created it at (0 if etcd did not say).
+    Watch(octopus_discovery_core::WatchStream, Revision),
+    /// etcd refused it: its start revision is compacted (etcd's compaction revision).
+    Compacted(Revision),
+}
+
+struct Create {
+    spec: Spec,
+    reply: Reply,
+}
+
+/// The owner of watch `id` of stream `generation` dropped it.
+struct Cancel {
+    generation: u64,
+    id: i64,
 }
 
 /// What a client's watch stream carries, for tests and the load harness:
@@ -61,11 +114,23 @@ struct MuxStats {
 
 impl WatchMux {
     pub(crate) fn spawn(client: Client) -> Self {
-        let (requests, rx) = mpsc::unbounded_channel();
+        WatchMux::with_connector(client)
+    }
+
+    fn with_connector(connector: impl Connector) -> Self {
+        let (creates, creates_rx) = mpsc::channel(CREATE_QUEUE);
+        let (cancels, cancels_rx) = mpsc::unbounded_channel();
         let stats = Arc::new(MuxStats::default());
-        let task = OwnedTask::spawn(run(client, rx, requests.downgrade(), stats.clone()));
+        let task = OwnedTask::spawn(run(
+            connector,
+            creates_rx,
+            cancels_rx,
+            cancels.downgrade(),
+            stats.clone(),
+        ));
         WatchMux {
-            requests,
+            creates,
+            _cancels: cancels,
             stats,
             _task: task,
         }
@@ -82,207 +147,242 @@ impl WatchMux {
     /// Opens a watch on `key` (a prefix when `prefix`) from revision `start`;
     /// resolves once etcd has created it (or refused it: compacted), with the
     /// store's revision when it was created (0 if etcd did not say).
-    pub(crate) async fn watch(
-        &self,
-        key: &str,
-        prefix: bool,
-        start: Revision,
-    ) -> Result<(octopus_discovery_core::WatchStream, Revision)> {
+    pub(crate) async fn watch(&self, key: &str, prefix: bool, start: Revision) -> Result<Opened> {
         let (reply, answer) = oneshot::channel();
-        self.requests
-            .send(Request::Create {
-                key: key.to_owned(),
-                prefix,
-                start,
-                reply,
-            })
-            .map_err(|_| Error::Closed("watch stream"))?;
-        let (sub, created) = answer.await.map_err(|_| Error::Closed("watch stream"))??;
-        Ok((Box::pin(sub), created))
+        let spec = Spec {
+            key: key.to_owned(),
+            prefix,
+            start,
+        };
+        self.creates
+            .send(Create { spec, reply })
+            .await
+            .map_err(|_| Error::closed("watch stream"))?;
+        Ok(match answer.await.map_err(|_| Error::closed("watch stream"))?? {
+            Answer::Watch(sub, created) => Opened::Watch(Box::pin(sub), created),
+            Answer::Compacted(compacted) => Opened::Compacted(compacted),
+        })
     }
 }
 
-/// One watch on the shared stream, as the backend's `WatchStream`.
-struct Sub {
-    messages: mpsc::UnboundedReceiver<Result<WatchMessage>>,
-    generation: u64,
-    id: i64,
-    mux: mpsc::WeakUnboundedSender<Request>,
+/// A create sent, waiting for etcd's `created` answer.
+struct Pending {
+    start: Revision,
+    reply: Reply,
 }
 
-impl Stream for Sub {
-    type Item = Result<WatchMessage>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.messages.poll_recv(cx)
-    }
-}
-
-impl Drop for Sub {
-    fn drop(&mut self) {
-        if let Some(mux) = self.mux.upgrade() {
-            let _ = mux.send(Request::Cancel {
-                generation: self.generation,
-                id: self.id,
-            });
-        }
-    }
-}
+type Opening = Pin<Box<dyn Future<Output = Result<Link>> + Send>>;
 
 /// The stream and what rides on it.
 #[derive(Default)]
 struct State {
-    stream: Option<(WatchRequestSender, WatchResponseStream)>,
+    link: Option<Link>,
+    /// The stream being opened (with the create in `unanswered`).
+    opening: Option<Opening>,
     /// Increases with every stream opened: a cancel for an older stream's watch
     /// is moot (that watch ended with its stream).
     generation: u64,
-    pending: VecDeque<Pending>,
-    watches: BTreeMap<i64, mpsc::UnboundedSender<Result<WatchMessage>>>,
+    /// Creates sent and not answered: one at most (several only under the
+    /// simulator's deliberate `positional-created` bug).
+    unanswered: VecDeque<Pending>,
+    /// Requests waiting for room in the writer's queue.
+    outbox: VecDeque<Op>,
+    watches: BTreeMap<i64, Watcher>,
+    /// Ids this stream has asked etcd to cancel (each once), until etcd
+    /// confirms.
+    cancelled: BTreeSet<i64>,
 }
 
 async fn run(
-    client: Client,
-    mut requests: mpsc::UnboundedReceiver<Request>,
-    me: mpsc::WeakUnboundedSender<Request>,
+    connector: impl Connector,
+    mut creates: mpsc::Receiver<Create>,
+    mut cancels: mpsc::UnboundedReceiver<Cancel>,
+    me: mpsc::WeakUnboundedSender<Cancel>,
     stats: Arc<MuxStats>,
 ) {
     let mut s = State::default();
     loop {
-        let response = async {
-            match s.stream.as_mut() {
-                Some((_, responses)) => responses.message().await,
-                None => std::future::pending().await,
-            }
-        };
+        let may_create =
+            s.opening.is_none() && (s.unanswered.is_empty() || octopus_discovery_core::bug!(PositionalCreated));
+        let (is_opening, has_link) = (s.opening.is_some(), s.link.is_some());
+        let writer = s.link.as_ref().filter(|_| !s.outbox.is_empty()).map(|l| l.ops.clone());
+        let opening = s.opening.as_mut();
+        let answers = s.link.as_mut().map(|l| &mut l.answers);
         tokio::select! {
-            request = requests.recv() => match request {
+            create = creates.recv(), if may_create => match create {
                 None => return,
-                Some(Request::Create { key, prefix, start, reply }) => {
-                    create(&client, &mut s, &key, prefix, start, reply, &stats).await;
-                }
-                Some(Request::Cancel { generation, id }) => {
-                    if generation == s.generation && s.watches.remove(&id).is_some() {
-                        if let Some((sender, _)) = s.stream.as_mut() {
-                            let _ = sender.cancel(id).await;
-                        }
-                    }
+                Some(create) => s.create(&connector, create),
+            },
+            Some(Cancel { generation, id }) = cancels.recv() => {
+                if generation == s.generation && s.watches.remove(&id).is_some() {
+                    s.cancel_on_etcd(id);
                 }
             },
-            response = response => match response {
-                Ok(Some(resp)) => route(&mut s, resp, &me),
-                Ok(None) => fail_all(&mut s, Error::Closed("watch stream")),
-                Err(e) => fail_all(&mut s, etcd_err("watch", e)),
+            opened = async { Some(opening?.await) }, if is_opening => {
+                s.opening = None;
+                match opened {
+                    Some(Ok(link)) => {
+                        s.generation += 1;
+                        s.link = Some(link);
+                        stats.streams.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Some(Err(e)) => s.fail_all(e),
+                    None => {}
+                }
+            },
+            permit = async { writer?.reserve_owned().await.ok() }, if writer.is_some() => match permit {
+                Some(permit) => {
+                    if let Some(op) = s.outbox.pop_front() {
+                        permit.send(op);
+                    }
+                }
+                None => s.fail_all(Error::closed("watch stream")),
+            },
+            answer = async { answers?.next().await }, if has_link => match answer {
+                Some(Ok(resp)) => s.route(resp, &me),
+                None => s.fail_all(Error::closed("watch stream")),
+                Some(Err(e)) => s.fail_all(etcd_err("watch", e)),
             },
         }
         stats.watches.store(s.watches.len(), Ordering::Relaxed);
     }
 }
 
-/// Sends a create on the stream, opening the stream with it when there is none.
-async fn create(
-    client: &Client,
-    s: &mut State,
-    key: &str,
-    prefix: bool,
-    start: Revision,
-    reply: oneshot::Sender<Result<(Sub, Revision)>>,
-    stats: &MuxStats,
-) {
-    let mut opts = WatchOptions::new()
-        .with_start_revision(start)
-        .with_prev_key()
-        .with_progress_notify();
-    if prefix {
-        opts = opts.with_prefix();
+impl State {
+    /// Sends a create (opening the stream with it when there is none), unless
+    /// its caller has stopped waiting.
+    fn create(&mut self, connector: &impl Connector, Create { spec, reply }: Create) {
+        if reply.is_closed() {
+            return;
+        }
+        let start = spec.start;
+        if self.link.is_some() {
+            self.outbox.push_back(Op::Create(spec));
+        } else {
+            self.opening = Some(connector.open(spec));
+        }
+        self.unanswered.push_back(Pending { start, reply });
     }
-    let sent = match s.stream.as_mut() {
-        Some((sender, _)) => sender.watch(key, Some(opts)).await,
-        None => match client.watch_client().watch(key, Some(opts)).await {
-            Ok(stream) => {
-                s.generation += 1;
-                s.stream = Some(stream.split());
-                stats.streams.fetch_add(1, Ordering::Relaxed);
-                Ok(())
+
+    /// Asks etcd to cancel watch `id`, once.
+    fn cancel_on_etcd(&mut self, id: i64) {
+        if self.link.is_some() && self.cancelled.insert(id) {
+            self.outbox.push_back(Op::Cancel(id));
+        }
+    }
+
+    /// One response from etcd, to the watch it belongs to.
+    fn route(&mut self, resp: WatchResponse, me: &mpsc::WeakUnboundedSender<Cancel>) {
+        let id = resp.watch_id();
+        if resp.created() {
+            self.created(resp, me);
+        } else if id == -1 {
+            // A progress answer for the whole stream (etcd's RequestProgress).
+            let revision = resp.header().map_or(0, |h| h.revision());
+            let ids: Vec<i64> = self.watches.keys().copied().collect();
+            for id in ids {
+                self.deliver(id, WatchMessage::Progress { revision });
             }
-            Err(e) => Err(e),
-        },
-    };
-    match sent {
-        Ok(()) => s.pending.push_back(Pending { start, reply }),
-        Err(e) => {
-            let _ = reply.send(Err(etcd_err("watch", e)));
-            if s.stream.is_some() {
-                // The request could not be sent: the stream is broken.
-                fail_all(s, Error::Closed("watch stream"));
+        } else if !self.watches.contains_key(&id) {
+            if resp.canceled() {
+                self.cancelled.remove(&id); // etcd confirms: the id is done
+            } else {
+                // Trailing events of a watch cancelled here (already asked), or
+                // an id nobody owns: cancel it, once (as clientv3 does).
+                self.cancel_on_etcd(id);
+            }
+        } else {
+            match convert(resp) {
+                Ok(message) => self.deliver(id, message),
+                // Compacted or cancelled by etcd: that watch ends, the others go on.
+                Err(e) => self.end(id, e),
             }
         }
     }
-}
 
-/// One response from etcd, to the watch it belongs to.
-fn route(s: &mut State, resp: WatchResponse, me: &mpsc::WeakUnboundedSender<Request>) {
-    let id = resp.watch_id();
-    if resp.created() {
-        let Some(Pending { start, reply }) = s.pending.pop_front() else {
-            tracing::warn!(id, "etcd created a watch nobody asked for");
+    /// etcd's answer to the create unanswered.
+    fn created(&mut self, resp: WatchResponse, me: &mpsc::WeakUnboundedSender<Cancel>) {
+        let id = resp.watch_id();
+        let Some(Pending { start, reply }) = self.unanswered.pop_front() else {
+            tracing::warn!(id, "etcd created a watch nobody asked for; cancelling it");
+            if !resp.canceled() {
+                self.cancel_on_etcd(id);
+            }
             return;
         };
         if resp.canceled() {
-            let err = if resp.compact_revision() > 0 {
-                Error::Compacted {
-                    requested: start,
-                    compacted: resp.compact_revision(),
-                }
+            let answer = if resp.compact_revision() > 0 {
+                Ok(Answer::Compacted(resp.compact_revision()))
             } else {
-                Error::backend("watch", format!("etcd refused the watch: {}", resp.cancel_reason()))
+                Err(Error::backend_message(format!(
+                    "etcd refused the watch from revision {start}: {}",
+                    resp.cancel_reason()
+                )))
             };
-            let _ = reply.send(Err(err));
+            let _ = reply.send(answer);
             return;
         }
-        let (tx, rx) = mpsc::unbounded_channel();
+        if reply.is_closed() {
+            self.cancel_on_etcd(id); // the caller gave up waiting
+            return;
+        }
+        let (messages, rx) = mpsc::channel(WATCH_BUFFER);
+        let (end, end_rx) = oneshot::channel();
         let sub = Sub {
             messages: rx,
-            generation: s.generation,
+            end: Some(end_rx),
+            generation: self.generation,
             id,
-            mux: me.clone(),
+            cancels: me.clone(),
         };
         let created = resp.header().map_or(0, |h| h.revision());
-        // Listed before the reply: if the caller gave up waiting, dropping the
-        // sub asks for its cancel, which finds it here and tells etcd.
-        s.watches.insert(id, tx);
-        drop(reply.send(Ok((sub, created))));
-        return;
+        // Listed before the reply: if the caller gives up now, dropping the sub
+        // asks for its cancel, which finds it here and tells etcd.
+        self.watches.insert(id, Watcher { messages, end });
+        drop(reply.send(Ok(Answer::Watch(sub, created))));
     }
-    if id == -1 {
-        // A progress answer for the whole stream (etcd's RequestProgress).
-        let revision = resp.header().map_or(0, |h| h.revision());
-        for tx in s.watches.values() {
-            let _ = tx.send(Ok(WatchMessage::Progress { revision }));
-        }
-        return;
-    }
-    let Some(tx) = s.watches.get(&id) else {
-        return; // a watch cancelled on our side; its last responses may trail
-    };
-    let item = convert(resp);
-    let end = item.is_err();
-    // A send fails when the owner has dropped its watch: its drop has asked for
-    // the cancel, which must still find the watch listed to tell etcd.
-    let _ = tx.send(item);
-    if end {
-        // Compacted or cancelled by etcd: that watch ends, the others go on.
-        s.watches.remove(&id);
-    }
-}
 
-/// The stream is gone: every watch on it and every create waiting ends with `err`.
-fn fail_all(s: &mut State, err: Error) {
-    let text = err.to_string();
-    for (_, tx) in std::mem::take(&mut s.watches) {
-        let _ = tx.send(Err(Error::backend("watch", text.clone())));
+    /// Hands `message` to watch `id`; a watch whose buffer is full has fallen
+    /// behind and ends (its owner watches again from its own revision).
+    fn deliver(&mut self, id: i64, message: WatchMessage) {
+        let Some(w) = self.watches.get(&id) else { return };
+        match w.messages.try_send(message) {
+            // A closed one: the owner has dropped its watch, and its cancel is
+            // on the way (it must still find the watch listed to tell etcd).
+            Ok(()) | Err(TrySendError::Closed(_)) => {}
+            Err(TrySendError::Full(_)) => {
+                self.end(
+                    id,
+                    Error::backend_message(format!(
+                        "the watch fell behind ({WATCH_BUFFER} messages unread) and was ended"
+                    )),
+                );
+                self.cancel_on_etcd(id);
+            }
+        }
     }
-    for p in s.pending.drain(..) {
-        let _ = p.reply.send(Err(Error::backend("watch", text.clone())));
+
+    /// Ends watch `id` with `err` (after the messages it holds).
+    fn end(&mut self, id: i64, err: Error) {
+        if let Some(w) = self.watches.remove(&id) {
+            let _ = w.end.send(err);
+        }
     }
-    s.stream = None;
+
+    /// The stream is gone: every watch on it and every create waiting ends with `err`.
+    fn fail_all(&mut self, err: Error) {
+        let text = err.to_string();
+        for (_, w) in std::mem::take(&mut self.watches) {
+            let _ = w.end.send(Error::backend("watch", text.clone()));
+        }
+        let mut first = Some(err);
+        for p in self.unanswered.drain(..) {
+            let e = first.take().unwrap_or_else(|| Error::backend("watch", text.clone()));
+            let _ = p.reply.send(Err(e));
+        }
+        self.outbox.clear();
+        self.cancelled.clear();
+        self.link = None;
+        self.opening = None;
+    }
 }

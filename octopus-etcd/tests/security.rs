@@ -114,7 +114,7 @@ async fn tls_and_expiring_auth_tokens() {
         "plain TCP must not reach a TLS-only etcd"
     );
     let wrong = server.options().user("app", "nope");
-    let err = EtcdBackend::connect(wrong).await.unwrap_err().to_string();
+    let err = EtcdBackend::connect(wrong).await.unwrap_err().chain();
     println!("wrong password: {err}");
     assert!(
         err.to_lowercase().contains("authentication failed"),

@@ -7,7 +7,8 @@
 use std::time::Duration;
 
 use octopus_discovery_core::{
-    BackoffPolicy, Discovery, KvBackend, RegisterOptions, Registry, ServiceInstance, WatchMessage, WatchStream,
+    BackoffPolicy, Discovery, KvBackend, RegisterOptions, Registry, ServiceInstance, WatchMessage, WatchStart,
+    WatchStream,
 };
 use octopus_etcd::EtcdBackend;
 use octopus_testkit::etcd::EtcdServer;
@@ -124,11 +125,26 @@ async fn watches_sharing_the_stream_end_alone_and_resume_together() {
     let mut etcd = EtcdServer::start().await;
     let client = backend(&etcd).await;
     let header = client.header().await.unwrap();
-    let mut live = client.watch("/live/", true, header.revision + 1).await.unwrap();
-    let mut other = client.watch("/other/", true, header.revision + 1).await.unwrap();
+    let mut live = client
+        .watch("/live/", true, header.revision + 1)
+        .await
+        .unwrap()
+        .stream()
+        .unwrap();
+    let mut other = client
+        .watch("/other/", true, header.revision + 1)
+        .await
+        .unwrap()
+        .stream()
+        .unwrap();
     for i in 0..5 {
         client
-            .put_if_unchanged(&format!("/old/{i}"), b"v".to_vec(), octopus_discovery_core::LeaseId::NONE, 0)
+            .put_if_unchanged(
+                &format!("/old/{i}"),
+                b"v".to_vec(),
+                octopus_discovery_core::LeaseId::NONE,
+                0,
+            )
             .await
             .unwrap();
     }
@@ -138,22 +154,17 @@ async fn watches_sharing_the_stream_end_alone_and_resume_together() {
     // A watch created at a compacted revision: refused (a prefix watch), or
     // created and then cancelled by etcd (a single key): either way that watch
     // alone ends.
-    let refused = client.watch("/old/", true, compacted_at - 2).await;
-    assert!(
-        matches!(refused, Err(octopus_discovery_core::Error::Compacted { .. })),
-        "{:?}",
-        refused.err()
-    );
-    let mut cancelled = client.watch("/old/1", false, compacted_at - 2).await.unwrap();
-    {
-        use futures_util::StreamExt;
-        let end = timeout(Duration::from_secs(5), cancelled.next())
-            .await
-            .expect("etcd cancels it");
-        assert!(
-            matches!(end, Some(Err(octopus_discovery_core::Error::Compacted { .. }))),
-            "{end:?}"
-        );
+    let refused = client.watch("/old/", true, compacted_at - 2).await.unwrap();
+    assert!(matches!(refused, WatchStart::Compacted { .. }), "{refused:?}");
+    match client.watch("/old/1", false, compacted_at - 2).await.unwrap() {
+        WatchStart::Compacted { .. } => {}
+        WatchStart::Stream(mut cancelled) => {
+            use futures_util::StreamExt;
+            let end = timeout(Duration::from_secs(5), cancelled.next())
+                .await
+                .expect("etcd cancels it");
+            assert!(matches!(end, Some(Ok(WatchMessage::Compacted { .. }))), "{end:?}");
+        }
     }
     // Another dropped by its owner.
     drop(other);
@@ -169,7 +180,12 @@ async fn watches_sharing_the_stream_end_alone_and_resume_together() {
     assert_eq!(client.streams().watch_streams, 1);
 
     // etcd restarts: every watch on the stream ends; watched again, they share a new one.
-    other = client.watch("/other/", true, compacted_at + 1).await.unwrap();
+    other = client
+        .watch("/other/", true, compacted_at + 1)
+        .await
+        .unwrap()
+        .stream()
+        .unwrap();
     etcd.restart(false).await;
     {
         use futures_util::StreamExt;
@@ -190,8 +206,8 @@ async fn watches_sharing_the_stream_end_alone_and_resume_together() {
     })
     .await
     .unwrap();
-    let mut live = client.watch("/live/", true, rev + 1).await.unwrap();
-    let _other = client.watch("/other/", true, rev + 1).await.unwrap();
+    let mut live = client.watch("/live/", true, rev + 1).await.unwrap().stream().unwrap();
+    let _other = client.watch("/other/", true, rev + 1).await.unwrap().stream().unwrap();
     client
         .put_if_unchanged("/live/b", b"2".to_vec(), octopus_discovery_core::LeaseId::NONE, 0)
         .await
@@ -246,7 +262,7 @@ async fn watches_given_up_or_dropped_mid_flow_are_cancelled_on_etcd() {
         .await
         .unwrap();
     let mut writer = client.client().await.unwrap().clone();
-    let mut first = client.watch("/a/", true, 0).await.unwrap();
+    let mut first = client.watch("/a/", true, 0).await.unwrap().stream().unwrap();
     until_footprint(&etcd, (before.0 + 1.0, before.1 + 1.0, before.2), "one watch").await;
 
     // 1. Asked while etcd is frozen, the create outlives its caller's deadline;
@@ -277,7 +293,7 @@ async fn watches_given_up_or_dropped_mid_flow_are_cancelled_on_etcd() {
         }
     });
     for _ in 0..200 {
-        let mut w = client.watch("/c/", true, 0).await.unwrap();
+        let mut w = client.watch("/c/", true, 0).await.unwrap().stream().unwrap();
         let _ = next(&mut w).await;
         drop(w);
     }

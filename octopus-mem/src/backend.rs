@@ -11,7 +11,7 @@ use futures_core::Stream;
 use octopus_discovery_core::fencing::Created;
 use octopus_discovery_core::{
     Header, KeyValue, KvBackend, Lease, LeaseId, LeaseKeeper, LeaseTtl, OwnedTask, Result, Revision, WatchMessage,
-    WatchStream,
+    WatchStart,
 };
 use tokio::sync::watch;
 use tokio::time::sleep_until;
@@ -214,21 +214,25 @@ impl KvBackend for MemBackend {
         Ok(self.store.header())
     }
 
-    async fn watch(&self, key: &str, prefix: bool, start: Revision) -> Result<WatchStream> {
+    async fn watch(&self, key: &str, prefix: bool, start: Revision) -> Result<WatchStart> {
         self.check()?;
         let range = if prefix {
             KeyRange::prefix(key)
         } else {
             KeyRange::key(key)
         };
-        let watch = self.store.watch(range, start, true)?;
+        let watch = match self.store.watch(range, start, true) {
+            Ok(watch) => watch,
+            Err(Error::Compacted { compacted, .. }) => return Ok(WatchStart::Compacted { compacted }),
+            Err(e) => return Err(e.into()),
+        };
         let mut reachable = self.reachable.subscribe();
-        Ok(Box::pin(MemWatchStream {
+        Ok(WatchStart::Stream(Box::pin(MemWatchStream {
             watch: Some(watch),
             cut: Box::pin(async move {
                 let _ = reachable.wait_for(|r| !*r).await;
             }),
-        }))
+        })))
     }
 }
 

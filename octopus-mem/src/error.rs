@@ -63,10 +63,9 @@ pub enum Error {
 
 impl From<Error> for octopus_discovery_core::Error {
     fn from(e: Error) -> Self {
-        match e {
-            Error::LeaseNotFound(id) => octopus_discovery_core::Error::LeaseNotFound(octopus_discovery_core::LeaseId(id)),
-            Error::Compacted { requested, compacted } => octopus_discovery_core::Error::Compacted { requested, compacted },
-            other => octopus_discovery_core::Error::backend("mem", other),
-        }
+        // The store's own refusals (a lease not found, a compacted revision…)
+        // stay typed as the source; the trait's callers read protocol answers
+        // (a compacted watch start, a lease gone) from typed outcomes instead.
+        octopus_discovery_core::Error::backend("mem", e)
     }
 }

@@ -347,6 +347,9 @@ fn check(actions: Vec<Action>) -> Result<(), TestCaseError> {
                         }
                     }
                     WatchMessage::Progress { .. } => {}
+                    WatchMessage::Compacted { compacted } => {
+                        prop_assert!(false, "the store compacted under a live watch at {}", compacted)
+                    }
                 }
             }
             let want: Vec<Event> = (w.start..=model.rev())

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use octopus_discovery_core::{BackoffPolicy, Discovery, RegisterOptions, RegistrationStatus, Registry, ServiceInstance};
+use octopus_discovery_core::{
+    BackoffPolicy, Discovery, RegisterOptions, RegistrationStatus, Registry, ServiceInstance,
+};
 use octopus_mem::{KeyRange, MemBackend, Store};
 use tokio::time::{sleep, timeout};
 

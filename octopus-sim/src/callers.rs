@@ -22,11 +22,11 @@ pub(crate) struct SimConnector(pub(crate) Duration);
 impl Connector for SimConnector {
     fn connect(&self, instance: &ServiceInstance) -> octopus_discovery_core::Result<Channel> {
         let endpoint = Endpoint::from_shared(format!("http://{}", instance.endpoint())).map_err(|e| {
-            octopus_discovery_core::Error::InvalidInstance {
-                field: "addr",
-                value: instance.endpoint(),
-                rule: format!("must form a valid URI: {e}"),
-            }
+            octopus_discovery_core::Error::invalid_instance(
+                "addr",
+                instance.endpoint(),
+                format!("must form a valid URI: {e}"),
+            )
         })?;
         Ok(endpoint
             .connect_timeout(self.0)

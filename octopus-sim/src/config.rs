@@ -66,7 +66,18 @@ pub struct World {
     /// A minority of the discoverers sits behind a slow link (latency up to D)
     /// for the whole run.
     pub slow_minority: bool,
+    /// etcd answers watch creates as its gRPC proxy does (a range already
+    /// followed at once, a new one after [`PROXY_CREATE_DELAY`]), and every
+    /// discoverer also watches a service of its own (named after its host and
+    /// start), opened with the shared one: so a restarted discoverer sends a
+    /// create for a new range and one for a followed range at once, and their
+    /// answers come back in the other order.
+    pub proxy: bool,
 }
+
+/// How long the proxy world's etcd takes to answer a create for a range no
+/// watch follows yet: the proxy creating its own watch on the etcd behind it.
+pub const PROXY_CREATE_DELAY: Duration = Duration::from_millis(10);
 
 impl SimConfig {
     /// The defaults for `seed`: 1 etcd, 5 registrants, 3 discoverers, 60 s.

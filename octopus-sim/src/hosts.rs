@@ -192,6 +192,7 @@ pub async fn etcd(ctx: Ctx) -> HostResult {
         MemEtcdOptions {
             term: incarnation,
             audit: Some(audit),
+            coalesce_watches: ctx.cfg.world.proxy.then_some(crate::config::PROXY_CREATE_DELAY),
             ..MemEtcdOptions::default()
         },
     );
@@ -304,6 +305,20 @@ pub async fn discoverer(ctx: Ctx, host: String) -> HostResult {
         .discovery_with(layout())
         .with_retry(BackoffPolicy::new(cfg.retry_base, cfg.discovery_retry_cap)?)
         .with_rng(JitterRng::seeded(ctx.seed(&host, incarnation)));
+    // The proxy world: a service only this incarnation watches (a new range for
+    // the proxy), its watch created together with the shared one, and first.
+    // Both are kept for the host's life.
+    let own = format!("{host}-{incarnation}");
+    let _watches_together = if cfg.world.proxy {
+        Some(loop {
+            match tokio::join!(discovery.watch(&own), discovery.watch(SERVICE)) {
+                (Ok(o), Ok(w)) => break (o, w),
+                _ => sleep(cfg.retry_base).await,
+            }
+        })
+    } else {
+        None
+    };
     let (mut watch, for_balancer) = loop {
         match (discovery.watch(SERVICE).await, discovery.watch(SERVICE).await) {
             (Ok(w), Ok(b)) => break (w, b),

@@ -54,6 +54,18 @@ fn harsher_worlds_are_deterministic_too() {
     assert_ne!(digest_with(3, &flags), digest(3), "the flags change the run");
 }
 
+/// The proxy world (watch creates answered out of order, after simulated delays)
+/// is deterministic too, and a different run from the default.
+#[test]
+fn the_proxy_world_is_deterministic_too() {
+    assert_eq!(digest_with(9, &["--proxy"]), digest_with(9, &["--proxy"]));
+    assert_ne!(
+        digest_with(9, &["--proxy"]),
+        digest(9),
+        "the proxy world changes the run"
+    );
+}
+
 /// The step size is part of a run: `--tick-ms 1` (how runs were made before the
 /// default became 3 ms) is deterministic too, and a different run from the default.
 #[test]

@@ -21,8 +21,8 @@ use async_trait::async_trait;
 use tokio::time::{sleep, timeout, Instant};
 
 use octopus_discovery_core::{
-    BackoffPolicy, Discovery, Error, Freshness, RegisterOptions, RegistrationStatus, Registry, ServiceInstance,
-    ServiceWatch, Snapshot,
+    BackoffPolicy, Discovery, Freshness, RegisterOptions, RegistrationStatus, Registry, ServiceInstance, ServiceWatch,
+    Snapshot,
 };
 
 /// What a backend gives the suite.
@@ -193,7 +193,7 @@ pub async fn update_reaches_watchers(h: &impl Harness) {
     assert_eq!(s.get("a"), Some(&updated));
     let err = r.update(instance("svc", "b", 1001)).await.unwrap_err();
     assert!(
-        matches!(err, Error::InvalidInstance { .. }),
+        err.kind() == octopus_discovery_core::ErrorKind::InvalidInstance,
         "changing the id must be refused: {err}"
     );
     r.deregister().await.unwrap();

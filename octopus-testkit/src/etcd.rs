@@ -13,6 +13,8 @@ use tokio::time::{sleep, Instant};
 
 use octopus_etcd::{EtcdBackend, EtcdOptions, TlsOptions};
 
+mod backup;
+
 pub use crate::proxy::{FaultProxy, ProxiedClients, ProxyMode};
 
 /// The etcd binary to run.
@@ -30,7 +32,7 @@ pub fn etcdctl_binary() -> PathBuf {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     StdListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())

@@ -56,7 +56,10 @@ impl ProxiedClients {
         &self,
         addr: SocketAddr,
         namespace: &str,
-    ) -> (Arc<dyn octopus_discovery_core::Registry>, Arc<dyn octopus_discovery_core::Discovery>) {
+    ) -> (
+        Arc<dyn octopus_discovery_core::Registry>,
+        Arc<dyn octopus_discovery_core::Discovery>,
+    ) {
         let proxy = Arc::new(FaultProxy::start(addr).await);
         let opts = EtcdOptions::new([proxy.endpoint()])
             .expect("loopback endpoint")

@@ -166,11 +166,7 @@ fn default_weight() -> u32 {
 }
 
 fn config_err(file: &str, reason: impl std::fmt::Display) -> Error {
-    Error::InvalidOption {
-        name: "config",
-        value: file.to_owned(),
-        rule: reason.to_string(),
-    }
+    Error::invalid_option("config", file, reason)
 }
 
 impl OctopusConfig {
@@ -251,10 +247,8 @@ impl OctopusConfig {
         let duration = |key: &'static str, v: &Option<String>| -> Result<Option<std::time::Duration>> {
             v.as_deref()
                 .map(|s| {
-                    parse_duration(s).ok_or_else(|| Error::InvalidOption {
-                        name: key,
-                        value: format!("{s:?}"),
-                        rule: "must be a duration like 500ms, 10s, 2m or 10".into(),
+                    parse_duration(s).ok_or_else(|| {
+                        Error::invalid_option(key, format!("{s:?}"), "must be a duration like 500ms, 10s, 2m or 10")
                     })
                 })
                 .transpose()

@@ -131,15 +131,15 @@ pub(crate) fn scaffold(name: &'static str) -> &'static Scaffold {
         let tmp = tempfile::tempdir().unwrap();
         let project = tmp.path().join(name);
         let repo = workspace();
-        let out = octopus(&[
-            "new",
-            name,
-            "--path",
-            project.to_str().unwrap(),
-            "--octopus-path",
-            repo.to_str().unwrap(),
-        ]);
+        // No --octopus-path: a CLI built from this checkout points the project at it.
+        let out = octopus(&["new", name, "--path", project.to_str().unwrap()]);
         assert!(out.status.success(), "{}", stderr(&out));
+        let manifest = std::fs::read_to_string(project.join("Cargo.toml")).unwrap();
+        let checkout = repo.canonicalize().unwrap();
+        assert!(
+            manifest.contains(&format!("octopus-discovery = {{ path = \"{}\"", checkout.display())),
+            "the project depends on this checkout, under our package's name:\n{manifest}"
+        );
         for file in [
             "Cargo.toml",
             &format!("proto/{name}.proto"),

@@ -9,7 +9,9 @@ use tokio::time::Instant;
 use tonic::body::Body;
 use tower::{Service, ServiceExt};
 
-use super::endpoints::{nanos_since, Backend, Endpoints, OutlierDetection, PanicThreshold, Set, ZonePreference};
+use super::endpoints::{
+    nanos_since, Backend, Endpoints, InFlight, OutlierDetection, PanicThreshold, Set, ZonePreference,
+};
 use super::follow::follow;
 use super::pick::{choose, Picker};
 use super::{Connector, Policy, Readiness};
@@ -178,6 +180,16 @@ impl BalancedChannel {
         true
     }
 
+    /// The calls in flight on each instance now (made, not yet answered or
+    /// dropped), by instance id.
+    pub fn in_flight(&self) -> std::collections::BTreeMap<String, usize> {
+        self.snapshot()
+            .all
+            .iter()
+            .map(|b| (b.instance.id.clone(), b.in_flight.load(Ordering::Relaxed)))
+            .collect()
+    }
+
     pub(super) fn snapshot(&self) -> Arc<Set> {
         self.inner.endpoints.snapshot()
     }
@@ -239,14 +251,16 @@ impl Service<http::Request<Body>> for BalancedChannel {
             }
             let backend = this.pick_backend()?;
             backend.picks.increment(1);
-            backend.in_flight.fetch_add(1, Ordering::Relaxed);
+            // Falls when this future is dropped too: a call cancelled by a
+            // timeout must not leave its instance looking busy for ever.
+            let in_flight = InFlight::start(&backend);
             let mut channel = backend.channel.clone();
             let started = (this.inner.policy == Policy::P2cEwma).then(Instant::now);
             let result = match channel.ready().await {
                 Ok(ch) => ch.call(req).await,
                 Err(e) => Err(e),
             };
-            backend.in_flight.fetch_sub(1, Ordering::Relaxed);
+            drop(in_flight);
             if let Some(started) = started {
                 // Time to the response's headers: a unary call's whole answer.
                 backend.observe_latency(started.elapsed(), nanos_since(this.inner.endpoints.epoch));

@@ -40,11 +40,8 @@ impl TcpConnector {
 impl Connector for TcpConnector {
     fn connect(&self, instance: &ServiceInstance) -> Result<Channel> {
         let uri = format!("http://{}", instance.endpoint());
-        let endpoint = Endpoint::from_shared(uri).map_err(|e| Error::InvalidInstance {
-            field: "addr",
-            value: instance.endpoint(),
-            rule: format!("must form a valid URI: {e}"),
-        })?;
+        let endpoint = Endpoint::from_shared(uri)
+            .map_err(|e| Error::invalid_instance("addr", instance.endpoint(), format!("must form a valid URI: {e}")))?;
         Ok(endpoint
             .connect_timeout(self.connect_timeout)
             .http2_keep_alive_interval(self.keepalive)

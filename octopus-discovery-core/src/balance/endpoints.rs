@@ -90,6 +90,26 @@ impl Backend {
     }
 }
 
+/// One call in flight on a backend: the count rises when it is made and falls
+/// when it is dropped, however the call ends (answered, failed, or its future
+/// dropped by a timeout or a `select!`), as tower's `PendingRequests` handle
+/// does. Carried inside the call's future, so a cancelled call leaves no count
+/// behind for p2c to avoid the instance by.
+pub(super) struct InFlight(Arc<Backend>);
+
+impl InFlight {
+    pub(super) fn start(backend: &Arc<Backend>) -> Self {
+        backend.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(backend.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 pub(super) fn nanos_since(epoch: Instant) -> u64 {
     u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX).max(1)
 }

@@ -22,6 +22,22 @@ pub enum Policy {
     P2cEwma,
 }
 
+impl Policy {
+    /// Every policy (the documentation lists them all).
+    pub const ALL: [Policy; 5] = [
+        Policy::RoundRobin,
+        Policy::PickFirst,
+        Policy::P2c,
+        Policy::P2cEwma,
+        Policy::Weighted,
+    ];
+}
+
+/// A new policy must join [`Policy::ALL`]: this match stops compiling otherwise.
+const _: fn(Policy) = |p| match p {
+    Policy::RoundRobin | Policy::PickFirst | Policy::P2c | Policy::P2cEwma | Policy::Weighted => {}
+};
+
 impl FromStr for Policy {
     type Err = Error;
 
@@ -33,11 +49,11 @@ impl FromStr for Policy {
             "p2c" => Ok(Policy::P2c),
             "weighted" => Ok(Policy::Weighted),
             "p2c_ewma" => Ok(Policy::P2cEwma),
-            other => Err(Error::InvalidOption {
-                name: "policy",
-                value: format!("{other:?}"),
-                rule: "must be round_robin, pick_first, p2c, p2c_ewma or weighted".into(),
-            }),
+            other => Err(Error::invalid_option(
+                "policy",
+                format!("{other:?}"),
+                "must be round_robin, pick_first, p2c, p2c_ewma or weighted",
+            )),
         }
     }
 }

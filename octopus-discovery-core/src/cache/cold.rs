@@ -86,10 +86,7 @@ impl ColdCache {
     pub fn open(path: impl AsRef<Path>, scope: impl Into<String>) -> Result<Arc<Self>> {
         let path = path.as_ref().to_path_buf();
         let scope = scope.into();
-        let fail = |reason: String| Error::CacheFile {
-            path: path.display().to_string(),
-            reason,
-        };
+        let fail = |reason: String| Error::cache_file(path.display().to_string(), reason);
         let services = match std::fs::read(&path) {
             Ok(bytes) => {
                 let file: File = serde_json::from_slice(&bytes)
@@ -213,10 +210,8 @@ impl ColdCache {
             scope: self.scope.clone(),
             services,
         };
-        let fail = |e: std::io::Error| Error::CacheFile {
-            path: self.path.display().to_string(),
-            reason: format!("cannot be written: {e}"),
-        };
+        let fail =
+            |e: std::io::Error| Error::cache_file(self.path.display().to_string(), format!("cannot be written: {e}"));
         let bytes = serde_json::to_vec_pretty(&file).map_err(|e| fail(std::io::Error::other(e)))?;
         let mut tmp = self.path.clone().into_os_string();
         tmp.push(".tmp");

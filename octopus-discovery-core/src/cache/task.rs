@@ -13,7 +13,7 @@ use crate::kv::next_message;
 use crate::view::View;
 use crate::{
     Backoff, Error, EventKind, Freshness, Header, KeyLayout, KeyValue, KvBackend, Result, Revision, ServiceInstance,
-    Snapshot, WatchMessage, WatchStream,
+    Snapshot, WatchMessage, WatchStart, WatchStream,
 };
 
 pub(super) struct CacheTask<B> {
@@ -81,8 +81,8 @@ impl<B: KvBackend> CacheTask<B> {
                 self.revision + 1
             };
             let mut stream = match self.backend.watch(&self.prefix, true, start).await {
-                Ok(s) => Some(s),
-                Err(Error::Compacted { .. }) => {
+                Ok(WatchStart::Stream(s)) => Some(s),
+                Ok(WatchStart::Compacted { .. }) => {
                     sync = Some(Sync::Compacted);
                     continue;
                 }
@@ -155,13 +155,13 @@ impl<B: KvBackend> CacheTask<B> {
                     self.publish();
                 }
                 Some(Ok(WatchMessage::Progress { revision })) => self.revision = self.revision.max(revision),
-                Some(Err(Error::Compacted { .. })) => return Some(Sync::Compacted),
+                Some(Ok(WatchMessage::Compacted { .. })) => return Some(Sync::Compacted),
                 Some(Err(e)) => {
                     self.lost(&e).await;
                     return None;
                 }
                 None => {
-                    self.lost(&Error::Closed("watch stream")).await;
+                    self.lost(&Error::closed("watch stream")).await;
                     return None;
                 }
             }

@@ -5,7 +5,7 @@
 use tokio::sync::watch;
 use tokio::time::{sleep_until, timeout, Instant};
 
-use super::task::{log_err, Exit, Task};
+use super::task::{closing, log_err, Exit, Task};
 use crate::fencing::put_owned;
 use crate::keepalive::{Beat, KeepAlive};
 use crate::kv::next_message;
@@ -13,8 +13,8 @@ use crate::layout::encode_with_mark;
 use crate::mailbox::Command;
 use crate::shared::SharedState;
 use crate::{
-    Error, Event, EventKind, KvBackend, LeaseId, PutOutcome, RegistrationStatus, Result, Revision, ServiceInstance,
-    WatchMessage, WatchStream,
+    Error, ErrorKind, Event, EventKind, KvBackend, LeaseId, PutOutcome, RegistrationStatus, Result, Revision,
+    ServiceInstance, WatchMessage, WatchStart, WatchStream,
 };
 
 impl<B: KvBackend> Task<B> {
@@ -43,10 +43,7 @@ impl<B: KvBackend> Task<B> {
                 watch_checked = true;
                 // Right after our own write there is nothing to check: watch from it.
                 let opened = if written.take() == Some(revision) {
-                    self.backend
-                        .watch(&self.key(lease), false, revision + 1)
-                        .await
-                        .map(|s| (s, revision))
+                    self.open_key_watch(lease, revision + 1).await.map(|s| (s, revision))
                 } else {
                     self.reopen_key_watch(lease).await
                 };
@@ -55,7 +52,11 @@ impl<B: KvBackend> Task<B> {
                         key_watch = Some(stream);
                         revision = revision.max(rev);
                     }
-                    Err(Error::Conflict { owner, .. }) => return Exit::Retry(RegistrationStatus::Conflict { owner }),
+                    Err(e) if e.kind() == ErrorKind::Conflict => {
+                        return Exit::Retry(RegistrationStatus::Conflict {
+                            owner: e.conflict_owner().unwrap_or(LeaseId::NONE),
+                        })
+                    }
                     Err(e) => log_err("watch own key", &e),
                 }
             }
@@ -67,6 +68,11 @@ impl<B: KvBackend> Task<B> {
                     Some(exit) => return exit,
                     None => continue,
                 },
+                // The client shuts down: deregister as a dropped handle does.
+                () = closing(&mut self.closing) => {
+                    let _ = Box::pin(self.deregister()).await;
+                    return Exit::Done;
+                }
                 _ = sleep_until(ka.next) => {
                     if self.shared.is_some() {
                         // The shared lease's own task keeps it alive; the tick only retries
@@ -97,9 +103,9 @@ impl<B: KvBackend> Task<B> {
                         }
                     }
                     Some(Ok(WatchMessage::Progress { revision: r })) => revision = revision.max(r),
-                    Some(Err(_)) | None => {
-                        // The watch on our key was lost: it is read and watched again
-                        // after the next successful keepalive.
+                    Some(Ok(WatchMessage::Compacted { .. }) | Err(_)) | None => {
+                        // The watch on our key was lost (or compacted under it): it is
+                        // read and watched again after the next successful keepalive.
                         key_watch = None;
                     }
                 },
@@ -121,8 +127,10 @@ impl<B: KvBackend> Task<B> {
             if ev.kind == EventKind::Delete || !ours {
                 match self.heal(lease).await {
                     Ok(rev) => *revision = (*revision).max(rev),
-                    Err(Error::Conflict { owner, .. }) => {
-                        return Some(Exit::Retry(RegistrationStatus::Conflict { owner }))
+                    Err(e) if e.kind() == ErrorKind::Conflict => {
+                        return Some(Exit::Retry(RegistrationStatus::Conflict {
+                            owner: e.conflict_owner().unwrap_or(LeaseId::NONE),
+                        }))
                     }
                     Err(e) => log_err("restore deleted key", &e),
                 }
@@ -141,8 +149,20 @@ impl<B: KvBackend> Task<B> {
         if kv.is_none_or(|kv| kv.lease != lease) {
             revision = revision.max(self.heal(lease).await?);
         }
-        let stream = self.backend.watch(&self.key(lease), false, revision + 1).await?;
+        let stream = self.open_key_watch(lease, revision + 1).await?;
         Ok((stream, revision))
+    }
+
+    /// The watch on our key from `start`. A compacted start (writes and a
+    /// compaction landed since our read) is an error here: the caller reads the
+    /// key again and reopens, as after any failed open.
+    async fn open_key_watch(&self, lease: LeaseId, start: Revision) -> Result<WatchStream> {
+        match self.backend.watch(&self.key(lease), false, start).await? {
+            WatchStart::Stream(stream) => Ok(stream),
+            WatchStart::Compacted { compacted } => Err(Error::backend_message(format!(
+                "the watch on our key could not start at revision {start}: compacted up to {compacted}"
+            ))),
+        }
     }
 
     /// Our key's value as someone else wrote it under our lease: its draining mark
@@ -222,7 +242,7 @@ impl<B: KvBackend> Task<B> {
                 .send_if_modified(|d| std::mem::replace(d, draining) != draining);
         }
         let conflict = match &result {
-            Err(Error::Conflict { owner, .. }) => Some(*owner),
+            Err(e) => e.conflict_owner(),
             _ => None,
         };
         let _ = reply.send(result);
@@ -245,10 +265,7 @@ impl<B: KvBackend> Task<B> {
         };
         match put_owned(&*self.backend, &self.key(lease), self.value.clone(), lease, &[]).await? {
             PutOutcome::Written(_) => Ok(()),
-            PutOutcome::Conflict { owner } => Err(Error::Conflict {
-                key: self.key(lease),
-                owner,
-            }),
+            PutOutcome::Conflict { owner } => Err(Error::conflict(self.key(lease), owner)),
         }
     }
 
@@ -263,10 +280,7 @@ impl<B: KvBackend> Task<B> {
                 }
             })
             .await
-            .unwrap_or(Err(Error::Timeout {
-                op: "deregister",
-                after: limit,
-            })),
+            .unwrap_or(Err(Error::timeout("deregister", limit))),
             None => Ok(()),
         };
         self.set(RegistrationStatus::Deregistered);

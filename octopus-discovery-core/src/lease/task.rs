@@ -14,8 +14,8 @@ use crate::fencing::put_owned;
 use crate::mailbox::Inbox;
 use crate::shared::SharedLease;
 use crate::{
-    Backoff, Error, KeyLayout, KvBackend, LeaseId, PutOutcome, RegisterOptions, RegistrationStatus, Result, Revision,
-    ServiceInstance,
+    Backoff, Error, ErrorKind, KeyLayout, KvBackend, LeaseId, PutOutcome, RegisterOptions, RegistrationStatus, Result,
+    Revision, ServiceInstance,
 };
 
 /// Removes a key from the registry's live set when its task ends.
@@ -54,6 +54,9 @@ pub(super) struct Task<B> {
     /// keeps alive nor revokes leases.
     pub(super) shared: Option<Arc<SharedLease>>,
     pub(super) _live: Option<Box<LiveKey>>,
+    /// The registry's shutdown flag: when it turns true the task deregisters and
+    /// ends, as when its handle is dropped.
+    pub(super) closing: watch::Receiver<bool>,
 }
 
 /// Unsure leases remembered; older ones have long expired (nothing keeps them alive).
@@ -85,7 +88,9 @@ impl<B: KvBackend> Task<B> {
                 let revision = {
                     let attempt = match Box::pin(self.establish()).await {
                         Ok(revision) => Ok(revision),
-                        Err(Error::Conflict { owner, .. }) => Err(RegistrationStatus::Conflict { owner }),
+                        Err(e) if e.kind() == ErrorKind::Conflict => Err(RegistrationStatus::Conflict {
+                            owner: e.conflict_owner().unwrap_or(LeaseId::NONE),
+                        }),
                         Err(e) => Err(RegistrationStatus::Lost { reason: e.to_string() }),
                     };
                     match attempt {
@@ -136,7 +141,7 @@ impl<B: KvBackend> Task<B> {
             // Still held by someone else? Ask with one read before granting a lease
             // that the guarded write would refuse and we would revoke at once.
             if let Some((key, owner)) = self.foreign_owner().await {
-                return Err(Error::Conflict { key, owner });
+                return Err(Error::conflict(key, owner));
             }
         }
         let lease = match &self.shared {
@@ -173,7 +178,7 @@ impl<B: KvBackend> Task<B> {
                 if own_leases {
                     let _ = self.backend.revoke(lease.id).await;
                 }
-                Err(Error::Conflict { key, owner })
+                Err(Error::conflict(key, owner))
             }
             Err(e) => {
                 // The write may have reached the store after all (a timeout over a slow
@@ -211,7 +216,7 @@ impl<B: KvBackend> Task<B> {
                 tracing::warn!(service = %self.instance.service, id = %self.instance.id, "key was deleted under a live lease; restored");
                 Ok(rev)
             }
-            PutOutcome::Conflict { owner } => Err(Error::Conflict { key, owner }),
+            PutOutcome::Conflict { owner } => Err(Error::conflict(key, owner)),
         }
     }
 
@@ -226,9 +231,21 @@ impl<B: KvBackend> Task<B> {
                         return true;
                     }
                 }
+                () = closing(&mut self.closing) => {
+                    let _ = Box::pin(self.command(None, None)).await;
+                    return true;
+                }
                 _ = sleep_until(deadline) => return false,
             }
         }
+    }
+}
+
+/// Resolves once the registry shuts down; never when the registry is gone
+/// without shutting down (the tasks then live on their handles alone).
+pub(super) async fn closing(rx: &mut watch::Receiver<bool>) {
+    if rx.wait_for(|closing| *closing).await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 

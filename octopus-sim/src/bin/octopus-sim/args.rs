@@ -73,7 +73,10 @@ pub(crate) fn parse() -> Result<Args, String> {
             "--bug" => {
                 let v = value("--bug")?;
                 if octopus_discovery_core::hooks::Bug::from_name(&v).is_none() {
-                    let names: Vec<&str> = octopus_discovery_core::hooks::Bug::ALL.iter().map(|(_, n)| *n).collect();
+                    let names: Vec<&str> = octopus_discovery_core::hooks::Bug::ALL
+                        .iter()
+                        .map(|(_, n)| *n)
+                        .collect();
                     return Err(format!("unknown bug {v:?}: one of {}", names.join(", ")));
                 }
                 a.bug = Some(v);
@@ -90,6 +93,7 @@ pub(crate) fn parse() -> Result<Args, String> {
             "--shared-lease" => a.world.shared_lease = true,
             "--restart-all" => a.world.restart_all = true,
             "--slow-minority" => a.world.slow_minority = true,
+            "--proxy" => a.world.proxy = true,
             "--world" => match value("--world")?.as_str() {
                 "default" => {}
                 "big" => {
@@ -100,9 +104,11 @@ pub(crate) fn parse() -> Result<Args, String> {
                         shared_lease: true,
                         restart_all: true,
                         slow_minority: true,
+                        proxy: false,
                     };
                 }
-                other => return Err(format!("unknown world {other:?}: default or big")),
+                "proxy" => a.world.proxy = true,
+                other => return Err(format!("unknown world {other:?}: default, big or proxy")),
             },
             "--log" => a.log = true,
             "--trace" => a.trace = true,
@@ -164,6 +170,7 @@ pub(crate) fn shape_flags(a: &Args) -> Vec<String> {
         (a.world.shared_lease, "--shared-lease"),
         (a.world.restart_all, "--restart-all"),
         (a.world.slow_minority, "--slow-minority"),
+        (a.world.proxy, "--proxy"),
     ] {
         if on {
             f.push(flag.into());

@@ -45,7 +45,8 @@ OPTIONS:
     --tick-ms MS           simulated milliseconds per step (default 3; 1 replays runs made before the
                            default changed, at 2.5x the wall time)
     --bug NAME             switch on a deliberate bug: keepalive-stops, watch-from-zero, no-jitter, no-fencing,
-                           fresh-before-watch, resync-uncounted
+                           fresh-before-watch, resync-uncounted, no-panic-threshold, positional-created
+                           (the last in the proxy world)
     --expect-violation     succeed only if some seed breaks an invariant (to prove a bug is caught)
     --keep-going           run every seed even after one breaks an invariant, and list every failing seed
     --shrink               with --seed: shrink the failing seed's fault schedule (drop faults, shorten
@@ -56,6 +57,9 @@ OPTIONS:
     --shared-lease         registrants keep their registration on their process's shared lease
     --restart-all          once, every client host crashes and restarts while etcd is down
     --slow-minority        a minority of the discoverers sits behind a slow link for the whole run
+    --world proxy, --proxy etcd answers watch creates as etcd's gRPC proxy does (a followed range at once,
+                           a new one later: out of order), and each discoverer also watches a service of
+                           its own, opened with the shared one
     --edits EDITS          change the seed's drawn schedule: UNIT:drop, UNIT:len=MSms, UNIT:at=MSms,
                            comma separated (what --shrink prints)
     --log                  print the event log (with --seed)
@@ -87,7 +91,9 @@ fn main() -> ExitCode {
         }
     };
     if let Some(bug) = &args.bug {
-        octopus_discovery_core::hooks::enable(octopus_discovery_core::hooks::Bug::from_name(bug).expect("checked in parse"));
+        octopus_discovery_core::hooks::enable(
+            octopus_discovery_core::hooks::Bug::from_name(bug).expect("checked in parse"),
+        );
     }
     match args.seed {
         Some(seed) if args.shrink => shrink::shrink(&args, seed),
