@@ -190,7 +190,7 @@ async fn unwritable(shared: &Shared, service: &str, id: &str) -> Option<Response
         Ok(None) => Some(refuse(StatusCode::NOT_FOUND, format!("no instance {id} of {service}"))),
         Err(e) => Some(refuse(
             StatusCode::BAD_GATEWAY,
-            format!("cannot read the registry: {e}"),
+            format!("cannot read the registry: {}", e.chain()),
         )),
     }
 }
@@ -204,7 +204,10 @@ async fn mark(shared: Arc<Shared>, service: String, id: String, draining: bool) 
             tracing::info!(%service, %id, draining, "console: instance marked");
             Json(json!({ "ok": true, "instance": crate::model::InstanceRow::from_entry(&entry) })).into_response()
         }
-        Err(e) => refuse(StatusCode::CONFLICT, format!("cannot mark {service}/{id}: {e}")),
+        Err(e) => refuse(
+            StatusCode::CONFLICT,
+            format!("cannot mark {service}/{id}: {}", e.chain()),
+        ),
     }
 }
 
@@ -227,7 +230,7 @@ async fn deregister(State(shared): State<Arc<Shared>>, Path((service, id)): Path
         }
         Err(e) => refuse(
             StatusCode::BAD_GATEWAY,
-            format!("cannot deregister {service}/{id}: {e}"),
+            format!("cannot deregister {service}/{id}: {}", e.chain()),
         ),
     }
 }

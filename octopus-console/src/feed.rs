@@ -214,12 +214,12 @@ async fn run_watch(
         .inspector
         .all_entries()
         .await
-        .map_err(|e| format!("cannot read the registry: {e}"))?;
+        .map_err(|e| format!("cannot read the registry: {}", e.chain()))?;
     let mut changes = s
         .inspector
         .changes(revision + 1)
         .await
-        .map_err(|e| format!("cannot watch the registry: {e}"))?;
+        .map_err(|e| format!("cannot watch the registry: {}", e.chain()))?;
     {
         let mut m = s.mirror();
         m.reset(revision, entries, Instant::now());
@@ -245,7 +245,7 @@ async fn run_watch(
                 }
                 Some(Err(e)) => {
                     flush(s, &touched);
-                    return Err(format!("the registry watch failed: {e}"));
+                    return Err(format!("the registry watch failed: {}", e.chain()));
                 }
                 None => {
                     flush(s, &touched);
