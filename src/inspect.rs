@@ -36,8 +36,8 @@ impl Entry {
 /// Reads and removes raw registrations; from [`Client::inspector`](crate::Client::inspector).
 #[derive(Clone)]
 pub struct Inspector {
-    backend: Arc<dyn KvBackend>,
-    layout: Arc<dyn KeyLayout>,
+    pub(crate) backend: Arc<dyn KvBackend>,
+    pub(crate) layout: Arc<dyn KeyLayout>,
 }
 
 impl std::fmt::Debug for Inspector {

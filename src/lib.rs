@@ -43,6 +43,7 @@ mod config;
 #[cfg(feature = "grpc")]
 pub mod grpc;
 mod inspect;
+mod inspect_changes;
 #[cfg(feature = "metrics")]
 pub mod metrics;
 mod params;
@@ -56,6 +57,7 @@ pub use client::{connect, connect_lazy, Client};
 #[cfg(feature = "config")]
 pub use config::{substitute, AppSection, OctopusConfig, ServiceConfig};
 pub use inspect::{Entry, Inspector};
+pub use inspect_changes::{ChangeBatch, EntryChange, EntryChanges};
 pub use params::PASSWORD_ENV;
 #[cfg(feature = "grpc")]
 pub use signal::shutdown_signal;
@@ -64,8 +66,8 @@ pub use url::{parse_duration, RegistryUrl};
 pub use octopus_discovery_core::{
     chain, diff, redact_url, BackoffPolicy, Change, Diff, Discovery, DiscoveryResolver, Error, ErrorKind,
     EtcdNamingLayout, Freshness, GoZeroLayout, Instances, IntoTarget, JitterRng, JsonLayout, KeyLayout, KratosLayout,
-    LeaseId, Metadata, OwnedTask, RegisterOptions, Registration, RegistrationStatus, Registry, Resolver, Resolvers,
-    Result, Secret, ServiceInstance, ServiceWatch, Snapshot, Target, DEFAULT_NAMESPACE,
+    LeaseId, LeaseTtl, Metadata, OwnedTask, RegisterOptions, Registration, RegistrationStatus, Registry, Resolver,
+    Resolvers, Result, Secret, ServiceInstance, ServiceWatch, Snapshot, Target, DEFAULT_NAMESPACE,
 };
 
 /// The core crate, for backend authors: the [`KvBackend`](octopus_discovery_core::KvBackend)

@@ -6,9 +6,10 @@ use std::path::PathBuf;
 use octopus_devserver::{MemEtcd, MemEtcdOptions};
 use octopus_mem::Store;
 
+use crate::console::ConsoleArgs;
 use crate::Result;
 
-pub(crate) async fn run(listen: SocketAddr, data: Option<PathBuf>) -> Result {
+pub(crate) async fn run(listen: SocketAddr, data: Option<PathBuf>, console: Option<ConsoleArgs>) -> Result {
     let store = match &data {
         Some(path) if path.exists() => Store::load(path).map_err(|e| format!("--data: {e}"))?,
         _ => Store::new(),
@@ -36,11 +37,26 @@ pub(crate) async fn run(listen: SocketAddr, data: Option<PathBuf>) -> Result {
         ),
         None => println!("  data: in memory only (--data FILE keeps it across restarts)"),
     }
+    // The console reads the embedded registry through its own etcd API, as any
+    // client would; it stops with the server.
+    let console = async {
+        match &console {
+            Some(args) => {
+                let registry = format!("etcd://{addr}");
+                let client = octopus::connect_lazy(&registry)
+                    .await
+                    .map_err(|e| format!("--console: cannot use {registry}: {e}"))?;
+                crate::console::serve(args, &registry, &client).await
+            }
+            None => std::future::pending().await,
+        }
+    };
     // Watches are long-lived streams: stop at the signal without waiting for them.
     tokio::select! {
         served = server.serve(listener, std::future::pending()) => {
             served.map_err(|e| format!("serving on {addr} failed: {e}"))?;
         }
+        served = console => served?,
         _ = octopus::shutdown_signal() => {}
     }
     if let Some(path) = &data {

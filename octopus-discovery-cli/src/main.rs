@@ -1,6 +1,7 @@
 //! `octopus`: scaffold a self-registering gRPC service, inspect a registry, run an
 //! in-memory etcd for development.
 
+mod console;
 mod dev;
 mod inspect;
 mod model;
@@ -86,6 +87,18 @@ enum Command {
         #[command(flatten)]
         registry: RegistryArgs,
     },
+    /// Serve the live registry console: a web page and a JSON API under /api.
+    ///
+    /// Every service, instance, lease and change, live by server-sent events;
+    /// drain, undrain and deregister with --writes. Binds 127.0.0.1:8470 unless
+    /// told; see docs/CLI.md, "Console".
+    Console {
+        /// The registry URL, e.g. etcd://127.0.0.1:2379?namespace=/prod.
+        #[arg(long, env = "OCTOPUS_REGISTRY", default_value = "etcd://127.0.0.1:2379")]
+        registry: String,
+        #[command(flatten)]
+        console: console::ConsoleArgs,
+    },
     /// Run an in-memory etcd (v3 API) for development: no etcd installed needed.
     ///
     /// A single member serving KV (range, put, delete, txn, compact), Lease (grant,
@@ -100,6 +113,15 @@ enum Command {
         /// there on shutdown (SIGINT or SIGTERM). History is not kept.
         #[arg(long, value_name = "FILE")]
         data: Option<PathBuf>,
+        /// Also serve the live registry console for it (see `octopus console`).
+        #[arg(long)]
+        console: bool,
+        /// Where the console listens, with --console.
+        #[arg(long, value_name = "ADDR", default_value = console::DEFAULT_LISTEN)]
+        console_listen: SocketAddr,
+        /// Let the console drain, undrain and deregister, with --console.
+        #[arg(long)]
+        console_writes: bool,
     },
 }
 
@@ -204,7 +226,22 @@ fn main() -> ExitCode {
                     Command::Deregister { instance, registry } => inspect::deregister(&registry, &instance).await,
                     Command::Drain { instance, registry } => inspect::drain(&registry, &instance, true).await,
                     Command::Undrain { instance, registry } => inspect::drain(&registry, &instance, false).await,
-                    Command::Dev { listen, data } => dev::run(listen, data).await,
+                    Command::Console { registry, console } => console::run(&console, &registry).await,
+                    Command::Dev {
+                        listen,
+                        data,
+                        console,
+                        console_listen,
+                        console_writes,
+                    } => {
+                        let console = console.then_some(console::ConsoleArgs {
+                            listen: console_listen,
+                            writes: console_writes,
+                            token_file: None,
+                            allow_host: Vec::new(),
+                        });
+                        dev::run(listen, data, console).await
+                    }
                     Command::New(_) | Command::Model(_) => unreachable!("handled above"),
                 }
             })

@@ -345,6 +345,7 @@ fn help_in_the_docs_is_current() {
         &["deregister"],
         &["drain"],
         &["undrain"],
+        &["console"],
         &["dev"],
     ] {
         let mut args: Vec<&str> = cmd.to_vec();

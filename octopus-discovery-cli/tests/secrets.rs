@@ -133,7 +133,10 @@ fn a_planted_password_reaches_no_output() {
     // Every CLI command against the live registry: listings, one instance, marks.
     let id = stdout(&octopus(&["ls", "secretive", "--registry", &good, "--json"]));
     let id: serde_json::Value = serde_json::from_str(&id).unwrap();
-    let id = id["instances"][0]["id"].as_str().expect("one instance, with its id").to_owned();
+    let id = id["instances"][0]["id"]
+        .as_str()
+        .expect("one instance, with its id")
+        .to_owned();
     let instance = format!("secretive/{id}");
     for args in [
         &["ls", "--registry", &good][..],

@@ -175,6 +175,18 @@ pub enum Created {
     Present(Option<KeyValue>),
 }
 
+/// What [`KvBackend::time_to_live`] knows of a lease.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LeaseTtl {
+    /// The lease lives; this much time is left before it expires without a keepalive.
+    Remaining(Duration),
+    /// The lease is gone (expired or revoked).
+    Gone,
+    /// The backend cannot tell (the default for backends that do not implement it).
+    Unknown,
+}
+
 /// Keeps one lease alive; one per lease, reused for every refresh.
 #[async_trait]
 pub trait LeaseKeeper: Send {
@@ -219,6 +231,13 @@ pub trait KvBackend: Send + Sync + 'static {
     /// Deletes `key` whoever holds it (an operator's tool: `octopus deregister`);
     /// true if it existed.
     async fn delete(&self, key: &str) -> Result<bool>;
+
+    /// The time left on `lease`, read-only (it does not refresh the lease): what an
+    /// operator's tool shows. The default answers [`LeaseTtl::Unknown`].
+    async fn time_to_live(&self, lease: LeaseId) -> Result<LeaseTtl> {
+        let _ = lease;
+        Ok(LeaseTtl::Unknown)
+    }
 
     /// Reads every key under `prefix` at one revision (paginated as the backend needs).
     async fn range_prefix(&self, prefix: &str) -> Result<(Header, Vec<KeyValue>)>;

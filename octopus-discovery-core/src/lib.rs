@@ -78,7 +78,7 @@ pub use instance::{
 };
 pub use instances::Instances;
 pub use kv::{
-    prefix_end, Event, EventKind, Header, KeyValue, KvBackend, Lease, LeaseKeeper, PutOutcome, WatchMessage,
+    prefix_end, Event, EventKind, Header, KeyValue, KvBackend, Lease, LeaseKeeper, LeaseTtl, PutOutcome, WatchMessage,
     WatchStart, WatchStream,
 };
 pub use layout::{encode_with_mark, validate_namespace, JsonLayout, KeyLayout, DEFAULT_NAMESPACE};

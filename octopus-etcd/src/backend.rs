@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use etcd_client::{Client, ConnectOptions};
 use octopus_discovery_core::fencing::Created;
 use octopus_discovery_core::{
-    Error, Header, KeyValue, KvBackend, Lease, LeaseId, LeaseKeeper, Result, Revision, WatchStart,
+    Error, Header, KeyValue, KvBackend, Lease, LeaseId, LeaseKeeper, LeaseTtl, Result, Revision, WatchStart,
 };
 use tokio::time::timeout;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
@@ -264,6 +264,10 @@ impl KvBackend for EtcdBackend {
 
     async fn revoke(&self, lease: LeaseId) -> Result<()> {
         lease::revoke(self.etcd().await?, lease, self.limit()).await
+    }
+
+    async fn time_to_live(&self, lease: LeaseId) -> Result<LeaseTtl> {
+        lease::time_to_live(self.etcd().await?, lease, self.limit()).await
     }
 
     async fn watch(&self, key: &str, prefix: bool, start: Revision) -> Result<WatchStart> {

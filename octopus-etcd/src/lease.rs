@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use etcd_client::Client;
-use octopus_discovery_core::{Lease, LeaseId, Result};
+use octopus_discovery_core::{Lease, LeaseId, LeaseTtl, Result};
 
 use crate::call::{bounded, within};
 use crate::convert::etcd_err;
@@ -26,5 +26,17 @@ pub(crate) async fn revoke(client: &Client, lease: LeaseId, limit: Duration) -> 
         Ok(_) => Ok(()),
         Err(etcd_client::Error::GRpcStatus(s)) if s.code() == tonic::Code::NotFound => Ok(()),
         Err(e) => Err(etcd_err("lease revoke", e)),
+    }
+}
+
+/// The time left on `lease`, without refreshing it (etcd answers TTL -1 for a
+/// lease that is gone).
+pub(crate) async fn time_to_live(client: &Client, lease: LeaseId, limit: Duration) -> Result<LeaseTtl> {
+    let mut client = client.lease_client();
+    match bounded(limit, "lease time-to-live", client.time_to_live(lease.0, None)).await? {
+        Ok(resp) if resp.ttl() < 0 => Ok(LeaseTtl::Gone),
+        Ok(resp) => Ok(LeaseTtl::Remaining(Duration::from_secs(resp.ttl() as u64))),
+        Err(etcd_client::Error::GRpcStatus(s)) if s.code() == tonic::Code::NotFound => Ok(LeaseTtl::Gone),
+        Err(e) => Err(etcd_err("lease time-to-live", e)),
     }
 }

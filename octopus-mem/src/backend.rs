@@ -10,7 +10,8 @@ use async_trait::async_trait;
 use futures_core::Stream;
 use octopus_discovery_core::fencing::Created;
 use octopus_discovery_core::{
-    Header, KeyValue, KvBackend, Lease, LeaseId, LeaseKeeper, OwnedTask, Result, Revision, WatchMessage, WatchStart,
+    Header, KeyValue, KvBackend, Lease, LeaseId, LeaseKeeper, LeaseTtl, OwnedTask, Result, Revision, WatchMessage,
+    WatchStart,
 };
 use tokio::sync::watch;
 use tokio::time::sleep_until;
@@ -120,6 +121,15 @@ impl KvBackend for MemBackend {
         self.check()?;
         match self.store.revoke(lease.0) {
             Ok(_) | Err(Error::LeaseNotFound(_)) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn time_to_live(&self, lease: LeaseId) -> Result<LeaseTtl> {
+        self.check()?;
+        match self.store.time_to_live(lease.0) {
+            Ok(info) => Ok(LeaseTtl::Remaining(info.remaining)),
+            Err(Error::LeaseNotFound(_)) => Ok(LeaseTtl::Gone),
             Err(e) => Err(e.into()),
         }
     }
