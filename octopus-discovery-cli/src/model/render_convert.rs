@@ -3,8 +3,7 @@
 use std::fmt::Write;
 
 use super::names::rust;
-use super::render_model::new_optional;
-use super::schema::{Column, Table, Ty};
+use super::schema::{new_optional, Column, Table, Ty};
 
 /// proto value `v` → model value, `?` on the model's Error.
 fn from_proto(c: &Column, v: &str) -> String {

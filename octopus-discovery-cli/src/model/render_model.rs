@@ -4,7 +4,7 @@
 use std::fmt::Write;
 
 use super::names::rust;
-use super::schema::{Auto, Column, Table};
+use super::schema::{new_optional, Auto, Column, Table};
 use super::sql::{self, Target, TARGETS};
 
 fn model_ty(c: &Column) -> String {
@@ -13,11 +13,6 @@ fn model_ty(c: &Column) -> String {
     } else {
         c.ty.rust().to_string()
     }
-}
-
-/// A new row's field: optional when the column is NULL-able or has a default.
-pub(crate) fn new_optional(c: &Column) -> bool {
-    c.nullable || c.default.is_some()
 }
 
 /// `match db { Db::Sqlite(pool) => …, Db::Postgres(pool) => … }` with `{i}`

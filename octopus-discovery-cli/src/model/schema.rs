@@ -148,3 +148,8 @@ impl Table {
 pub(crate) struct Schema {
     pub(crate) tables: Vec<Table>,
 }
+
+/// A new row's field: optional when the column is NULL-able or has a default.
+pub(crate) fn new_optional(c: &Column) -> bool {
+    c.nullable || c.default.is_some()
+}
