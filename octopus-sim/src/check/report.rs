@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// The invariants, by number and name, as docs/RELIABILITY.md states them
-/// (its table and its numbered list).
+/// (its table and its numbered list; `tests/docs.rs` holds the three equal).
 /// The eleventh is the balancer's: after healing every call succeeds, reaches
 /// only registered instances, and round robin reaches all of them. The twelfth
 /// keeps "fresh" honest: a view is published fresh only when etcd can have just
