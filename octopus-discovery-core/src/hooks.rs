@@ -59,6 +59,33 @@ impl Bug {
     }
 }
 
+// A new `Bug` variant fails to compile here until it gets an arm: give it one, and
+// add it to `Bug::ALL` with its command-line name (what `octopus-sim --bug` takes).
+// octopus-sim's `tests/docs.rs` then asks for it in `octopus-sim --help`, in
+// docs/RELIABILITY.md's bug table and in `scripts/test`'s list of bugs to catch.
+const _: fn(Bug) = |bug| match bug {
+    Bug::KeepaliveStopsAfterFailure => {}
+    Bug::WatchResumesFromZero => {}
+    Bug::NoJitter => {}
+    Bug::NoFencing => {}
+    Bug::FreshBeforeWatch => {}
+    Bug::ResyncUncounted => {}
+    Bug::NoPanicThreshold => {}
+    Bug::PositionalCreated => {}
+};
+
+// `Bug::ALL` lists the variants in declaration order, each once.
+const _: () = {
+    let mut i = 0;
+    while i < Bug::ALL.len() {
+        assert!(
+            Bug::ALL[i].0 as usize == i,
+            "Bug::ALL must list every variant once, in declaration order"
+        );
+        i += 1;
+    }
+};
+
 static BUGS: AtomicU32 = AtomicU32::new(0);
 
 /// Switches `bug` on for the rest of this process.

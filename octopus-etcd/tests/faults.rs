@@ -52,7 +52,7 @@ async fn until(w: &mut ServiceWatch, within: Duration, what: &str, pred: impl Fn
 }
 
 /// Recovery bound after a heal: keepalive interval + max backoff + a dead connection
-/// noticed + a few round trips (DESIGN.md invariant 1).
+/// noticed + a few round trips (invariant 1, heal visibility, in docs/RELIABILITY.md).
 fn heal_bound() -> Duration {
     TTL / 3 + RETRY_CAP + H + Duration::from_secs(1)
 }

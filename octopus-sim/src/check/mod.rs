@@ -1,7 +1,8 @@
 //! The invariant checker: reads a run's event log and reports every violation of
-//! the invariants in DESIGN.md, each against a bound computed from the run's
-//! settings (see [`SimConfig`]'s bound methods). Each invariant's preconditions
-//! are stated once, in docs/RELIABILITY.md's table and beside its check.
+//! the invariants of docs/RELIABILITY.md (summed up in docs/ARCHITECTURE.md,
+//! "The contract"), each against a bound computed from the run's settings (see
+//! [`SimConfig`]'s bound methods). Each invariant's preconditions are stated
+//! once, in docs/RELIABILITY.md's table and beside its check.
 
 mod clients;
 mod facts;

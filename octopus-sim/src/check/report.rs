@@ -4,11 +4,13 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// The invariants, by number, as DESIGN.md names them.
+/// The invariants, by number and name, as docs/RELIABILITY.md states them
+/// (its table and its numbered list; `tests/docs.rs` holds the three equal).
 /// The eleventh is the balancer's: after healing every call succeeds, reaches
 /// only registered instances, and round robin reaches all of them. The twelfth
 /// keeps "fresh" honest: a view is published fresh only when etcd can have just
-/// confirmed its watch.
+/// confirmed its watch. The thirteenth is the panic threshold's: a protected
+/// channel keeps its endpoints while etcd comes back without its data.
 pub const INVARIANTS: [&str; 13] = [
     "1 heal visibility",
     "2 crash removal",
