@@ -7,13 +7,19 @@ use serde_json::json;
 use crate::{RegistryArgs, Result};
 
 async fn connect(args: &RegistryArgs) -> Result<octopus::Client> {
-    octopus::connect(&args.registry).await.map_err(|e| {
-        format!(
-            "cannot use the registry {}: {}",
-            octopus::redact_url(&args.registry),
-            e.chain()
-        )
-    })
+    octopus::connect(&args.registry)
+        .await
+        .map_err(|e| format!("cannot use the registry {}: {}", args.shown(), e.chain()))
+}
+
+/// The registry's entry for `service/id`; its absence is an error naming both.
+async fn registered(client: &octopus::Client, args: &RegistryArgs, service: &str, id: &str) -> Result<Entry> {
+    client
+        .inspector()
+        .entry(service, id)
+        .await
+        .map_err(|e| e.chain())?
+        .ok_or_else(|| format!("no instance {id} of {service} in {}", args.shown()))
 }
 
 /// `SERVICE/ID`, both validated.
@@ -89,7 +95,7 @@ pub(crate) async fn ls(args: &RegistryArgs, service: Option<&str>) -> Result {
                 .collect();
             println!("{}", serde_json::Value::Array(list));
         } else if services.is_empty() {
-            println!("no services in {}", octopus::redact_url(&args.registry));
+            println!("no services in {}", args.shown());
         } else {
             let rows: Vec<Vec<String>> = services.iter().map(|(s, n)| vec![s.clone(), n.to_string()]).collect();
             table(&["SERVICE", "INSTANCES"], &rows);
@@ -106,10 +112,7 @@ pub(crate) async fn ls(args: &RegistryArgs, service: Option<&str>) -> Result {
         return Ok(());
     }
     if entries.is_empty() {
-        println!(
-            "no instances of {service} in {} (revision {revision})",
-            octopus::redact_url(&args.registry)
-        );
+        println!("no instances of {service} in {} (revision {revision})", args.shown());
         return Ok(());
     }
     let rows: Vec<Vec<String>> = entries
@@ -153,17 +156,7 @@ pub(crate) async fn ls(args: &RegistryArgs, service: Option<&str>) -> Result {
 pub(crate) async fn get(args: &RegistryArgs, instance: &str) -> Result {
     let (service, id) = service_and_id(instance)?;
     let client = connect(args).await?;
-    let entry = client
-        .inspector()
-        .entry(service, id)
-        .await
-        .map_err(|e| e.chain())?
-        .ok_or_else(|| {
-            format!(
-                "no instance {id} of {service} in {}",
-                octopus::redact_url(&args.registry)
-            )
-        })?;
+    let entry = registered(&client, args, service, id).await?;
     if args.json {
         println!("{}", entry_json(&entry));
         return Ok(());
@@ -248,18 +241,8 @@ pub(crate) async fn watch(args: &RegistryArgs, service: &str) -> Result {
 pub(crate) async fn deregister(args: &RegistryArgs, instance: &str) -> Result {
     let (service, id) = service_and_id(instance)?;
     let client = connect(args).await?;
-    let inspector = client.inspector();
-    let entry = inspector
-        .entry(service, id)
-        .await
-        .map_err(|e| e.chain())?
-        .ok_or_else(|| {
-            format!(
-                "no instance {id} of {service} in {}",
-                octopus::redact_url(&args.registry)
-            )
-        })?;
-    inspector.remove(service, id).await.map_err(|e| e.chain())?;
+    let entry = registered(&client, args, service, id).await?;
+    client.inspector().remove(service, id).await.map_err(|e| e.chain())?;
     if args.json {
         println!("{}", json!({ "deregistered": entry_json(&entry) }));
     } else {
@@ -278,13 +261,7 @@ pub(crate) async fn drain(args: &RegistryArgs, instance: &str, draining: bool) -
         .inspector()
         .set_draining(service, id, draining)
         .await
-        .map_err(|e| {
-            format!(
-                "cannot mark {service}/{id} in {}: {}",
-                octopus::redact_url(&args.registry),
-                e.chain()
-            )
-        })?;
+        .map_err(|e| format!("cannot mark {service}/{id} in {}: {}", args.shown(), e.chain()))?;
     if args.json {
         println!("{}", entry_json(&entry));
     } else if draining {

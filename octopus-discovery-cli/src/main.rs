@@ -191,6 +191,13 @@ struct RegistryArgs {
     json: bool,
 }
 
+impl RegistryArgs {
+    /// The registry URL as it may be printed: secrets as `***`.
+    fn shown(&self) -> String {
+        octopus::redact_url(&self.registry)
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Octopus's own logs (a watch reconnecting, `octopus dev`'s server) on stderr,

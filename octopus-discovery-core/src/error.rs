@@ -154,10 +154,6 @@ impl Error {
         )
     }
 
-    pub(crate) fn instance(field: &'static str, value: impl AsRef<str>, rule: impl fmt::Display) -> Self {
-        Self::invalid_instance(field, value, rule)
-    }
-
     /// An option out of range, its value shown as `Debug` (`10ms`, `"x"`).
     pub(crate) fn option(name: &str, value: impl fmt::Debug, rule: impl fmt::Display) -> Self {
         Self::invalid_option(name, format!("{value:?}"), rule)

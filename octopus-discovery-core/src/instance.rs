@@ -136,17 +136,17 @@ impl ServiceInstance {
         validate_name("id", &self.id)?;
         validate_addr(&self.addr)?;
         if self.port == 0 {
-            return Err(Error::instance("port", "0", "must be in 1..=65535"));
+            return Err(Error::invalid_instance("port", "0", "must be in 1..=65535"));
         }
         if self.version.chars().count() > MAX_NAME_LEN || self.version.chars().any(char::is_control) {
-            return Err(Error::instance(
+            return Err(Error::invalid_instance(
                 "version",
                 &self.version,
                 format!("must be at most {MAX_NAME_LEN} characters without control characters"),
             ));
         }
         if self.weight > MAX_WEIGHT {
-            return Err(Error::instance(
+            return Err(Error::invalid_instance(
                 "weight",
                 self.weight.to_string(),
                 format!("must be at most {MAX_WEIGHT}"),
@@ -157,7 +157,7 @@ impl ServiceInstance {
 
     fn validate_metadata(&self) -> Result<()> {
         if self.metadata.len() > MAX_METADATA_ENTRIES {
-            return Err(Error::instance(
+            return Err(Error::invalid_instance(
                 "metadata",
                 format!("{} entries", self.metadata.len()),
                 format!("must have at most {MAX_METADATA_ENTRIES} entries"),
@@ -165,7 +165,7 @@ impl ServiceInstance {
         }
         for key in self.metadata.keys() {
             if key.is_empty() || key.len() > MAX_METADATA_KEY_LEN || key.chars().any(char::is_control) {
-                return Err(Error::instance(
+                return Err(Error::invalid_instance(
                     "metadata key",
                     key,
                     format!("must be 1..={MAX_METADATA_KEY_LEN} bytes without control characters"),
@@ -174,7 +174,7 @@ impl ServiceInstance {
         }
         let size = self.json_len();
         if size > MAX_ENCODED_LEN {
-            return Err(Error::instance(
+            return Err(Error::invalid_instance(
                 "metadata",
                 format!("{size} bytes encoded"),
                 format!("the encoded instance must be at most {MAX_ENCODED_LEN} bytes"),
@@ -231,7 +231,7 @@ impl ServiceInstance {
 pub fn validate_name(field: &'static str, value: &str) -> Result<()> {
     let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
     if value.is_empty() || value.len() > MAX_NAME_LEN || !value.chars().all(ok_char) {
-        return Err(Error::instance(
+        return Err(Error::invalid_instance(
             field,
             value,
             format!("must be 1..={MAX_NAME_LEN} characters of [A-Za-z0-9._-]"),
@@ -244,7 +244,7 @@ fn validate_addr(addr: &str) -> Result<()> {
     if addr.parse::<IpAddr>().is_ok() || is_hostname(addr) {
         return Ok(());
     }
-    Err(Error::instance(
+    Err(Error::invalid_instance(
         "addr",
         addr,
         "must be an IP address or a host name (labels of 1..=63 [A-Za-z0-9-], not starting or ending with '-', 253 characters at most)",

@@ -150,7 +150,7 @@ impl KeyLayout for JsonLayout {
             instance,
             written_at_ms: crate::clock::wall_now().map(|d| d.as_millis() as u64),
         };
-        serde_json::to_vec(&stamped).map_err(|e| Error::instance("instance", &instance.id, e.to_string()))
+        serde_json::to_vec(&stamped).map_err(|e| Error::invalid_instance("instance", &instance.id, e.to_string()))
     }
 
     fn written_at(&self, value: &[u8]) -> Option<std::time::Duration> {
