@@ -4,10 +4,10 @@
 #![allow(missing_docs)]
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use octopus::core::{EtcdNamingLayout, GoZeroLayout, JsonLayout, KeyLayout, KratosLayout, LeaseId};
+use octopus::core::{diff, EtcdNamingLayout, GoZeroLayout, JsonLayout, KeyLayout, KratosLayout, LeaseId};
 use std::sync::Arc;
 
-use octopus::{diff, Instances, ServiceInstance};
+use octopus::{Instances, ServiceInstance};
 
 fn instance(n: usize) -> ServiceInstance {
     ServiceInstance::new("user-service", format!("instance-{n:05}"), "127.0.0.7", 50051)

@@ -8,8 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use octopus::core::JitterRng;
 use octopus::grpc::{BalancedChannel, Connector, OutlierDetection, PanicThreshold, Policy, TcpConnector};
-use octopus::{JitterRng, ServiceInstance};
+use octopus::ServiceInstance;
 use octopus_greeter::greeter_client::GreeterClient;
 use octopus_greeter::HelloRequest;
 

@@ -22,7 +22,7 @@ async fn run(path: &str) -> octopus::Result<()> {
     println!("loaded {path}");
     println!("  registry: {}", config.registry);
     let options = config.register_options()?;
-    println!("  lease TTL: {:?}", options.ttl_value());
+    println!("  lease TTL: {:?}", options.lease_ttl());
     let Some(instance) = config.instance()? else {
         println!("  no [service] section: nothing to register");
         return Ok(());

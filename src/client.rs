@@ -158,9 +158,9 @@ async fn open(url: &str, check: bool) -> Result<Client> {
 #[allow(dead_code)] // unused when no backend is compiled in
 fn pair<B: crate::core::KvBackend>(
     backend: B,
-    layout: Arc<dyn crate::KeyLayout>,
+    layout: Arc<dyn octopus_discovery_core::KeyLayout>,
     shared: Option<RegisterOptions>,
-    cold: Option<Arc<octopus_discovery_core::ColdCache>>,
+    cold: Option<Arc<octopus_discovery_core::cache_file::ColdCache>>,
 ) -> (Arc<dyn Registry>, Arc<dyn Discovery>, crate::Inspector) {
     let backend = Arc::new(backend);
     let mut registry = crate::core::LeaseRegistry::new(backend.clone(), layout.clone());
@@ -306,7 +306,7 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn layout_and_parameters_from_the_url() {
         let client = connect("mem://layouts?layout=kratos&ttl=3s").await.unwrap();
-        assert_eq!(client.register_options().ttl_value(), std::time::Duration::from_secs(3));
+        assert_eq!(client.register_options().lease_ttl(), std::time::Duration::from_secs(3));
         let reg = client
             .register(ServiceInstance::new("hello", "h1", "127.0.0.1", 9000).unwrap())
             .await

@@ -64,14 +64,24 @@ pub use signal::shutdown_signal;
 pub use url::{parse_duration, RegistryUrl};
 
 pub use octopus_discovery_core::{
-    chain, diff, redact_url, BackoffPolicy, Change, Diff, Discovery, DiscoveryResolver, Error, ErrorKind,
-    EtcdNamingLayout, Freshness, GoZeroLayout, Instances, IntoTarget, JitterRng, JsonLayout, KeyLayout, KratosLayout,
-    LeaseId, LeaseTtl, Metadata, OwnedTask, RegisterOptions, Registration, RegistrationStatus, Registry, Resolver,
-    Resolvers, Result, Secret, ServiceInstance, ServiceWatch, Snapshot, Target, DEFAULT_NAMESPACE,
+    chain, redact_url, BackoffPolicy, Change, Diff, Discovery, Error, ErrorKind, Freshness, Instances, IntoTarget,
+    LeaseId, LeaseTtl, Metadata, RegisterOptions, Registration, RegistrationStatus, Registry, Resolvers, Result,
+    ServiceInstance, ServiceWatch, Snapshot, Target,
 };
 
+// What the facade's own code uses from core but a user does not call: users
+// who need them (backend authors, tests) name them `octopus::core::…`.
+pub(crate) use octopus_discovery_core::DiscoveryResolver;
+#[cfg(feature = "grpc")]
+pub(crate) use octopus_discovery_core::JitterRng;
+#[cfg(any(feature = "grpc", feature = "metrics"))]
+pub(crate) use octopus_discovery_core::OwnedTask;
+
 /// The core crate, for backend authors: the [`KvBackend`](octopus_discovery_core::KvBackend)
-/// trait and the shared lease and watch machinery.
+/// trait, the shared lease and watch machinery, the key layouts (chosen in a URL
+/// with `layout=`), the discovery cache file, and helpers such as
+/// [`OwnedTask`](octopus_discovery_core::OwnedTask) and
+/// [`JitterRng`](octopus_discovery_core::JitterRng).
 pub use octopus_discovery_core as core;
 
 /// The etcd backend (feature `etcd`).

@@ -30,20 +30,29 @@ pub(crate) const ETCD_ONLY: &[&str] = &[
 ];
 
 /// The key layout named by `layout=` (default `octopus`) under `namespace=`.
-pub(crate) fn layout(url: &RegistryUrl) -> Result<Arc<dyn crate::KeyLayout>> {
+pub(crate) fn layout(url: &RegistryUrl) -> Result<Arc<dyn octopus_discovery_core::KeyLayout>> {
     let in_url = |e: Error| url.error(e);
     let namespace = url.params.get("namespace").map(String::as_str);
-    let layout: Arc<dyn crate::KeyLayout> = match url.params.get("layout").map_or("octopus", String::as_str) {
-        "octopus" => Arc::new(crate::JsonLayout::new(namespace.unwrap_or(crate::DEFAULT_NAMESPACE)).map_err(in_url)?),
-        "kratos" => Arc::new(crate::KratosLayout::new(namespace.unwrap_or("/microservices"), "grpc").map_err(in_url)?),
-        "etcd-naming" => Arc::new(crate::EtcdNamingLayout::new(namespace.unwrap_or("")).map_err(in_url)?),
-        "go-zero" => Arc::new(crate::GoZeroLayout::new(namespace.unwrap_or("")).map_err(in_url)?),
-        other => {
-            return Err(url.error(format!(
-                "unknown layout {other:?} (known: octopus, kratos, etcd-naming, go-zero)"
-            )))
-        }
-    };
+    let layout: Arc<dyn octopus_discovery_core::KeyLayout> =
+        match url.params.get("layout").map_or("octopus", String::as_str) {
+            "octopus" => Arc::new(
+                octopus_discovery_core::JsonLayout::new(namespace.unwrap_or(octopus_discovery_core::DEFAULT_NAMESPACE))
+                    .map_err(in_url)?,
+            ),
+            "kratos" => Arc::new(
+                octopus_discovery_core::KratosLayout::new(namespace.unwrap_or("/microservices"), "grpc")
+                    .map_err(in_url)?,
+            ),
+            "etcd-naming" => {
+                Arc::new(octopus_discovery_core::EtcdNamingLayout::new(namespace.unwrap_or("")).map_err(in_url)?)
+            }
+            "go-zero" => Arc::new(octopus_discovery_core::GoZeroLayout::new(namespace.unwrap_or("")).map_err(in_url)?),
+            other => {
+                return Err(url.error(format!(
+                    "unknown layout {other:?} (known: octopus, kratos, etcd-naming, go-zero)"
+                )))
+            }
+        };
     Ok(layout)
 }
 
@@ -133,7 +142,7 @@ pub(crate) fn defaults(url: &RegistryUrl) -> Result<RegisterOptions> {
     let in_url = |e: Error| url.error(e);
     let mut opts = RegisterOptions::default();
     if let Some(ttl) = url.duration("ttl")? {
-        opts = opts.ttl(ttl).map_err(in_url)?;
+        opts = opts.ttl(ttl);
     }
     let base = url.duration("retry_interval")?;
     let cap = url.duration("retry_cap")?;
@@ -143,6 +152,8 @@ pub(crate) fn defaults(url: &RegistryUrl) -> Result<RegisterOptions> {
         let policy = crate::BackoffPolicy::new(base, cap.unwrap_or(d.cap().max(base))).map_err(in_url)?;
         opts = opts.retry(policy);
     }
+    // A bad value is the URL's error now, not the first registration's.
+    opts.validate().map_err(in_url)?;
     Ok(opts)
 }
 
@@ -150,8 +161,8 @@ pub(crate) fn defaults(url: &RegistryUrl) -> Result<RegisterOptions> {
 /// its scheme, endpoints and key layout tell registries apart.
 pub(crate) fn cold_cache(
     url: &RegistryUrl,
-    layout: &Arc<dyn crate::KeyLayout>,
-) -> Result<Option<Arc<octopus_discovery_core::ColdCache>>> {
+    layout: &Arc<dyn octopus_discovery_core::KeyLayout>,
+) -> Result<Option<Arc<octopus_discovery_core::cache_file::ColdCache>>> {
     let Some(path) = url.params.get("cache_file") else {
         return Ok(None);
     };
@@ -159,7 +170,7 @@ pub(crate) fn cold_cache(
         return Err(url.error("cache_file must name a file"));
     }
     let scope = format!("{}://{} {:?}", url.scheme, url.hosts.join(","), layout);
-    octopus_discovery_core::ColdCache::open(path, scope).map(Some)
+    octopus_discovery_core::cache_file::ColdCache::open(path, scope).map(Some)
 }
 
 /// The quick reference lists exactly the parameters, error kinds and balancing

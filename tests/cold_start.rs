@@ -5,10 +5,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use octopus::core::{ColdCache, JsonLayout, WatchDiscovery};
+use octopus::core::cache_file::ColdCache;
+use octopus::core::{JitterRng, JsonLayout, WatchDiscovery};
 use octopus::grpc::{BalancedChannel, Policy, TcpConnector};
 use octopus::mem::{MemBackend, Store};
-use octopus::{Discovery, JitterRng, Registry, ServiceInstance};
+use octopus::{Discovery, Registry, ServiceInstance};
 use octopus_greeter::greeter_client::GreeterClient;
 use octopus_greeter::HelloRequest;
 use tokio::time::timeout;

@@ -35,7 +35,7 @@ metadata = { zone = "a" }
     assert_eq!(c.registry, "etcd://127.0.0.9:2379");
     let i = c.instance().unwrap().unwrap();
     assert_eq!((i.id.as_str(), i.port, &i.metadata["zone"]), ("u1", 7000, "a"));
-    assert_eq!(c.register_options().unwrap().ttl_value(), Duration::from_secs(3));
+    assert_eq!(c.register_options().unwrap().lease_ttl(), Duration::from_secs(3));
 
     let yaml = write(
         &dir,

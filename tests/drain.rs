@@ -10,7 +10,6 @@ use tokio::time::timeout;
 fn options() -> RegisterOptions {
     RegisterOptions::default()
         .ttl(Duration::from_secs(2))
-        .unwrap()
         .retry(BackoffPolicy::new(Duration::from_millis(20), Duration::from_millis(100)).unwrap())
 }
 

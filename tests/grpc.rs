@@ -5,8 +5,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use octopus::core::JitterRng;
 use octopus::grpc::{BalancedChannel, Connector, Policy, TcpConnector};
-use octopus::{Client, JitterRng, Registration, ServiceInstance};
+use octopus::{Client, Registration, ServiceInstance};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::time::{sleep, timeout};

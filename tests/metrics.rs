@@ -34,7 +34,6 @@ async fn prometheus_series_and_health_endpoints() {
     let backend = MemBackend::new(Store::new());
     let opts = RegisterOptions::default()
         .ttl(Duration::from_secs(1))
-        .unwrap()
         .retry(BackoffPolicy::new(Duration::from_millis(20), Duration::from_millis(100)).unwrap());
     let reg = backend
         .registry()

@@ -18,7 +18,6 @@ use tonic_health::pb::HealthCheckRequest;
 fn options() -> RegisterOptions {
     RegisterOptions::default()
         .ttl(Duration::from_secs(1))
-        .unwrap()
         .retry(BackoffPolicy::new(Duration::from_millis(20), Duration::from_millis(100)).unwrap())
 }
 

@@ -20,12 +20,16 @@
 //! With [`MemEtcdOptions::coalesce_watches`] it answers watch creates as etcd's
 //! gRPC proxy does (a range already followed at once, a new one later), so
 //! creates on one stream are answered out of order.
+//!
+//! [`persist`] saves a store's keys and leases to a file and loads them back
+//! (`octopus dev --data FILE`).
 
 mod convert;
 mod follows;
 mod kv;
 mod lease;
 mod maintenance;
+pub mod persist;
 mod watch;
 
 use std::net::SocketAddr;

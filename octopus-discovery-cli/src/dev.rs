@@ -11,7 +11,7 @@ use crate::Result;
 
 pub(crate) async fn run(listen: SocketAddr, data: Option<PathBuf>, console: Option<ConsoleArgs>) -> Result {
     let store = match &data {
-        Some(path) if path.exists() => Store::load(path).map_err(|e| format!("--data: {e}"))?,
+        Some(path) if path.exists() => octopus_devserver::persist::load(path).map_err(|e| format!("--data: {e}"))?,
         _ => Store::new(),
     };
     let listener = tokio::net::TcpListener::bind(listen)
@@ -60,7 +60,7 @@ pub(crate) async fn run(listen: SocketAddr, data: Option<PathBuf>, console: Opti
         _ = octopus::shutdown_signal() => {}
     }
     if let Some(path) = &data {
-        let (keys, leases) = store.save(path).map_err(|e| format!("--data: {e}"))?;
+        let (keys, leases) = octopus_devserver::persist::save(&store, path).map_err(|e| format!("--data: {e}"))?;
         println!("saved {keys} keys and {leases} leases to {}", path.display());
     }
     Ok(())

@@ -6,17 +6,16 @@ use std::sync::{Arc, Mutex, Weak};
 use async_trait::async_trait;
 use tokio::sync::watch;
 
-mod cold;
 mod stats;
 mod task;
 
+use crate::cache_file::ColdCache;
 use crate::view::View;
 use crate::Instances;
 use crate::{
     Backoff, BackoffPolicy, Discovery, JitterRng, KeyLayout, KeyValue, KvBackend, OwnedTask, Result, Revision,
     ServiceInstance, ServiceWatch, Snapshot,
 };
-pub use cold::ColdCache;
 pub use stats::DiscoveryStats;
 use task::CacheTask;
 
@@ -79,7 +78,7 @@ impl<B: KvBackend> WatchDiscovery<B> {
 
     /// Saves each watched service's fresh views in `cold`, and serves the saved
     /// view (stale) when the registry cannot be reached before the first read
-    /// (see [`ColdCache`]).
+    /// (see [`ColdCache`], in [`cache_file`](crate::cache_file)).
     pub fn with_cold_cache(self, cold: Arc<ColdCache>) -> Self {
         WatchDiscovery {
             cold: Some(cold),

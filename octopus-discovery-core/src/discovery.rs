@@ -80,6 +80,12 @@ impl std::fmt::Debug for ServiceWatch {
 
 impl ServiceWatch {
     /// A watch over `rx`; `keepalive` keeps the producer running while the watch lives.
+    ///
+    /// Hidden from the docs: users get watches from [`Discovery::watch`], and
+    /// backends from [`WatchDiscovery`](crate::WatchDiscovery). It stays public
+    /// for the tests of other crates (the gRPC balancer's) that feed a watch by
+    /// hand through a `tokio::sync::watch` channel.
+    #[doc(hidden)]
     pub fn new(rx: watch::Receiver<Option<Snapshot>>, keepalive: Arc<dyn Send + Sync>) -> Self {
         ServiceWatch {
             idle: Some(rx.clone()),

@@ -1,13 +1,17 @@
 //! Deliberate bugs, for proving that the simulator catches them, and typed events
 //! the simulator observes the library through (feature `sim-hooks`).
 //!
-//! Without the feature the [`bug!`](crate::bug) checks compile to `false` and none of
+//! Without the feature the crate's `bug!` checks compile to `false` and none of
 //! this exists; with it, every bug is off until [`enable`] switches it on in this
 //! process. Only the simulator's runner does that (`octopus-sim --bug NAME`).
+//! The simulator also replaces the wall clock ([`set_wall_clock`]) with
+//! simulated time, so that its runs stay deterministic.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
+
+pub use crate::clock::{set_wall_clock, WallClock};
 
 /// A bug the simulator must catch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,16 +102,6 @@ pub fn enabled(bug: Bug) -> bool {
     BUGS.load(Ordering::Relaxed) & bug.bit() != 0
 }
 
-/// `bug!(Name)`: whether the deliberate bug `Name` is switched on (always `false`
-/// without the `sim-hooks` feature, where this module does not exist).
-#[macro_export]
-#[doc(hidden)]
-macro_rules! bug {
-    ($bug:ident) => {
-        $crate::hooks::enabled($crate::hooks::Bug::$bug)
-    };
-}
-
 /// What the library tells an observer (the simulator's checker reads these
 /// instead of parsing log messages).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -142,14 +136,4 @@ pub fn observe(event: impl FnOnce() -> Observed) {
     if let Some(observer) = observer {
         observer(event());
     }
-}
-
-/// `observe!(expr)`: hands the [`Observed`] event `expr` to the observer (nothing,
-/// and `expr` not evaluated, without the `sim-hooks` feature).
-#[macro_export]
-#[doc(hidden)]
-macro_rules! observe {
-    ($event:expr) => {
-        $crate::hooks::observe(|| $event)
-    };
 }

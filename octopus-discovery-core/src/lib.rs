@@ -20,29 +20,51 @@
 //! - `grpc`: the gRPC balancer in [`balance`].
 #![forbid(unsafe_code)]
 
+// The simulator's hooks (feature `sim-hooks`). Both macros are private to this
+// crate, so they are no part of its API with or without the feature; another
+// crate that needs a deliberate bug calls `hooks::enabled` behind its own
+// `sim-hooks` feature (octopus-etcd does).
+
+/// `bug!(Name)`: whether the simulator's deliberate bug `Name` is switched on
+/// (always `false` without the feature, where the `hooks` module does not exist).
+#[cfg(feature = "sim-hooks")]
+macro_rules! bug {
+    ($bug:ident) => {
+        $crate::hooks::enabled($crate::hooks::Bug::$bug)
+    };
+}
+#[cfg(not(feature = "sim-hooks"))]
+macro_rules! bug {
+    ($bug:ident) => {
+        false
+    };
+}
+pub(crate) use bug;
+
+/// `observe!(expr)`: hands the `hooks::Observed` event `expr` to the simulator's
+/// observer (nothing, and `expr` not evaluated, without the feature).
+#[cfg(feature = "sim-hooks")]
+macro_rules! observe {
+    ($event:expr) => {
+        $crate::hooks::observe(|| $event)
+    };
+}
+#[cfg(not(feature = "sim-hooks"))]
+macro_rules! observe {
+    ($event:expr) => {};
+}
+pub(crate) use observe;
+
 mod backoff;
 mod cache;
-pub mod clock;
+pub mod cache_file;
+mod clock;
 mod diff;
 mod discovery;
 mod error;
 pub mod fencing;
 #[cfg(feature = "sim-hooks")]
 pub mod hooks;
-#[cfg(not(feature = "sim-hooks"))]
-#[doc(hidden)]
-#[macro_export]
-macro_rules! bug {
-    ($bug:ident) => {
-        false
-    };
-}
-#[cfg(not(feature = "sim-hooks"))]
-#[doc(hidden)]
-#[macro_export]
-macro_rules! observe {
-    ($event:expr) => {};
-}
 mod ids;
 mod instance;
 mod instances;
@@ -52,7 +74,6 @@ mod layout;
 mod lease;
 mod mailbox;
 mod metadata;
-mod presets;
 mod registry;
 mod resolver;
 mod secret;
@@ -67,7 +88,7 @@ mod view;
 pub mod balance;
 
 pub use backoff::{Backoff, BackoffPolicy, JitterRng};
-pub use cache::{ColdCache, DiscoveryStats, WatchDiscovery};
+pub use cache::{DiscoveryStats, WatchDiscovery};
 pub use diff::{diff, Diff};
 pub use discovery::{Change, Discovery, ServiceWatch};
 pub use error::{chain, BoxError, Error, ErrorKind, Result};
@@ -81,10 +102,12 @@ pub use kv::{
     prefix_end, Event, EventKind, Header, KeyValue, KvBackend, Lease, LeaseKeeper, LeaseTtl, PutOutcome, WatchMessage,
     WatchStart, WatchStream,
 };
-pub use layout::{encode_with_mark, validate_namespace, JsonLayout, KeyLayout, DEFAULT_NAMESPACE};
+pub use layout::{
+    encode_with_mark, validate_namespace, EtcdNamingLayout, GoZeroLayout, JsonLayout, KeyLayout, KratosLayout,
+    DEFAULT_NAMESPACE,
+};
 pub use lease::LeaseRegistry;
 pub use metadata::Metadata;
-pub use presets::{EtcdNamingLayout, GoZeroLayout, KratosLayout};
 pub use registry::{RegisterOptions, Registration, RegistrationStatus, Registry};
 pub use resolver::{DiscoveryResolver, Resolver, Resolvers};
 pub use secret::{is_secret_param, redact_url, Secret, SECRET_PARAMS};

@@ -122,32 +122,41 @@ impl Default for RegisterOptions {
 
 impl RegisterOptions {
     /// Sets the lease TTL: how long the key outlives the last keepalive.
-    /// Between 10 ms and 1 day. etcd rounds it up to whole seconds (and its minimum).
-    pub fn ttl(mut self, ttl: Duration) -> Result<Self> {
-        if ttl < Duration::from_millis(10) || ttl > Duration::from_secs(86_400) {
-            return Err(Error::option("ttl", ttl, "must be between 10ms and 1 day"));
-        }
+    /// Between 10 ms and 1 day (checked by [`validate`](Self::validate) when
+    /// registering). etcd rounds it up to whole seconds (and its minimum).
+    pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = ttl;
-        Ok(self)
+        self
     }
 
     /// Sets the keepalive interval; it must be positive, and shorter than half the
-    /// TTL (checked as a whole by [`validate`](Self::validate) when registering,
-    /// so the two may be set in either order). Default: a third of the TTL the
-    /// server granted.
-    pub fn keepalive_interval(mut self, interval: Duration) -> Result<Self> {
-        if interval.is_zero() {
-            return Err(Error::option("keepalive_interval", interval, "must be positive"));
-        }
+    /// TTL (checked by [`validate`](Self::validate) when registering, so the two
+    /// may be set in either order). Default: a third of the TTL the server granted.
+    pub fn keepalive_interval(mut self, interval: Duration) -> Self {
         self.keepalive = Some(interval);
-        Ok(self)
+        self
     }
 
-    /// Checks the options as a whole: the rules that tie one field to another.
-    /// [`Registry::register`](crate::Registry::register) calls it, so an invalid
-    /// combination is an error naming both fields, whatever order they were set in.
+    /// Checks the options: each value's range, and the rules that tie one field
+    /// to another. [`Registry::register`](crate::Registry::register) calls it, so
+    /// an invalid option is an error naming the option and the rule, whatever
+    /// order the options were set in. The setters never fail.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use octopus_discovery_core::RegisterOptions;
+    /// let options = RegisterOptions::default().ttl(Duration::from_millis(1));
+    /// let err = options.validate().unwrap_err().to_string();
+    /// assert!(err.contains("ttl") && err.contains("between 10ms and 1 day"), "{err}");
+    /// ```
     pub fn validate(&self) -> Result<()> {
+        if self.ttl < Duration::from_millis(10) || self.ttl > Duration::from_secs(86_400) {
+            return Err(Error::option("ttl", self.ttl, "must be between 10ms and 1 day"));
+        }
         if let Some(interval) = self.keepalive {
+            if interval.is_zero() {
+                return Err(Error::option("keepalive_interval", interval, "must be positive"));
+            }
             if interval * 2 >= self.ttl {
                 return Err(Error::option(
                     "keepalive_interval",
@@ -184,8 +193,8 @@ impl RegisterOptions {
         self
     }
 
-    /// The TTL asked for.
-    pub fn ttl_value(&self) -> Duration {
+    /// The lease TTL asked for (set by [`ttl`](Self::ttl)).
+    pub fn lease_ttl(&self) -> Duration {
         self.ttl
     }
 
@@ -360,23 +369,12 @@ mod tests {
     fn options_are_validated_as_a_whole_in_any_order() {
         let s = Duration::from_secs;
         // Keepalive first, then a TTL that makes it valid: fine in either order.
-        let a = RegisterOptions::default()
-            .keepalive_interval(s(8))
-            .unwrap()
-            .ttl(s(20))
-            .unwrap();
-        let b = RegisterOptions::default()
-            .ttl(s(20))
-            .unwrap()
-            .keepalive_interval(s(8))
-            .unwrap();
+        let a = RegisterOptions::default().keepalive_interval(s(8)).ttl(s(20));
+        let b = RegisterOptions::default().ttl(s(20)).keepalive_interval(s(8));
         assert!(a.validate().is_ok() && b.validate().is_ok());
+        assert_eq!(a.lease_ttl(), s(20));
         // A TTL set after the keepalive that it no longer fits: caught as a whole.
-        let bad = RegisterOptions::default()
-            .keepalive_interval(s(3))
-            .unwrap()
-            .ttl(s(4))
-            .unwrap();
+        let bad = RegisterOptions::default().keepalive_interval(s(3)).ttl(s(4));
         let err = bad.validate().unwrap_err().to_string();
         assert!(
             err.contains("keepalive_interval") && err.contains("half the ttl"),
@@ -384,6 +382,15 @@ mod tests {
         );
         let zero = RegisterOptions::default().deregister_timeout(Duration::ZERO);
         assert!(zero.validate().unwrap_err().to_string().contains("deregister_timeout"));
-        assert!(RegisterOptions::default().keepalive_interval(Duration::ZERO).is_err());
+        let zero = RegisterOptions::default().keepalive_interval(Duration::ZERO);
+        let err = zero.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("keepalive_interval") && err.contains("must be positive"),
+            "{err}"
+        );
+        for ttl in [Duration::from_millis(9), s(86_401)] {
+            let err = RegisterOptions::default().ttl(ttl).validate().unwrap_err().to_string();
+            assert!(err.contains("ttl") && err.contains("between 10ms and 1 day"), "{err}");
+        }
     }
 }

@@ -20,9 +20,9 @@ use std::time::Duration;
 
 use etcd_client::{Client, Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp, WatchOptions};
 use futures_util::StreamExt;
-use octopus::core::{LeaseRegistry, WatchDiscovery};
+use octopus::core::{JitterRng, JsonLayout, KeyLayout, LeaseRegistry, WatchDiscovery};
 use octopus::etcd::EtcdBackend;
-use octopus::{BackoffPolicy, Discovery, JitterRng, JsonLayout, KeyLayout, RegisterOptions, Registry, ServiceInstance};
+use octopus::{BackoffPolicy, Discovery, RegisterOptions, Registry, ServiceInstance};
 use octopus_testkit::etcd::EtcdServer;
 use tokio::time::{sleep, timeout, Instant};
 
@@ -273,7 +273,7 @@ async fn raw_registrations(n: usize, guarded: bool) -> Rate {
 async fn our_registrations(n: usize) -> Rate {
     let server = EtcdServer::start().await;
     let registry = Arc::new(LeaseRegistry::new(Arc::new(backend(&server).await), layout()));
-    let opts = RegisterOptions::default().ttl(REGISTRATION_TTL).unwrap();
+    let opts = RegisterOptions::default().ttl(REGISTRATION_TTL);
     let heap0 = live();
     let (started, cpu0, etcd0) = (Instant::now(), cpu_time(), process_cpu(server.pid()));
     let allocations0 = allocations();
@@ -969,7 +969,7 @@ async fn keepalive(quick: bool) {
     for shared in [false, true] {
         let server = big_etcd().await;
         let mut registry = LeaseRegistry::new(Arc::new(backend(&server).await), layout());
-        let opts = RegisterOptions::default().ttl(Duration::from_secs(10)).unwrap();
+        let opts = RegisterOptions::default().ttl(Duration::from_secs(10));
         if shared {
             registry = registry.with_shared_lease(opts.clone());
         }
@@ -1057,7 +1057,6 @@ async fn storm(attempts: Arc<Mutex<Vec<Instant>>>) {
     let registry = Arc::new(LeaseRegistry::new(Arc::new(backend(&server).await), layout()));
     let opts = RegisterOptions::default()
         .ttl(ttl)
-        .unwrap()
         .retry(BackoffPolicy::new(base, cap).unwrap());
     let mut regs = Vec::with_capacity(N);
     for n in 0..N {

@@ -193,6 +193,15 @@ struct State {
     cancelled: BTreeSet<i64>,
 }
 
+/// Whether the simulator switched on its deliberate bug `PositionalCreated`
+/// (it exists only with the feature `sim-hooks`).
+fn positional_created() -> bool {
+    #[cfg(feature = "sim-hooks")]
+    return octopus_discovery_core::hooks::enabled(octopus_discovery_core::hooks::Bug::PositionalCreated);
+    #[cfg(not(feature = "sim-hooks"))]
+    false
+}
+
 async fn run(
     connector: impl Connector,
     mut creates: mpsc::Receiver<Create>,
@@ -202,8 +211,7 @@ async fn run(
 ) {
     let mut s = State::default();
     loop {
-        let may_create =
-            s.opening.is_none() && (s.unanswered.is_empty() || octopus_discovery_core::bug!(PositionalCreated));
+        let may_create = s.opening.is_none() && (s.unanswered.is_empty() || positional_created());
         let (is_opening, has_link) = (s.opening.is_some(), s.link.is_some());
         let writer = s.link.as_ref().filter(|_| !s.outbox.is_empty()).map(|l| l.ops.clone());
         let opening = s.opening.as_mut();

@@ -21,7 +21,6 @@ async fn killing_the_leader_keeps_registrations_and_discovery_going() {
     let discovery = EtcdBackend::connect(opts()).await.unwrap().discovery();
     let reg_opts = RegisterOptions::default()
         .ttl(Duration::from_secs(3))
-        .unwrap()
         .retry(BackoffPolicy::new(Duration::from_millis(100), Duration::from_secs(1)).unwrap());
     let a = registry
         .register(

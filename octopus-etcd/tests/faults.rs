@@ -31,7 +31,6 @@ async fn backend(endpoint: String) -> EtcdBackend {
 fn options(seed: u64) -> RegisterOptions {
     RegisterOptions::default()
         .ttl(TTL)
-        .unwrap()
         .retry(BackoffPolicy::new(Duration::from_millis(100), RETRY_CAP).unwrap())
         .jitter_rng(JitterRng::seeded(seed))
 }
@@ -339,7 +338,6 @@ async fn a_thousand_registrations_return_spread_by_jitter() {
     let registry: Arc<dyn Registry> = Arc::new(backend(server.endpoint()).await.registry());
     let opts = RegisterOptions::default()
         .ttl(TTL)
-        .unwrap()
         .retry(BackoffPolicy::new(Duration::from_millis(200), Duration::from_secs(5)).unwrap());
     let mut regs = Vec::with_capacity(N);
     for n in 0..N {

@@ -31,7 +31,7 @@ async fn register_and_read(
 ) -> (String, octopus_discovery_core::Registration) {
     let registry = backend(server).await.registry_with(layout.clone());
     let prefix = layout.prefix(&instance.service);
-    let opts = RegisterOptions::default().ttl(Duration::from_secs(5)).unwrap();
+    let opts = RegisterOptions::default().ttl(Duration::from_secs(5));
     let reg = registry.register(instance, opts).await.unwrap();
     reg.registered().await.unwrap();
     (out(server.etcdctl(&["get", "--prefix", &prefix])), reg)

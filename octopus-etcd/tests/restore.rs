@@ -58,7 +58,7 @@ async fn a_restored_etcd_converges_to_the_live_registrations() {
     let mut etcd = EtcdServer::start().await;
     let registrants = backend(&etcd).await;
     let registry = registrants.registry();
-    let options = RegisterOptions::default().ttl(TTL).unwrap();
+    let options = RegisterOptions::default().ttl(TTL);
     let old1 = register(&registry, "old1", &options).await;
     let old2 = register(&registry, "old2", &options).await;
     let discovery = backend(&etcd).await.discovery();

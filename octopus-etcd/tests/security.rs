@@ -126,7 +126,7 @@ async fn tls_and_expiring_auth_tokens() {
         .unwrap();
     let registry = backend.registry();
     let discovery = backend.discovery();
-    let opts = RegisterOptions::default().ttl(Duration::from_secs(2)).unwrap();
+    let opts = RegisterOptions::default().ttl(Duration::from_secs(2));
     let a = registry
         .register(ServiceInstance::new("svc", "a", "127.0.0.1", 1).unwrap(), opts.clone())
         .await

@@ -13,7 +13,7 @@ use tokio::time::sleep;
 async fn two_hundred_instances_one_lease() {
     let server = EtcdServer::start().await;
     let backend = EtcdBackend::connect(server.options()).await.unwrap();
-    let opts = RegisterOptions::default().ttl(Duration::from_secs(2)).unwrap();
+    let opts = RegisterOptions::default().ttl(Duration::from_secs(2));
     let registry = backend
         .registry_with(Arc::new(JsonLayout::default()))
         .with_shared_lease(opts.clone());

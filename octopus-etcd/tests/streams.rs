@@ -72,7 +72,6 @@ async fn one_watch_stream_and_one_keepalive_stream_per_client() {
     }
     let options = RegisterOptions::default()
         .ttl(Duration::from_secs(3))
-        .unwrap()
         .retry(BackoffPolicy::new(Duration::from_millis(50), Duration::from_millis(500)).unwrap());
     let mut regs = Vec::new();
     for i in 0..10 {

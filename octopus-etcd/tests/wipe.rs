@@ -50,9 +50,7 @@ async fn a_wiped_etcd_under_steady_calls_fails_no_call_with_the_panic_threshold(
     // discovery has resynced to an empty view.
     let options = RegisterOptions::default()
         .ttl(Duration::from_secs(15))
-        .unwrap()
         .keepalive_interval(Duration::from_secs(5))
-        .unwrap()
         .retry(BackoffPolicy::new(Duration::from_millis(100), Duration::from_secs(1)).unwrap());
     let registry = registrants.registry();
     let mut registrations = Vec::new();

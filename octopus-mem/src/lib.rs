@@ -27,18 +27,15 @@
 //! # Ok(()) }
 //! ```
 //!
-//! # Feature flags
-//!
-//! - `persist`: `Store::save` and `Store::load`, keys and leases in a file
-//!   (`octopus dev --data FILE`).
+//! The store does no file I/O: [`Store::image`] and [`Store::from_image`] copy
+//! its data out and back in, and the dev server (`octopus-devserver`) saves
+//! that to a file for `octopus dev --data FILE`.
 #![forbid(unsafe_code)]
 
 mod backend;
 mod error;
 mod image;
 mod lease;
-#[cfg(feature = "persist")]
-mod persist;
 mod range;
 mod state;
 mod store;
@@ -54,8 +51,6 @@ pub use error::Error;
 pub use image::StoreImage;
 pub use lease::LeaseInfo;
 pub use octopus_discovery_core::prefix_end;
-#[cfg(feature = "persist")]
-pub use persist::FORMAT;
 pub use range::KeyRange;
 pub use state::DEFAULT_HISTORY_LIMIT;
 pub use store::{Store, StoreWatch};

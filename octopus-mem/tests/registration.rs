@@ -11,7 +11,6 @@ use tokio::time::{sleep, timeout};
 fn opts() -> RegisterOptions {
     RegisterOptions::default()
         .ttl(Duration::from_secs(3))
-        .unwrap()
         .retry(BackoffPolicy::new(Duration::from_millis(50), Duration::from_millis(500)).unwrap())
 }
 

@@ -256,7 +256,7 @@ pub async fn registrant(ctx: Ctx, host: String, id: String, start_after: Duratio
     let rng = JitterRng::seeded(ctx.seed(&host, incarnation));
     let instance = ServiceInstance::new(SERVICE, id, ip.to_string(), SERVICE_PORT)?;
     let options = RegisterOptions::default()
-        .ttl(cfg.ttl)?
+        .ttl(cfg.ttl)
         .retry(BackoffPolicy::new(cfg.retry_base, cfg.retry_cap)?)
         .jitter_rng(rng);
     // The registry's own randomness (the shared lease's backoff) from the seed too.

@@ -72,7 +72,7 @@ fn drive(cfg: &SimConfig, log: Log) -> RunLog {
     };
 
     // Registrations stamp their write time: simulated time, so runs stay deterministic.
-    octopus_discovery_core::clock::set_wall_clock(turmoil::since_epoch);
+    octopus_discovery_core::hooks::set_wall_clock(turmoil::since_epoch);
     let mut sim = turmoil::Builder::new()
         .rng_seed(cfg.seed)
         .epoch(std::time::UNIX_EPOCH + Duration::from_secs(1_764_000_000))

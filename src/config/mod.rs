@@ -255,7 +255,7 @@ impl OctopusConfig {
         };
         let mut opts = RegisterOptions::default();
         if let Some(ttl) = duration("ttl", &self.ttl)? {
-            opts = opts.ttl(ttl)?;
+            opts = opts.ttl(ttl);
         }
         let defaults = BackoffPolicy::default();
         let base = duration("retry_interval", &self.retry_interval)?.unwrap_or(defaults.base());
@@ -264,7 +264,10 @@ impl OctopusConfig {
         if let Some(n) = self.max_retries {
             policy = policy.with_max_retries(n);
         }
-        Ok(opts.retry(policy))
+        let opts = opts.retry(policy);
+        // A bad value is the configuration's error, not the first registration's.
+        opts.validate()?;
+        Ok(opts)
     }
 
     /// The instance of the `[service]` section, validated (port 0 is an error

@@ -33,7 +33,7 @@ pub(super) struct CacheTask<B> {
     /// Keys whose decode error was logged already: log once, count always.
     pub(super) logged: BTreeSet<Vec<u8>>,
     /// Where fresh views are saved, and read from at a cold start.
-    pub(super) cold: Option<Arc<super::ColdCache>>,
+    pub(super) cold: Option<Arc<crate::cache_file::ColdCache>>,
     /// Its metrics' handles.
     pub(super) series: crate::telemetry::CacheSeries,
 }

@@ -1,6 +1,19 @@
-//! Where an instance lives in the key space and how its value is encoded.
+//! Where an instance lives in the key space and how its value is encoded: the
+//! [`KeyLayout`] trait, Octopus's own [`JsonLayout`], and one file per Go
+//! framework's layout, so Rust services can join meshes that Go services
+//! already run (read and write): [`KratosLayout`], [`EtcdNamingLayout`],
+//! [`GoZeroLayout`].
 
 use std::fmt;
+
+mod common;
+mod etcd_naming;
+mod go_zero;
+mod kratos;
+
+pub use etcd_naming::EtcdNamingLayout;
+pub use go_zero::GoZeroLayout;
+pub use kratos::KratosLayout;
 
 use crate::{Error, LeaseId, Result, ServiceInstance};
 

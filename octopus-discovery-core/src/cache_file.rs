@@ -1,6 +1,9 @@
-//! [`ColdCache`]: the last fresh view of each watched service, kept in a file and
-//! served, marked stale, when a process starts while the registry is unreachable
-//! (Nacos's failover cache, Eureka's and Dubbo's file caches).
+//! The discovery cache file, [`ColdCache`]: the last fresh view of each watched
+//! service, kept in a file and served, marked stale, when a process starts while
+//! the registry is unreachable (Nacos's failover cache, Eureka's and Dubbo's file
+//! caches). A registry URL's `cache_file=` parameter opens one; code that builds
+//! a [`WatchDiscovery`](crate::WatchDiscovery) itself hands it to
+//! [`with_cold_cache`](crate::WatchDiscovery::with_cold_cache).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
