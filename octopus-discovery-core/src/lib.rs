@@ -18,6 +18,9 @@
 //! # Feature flags
 //!
 //! - `grpc`: the gRPC balancer in [`balance`].
+//! - `sim-hooks`: the simulator's hooks (the `hooks` module: deliberate bugs, an
+//!   event observer, a replaceable wall clock). Only `octopus-sim` turns it on;
+//!   never for production builds.
 #![forbid(unsafe_code)]
 
 // The simulator's hooks (feature `sim-hooks`). Both macros are private to this
@@ -87,10 +90,8 @@ mod view;
 #[cfg(feature = "grpc")]
 pub mod balance;
 
-pub use backoff::{Backoff, BackoffPolicy, JitterRng};
-pub use cache::{DiscoveryStats, WatchDiscovery};
+// The model: what a service is, and what discovery reports.
 pub use diff::{diff, Diff};
-pub use discovery::{Change, Discovery, ServiceWatch};
 pub use error::{chain, BoxError, Error, ErrorKind, Result};
 pub use ids::{LeaseId, Revision};
 pub use instance::{
@@ -98,6 +99,18 @@ pub use instance::{
     MAX_METADATA_KEY_LEN, MAX_NAME_LEN, MAX_WEIGHT,
 };
 pub use instances::Instances;
+pub use metadata::Metadata;
+pub use snapshot::{Freshness, Snapshot};
+pub use target::{IntoTarget, Target};
+
+// The traits a user calls, and their handles.
+pub use discovery::{Change, Discovery, ServiceWatch};
+pub use registry::{RegisterOptions, Registration, RegistrationStatus, Registry};
+pub use resolver::{DiscoveryResolver, Resolver, Resolvers};
+
+// The engine a backend plugs into: the `KvBackend` seam, the lease registry
+// and the watch cache on it, and where keys live.
+pub use cache::{DiscoveryStats, WatchDiscovery};
 pub use kv::{
     prefix_end, Event, EventKind, Header, KeyValue, KvBackend, Lease, LeaseKeeper, LeaseTtl, PutOutcome, WatchMessage,
     WatchStart, WatchStream,
@@ -107,10 +120,8 @@ pub use layout::{
     DEFAULT_NAMESPACE,
 };
 pub use lease::LeaseRegistry;
-pub use metadata::Metadata;
-pub use registry::{RegisterOptions, Registration, RegistrationStatus, Registry};
-pub use resolver::{DiscoveryResolver, Resolver, Resolvers};
+
+// Helpers the backends and the facade share.
+pub use backoff::{Backoff, BackoffPolicy, JitterRng};
 pub use secret::{is_secret_param, redact_url, Secret, SECRET_PARAMS};
-pub use snapshot::{Freshness, Snapshot};
-pub use target::{IntoTarget, Target};
 pub use task::OwnedTask;
