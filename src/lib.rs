@@ -79,9 +79,8 @@ pub(crate) use octopus_discovery_core::OwnedTask;
 
 /// The core crate, for backend authors: the [`KvBackend`](octopus_discovery_core::KvBackend)
 /// trait, the shared lease and watch machinery, the key layouts (chosen in a URL
-/// with `layout=`), the discovery cache file, and helpers such as
-/// [`OwnedTask`](octopus_discovery_core::OwnedTask) and
-/// [`JitterRng`](octopus_discovery_core::JitterRng).
+/// with `layout=`), the discovery cache file, and helpers such as `OwnedTask`
+/// and `JitterRng`.
 pub use octopus_discovery_core as core;
 
 /// The etcd backend (feature `etcd`).
