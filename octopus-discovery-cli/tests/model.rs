@@ -149,8 +149,8 @@ fn unmappable_types_and_missing_keys_write_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     for (ddl, needle) in [
         (
-            "CREATE TABLE a (id INT PRIMARY KEY);\nCREATE TABLE spots (\n  id INT PRIMARY KEY,\n  location POINT\n);\n",
-            "spots.location: type `POINT`",
+            "CREATE TABLE a (id INT PRIMARY KEY);\nCREATE TABLE spots (\n  id INT PRIMARY KEY,\n  location GEOMETRY\n);\n",
+            "spots.location: type `GEOMETRY`",
         ),
         (
             "CREATE TABLE logs (at TIMESTAMP, line TEXT);\n",
@@ -178,7 +178,7 @@ fn unmappable_types_and_missing_keys_write_nothing() {
     let schema = tmp.path().join("bad.sql");
     std::fs::write(
         &schema,
-        "CREATE TABLE a (id INT PRIMARY KEY);\nCREATE TABLE spots (\n  id INT PRIMARY KEY,\n  location POINT\n);\n",
+        "CREATE TABLE a (id INT PRIMARY KEY);\nCREATE TABLE spots (\n  id INT PRIMARY KEY,\n  location GEOMETRY\n);\n",
     )
     .unwrap();
     let out = octopus(&[
