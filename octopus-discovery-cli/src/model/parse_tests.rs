@@ -77,7 +77,10 @@ fn errors_name_the_place_and_the_rule() {
         Dialect::Postgres,
     )
     .unwrap_err();
-    assert!(err.starts_with("s.sql:3: t.odd: cannot read this column's definition"), "{err}");
+    assert!(
+        err.starts_with("s.sql:3: t.odd: cannot read this column's definition"),
+        "{err}"
+    );
     let err = parse("s.sql", "CREATE TABLE t (a INT);", Dialect::Postgres).unwrap_err();
     assert!(err.contains("table `t` has no primary key"), "{err}");
     let err = parse("s.sql", "SELECT 1;", Dialect::Postgres).unwrap_err();

@@ -85,7 +85,11 @@ fn table_tests(out: &mut String, t: &Table, crate_name: &str) {
         "\n#[tokio::test]\nasync fn {m}_crud_not_found_and_conflict() {{\n    let h = Harness::start(\"{m}_crud\").await;\n    let mut client = {client}::new(h.channel.clone());\n    let sent = new_{m}(1);\n    let created = client.create_{r}(sent.clone()).await.unwrap().into_inner();\n    assert_stored_{m}(&created, &sent);\n    let got = client.get_{r}(key_{m}(&created)).await.unwrap().into_inner();\n    assert_eq!(got, created);"
     );
     let changed = t.updatable().into_iter().find(|c| !matches!(c.ty, Ty::Bool));
-    let binding = if changed.is_some() { "let mut changed" } else { "let changed" };
+    let binding = if changed.is_some() {
+        "let mut changed"
+    } else {
+        "let changed"
+    };
     let _ = writeln!(out, "    {binding} = created.clone();");
     if let Some(c) = changed {
         let _ = writeln!(

@@ -64,7 +64,8 @@ pub(crate) fn attached_partition(statement: &[TokenWithSpan]) -> Option<String> 
 /// only as `STORED`: the column is computed either way, and that is all the
 /// generator needs to know.
 pub(crate) fn computed_as_stored(statement: &[TokenWithSpan]) -> Vec<TokenWithSpan> {
-    let is_word = |t: &Token, w: &str| matches!(t, Token::Word(x) if x.quote_style.is_none() && x.value.eq_ignore_ascii_case(w));
+    let is_word =
+        |t: &Token, w: &str| matches!(t, Token::Word(x) if x.quote_style.is_none() && x.value.eq_ignore_ascii_case(w));
     let significant: Vec<usize> = (0..statement.len())
         .filter(|&i| !matches!(statement[i].token, Token::Whitespace(_)))
         .collect();
@@ -108,7 +109,10 @@ pub(crate) fn computed_as_stored(statement: &[TokenWithSpan]) -> Vec<TokenWithSp
     }
     for at in inserts.into_iter().rev() {
         out.insert(at, TokenWithSpan::wrap(Token::make_keyword("STORED")));
-        out.insert(at, TokenWithSpan::wrap(Token::Whitespace(sqlparser::tokenizer::Whitespace::Space)));
+        out.insert(
+            at,
+            TokenWithSpan::wrap(Token::Whitespace(sqlparser::tokenizer::Whitespace::Space)),
+        );
     }
     out
 }

@@ -90,8 +90,27 @@ pub(crate) fn map(sql: &str, dialect: Dialect) -> Option<(Ty, bool)> {
 /// addresses, XML, geometry and ranges. Types whose text form depends on
 /// session settings (MONEY, TSTZRANGE) stay unmapped.
 const TEXT_FORM: &[&str] = &[
-    "TSVECTOR", "TSQUERY", "INTERVAL", "INET", "CIDR", "MACADDR", "MACADDR8", "XML", "POINT", "LINE", "LSEG", "BOX",
-    "PATH", "POLYGON", "CIRCLE", "INT4RANGE", "INT8RANGE", "NUMRANGE", "DATERANGE", "TSRANGE", "VARBIT",
+    "TSVECTOR",
+    "TSQUERY",
+    "INTERVAL",
+    "INET",
+    "CIDR",
+    "MACADDR",
+    "MACADDR8",
+    "XML",
+    "POINT",
+    "LINE",
+    "LSEG",
+    "BOX",
+    "PATH",
+    "POLYGON",
+    "CIRCLE",
+    "INT4RANGE",
+    "INT8RANGE",
+    "NUMRANGE",
+    "DATERANGE",
+    "TSRANGE",
+    "VARBIT",
     "BIT VARYING",
 ];
 
@@ -108,7 +127,9 @@ fn postgres_text_form(sql: &str) -> Option<Ty> {
         };
     }
     let (base, _, _) = split(&upper);
-    TEXT_FORM.contains(&base.as_str()).then(|| Ty::PgText(if base == "BIT VARYING" { "VARBIT".into() } else { base }))
+    TEXT_FORM
+        .contains(&base.as_str())
+        .then(|| Ty::PgText(if base == "BIT VARYING" { "VARBIT".into() } else { base }))
 }
 
 impl Ty {
