@@ -8,20 +8,15 @@ use octopus_discovery_core::{Result, Revision, WatchStart};
 
 use crate::call::bounded;
 use crate::convert::etcd_err;
-use crate::watch_mux::{Opened, WatchMux};
+use crate::watch_mux::{Opened, Spec, WatchMux};
 
-/// Creates a watch on `key` (a prefix when `prefix`) from revision `start`.
-pub(crate) async fn open(
-    client: &Client,
-    watches: &WatchMux,
-    key: &str,
-    prefix: bool,
-    start: Revision,
-    limit: Duration,
-) -> Result<WatchStart> {
+/// Creates the watch `spec` describes.
+pub(crate) async fn open(client: &Client, watches: &WatchMux, spec: Spec, limit: Duration) -> Result<WatchStart> {
+    let (key, prefix, start) = (spec.key.clone(), spec.prefix, spec.start);
+    let key = key.as_str();
     // On the client's one watch stream; resolves once etcd has created the
     // watch, or refused it (its start compacted).
-    let (watch, created) = match bounded(limit, "watch", watches.watch(key, prefix, start)).await?? {
+    let (watch, created) = match bounded(limit, "watch", watches.watch(spec)).await?? {
         Opened::Watch(watch, created) => (watch, created),
         Opened::Compacted(compacted) => return Ok(WatchStart::Compacted { compacted }),
     };
