@@ -25,6 +25,7 @@ mod storm;
 mod sync;
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::time::Instant;
 
@@ -80,6 +81,18 @@ fn main() {
     probe.push(1);
     assert_eq!(live() - before, probe.capacity(), "the heap counter miscounts reallocs");
     drop(probe);
+    // The storm's retry counter reads each delay back from its `Debug` text.
+    for delay in [
+        Duration::from_nanos(12),
+        Duration::from_micros(850),
+        Duration::from_millis(1234),
+    ] {
+        let read = storm::debug_duration(&format!("{delay:?}")).unwrap_or_default();
+        assert!(
+            read.abs_diff(delay) < Duration::from_micros(1),
+            "{delay:?} read back as {read:?}"
+        );
+    }
 
     let attempts: Arc<Mutex<Vec<Instant>>> = Arc::default();
     use tracing_subscriber::layer::SubscriberExt;

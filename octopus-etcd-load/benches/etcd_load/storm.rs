@@ -15,11 +15,17 @@ use crate::helpers::{backend, instance, layout, ms};
 pub(crate) struct Attempts(pub(crate) Arc<Mutex<Vec<Instant>>>);
 
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Attempts {
-    /// Only the registration's retry event: every other callsite (h2's and tonic's
-    /// trace events among them) stays disabled, so that neither side of a scenario
-    /// pays for events nobody reads.
+    /// Only the registration's retry event (the one with a `delay` and a
+    /// `ceiling`): every other callsite (h2's and tonic's trace events among
+    /// them) stays disabled, so that neither side of a scenario pays for events
+    /// nobody reads.
     fn register_callsite(&self, m: &'static tracing::Metadata<'static>) -> tracing::subscriber::Interest {
-        if m.is_event() && m.target().starts_with("octopus_discovery_core") && m.fields().field("delay_us").is_some() {
+        let fields = m.fields();
+        if m.is_event()
+            && m.target().starts_with("octopus_discovery_core")
+            && fields.field("delay").is_some()
+            && fields.field("ceiling").is_some()
+        {
             tracing::subscriber::Interest::always()
         } else {
             tracing::subscriber::Interest::never()
@@ -27,25 +33,38 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Attempts {
     }
 
     fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
-        struct Delay(Option<u64>, bool);
+        struct Delay(Option<Duration>, bool);
         impl tracing::field::Visit for Delay {
-            fn record_u64(&mut self, f: &tracing::field::Field, v: u64) {
-                if f.name() == "delay_us" {
-                    self.0 = Some(v);
-                }
-            }
             fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
-                if f.name() == "message" && format!("{v:?}") == "retrying registration" {
-                    self.1 = true;
+                match f.name() {
+                    "delay" => self.0 = debug_duration(&format!("{v:?}")),
+                    "message" => self.1 = format!("{v:?}") == "retrying registration",
+                    _ => {}
                 }
             }
         }
         let mut d = Delay(None, false);
         event.record(&mut d);
-        if let (Some(us), true) = (d.0, d.1) {
-            self.0.lock().unwrap().push(Instant::now() + Duration::from_micros(us));
+        if let (Some(delay), true) = (d.0, d.1) {
+            self.0.lock().unwrap().push(Instant::now() + delay);
         }
     }
+}
+
+/// A `Duration` back from its `Debug` text, which the retry event carries:
+/// `1.5s`, `200ms`, `850µs`, `12ns`.
+pub(crate) fn debug_duration(text: &str) -> Option<Duration> {
+    let unit_at = text.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+    let (number, unit) = text.split_at(unit_at);
+    let number: f64 = number.parse().ok()?;
+    let seconds = match unit {
+        "s" => number,
+        "ms" => number / 1e3,
+        "µs" => number / 1e6,
+        "ns" => number / 1e9,
+        _ => return None,
+    };
+    Some(Duration::from_secs_f64(seconds))
 }
 
 pub(crate) async fn storm(attempts: Arc<Mutex<Vec<Instant>>>) {
