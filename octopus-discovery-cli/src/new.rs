@@ -306,7 +306,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names() {
+    fn service_names_are_lowercase_words_and_never_keywords() {
         for good in ["demo", "user-service", "user_service2", "a"] {
             validate(good).unwrap();
         }

@@ -32,7 +32,7 @@ pub(crate) async fn open(client: &Client, watches: &WatchMux, spec: Spec, limit:
     // was created, and the watch is sound; if not, the compacted start is an
     // error here, never a watch that looks healthy (and makes a view fresh)
     // for a round trip before its cancel arrives. (Read before creating, a
-    // compaction could land in between: seen in the simulator, seed 240.) A
+    // compaction could land between the read and the create.) A
     // single-key watch (a registration's own key, opened right after its
     // write) skips the extra request and learns of a compaction from the
     // cancel that follows.

@@ -83,6 +83,7 @@ async fn a_wiped_etcd_under_steady_calls_fails_no_call_with_the_panic_threshold(
     let stop = Arc::new(AtomicBool::new(false));
     let protected_calls = tokio::spawn(steady(protected.clone(), stop.clone()));
     let plain_calls = tokio::spawn(steady(plain.clone(), stop.clone()));
+    // Calls flowing for a while before the wipe, so that both channels are busy when it comes.
     sleep(Duration::from_millis(300)).await;
 
     let wiped = Instant::now();
@@ -103,6 +104,8 @@ async fn a_wiped_etcd_under_steady_calls_fails_no_call_with_the_panic_threshold(
     .expect("the registrants came back")
     .unwrap();
     let back = wiped.elapsed();
+    // Calls go on for a while after the recovery, so that the counts include calls
+    // through the new cluster's view.
     sleep(Duration::from_millis(300)).await;
     stop.store(true, Ordering::Relaxed);
     let (calls, failures) = protected_calls.await.unwrap();

@@ -225,7 +225,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn spellings() {
+    fn column_type_spellings_map_to_rust_types() {
         let pg = Dialect::Postgres;
         let my = Dialect::Mysql;
         assert_eq!(map("INT(11) UNSIGNED", my), Some((Ty::I64, false)));
