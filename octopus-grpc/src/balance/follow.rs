@@ -9,7 +9,7 @@ use tokio::time::{sleep_until, Instant};
 
 use super::endpoints::{Backend, Endpoints, PanicThreshold};
 use super::Connector;
-use crate::{Change, Instances, ServiceInstance, ServiceWatch};
+use octopus_discovery_core::{Change, Instances, ServiceInstance, ServiceWatch};
 
 /// A protection in force: the instances in use before the view dropped, and
 /// until when the vanished ones are kept.
@@ -63,7 +63,7 @@ pub(super) async fn follow(endpoints: Weak<Endpoints>, mut watch: ServiceWatch, 
         }
         let set = e.snapshot();
         let old = &set.all;
-        let threshold: PanicThreshold = e.panic_threshold();
+        let threshold: PanicThreshold = e.panic;
         let known = protection.as_ref().map_or(old.len(), |p| p.known);
         if resolved && threshold.distrusts(snapshot.instances.len(), known) {
             if protection.is_none() {
@@ -105,7 +105,7 @@ fn in_use(old: &[Arc<Backend>]) -> Instances {
 /// Makes `instances` the endpoints: unchanged instances keep their backend
 /// (connection, counters, ejection); an updated or returning one keeps its
 /// connection when its endpoint is the same; a new one gets a connection.
-fn apply(e: &Endpoints, old: &[Arc<Backend>], instances: &Instances, diff: &crate::Diff, connector: &dyn Connector) {
+fn apply(e: &Endpoints, old: &[Arc<Backend>], instances: &Instances, diff: &octopus_discovery_core::Diff, connector: &dyn Connector) {
     let listed = |list: &[ServiceInstance], id: &str| list.binary_search_by(|i| i.id.as_str().cmp(id)).is_ok();
     let updated = |id: &str| diff.updated.binary_search_by(|(b, _)| b.id.as_str().cmp(id)).is_ok();
     let warming = *e.resolved.borrow();
