@@ -53,9 +53,9 @@ pub use client::{connect, connect_lazy, Client};
 pub use config::{substitute, AppSection, OctopusConfig, ServiceConfig};
 pub use inspect::{Entry, Inspector};
 pub use inspect_changes::{ChangeBatch, EntryChange, EntryChanges};
-pub use params::PASSWORD_ENV;
 #[cfg(feature = "grpc")]
 pub use octopus_grpc::shutdown_signal;
+pub use params::PASSWORD_ENV;
 pub use url::{parse_duration, RegistryUrl};
 
 pub use octopus_discovery_core::{

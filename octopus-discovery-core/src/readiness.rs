@@ -53,4 +53,3 @@ impl Drop for Pending {
         self.0.send_replace(RegistrationStatus::Deregistered);
     }
 }
-

@@ -7,7 +7,9 @@ use std::time::Duration;
 use octopus_discovery_core::{IntoTarget, JitterRng, Resolvers, Result, ServiceWatch, Target};
 
 use crate::balance::Settings;
-use crate::{BalancedChannel, Connector, OutlierDetection, PanicThreshold, Policy, Readiness, TcpConnector, ZonePreference};
+use crate::{
+    BalancedChannel, Connector, OutlierDetection, PanicThreshold, Policy, Readiness, TcpConnector, ZonePreference,
+};
 
 /// How to reach a service: where its instances come from (a target that
 /// discovery resolves, or a discovery watch), its balancing policy, how to

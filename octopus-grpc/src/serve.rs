@@ -13,7 +13,9 @@ use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 use tonic_health::ServingStatus;
 
 use octopus_discovery_core::readiness::Readiness;
-use octopus_discovery_core::{Error, OwnedTask, RegisterOptions, RegistrationStatus, Registry, Result, ServiceInstance};
+use octopus_discovery_core::{
+    Error, OwnedTask, RegisterOptions, RegistrationStatus, Registry, Result, ServiceInstance,
+};
 
 /// How [`RegisteredServer::serve`] shuts down, and what else follows its registration.
 #[derive(Clone, Debug)]

@@ -156,6 +156,12 @@ impl BalancedChannel {
         }
     }
 
+    /// Whether discovery's latest answer was stale (its registry unreachable):
+    /// the channel keeps balancing over the last known endpoints meanwhile.
+    pub fn is_stale(&self) -> bool {
+        self.inner.endpoints.stale.load(Ordering::Acquire)
+    }
+
     /// How many times the mass-disappearance protection has started.
     pub fn protections(&self) -> u64 {
         self.inner.endpoints.protections.load(Ordering::Relaxed)
@@ -315,7 +321,12 @@ mod tests {
 
     /// A channel over instances `a` and `b` (ports 1 and 2: nothing is called),
     /// and the sender that keeps its discovery open.
-    async fn two_instances(policy: Policy) -> (BalancedChannel, tokio::sync::watch::Sender<Option<octopus_discovery_core::Snapshot>>) {
+    async fn two_instances(
+        policy: Policy,
+    ) -> (
+        BalancedChannel,
+        tokio::sync::watch::Sender<Option<octopus_discovery_core::Snapshot>>,
+    ) {
         let a = octopus_discovery_core::ServiceInstance::new("s", "a", "127.0.0.1", 1).unwrap();
         let b = octopus_discovery_core::ServiceInstance::new("s", "b", "127.0.0.1", 2).unwrap();
         let snapshot = octopus_discovery_core::Snapshot {

@@ -3,7 +3,7 @@
 //! whether discovery has answered, and the mass-disappearance protection's
 //! setting and counters.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -255,6 +255,9 @@ pub(super) struct Endpoints {
     pub(super) panic: PanicThreshold,
     /// Times the protection started (a view was distrusted).
     pub(super) protections: AtomicU64,
+    /// Whether discovery's latest answer was stale (its registry unreachable),
+    /// once the follower has dealt with it.
+    pub(super) stale: AtomicBool,
     /// The channel's clock origin: ejection and slow start are nanoseconds after it.
     pub(super) epoch: Instant,
     /// Slow start: how long a new instance's share ramps up, in nanoseconds (0: off).
@@ -271,6 +274,7 @@ impl Endpoints {
             resolved: tokio::sync::watch::Sender::new(false),
             panic,
             protections: AtomicU64::new(0),
+            stale: AtomicBool::new(false),
             epoch: Instant::now(),
             slow_start_ns,
         }
@@ -286,7 +290,6 @@ impl Endpoints {
         let mut backends = self.backends.write().unwrap_or_else(|p| p.into_inner());
         *backends = Arc::new(Set::new(all, backends.zone.clone()));
     }
-
 
     /// Counts a new backend for `instance` over `channel`; with `warming`, in slow
     /// start (an instance that joined a running channel, not the first answer's).
@@ -316,7 +319,8 @@ impl Endpoints {
     /// Counts and logs the start of a protection.
     pub(super) fn protecting(&self, view: usize, known: usize, hold: Duration) {
         self.protections.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!(octopus_discovery_core::telemetry::BALANCER_PROTECTIONS, "service" => self.service.clone()).increment(1);
+        metrics::counter!(octopus_discovery_core::telemetry::BALANCER_PROTECTIONS, "service" => self.service.clone())
+            .increment(1);
         tracing::warn!(
             service = %self.service,
             view,

@@ -230,3 +230,33 @@ async fn reported_readiness_waits_for_discovery_and_for_an_instance() {
     assert!(matches!(poll_ready(&mut at_call), Poll::Ready(Ok(()))));
     drop(tx);
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_clone_shares_endpoints_and_load_and_balances_by_the_settings_built_in() {
+    let all = [instance("a1", 1, "a"), instance("b1", 2, "b"), instance("b2", 3, "b")];
+    let (channel, tx) = over_with(&all, Policy::P2c, Some("b".into())).await;
+    let clone = channel.clone();
+    // One endpoint set, one load: what the clone does counts for the original.
+    assert!(Arc::ptr_eq(&channel.snapshot(), &clone.snapshot()));
+    clone.snapshot().all[1]
+        .in_flight
+        .store(7, std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(channel.in_flight()["b1"], 7);
+    // Both balance by the zone and policy the channel was built with: p2c in
+    // zone `b`, where `b1` is busy. No method of either can change that (the
+    // `compile_fail` example on `BalancedChannel`).
+    for ch in [&channel, &clone] {
+        assert_eq!(picks(ch, 50).keys().collect::<Vec<_>>(), ["b2"]);
+    }
+    // A discovery change reaches both.
+    tx.send_replace(snapshot(&all[..2]));
+    tokio::time::timeout(Duration::from_secs(1), async {
+        while clone.endpoints().len() != 2 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(channel.endpoints().len(), 2);
+    assert_eq!(picks(&channel, 20).keys().collect::<Vec<_>>(), ["b1"]);
+}
