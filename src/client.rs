@@ -271,7 +271,7 @@ impl Client {
     /// A call made before discovery's first answer (right after this returns)
     /// waits for it, as gRPC waits for its resolver, up to the call's deadline
     /// (`grpc-timeout`, set by `tonic::Request::set_timeout`) or else
-    /// [`BalancedChannel::with_first_answer_timeout`](crate::grpc::BalancedChannel::with_first_answer_timeout)
+    /// [`ChannelBuilder::first_answer_timeout`](crate::grpc::ChannelBuilder::first_answer_timeout)
     /// (10 s by default); after that answer, a call with no instance to go to
     /// fails at once with `Unavailable`.
     #[cfg(feature = "grpc")]
@@ -287,7 +287,7 @@ impl Client {
     /// long a first call waits for discovery (see [`ChannelBuilder`](crate::grpc::ChannelBuilder)).
     #[cfg(feature = "grpc")]
     pub fn channel_to(&self, target: impl crate::IntoTarget) -> crate::grpc::ChannelBuilder {
-        crate::channel::ChannelBuilder::new(self.resolvers(), self.scheme(), target)
+        crate::grpc::ChannelBuilder::new(self.resolvers(), self.scheme(), target)
     }
 
     /// The URL's scheme (`mem`, `etcd`): targets without a scheme resolve here.

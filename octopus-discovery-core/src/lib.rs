@@ -15,9 +15,7 @@
 //! # Ok::<(), octopus_discovery_core::Error>(())
 //! ```
 //!
-//! # Feature flags
-//!
-//! - `grpc`: the gRPC balancer in [`balance`].
+//! The gRPC balancer that follows this discovery is the `octopus-grpc` crate.
 #![forbid(unsafe_code)]
 
 mod backoff;
@@ -53,6 +51,7 @@ mod lease;
 mod mailbox;
 mod metadata;
 mod presets;
+pub mod readiness;
 mod registry;
 mod resolver;
 mod secret;
@@ -62,9 +61,6 @@ mod target;
 mod task;
 pub mod telemetry;
 mod view;
-
-#[cfg(feature = "grpc")]
-pub mod balance;
 
 pub use backoff::{Backoff, BackoffPolicy, JitterRng};
 pub use cache::{ColdCache, DiscoveryStats, WatchDiscovery};
