@@ -1,4 +1,4 @@
-//! gRPC by service name (feature `grpc`).
+//! gRPC by service name (feature `grpc`): the `octopus-grpc` crate, re-exported.
 //!
 //! ```no_run
 //! # async fn demo() -> octopus::Result<()> {
@@ -9,8 +9,7 @@
 //! # Ok(()) }
 //! ```
 
-pub use crate::channel::ChannelBuilder;
-pub use crate::serve::{RegisteredServer, ServeOptions};
-pub use octopus_discovery_core::balance::{
-    BalancedChannel, Connector, OutlierDetection, PanicThreshold, Policy, Readiness, TcpConnector, ZonePreference,
+pub use octopus_grpc::{
+    BalancedChannel, ChannelBuilder, Connector, OutlierDetection, PanicThreshold, Policy, Readiness, RegisteredServer,
+    ServeOptions, TcpConnector, ZonePreference,
 };

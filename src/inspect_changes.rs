@@ -107,7 +107,7 @@ impl Inspector {
     /// [`all_entries`](Self::all_entries) again and follow from there.
     pub async fn changes(&self, start: Revision) -> Result<EntryChanges> {
         let root = self.root()?;
-        let stream = match self.backend.watch(&root, true, start).await? {
+        let stream = match self.backend.watch_with_prev(&root, true, start).await? {
             WatchStart::Stream(stream) => stream,
             WatchStart::Compacted { compacted } => return Err(compacted_error(start, compacted)),
         };

@@ -27,7 +27,8 @@
 //! - `mem` (default): the embedded in-memory backend, `mem://`. Needs no server and no protoc.
 //! - `grpc` (default): [`Client::channel`], a balanced tonic channel to a service by
 //!   name (`etcd:///user-service`) that follows discovery; [`grpc::RegisteredServer`], a tonic
-//!   server that registers itself, reports health and drains on shutdown.
+//!   server that registers itself, reports health and drains on shutdown (the
+//!   `octopus-grpc` crate, re-exported as [`grpc`]).
 //! - `etcd`: the etcd backend, `etcd://host:port,host:port`. Needs protoc to build.
 //! - `config`: [`OctopusConfig`], from TOML, YAML or JSON files with `${VAR}` and
 //!   `${VAR:-default}` substitution, plus `OCTOPUS_*` environment variables.
@@ -35,8 +36,6 @@
 //!   `/readyz`, for the series Octopus records through the `metrics` facade.
 #![forbid(unsafe_code)]
 
-#[cfg(feature = "grpc")]
-mod channel;
 mod client;
 #[cfg(feature = "config")]
 mod config;
@@ -47,10 +46,6 @@ mod inspect_changes;
 #[cfg(feature = "metrics")]
 pub mod metrics;
 mod params;
-#[cfg(feature = "grpc")]
-mod serve;
-#[cfg(feature = "grpc")]
-mod signal;
 mod url;
 
 pub use client::{connect, connect_lazy, Client};
@@ -58,9 +53,9 @@ pub use client::{connect, connect_lazy, Client};
 pub use config::{substitute, AppSection, OctopusConfig, ServiceConfig};
 pub use inspect::{Entry, Inspector};
 pub use inspect_changes::{ChangeBatch, EntryChange, EntryChanges};
-pub use params::PASSWORD_ENV;
 #[cfg(feature = "grpc")]
-pub use signal::shutdown_signal;
+pub use octopus_grpc::shutdown_signal;
+pub use params::PASSWORD_ENV;
 pub use url::{parse_duration, RegistryUrl};
 
 pub use octopus_discovery_core::{
@@ -72,9 +67,7 @@ pub use octopus_discovery_core::{
 // What the facade's own code uses from core but a user does not call: users
 // who need them (backend authors, tests) name them `octopus::core::…`.
 pub(crate) use octopus_discovery_core::DiscoveryResolver;
-#[cfg(feature = "grpc")]
-pub(crate) use octopus_discovery_core::JitterRng;
-#[cfg(any(feature = "grpc", feature = "metrics"))]
+#[cfg(feature = "metrics")]
 pub(crate) use octopus_discovery_core::OwnedTask;
 
 /// The core crate, for backend authors: the [`KvBackend`](octopus_discovery_core::KvBackend)

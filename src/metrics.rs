@@ -17,16 +17,16 @@
 //! `# HELP` line; the text passes `promtool check metrics`.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::{Error, OwnedTask, Registration, RegistrationStatus, Result};
+use crate::{Error, OwnedTask, Result};
 
+pub use octopus_discovery_core::readiness::{Pending, Readiness};
 pub use octopus_discovery_core::telemetry::*;
 
 /// Installs the Prometheus recorder for this process (once; later calls return
@@ -50,51 +50,6 @@ pub fn install() -> Result<PrometheusHandle> {
     octopus_discovery_core::telemetry::describe();
     *slot = Some(handle.clone());
     Ok(handle)
-}
-
-/// The registrations `/readyz` answers for.
-#[derive(Clone, Default, Debug)]
-pub struct Readiness {
-    tracked: Arc<Mutex<Vec<watch::Receiver<RegistrationStatus>>>>,
-}
-
-impl Readiness {
-    /// Counts `registration` in readiness until it is deregistered.
-    pub fn track(&self, registration: &Registration) {
-        self.tracked
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(registration.status());
-    }
-
-    /// Holds readiness at "not ready" until the returned guard is dropped: for the
-    /// time before a registration exists to track (its first attempt).
-    pub fn pending(&self) -> Pending {
-        let (tx, rx) = watch::channel(RegistrationStatus::Registering);
-        self.tracked.lock().unwrap_or_else(|p| p.into_inner()).push(rx);
-        Pending(tx)
-    }
-
-    /// True when every tracked registration is registered (deregistered ones no
-    /// longer count).
-    pub fn is_ready(&self) -> bool {
-        let mut tracked = self.tracked.lock().unwrap_or_else(|p| p.into_inner());
-        // A deregistered registration no longer counts; a failed one keeps the
-        // process unready (its last status stays readable after its task ended).
-        tracked.retain(|rx| !matches!(*rx.borrow(), RegistrationStatus::Deregistered));
-        tracked.iter().all(|rx| rx.borrow().is_registered())
-    }
-}
-
-/// Keeps a [`Readiness`] not ready while it lives ([`Readiness::pending`]).
-#[derive(Debug)]
-pub struct Pending(watch::Sender<RegistrationStatus>);
-
-impl Drop for Pending {
-    fn drop(&mut self) {
-        // Deregistered entries no longer count.
-        self.0.send_replace(RegistrationStatus::Deregistered);
-    }
 }
 
 /// Serves `/metrics`, `/healthz` and `/readyz` on `listener` until the returned

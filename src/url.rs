@@ -169,7 +169,7 @@ mod tests {
     }
 
     #[test]
-    fn durations() {
+    fn durations_need_a_number_and_a_known_unit() {
         assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
         assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
         assert_eq!(parse_duration("s"), None);

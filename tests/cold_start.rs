@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use octopus::core::cache_file::ColdCache;
 use octopus::core::{JitterRng, JsonLayout, WatchDiscovery};
-use octopus::grpc::{BalancedChannel, Policy, TcpConnector};
+use octopus::grpc::{ChannelBuilder, Policy, TcpConnector};
 use octopus::mem::{MemBackend, Store};
 use octopus::{Discovery, Registry, ServiceInstance};
 use octopus_greeter::greeter_client::GreeterClient;
@@ -67,13 +67,13 @@ async fn a_saved_view_serves_a_start_without_registry_until_a_fresh_one() {
     assert_eq!(s.get("g1").unwrap().port, port);
     assert_eq!(d.instances("greeter").await.unwrap().len(), 1, "one-shot reads too");
     // A balanced channel over it reaches the instance.
-    let channel = BalancedChannel::new(
-        "greeter",
-        d.watch("greeter").await.unwrap(),
-        Policy::RoundRobin,
-        Arc::new(TcpConnector::default()),
-        JitterRng::seeded(1),
-    );
+    let channel = ChannelBuilder::from_watch("greeter", d.watch("greeter").await.unwrap())
+        .policy(Policy::RoundRobin)
+        .connector(Arc::new(TcpConnector::default()))
+        .rng(JitterRng::seeded(1))
+        .connect()
+        .await
+        .unwrap();
     let reply = GreeterClient::new(channel)
         .say_hello(HelloRequest { name: "cold".into() })
         .await

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use octopus::core::JitterRng;
-use octopus::grpc::{BalancedChannel, Connector, Policy, TcpConnector};
+use octopus::grpc::{BalancedChannel, ChannelBuilder, Connector, Policy, TcpConnector};
 use octopus::{Client, Registration, ServiceInstance};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -164,7 +164,6 @@ async fn pick_first_sticks_and_fails_over() {
     assert_eq!(tally(&mut greeter, 10).await, BTreeMap::from([("a".to_owned(), 10)]));
 
     a.task.abort(); // dies without deregistering: its key stays until the TTL
-    sleep(Duration::from_millis(50)).await;
     let mut failed = 0;
     let answer = loop {
         match call(&mut greeter).await {
@@ -196,8 +195,14 @@ async fn every_instance_down_is_unavailable_naming_the_service() {
     assert!(channel.ready_endpoints(1, Duration::from_secs(2)).await);
     assert_eq!(call(&mut greeter).await.unwrap(), "x");
     s.task.abort();
-    sleep(Duration::from_millis(50)).await;
-    let _ = call(&mut greeter).await; // the broken call ejects it
+    // The first call to find the connection broken ejects the instance.
+    timeout(Duration::from_secs(5), async {
+        while channel.ejected().is_empty() {
+            let _ = call(&mut greeter).await;
+        }
+    })
+    .await
+    .expect("a broken call ejects the instance");
     let status = call(&mut greeter).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::Unavailable);
     assert!(
@@ -207,7 +212,7 @@ async fn every_instance_down_is_unavailable_naming_the_service() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn version_filters_and_weighted_and_p2c_policies() {
+async fn a_version_filter_holds_weighted_follows_weights_and_p2c_reaches_every_instance() {
     let client = octopus::connect("mem://grpc-policies").await.unwrap();
     let mut keep = Vec::new();
     for (id, version, weight) in [("v1a", "v1", 300), ("v1b", "v1", 100), ("v2a", "v2", 100)] {
@@ -265,16 +270,23 @@ async fn a_lost_registry_connection_keeps_the_last_known_endpoints() {
     }
     let watch = discovery.watch("greeter").await.unwrap();
     let tcp: Arc<dyn Connector> = Arc::new(TcpConnector::default());
-    let channel = BalancedChannel::new("greeter", watch, Policy::RoundRobin, tcp, JitterRng::seeded(1));
+    let channel = ChannelBuilder::from_watch("greeter", watch)
+        .connector(tcp)
+        .rng(JitterRng::seeded(1))
+        .connect()
+        .await
+        .unwrap();
     assert!(channel.ready_endpoints(2, Duration::from_secs(2)).await);
 
     backend.set_reachable(false);
-    let mut w = discovery.watch("greeter").await.unwrap();
-    timeout(Duration::from_secs(5), w.wait_for(|s| !s.is_fresh()))
-        .await
-        .expect("stale")
-        .unwrap();
-    sleep(Duration::from_millis(100)).await;
+    // The channel has dealt with the stale answer once it says so.
+    timeout(Duration::from_secs(5), async {
+        while !channel.is_stale() {
+            sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the channel sees discovery go stale");
     assert_eq!(
         channel.endpoints().len(),
         2,
@@ -313,8 +325,13 @@ async fn a_mass_disappearance_keeps_the_vanished_instances_for_a_while() {
         async move {
             let watch = discovery.watch("greeter").await.unwrap();
             let tcp: Arc<dyn Connector> = Arc::new(TcpConnector::default());
-            let ch = BalancedChannel::new("greeter", watch, Policy::RoundRobin, tcp, JitterRng::seeded(1))
-                .with_panic_threshold(threshold);
+            let ch = ChannelBuilder::from_watch("greeter", watch)
+                .connector(tcp)
+                .rng(JitterRng::seeded(1))
+                .panic_threshold(threshold)
+                .connect()
+                .await
+                .unwrap();
             assert!(ch.ready_endpoints(4, Duration::from_secs(2)).await);
             ch
         }
@@ -341,18 +358,30 @@ async fn a_mass_disappearance_keeps_the_vanished_instances_for_a_while() {
     .await
     .expect("the view empties")
     .unwrap();
-    sleep(Duration::from_millis(100)).await;
+    // Each channel has dealt with the empty view: the protected ones started
+    // their protection, the plain one emptied.
+    let dealt_with = async {
+        while protected.protections() == 0 || short.protections() == 0 || !plain.endpoints().is_empty() {
+            sleep(Duration::from_millis(5)).await;
+        }
+    };
+    timeout(Duration::from_secs(5), dealt_with)
+        .await
+        .expect("every channel sees the empty view");
     let seen = tally(&mut GreeterClient::new(protected.clone()), 20).await;
     assert_eq!(seen.len(), 4, "every call reached a live instance: {seen:?}");
     assert_eq!(protected.protections(), 1);
     let err = call(&mut GreeterClient::new(plain.clone())).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unavailable, "without protection: {err}");
-    sleep(Duration::from_millis(400)).await;
-    assert!(
-        short.endpoints().is_empty(),
-        "the hold is over: {:?}",
-        short.endpoints()
-    );
+    let hold_over = async {
+        while !short.endpoints().is_empty() {
+            sleep(Duration::from_millis(5)).await;
+        }
+    };
+    timeout(Duration::from_secs(5), hold_over)
+        .await
+        .expect("the short hold ends and the channel follows the empty view");
+    assert_eq!(short.protections(), 1);
 
     // The registrants put their keys back: the view recovers, the protection ends.
     registrants.set_reachable(true);
@@ -382,7 +411,13 @@ async fn slow_start_ramps_a_joining_instance_up() {
         async move {
             let watch = discovery.watch("slow").await.unwrap();
             let tcp: Arc<dyn Connector> = Arc::new(TcpConnector::default());
-            BalancedChannel::new("slow", watch, Policy::RoundRobin, tcp, JitterRng::seeded(3)).with_slow_start(window)
+            ChannelBuilder::from_watch("slow", watch)
+                .connector(tcp)
+                .rng(JitterRng::seeded(3))
+                .slow_start(window)
+                .connect()
+                .await
+                .unwrap()
         }
     };
     let slow = channel(Duration::from_secs(60)).await;
@@ -441,11 +476,14 @@ async fn failing_responses_eject_an_instance_up_to_a_cap() {
         async move {
             let watch = discovery.watch("flaky").await.unwrap();
             let tcp: Arc<dyn Connector> = Arc::new(TcpConnector::default());
-            let ch = BalancedChannel::new("flaky", watch, Policy::RoundRobin, tcp, JitterRng::seeded(5));
-            let ch = match detection {
-                Some(d) => ch.with_outlier_detection(d),
-                None => ch,
+            let builder = ChannelBuilder::from_watch("flaky", watch)
+                .connector(tcp)
+                .rng(JitterRng::seeded(5));
+            let builder = match detection {
+                Some(d) => builder.outlier_detection(d),
+                None => builder,
             };
+            let ch = builder.connect().await.unwrap();
             assert!(ch.ready_endpoints(2, Duration::from_secs(2)).await);
             ch
         }
@@ -521,7 +559,13 @@ async fn p2c_ewma_prefers_the_faster_instance() {
     }
     let watch = backend.discovery().watch("timed").await.unwrap();
     let tcp: Arc<dyn Connector> = Arc::new(TcpConnector::default());
-    let channel = BalancedChannel::new("timed", watch, Policy::P2cEwma, tcp, JitterRng::seeded(9));
+    let channel = ChannelBuilder::from_watch("timed", watch)
+        .policy(Policy::P2cEwma)
+        .connector(tcp)
+        .rng(JitterRng::seeded(9))
+        .connect()
+        .await
+        .unwrap();
     assert!(channel.ready_endpoints(2, Duration::from_secs(2)).await);
     let mut greeter = GreeterClient::new(channel);
     tally(&mut greeter, 4).await; // the first calls also open the connections
@@ -584,13 +628,12 @@ async fn a_call_waits_for_a_silent_discovery_no_longer_than_its_deadline() {
     let (_tx, rx) = tokio::sync::watch::channel(None);
     let silent = || octopus::ServiceWatch::new(rx.clone(), Arc::new(()));
     let connector: Arc<dyn Connector> = Arc::new(TcpConnector::default());
-    let channel = BalancedChannel::new(
-        "ghost",
-        silent(),
-        Policy::RoundRobin,
-        connector.clone(),
-        JitterRng::seeded(1),
-    );
+    let channel = ChannelBuilder::from_watch("ghost", silent())
+        .connector(connector.clone())
+        .rng(JitterRng::seeded(1))
+        .connect()
+        .await
+        .unwrap();
     let mut greeter = GreeterClient::new(channel);
     let mut request = tonic::Request::new(HelloRequest { name: "octopus".into() });
     request.set_timeout(Duration::from_millis(300));
@@ -610,8 +653,13 @@ async fn a_call_waits_for_a_silent_discovery_no_longer_than_its_deadline() {
     );
 
     // No deadline on the call: the channel's own bound.
-    let channel = BalancedChannel::new("ghost", silent(), Policy::RoundRobin, connector, JitterRng::seeded(1))
-        .with_first_answer_timeout(Duration::from_millis(200));
+    let channel = ChannelBuilder::from_watch("ghost", silent())
+        .connector(connector)
+        .rng(JitterRng::seeded(1))
+        .first_answer_timeout(Duration::from_millis(200))
+        .connect()
+        .await
+        .unwrap();
     let mut greeter = GreeterClient::new(channel);
     let status = call(&mut greeter).await.unwrap_err();
     assert!(status.message().contains("within 200ms"), "{status}");

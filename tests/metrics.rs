@@ -145,6 +145,7 @@ async fn prometheus_series_and_health_endpoints() {
     // A request that arrives in pieces is read whole.
     let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
     conn.write_all(b"GET /hea").await.unwrap();
+    // A pause between the pieces, so that the server reads the first on its own.
     sleep(Duration::from_millis(50)).await;
     conn.write_all(b"lthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
     let mut out = String::new();
@@ -162,6 +163,8 @@ async fn prometheus_series_and_health_endpoints() {
     // Dropping the owner stops the server, and a connection it had open.
     let mut open = tokio::net::TcpStream::connect(addr).await.unwrap();
     open.write_all(b"GET /hea").await.unwrap();
+    // Time for the server to accept the connection and start reading it (nothing
+    // outside the server shows that it has).
     sleep(Duration::from_millis(50)).await;
     drop(server);
     let mut rest = Vec::new();

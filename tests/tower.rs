@@ -1,6 +1,9 @@
 //! The balanced channel under tower's layers (`Readiness::Reported`) and with a
 //! zone preference, against real tonic servers on loopback ports.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use octopus::grpc::{Policy, Readiness};
@@ -8,7 +11,7 @@ use octopus::{Registration, ServiceInstance};
 use octopus_greeter::greeter_client::GreeterClient;
 use octopus_greeter::HelloRequest;
 use tokio::time::timeout;
-use tower::ServiceBuilder;
+use tower::{Service, ServiceBuilder};
 
 /// A greeter answering as `id`, on a free loopback port, for the test's life.
 async fn greeter(id: &str) -> u16 {
@@ -29,8 +32,45 @@ fn hello() -> HelloRequest {
     HelloRequest { name: "tower".into() }
 }
 
+/// Passes calls through to `inner` and counts the times its readiness was
+/// pending: once it has been, the calls queued in front of it are waiting.
+#[derive(Clone)]
+struct CountPending<S> {
+    inner: S,
+    pending: Arc<AtomicUsize>,
+}
+
+impl<S: Service<R>, R> Service<R> for CountPending<S> {
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        let ready = self.inner.poll_ready(cx);
+        if ready.is_pending() {
+            self.pending.fetch_add(1, Ordering::SeqCst);
+        }
+        ready
+    }
+
+    fn call(&mut self, request: R) -> S::Future {
+        self.inner.call(request)
+    }
+}
+
+/// Waits (at most 5 s) until `pending` counts more than `seen`.
+async fn pending_beyond(pending: &AtomicUsize, seen: usize) {
+    timeout(Duration::from_secs(5), async {
+        while pending.load(Ordering::SeqCst) <= seen {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the channel reported not ready");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tower_layers_compose_with_reported_readiness() {
+async fn reported_readiness_makes_load_shed_fail_fast_and_a_buffer_wait_for_an_instance() {
     let client = octopus::connect("mem://tower-layers").await.unwrap();
     let channel = client
         .channel_to("greeter")
@@ -51,29 +91,31 @@ async fn tower_layers_compose_with_reported_readiness() {
     // Behind a buffer and a concurrency limit, calls wait for an instance instead
     // of failing, and the buffer stays usable afterwards (a readiness error would
     // have failed it for good).
+    let pending = Arc::new(AtomicUsize::new(0));
     let layered = ServiceBuilder::new()
         .buffer(64)
         .concurrency_limit(2)
-        .service(channel.clone());
+        .service(CountPending {
+            inner: channel.clone(),
+            pending: pending.clone(),
+        });
     // (Calls run on this task, joined: tonic's futures over a buffer are not
     // provably `Send` to the compiler, a known higher-ranked lifetime limit.)
-    let done = std::sync::atomic::AtomicUsize::new(0);
+    let done = AtomicUsize::new(0);
     let calls = futures_util::future::join_all((0..6).map(|_| {
         let mut g = GreeterClient::new(layered.clone());
         let done = &done;
         async move {
             let reply = g.say_hello(hello()).await;
-            done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            done.fetch_add(1, Ordering::SeqCst);
             reply
         }
     }));
     let arrive = async {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        assert_eq!(
-            done.load(std::sync::atomic::Ordering::SeqCst),
-            0,
-            "calls wait for an instance"
-        );
+        // The channel said "not ready" to the calls queued in front of it, and
+        // none has been answered: they wait for an instance.
+        pending_beyond(&pending, 0).await;
+        assert_eq!(done.load(Ordering::SeqCst), 0, "calls wait for an instance");
         register(&client, "a", "z1").await
     };
     let (replies, a) = timeout(Duration::from_secs(5), async { tokio::join!(calls, arrive) })
@@ -92,8 +134,9 @@ async fn tower_layers_compose_with_reported_readiness() {
     .await
     .unwrap();
     let mut g = GreeterClient::new(layered.clone());
+    let seen = pending.load(Ordering::SeqCst);
     let late = async {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        pending_beyond(&pending, seen).await;
         register(&client, "b", "z1").await
     };
     let (reply, _b) = timeout(Duration::from_secs(5), async {

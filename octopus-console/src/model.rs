@@ -275,7 +275,7 @@ mod tests {
     }
 
     #[test]
-    fn kinds_of_puts() {
+    fn a_put_is_classified_by_what_was_there_before_it() {
         let serving = row("a", "serving", "v1");
         assert_eq!(put_kind(None, &serving, false), ChangeKind::Registered);
         assert_eq!(put_kind(None, &serving, true), ChangeKind::ReRegistered);

@@ -154,7 +154,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hosts() {
+    fn only_the_bound_loopback_or_allowed_hosts_pass() {
         let bound: SocketAddr = "127.0.0.1:8080".parse().unwrap();
         for ok in [
             "127.0.0.1:8080",
@@ -183,7 +183,7 @@ mod tests {
     }
 
     #[test]
-    fn origins() {
+    fn cross_site_or_foreign_origin_requests_are_refused() {
         let mut h = HeaderMap::new();
         h.insert(header::HOST, HeaderValue::from_static("127.0.0.1:8080"));
         assert!(same_origin(&h).is_ok());

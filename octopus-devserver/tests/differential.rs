@@ -392,8 +392,7 @@ impl Side {
                 {
                     Ok(r) => {
                         // Compared as a set: etcd lists a lease's keys by iterating a
-                        // Go map (lessor's `Lease.Keys`), in no fixed order — this
-                        // test once failed on ["b/1", "a"] against ["a", "b/1"].
+                        // Go map (lessor's `Lease.Keys`), in no fixed order.
                         let mut keys: Vec<String> = r
                             .keys()
                             .iter()

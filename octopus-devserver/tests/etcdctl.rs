@@ -39,7 +39,7 @@ async fn ctl(addr: SocketAddr, args: &[&str]) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn put_get_delete() {
+async fn etcdctl_puts_gets_and_deletes_by_key_prefix_and_revision() {
     let addr = server().await;
     assert_eq!(ctl(addr, &["put", "/a/1", "one"]).await.trim(), "OK");
     ctl(addr, &["put", "/a/2", "two"]).await;
@@ -69,7 +69,7 @@ async fn put_get_delete() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn leases() {
+async fn etcdctl_leases_grant_attach_keep_alive_revoke_and_expire() {
     let addr = server().await;
     let granted = ctl(addr, &["lease", "grant", "60"]).await;
     // "lease 7e57000000000000 granted with TTL(60s)"
@@ -97,12 +97,22 @@ async fn leases() {
     let granted = ctl(addr, &["lease", "grant", "1"]).await;
     let id = granted.split_whitespace().nth(1).unwrap().to_owned();
     ctl(addr, &["put", "--lease", &id, "/svc/y", "v"]).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(ctl(addr, &["get", "/svc/y"]).await, "");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = ctl(addr, &["get", "/svc/y"]).await;
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the key outlived its 1 s lease: {left}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn watch_sees_changes() {
+async fn etcdctl_watch_replays_from_a_revision_then_sees_changes_under_its_prefix() {
     let addr = server().await;
     ctl(addr, &["put", "/w/old", "0"]).await; // revision 2
     let mut child = Command::new(etcdctl_binary())
@@ -120,7 +130,8 @@ async fn watch_sees_changes() {
             .map(Result::unwrap)
             .collect::<Vec<_>>()
     });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The watch starts at revision 2, so whatever is written before etcdctl's
+    // watch is in place is replayed to it all the same.
     ctl(addr, &["put", "/w/a", "1"]).await;
     ctl(addr, &["put", "/w/a", "2"]).await;
     ctl(addr, &["put", "/elsewhere", "x"]).await;
@@ -143,7 +154,7 @@ async fn watch_sees_changes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn txn_compaction_status() {
+async fn etcdctl_txn_compaction_and_status_answer_as_from_etcd() {
     let addr = server().await;
     ctl(addr, &["put", "k", "v1"]).await;
     ctl(addr, &["put", "k", "v2"]).await; // revision 3

@@ -30,8 +30,8 @@ enum Command {
     New(NewArgs),
     /// Generate models, CRUD gRPC services, migrations and tests from a SQL schema.
     ///
-    /// Run in a project made by `octopus new NAME --ddl FILE` (or name it with
-    /// --path). No database is needed. `<table>_gen.rs`, proto/model.proto and
+    /// Run in a project made by `octopus new` (or name it with --path); one made
+    /// without --ddl gets the model layer wired in first. No database is needed. `<table>_gen.rs`, proto/model.proto and
     /// tests/model_gen.rs are rewritten on every run (a hand-edited one is
     /// refused unless --force); src/model/<table>.rs and src/handlers/<table>.rs
     /// are written once and never touched again; an additive change of the DDL

@@ -4,15 +4,15 @@ use std::path::{Path, PathBuf};
 
 use crate::{Backend, NewArgs, Result};
 
-const CARGO: &str = include_str!("../templates/Cargo.toml.tmpl");
+pub(crate) const CARGO: &str = include_str!("../templates/Cargo.toml.tmpl");
 const PROTO: &str = include_str!("../templates/proto.tmpl");
-const BUILD: &str = include_str!("../templates/build.rs.tmpl");
-const LIB: &str = include_str!("../templates/lib.rs.tmpl");
+pub(crate) const BUILD: &str = include_str!("../templates/build.rs.tmpl");
+pub(crate) const LIB: &str = include_str!("../templates/lib.rs.tmpl");
 const MAIN: &str = include_str!("../templates/main.rs.tmpl");
 const LOGIC: &str = include_str!("../templates/logic.rs.tmpl");
-const CONFIG: &str = include_str!("../templates/config.toml.tmpl");
+pub(crate) const CONFIG: &str = include_str!("../templates/config.toml.tmpl");
 const TEST: &str = include_str!("../templates/test.rs.tmpl");
-const README: &str = include_str!("../templates/README.md.tmpl");
+pub(crate) const README: &str = include_str!("../templates/README.md.tmpl");
 const CLIENT: &str = include_str!("../templates/client.rs.tmpl");
 const DOCKERFILE: &str = include_str!("../templates/Dockerfile.tmpl");
 const DOCKERIGNORE: &str = include_str!("../templates/dockerignore.tmpl");
@@ -88,7 +88,7 @@ pub(crate) fn validate(name: &str) -> Result {
     Ok(())
 }
 
-fn pascal(name: &str) -> String {
+pub(crate) fn pascal(name: &str) -> String {
     name.split(['-', '_'])
         .filter(|p| !p.is_empty())
         .map(|p| {
@@ -128,15 +128,8 @@ pub(crate) fn run(args: &NewArgs) -> Result {
         Some(path) => Some(crate::model::load(path, args.dialect)?),
         None => None,
     };
-    let model_mods = format!(
-        "\npub mod handlers;\npub mod model;\n\n/// The code generated from `proto/model.proto` (the tables' CRUD services).\n\
-         pub mod model_proto {{\n    tonic::include_proto!(\"{module}_model\");\n}}\n\n\
-         fn default_database() -> String {{\n    \"sqlite:{module}.db\".into()\n}}"
-    );
-    let model_config = format!(
-        "\n# The database: sqlite:PATH (embedded; created if missing) or postgres://user:password@host/db.\n\
-         database = \"${{DATABASE_URL:-sqlite:{module}.db}}\""
-    );
+    let model_mods = model_mods(&module);
+    let model_config = model_config(&module);
     let (registry, features, protoc_step) = match args.backend {
         Backend::Etcd => (
             "etcd://127.0.0.1:2379",
@@ -211,12 +204,29 @@ pub(crate) fn run(args: &NewArgs) -> Result {
 
 /// The generated project's dependencies for the model layer: sqlx at run time
 /// (no compile-time checked queries: no live database to build).
-const MODEL_DEPS: &str = "# The model layer (`octopus model`): sqlx's runtime queries, SQLite and PostgreSQL.\n\
+/// `src/lib.rs`'s modules of the model layer.
+pub(crate) fn model_mods(module: &str) -> String {
+    format!(
+        "\npub mod handlers;\npub mod model;\n\n/// The code generated from `proto/model.proto` (the tables' CRUD services).\n\
+         pub mod model_proto {{\n    tonic::include_proto!(\"{module}_model\");\n}}\n\n\
+         fn default_database() -> String {{\n    \"sqlite:{module}.db\".into()\n}}"
+    )
+}
+
+/// `etc/config.toml`'s database setting.
+pub(crate) fn model_config(module: &str) -> String {
+    format!(
+        "\n# The database: sqlite:PATH (embedded; created if missing) or postgres://user:password@host/db.\n\
+         database = \"${{DATABASE_URL:-sqlite:{module}.db}}\""
+    )
+}
+
+pub(crate) const MODEL_DEPS: &str = "# The model layer (`octopus model`): sqlx's runtime queries, SQLite and PostgreSQL.\n\
 sqlx = { version = \"0.8\", default-features = false, features = [\"runtime-tokio\", \"sqlite\", \"postgres\", \"derive\", \"chrono\", \"uuid\"] }\n\
 chrono = { version = \"0.4\", default-features = false, features = [\"clock\", \"std\"] }\n\
 uuid = \"1\"\n\
 serde_json = \"1\"\n";
-const MODEL_README: &str = "\n\n\
+pub(crate) const MODEL_README: &str = "\n\n\
 ## The tables\n\n\
 Generated from a SQL schema by `octopus model` (see Octopus's docs/MODEL.md): a model per table in\n\
 `src/model/<table>_gen.rs` (regenerated) with your own queries in `src/model/<table>.rs` (written once),\n\
@@ -224,12 +234,13 @@ a CRUD service per table in `proto/model.proto` handled in `src/handlers/<table>
 migrations in `migrations/` (applied at start-up) and tests in `tests/model_gen.rs`. The database is\n\
 `[app] database` in `etc/config.toml` (`DATABASE_URL`: `sqlite:PATH` or `postgres://…`).\n\
 After changing the schema: `octopus model --ddl SCHEMA.sql`; in CI: `octopus model --ddl SCHEMA.sql --check`.";
-const MODEL_RERUN: &str = "\n    println!(\"cargo:rerun-if-changed=proto/model.proto\");";
-const MODEL_SETTING: &str =
+pub(crate) const MODEL_RERUN: &str = "\n    println!(\"cargo:rerun-if-changed=proto/model.proto\");";
+pub(crate) const MODEL_SETTING: &str =
     "\n    /// The database: `sqlite:PATH` (embedded) or `postgres://…` (see `model::Db`).\n    \
     #[serde(default = \"default_database\")]\n    pub database: String,";
-const MODEL_CONNECT: &str = "\n    let db = model::Db::connect(&settings.database).await?;\n    db.migrate().await?;";
-const MODEL_ROUTER: &str = "\n    let router = handlers::add_services(router, &db);";
+pub(crate) const MODEL_CONNECT: &str =
+    "\n    let db = model::Db::connect(&settings.database).await?;\n    db.migrate().await?;";
+pub(crate) const MODEL_ROUTER: &str = "\n    let router = handlers::add_services(router, &db);";
 
 /// The Dockerfile's step for protoc, which the etcd backend's client compiles
 /// etcd's protos with (the service's own protos need none: protox compiles them).
@@ -295,7 +306,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names() {
+    fn service_names_are_lowercase_words_and_never_keywords() {
         for good in ["demo", "user-service", "user_service2", "a"] {
             validate(good).unwrap();
         }

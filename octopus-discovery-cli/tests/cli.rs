@@ -68,6 +68,8 @@ fn scaffold_build_run_call_inspect_deregister() {
         serving.starts_with("demo ") && a_id.ends_with(&format!("-{a_port}")),
         "the id is the host name and the port: {serving}"
     );
+    // Time passes on purpose: the service must keep running while its registry
+    // stays down (several of its retries).
     std::thread::sleep(Duration::from_millis(1500));
     assert!(
         a.0.try_wait().unwrap().is_none(),

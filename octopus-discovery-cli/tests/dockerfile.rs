@@ -111,7 +111,7 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 #[test]
-fn build_stage_parsing() {
+fn build_stage_runs_join_continuations_and_skip_comments_and_other_stages() {
     let runs = build_stage_runs(
         "FROM a AS build\n# RUN not this\nRUN one \\\n  two\nWORKDIR /src\nRUN three\nFROM b\nRUN four\n",
     );

@@ -216,8 +216,8 @@ fn grpc_go_calls_instances_octopus_registered_in_the_etcd_naming_layout() {
     rr.quit();
     first.quit();
 
-    // The same test fails on the value Octopus used to write, a JSON object in
-    // Metadata: grpc-go's round_robin panics on it (etcd-io/etcd#19700).
+    // Why the etcd-naming layout keeps Metadata null: a JSON object there makes
+    // grpc-go's round_robin panic (etcd-io/etcd#19700), as this part shows.
     let old = r#"{"Op":0,"Addr":"127.0.0.1:9","Metadata":{"zone":"local"}}"#;
     let put = server.etcdctl(&["put", "demo/127.0.0.1:9", old]);
     assert!(put.status.success());

@@ -144,13 +144,79 @@ fn regeneration_keeps_user_code_and_check_notices_changes() {
     assert_eq!(std::fs::read_to_string(&gen).unwrap(), edited);
 }
 
+/// `octopus model` in a project made by `octopus new` without `--ddl` wires the
+/// model layer in (what `new --ddl` writes), and refuses, writing nothing, when
+/// a line it inserts after was edited away.
+#[test]
+fn model_wires_a_project_made_without_ddl() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = workspace();
+    let new = |dir: &Path, ddl: bool| {
+        let mut args = vec!["new", "shop", "--backend", "mem", "--path", dir.to_str().unwrap()];
+        args.extend(["--octopus-path", repo.to_str().unwrap()]);
+        if ddl {
+            args.extend(["--ddl", SHOP]);
+        }
+        let out = octopus(&args);
+        assert!(out.status.success(), "{}", stderr(&out));
+    };
+    let (plain, reference) = (tmp.path().join("plain"), tmp.path().join("reference"));
+    new(&plain, false);
+    new(&reference, true);
+    let out = octopus(&["model", "--ddl", SHOP, "--path", plain.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for file in [
+        "build.rs",
+        "src/lib.rs",
+        "etc/config.toml",
+        "src/model/customers_gen.rs",
+        "proto/model.proto",
+    ] {
+        let read = |dir: &Path| std::fs::read_to_string(dir.join(file)).unwrap();
+        assert_eq!(read(&plain), read(&reference), "{file}");
+    }
+    let deps = |dir: &Path| {
+        let mut lines: Vec<String> = std::fs::read_to_string(dir.join("Cargo.toml"))
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        lines.sort();
+        lines
+    };
+    assert_eq!(deps(&plain), deps(&reference), "Cargo.toml has the same lines");
+
+    // An edited src/lib.rs: the line the modules go after is gone.
+    let edited = tmp.path().join("edited");
+    new(&edited, false);
+    let lib = edited.join("src/lib.rs");
+    let text = std::fs::read_to_string(&lib)
+        .unwrap()
+        .replace("pub mod logic;", "pub mod logic_v2;");
+    std::fs::write(&lib, &text).unwrap();
+    let before = std::fs::read_to_string(edited.join("Cargo.toml")).unwrap();
+    let out = octopus(&["model", "--ddl", SHOP, "--path", edited.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("src/lib.rs: the line `pub mod logic;` is not there"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        std::fs::read_to_string(edited.join("Cargo.toml")).unwrap(),
+        before,
+        "nothing written"
+    );
+    assert!(!edited.join("src/model").exists(), "nothing generated");
+}
+
 #[test]
 fn unmappable_types_and_missing_keys_write_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     for (ddl, needle) in [
         (
-            "CREATE TABLE a (id INT PRIMARY KEY);\nCREATE TABLE spots (\n  id INT PRIMARY KEY,\n  location POINT\n);\n",
-            "spots.location: type `POINT`",
+            "CREATE TABLE a (id INT PRIMARY KEY);\nCREATE TABLE spots (\n  id INT PRIMARY KEY,\n  location GEOMETRY\n);\n",
+            "spots.location: type `GEOMETRY`",
         ),
         (
             "CREATE TABLE logs (at TIMESTAMP, line TEXT);\n",
@@ -178,7 +244,7 @@ fn unmappable_types_and_missing_keys_write_nothing() {
     let schema = tmp.path().join("bad.sql");
     std::fs::write(
         &schema,
-        "CREATE TABLE a (id INT PRIMARY KEY);\nCREATE TABLE spots (\n  id INT PRIMARY KEY,\n  location POINT\n);\n",
+        "CREATE TABLE a (id INT PRIMARY KEY);\nCREATE TABLE spots (\n  id INT PRIMARY KEY,\n  location GEOMETRY\n);\n",
     )
     .unwrap();
     let out = octopus(&[

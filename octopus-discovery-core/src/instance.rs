@@ -389,7 +389,7 @@ mod tests {
     }
 
     #[test]
-    fn json_defaults() {
+    fn json_without_weight_or_metadata_gets_the_defaults() {
         let i: ServiceInstance = serde_json::from_str(r#"{"service":"s","id":"i","addr":"h","port":1}"#).unwrap();
         assert_eq!(i.weight, DEFAULT_WEIGHT);
         assert!(i.metadata.is_empty());

@@ -260,12 +260,18 @@ pub trait KvBackend: Send + Sync + 'static {
     /// The store's current header: a cheap way to tell whether history was lost.
     async fn header(&self) -> Result<Header>;
 
-    /// Watches `key` (or every key under it when `prefix`) from revision `start`,
-    /// with previous values. A compacted `start` is [`WatchStart::Compacted`],
-    /// either here or as the stream's first [`WatchMessage::Compacted`]; for a
-    /// prefix watch it must be here (the watch cache calls a view fresh once this
-    /// returns a stream).
+    /// Watches `key` (or every key under it when `prefix`) from revision `start`.
+    /// Events carry no previous values ([`Event::prev`] is `None`): discovery
+    /// needs none, and etcd reads its store once more per event to send them. A
+    /// compacted `start` is [`WatchStart::Compacted`], either here or as the
+    /// stream's first [`WatchMessage::Compacted`]; for a prefix watch it must be
+    /// here (the watch cache calls a view fresh once this returns a stream).
     async fn watch(&self, key: &str, prefix: bool, start: Revision) -> Result<WatchStart>;
+
+    /// As [`watch`](Self::watch), with each event's previous value in
+    /// [`Event::prev`] (when the key existed before): for callers that show what
+    /// a change replaced or removed.
+    async fn watch_with_prev(&self, key: &str, prefix: bool, start: Revision) -> Result<WatchStart>;
 }
 
 /// The next message of an optional stream; pending forever when there is none.

@@ -15,9 +15,10 @@
 //! # Ok::<(), octopus_discovery_core::Error>(())
 //! ```
 //!
+//! The gRPC balancer that follows this discovery is the `octopus-grpc` crate.
+//!
 //! # Feature flags
 //!
-//! - `grpc`: the gRPC balancer in [`balance`].
 //! - `sim-hooks`: the simulator's hooks (the `hooks` module: deliberate bugs, an
 //!   event observer, a replaceable wall clock). Only `octopus-sim` turns it on;
 //!   never for production builds.
@@ -77,6 +78,7 @@ mod layout;
 mod lease;
 mod mailbox;
 mod metadata;
+pub mod readiness;
 mod registry;
 mod resolver;
 mod secret;
@@ -86,9 +88,6 @@ mod target;
 mod task;
 pub mod telemetry;
 mod view;
-
-#[cfg(feature = "grpc")]
-pub mod balance;
 
 // The model: what a service is, and what discovery reports.
 pub use diff::{diff, Diff};

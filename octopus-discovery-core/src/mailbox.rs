@@ -20,9 +20,9 @@ pub(crate) enum Command {
 }
 
 /// A registration's command queue: one small allocation, and none for the queue
-/// until a command comes. (A tokio mpsc channel would allocate ~1.4 KB per
+/// until a command comes. (A tokio mpsc channel allocates a block of slots per
 /// registration up front; with thousands of registrations in one process, that
-/// long-lived memory is most of what a registration costs to hold.)
+/// long-lived memory would be most of what a registration costs to hold.)
 pub(crate) fn inbox() -> (Outbox, Inbox) {
     let shared = Arc::new(Mailbox {
         state: Mutex::new(MailboxState {

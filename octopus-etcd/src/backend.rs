@@ -15,6 +15,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 use crate::call::bounded;
 use crate::convert::etcd_err;
 use crate::lease_mux::LeaseMux;
+use crate::watch_mux::Spec;
 use crate::watch_mux::WatchMux;
 use crate::{kv, lease, maintenance, watch, EtcdOptions};
 
@@ -272,6 +273,13 @@ impl KvBackend for EtcdBackend {
 
     async fn watch(&self, key: &str, prefix: bool, start: Revision) -> Result<WatchStart> {
         let watches = self.watches().await?;
-        watch::open(self.etcd().await?, watches, key, prefix, start, self.limit()).await
+        let spec = Spec::new(key, prefix, start);
+        watch::open(self.etcd().await?, watches, spec, self.limit()).await
+    }
+
+    async fn watch_with_prev(&self, key: &str, prefix: bool, start: Revision) -> Result<WatchStart> {
+        let watches = self.watches().await?;
+        let spec = Spec::new(key, prefix, start).with_prev();
+        watch::open(self.etcd().await?, watches, spec, self.limit()).await
     }
 }

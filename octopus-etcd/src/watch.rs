@@ -8,20 +8,15 @@ use octopus_discovery_core::{Result, Revision, WatchStart};
 
 use crate::call::bounded;
 use crate::convert::etcd_err;
-use crate::watch_mux::{Opened, WatchMux};
+use crate::watch_mux::{Opened, Spec, WatchMux};
 
-/// Creates a watch on `key` (a prefix when `prefix`) from revision `start`.
-pub(crate) async fn open(
-    client: &Client,
-    watches: &WatchMux,
-    key: &str,
-    prefix: bool,
-    start: Revision,
-    limit: Duration,
-) -> Result<WatchStart> {
+/// Creates the watch `spec` describes.
+pub(crate) async fn open(client: &Client, watches: &WatchMux, spec: Spec, limit: Duration) -> Result<WatchStart> {
+    let (key, prefix, start) = (spec.key.clone(), spec.prefix, spec.start);
+    let key = key.as_str();
     // On the client's one watch stream; resolves once etcd has created the
     // watch, or refused it (its start compacted).
-    let (watch, created) = match bounded(limit, "watch", watches.watch(key, prefix, start)).await?? {
+    let (watch, created) = match bounded(limit, "watch", watches.watch(spec)).await?? {
         Opened::Watch(watch, created) => (watch, created),
         Opened::Compacted(compacted) => return Ok(WatchStart::Compacted { compacted }),
     };
@@ -37,7 +32,7 @@ pub(crate) async fn open(
     // was created, and the watch is sound; if not, the compacted start is an
     // error here, never a watch that looks healthy (and makes a view fresh)
     // for a round trip before its cancel arrives. (Read before creating, a
-    // compaction could land in between: seen in the simulator, seed 240.) A
+    // compaction could land between the read and the create.) A
     // single-key watch (a registration's own key, opened right after its
     // write) skips the extra request and learns of a compaction from the
     // cancel that follows.

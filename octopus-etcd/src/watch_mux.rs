@@ -43,7 +43,8 @@ use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio::sync::oneshot;
 
 use crate::convert::{convert, etcd_err};
-use link::{Connector, Link, Op, Spec};
+pub(crate) use link::Spec;
+use link::{Connector, Link, Op};
 use sub::{Sub, Watcher};
 
 /// Creates waiting for their turn at most; more callers wait to queue.
@@ -147,13 +148,8 @@ impl WatchMux {
     /// Opens a watch on `key` (a prefix when `prefix`) from revision `start`;
     /// resolves once etcd has created it (or refused it: compacted), with the
     /// store's revision when it was created (0 if etcd did not say).
-    pub(crate) async fn watch(&self, key: &str, prefix: bool, start: Revision) -> Result<Opened> {
+    pub(crate) async fn watch(&self, spec: Spec) -> Result<Opened> {
         let (reply, answer) = oneshot::channel();
-        let spec = Spec {
-            key: key.to_owned(),
-            prefix,
-            start,
-        };
         self.creates
             .send(Create { spec, reply })
             .await

@@ -131,6 +131,7 @@ async fn paused_etcd_keeps_last_known_and_everything_returns() {
         ["a", "b"],
         "a lost connection keeps the last known instances"
     );
+    // Real time on a real etcd: two TTLs pass while the connection is cut.
     sleep(TTL * 2).await;
     let during = w.latest().unwrap();
     assert_eq!(
@@ -351,7 +352,9 @@ async fn a_thousand_registrations_return_spread_by_jitter() {
         );
     }
     server.kill();
-    sleep(TTL * 2).await; // every registration has seen its lease lost by now
+    // The outage lasts two TTLs, in real time against a real etcd: long enough for
+    // the leases to expire; how many registrations noticed is counted next.
+    sleep(TTL * 2).await;
     let lost = regs.iter().filter(|r| !r.current().is_registered()).count();
     let back_at = Instant::now();
     let waiters: Vec<_> = regs

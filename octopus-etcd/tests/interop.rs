@@ -38,7 +38,7 @@ async fn register_and_read(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kratos() {
+async fn kratos_layout_reads_go_kratos_values_and_writes_what_it_reads() {
     let server = EtcdServer::start().await;
     let layout: Arc<dyn KeyLayout> = Arc::new(KratosLayout::default());
     let go = r#"{"id":"go-1","name":"helloworld","version":"v1","metadata":{"zone":"a"},"endpoints":["http://127.0.0.1:8000","grpc://127.0.0.1:9000"]}"#;
@@ -69,7 +69,7 @@ async fn kratos() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn etcd_naming() {
+async fn etcd_naming_layout_keeps_grpc_go_metadata_null_and_rides_beside_it() {
     let server = EtcdServer::start().await;
     let layout: Arc<dyn KeyLayout> = Arc::new(EtcdNamingLayout::new("/services").unwrap());
     out(server.etcdctl(&[
@@ -99,7 +99,7 @@ async fn etcd_naming() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn go_zero() {
+async fn go_zero_layout_keys_carry_the_lease_id_in_decimal() {
     let server = EtcdServer::start().await;
     let layout: Arc<dyn KeyLayout> = Arc::new(GoZeroLayout::default());
     out(server.etcdctl(&["put", "user.rpc/7587862322351931146", "127.0.0.1:8080"]));

@@ -138,7 +138,8 @@ async fn tls_and_expiring_auth_tokens() {
         .unwrap()
         .unwrap();
 
-    // Outlive several token lifetimes, then use every kind of request again.
+    // Outlive several token lifetimes (real time: the tokens are etcd's), then use
+    // every kind of request again.
     sleep(Duration::from_secs(TOKEN_TTL * 3)).await;
     let b = registry
         .register(ServiceInstance::new("svc", "b", "127.0.0.1", 2).unwrap(), opts.clone())

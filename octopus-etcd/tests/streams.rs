@@ -10,9 +10,9 @@ use octopus_discovery_core::{
     BackoffPolicy, Discovery, KvBackend, RegisterOptions, Registry, ServiceInstance, WatchMessage, WatchStart,
     WatchStream,
 };
-use octopus_etcd::EtcdBackend;
+use octopus_etcd::{EtcdBackend, StreamStats};
 use octopus_testkit::etcd::EtcdServer;
-use tokio::time::{sleep, timeout};
+use tokio::time::{sleep, timeout, Instant};
 
 /// A client with the default options (HTTP/2 pings every 10 s: faster ones make
 /// etcd close the connection, which this file's counts would see).
@@ -44,6 +44,19 @@ async fn until_footprint(etcd: &EtcdServer, want: (f64, f64, f64), what: &str) {
         sleep(Duration::from_millis(50)).await;
     }
     panic!("{what}: etcd shows (watch streams, watchers, keepalive streams) = {last:?}, not {want:?}");
+}
+
+/// Waits until the client's own stream counts satisfy `pred`, and returns them.
+async fn until_streams(client: &EtcdBackend, pred: impl Fn(&StreamStats) -> bool, what: &str) -> StreamStats {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let streams = client.streams();
+        if pred(&streams) {
+            return streams;
+        }
+        assert!(Instant::now() < deadline, "{what}: the client shows {streams:?}");
+        sleep(Duration::from_millis(20)).await;
+    }
 }
 
 async fn next(w: &mut WatchStream) -> WatchMessage {
@@ -84,9 +97,8 @@ async fn one_watch_stream_and_one_keepalive_stream_per_client() {
             .unwrap()
             .unwrap();
     }
-    // Past a keepalive round (TTL/3 = 1 s), every registration watches its key.
-    sleep(Duration::from_millis(1500)).await;
-    let streams = client.streams();
+    // After its first keepalive round (at TTL/3), every registration watches its key.
+    let streams = until_streams(&client, |s| s.watches == 30, "every registration watching its key").await;
     assert_eq!(
         (streams.watch_streams, streams.keepalive_streams),
         (1, 1),
@@ -100,7 +112,8 @@ async fn one_watch_stream_and_one_keepalive_stream_per_client() {
     )
     .await;
 
-    // The registrations keep their leases on the one stream past several TTLs.
+    // The registrations keep their leases on the one stream past several TTLs:
+    // real time has to pass against a real etcd, there is no condition to await.
     sleep(Duration::from_secs(4)).await;
     assert!(regs.iter().all(|r| r.current().is_registered()));
     assert_eq!(client.streams().keepalive_streams, 1);
@@ -221,9 +234,9 @@ async fn watches_sharing_the_stream_end_alone_and_resume_together() {
 
 /// With the default options, a client whose watches see nothing for a while
 /// keeps its one connection and its one watch stream: its HTTP/2 pings respect
-/// etcd's `--grpc-keepalive-min-time` (5 s). Pinging every second (the default
-/// once), etcd closed the connection with GOAWAY `too_many_pings` every few
-/// seconds, and every watch on it started over.
+/// etcd's `--grpc-keepalive-min-time` (5 s). Pings more frequent than that make
+/// etcd close the connection with GOAWAY `too_many_pings`, and every watch on it
+/// would start over.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_client_keeps_its_connection() {
     let etcd = EtcdServer::start().await;
@@ -241,6 +254,8 @@ async fn an_idle_client_keeps_its_connection() {
         async move { etcd.metric("grpc_server_started_total", &[("grpc_method", &m)]).await }
     };
     let (watch0, status0) = (started("Watch").await, started("Status").await);
+    // Idle on purpose, in real time: long enough for several HTTP/2 pings and for
+    // etcd to object to them if they came too often.
     sleep(Duration::from_secs(12)).await;
     assert_eq!(started("Watch").await - watch0, 0.0, "the watch stream started over");
     assert_eq!(started("Status").await - status0, 0.0, "discovery reconnected");
@@ -251,8 +266,9 @@ async fn an_idle_client_keeps_its_connection() {
 /// leave a watcher on etcd that nobody reads: a create whose caller gave up
 /// before etcd answered it (etcd frozen), and a watch dropped while events for
 /// it are on their way. The first is caught every time when the multiplexer
-/// skips a create nobody waits for; the second is a race, and un-listing a
-/// watch whose owner has gone (the bug) failed this test in 3 runs of 4.
+/// skips a create nobody waits for; the second is a race, which this test meets
+/// often but not on every run, so a multiplexer that un-lists a watch whose owner
+/// has gone without cancelling it on etcd fails here most of the time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watches_given_up_or_dropped_mid_flow_are_cancelled_on_etcd() {
     let etcd = EtcdServer::start().await;

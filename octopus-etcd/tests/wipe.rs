@@ -10,11 +10,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use octopus_discovery_core::balance::{BalancedChannel, Connector, PanicThreshold, Policy, TcpConnector};
 use octopus_discovery_core::{BackoffPolicy, Discovery, JitterRng, RegisterOptions, Registry, ServiceInstance};
 use octopus_etcd::EtcdBackend;
 use octopus_greeter::greeter_client::GreeterClient;
 use octopus_greeter::HelloRequest;
+use octopus_grpc::{BalancedChannel, ChannelBuilder, Connector, PanicThreshold, Policy, TcpConnector};
 use octopus_testkit::etcd::EtcdServer;
 use tokio::time::{sleep, timeout, Instant};
 
@@ -65,8 +65,14 @@ async fn a_wiped_etcd_under_steady_calls_fails_no_call_with_the_panic_threshold(
         async move {
             let tcp: Arc<dyn Connector> = Arc::new(TcpConnector::default());
             let watch = discovery.watch("greeter").await.unwrap();
-            let ch = BalancedChannel::new("greeter", watch, Policy::RoundRobin, tcp, JitterRng::seeded(5))
-                .with_panic_threshold(threshold);
+            let ch = ChannelBuilder::from_watch("greeter", watch)
+                .policy(Policy::RoundRobin)
+                .connector(tcp)
+                .rng(JitterRng::seeded(5))
+                .panic_threshold(threshold)
+                .connect()
+                .await
+                .unwrap();
             assert!(ch.ready_endpoints(4, Duration::from_secs(5)).await);
             ch
         }
@@ -81,6 +87,7 @@ async fn a_wiped_etcd_under_steady_calls_fails_no_call_with_the_panic_threshold(
     let stop = Arc::new(AtomicBool::new(false));
     let protected_calls = tokio::spawn(steady(protected.clone(), stop.clone()));
     let plain_calls = tokio::spawn(steady(plain.clone(), stop.clone()));
+    // Calls flowing for a while before the wipe, so that both channels are busy when it comes.
     sleep(Duration::from_millis(300)).await;
 
     let wiped = Instant::now();
@@ -101,6 +108,8 @@ async fn a_wiped_etcd_under_steady_calls_fails_no_call_with_the_panic_threshold(
     .expect("the registrants came back")
     .unwrap();
     let back = wiped.elapsed();
+    // Calls go on for a while after the recovery, so that the counts include calls
+    // through the new cluster's view.
     sleep(Duration::from_millis(300)).await;
     stop.store(true, Ordering::Relaxed);
     let (calls, failures) = protected_calls.await.unwrap();

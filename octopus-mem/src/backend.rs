@@ -101,6 +101,30 @@ impl LeaseKeeper for MemKeeper {
     }
 }
 
+impl MemBackend {
+    /// A watch, with previous values when `prev`.
+    fn open_watch(&self, key: &str, prefix: bool, start: Revision, prev: bool) -> Result<WatchStart> {
+        self.check()?;
+        let range = if prefix {
+            KeyRange::prefix(key)
+        } else {
+            KeyRange::key(key)
+        };
+        let watch = match self.store.watch(range, start, prev) {
+            Ok(watch) => watch,
+            Err(Error::Compacted { compacted, .. }) => return Ok(WatchStart::Compacted { compacted }),
+            Err(e) => return Err(e.into()),
+        };
+        let mut reachable = self.reachable.subscribe();
+        Ok(WatchStart::Stream(Box::pin(MemWatchStream {
+            watch: Some(watch),
+            cut: Box::pin(async move {
+                let _ = reachable.wait_for(|r| !*r).await;
+            }),
+        })))
+    }
+}
+
 #[async_trait]
 impl KvBackend for MemBackend {
     async fn grant(&self, ttl: Duration) -> Result<Lease> {
@@ -215,24 +239,11 @@ impl KvBackend for MemBackend {
     }
 
     async fn watch(&self, key: &str, prefix: bool, start: Revision) -> Result<WatchStart> {
-        self.check()?;
-        let range = if prefix {
-            KeyRange::prefix(key)
-        } else {
-            KeyRange::key(key)
-        };
-        let watch = match self.store.watch(range, start, true) {
-            Ok(watch) => watch,
-            Err(Error::Compacted { compacted, .. }) => return Ok(WatchStart::Compacted { compacted }),
-            Err(e) => return Err(e.into()),
-        };
-        let mut reachable = self.reachable.subscribe();
-        Ok(WatchStart::Stream(Box::pin(MemWatchStream {
-            watch: Some(watch),
-            cut: Box::pin(async move {
-                let _ = reachable.wait_for(|r| !*r).await;
-            }),
-        })))
+        self.open_watch(key, prefix, start, false)
+    }
+
+    async fn watch_with_prev(&self, key: &str, prefix: bool, start: Revision) -> Result<WatchStart> {
+        self.open_watch(key, prefix, start, true)
     }
 }
 

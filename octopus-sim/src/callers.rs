@@ -5,10 +5,10 @@
 
 use std::time::Duration;
 
-use octopus_discovery_core::balance::{BalancedChannel, Connector};
 use octopus_discovery_core::ServiceInstance;
 use octopus_greeter::greeter_client::GreeterClient;
 use octopus_greeter::HelloRequest;
+use octopus_grpc::{BalancedChannel, Connector};
 use tokio::time::sleep;
 use tonic::transport::{Channel, Endpoint};
 

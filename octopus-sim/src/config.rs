@@ -4,11 +4,11 @@
 use std::time::Duration;
 
 /// Simulated milliseconds per step. Every step polls every host, so a run's wall
-/// time is proportional to steps: 3 ms runs 2.4-2.6x the seeds per second of 1 ms
+/// time is proportional to steps, and a coarser step runs more seeds per second
 /// (docs/RELIABILITY.md, Speed). Messages and timers resolve to this grain; the
 /// base latency (2 ms) and every bound the checker uses are coarser than one
-/// step's difference. `--tick-ms 1` replays the runs made before 2026-12-02's
-/// second session (seeds 240, 809, 825 among them).
+/// step's difference. A seed names a run together with its step: one found at
+/// another grain replays with that `--tick-ms`.
 pub const DEFAULT_TICK_MS: u64 = 3;
 
 /// One run's settings.

@@ -13,8 +13,8 @@ use octopus_etcd::{EtcdBackend, EtcdOptions};
 use octopus_mem::{KeyRange, Store};
 use tokio::time::sleep;
 
-use octopus_discovery_core::balance::{BalancedChannel, PanicThreshold, Policy};
 use octopus_greeter::NamedGreeter;
+use octopus_grpc::{ChannelBuilder, PanicThreshold, Policy};
 
 use crate::config::SimConfig;
 use crate::log::{Ev, Log};
@@ -325,31 +325,32 @@ pub async fn discoverer(ctx: Ctx, host: String) -> HostResult {
             _ => sleep(cfg.retry_base).await,
         }
     };
-    let balanced = BalancedChannel::new(
-        SERVICE,
-        for_balancer,
-        Policy::RoundRobin,
-        Arc::new(crate::callers::SimConnector(cfg.request_timeout)),
-        JitterRng::seeded(ctx.seed(&format!("{host}-balancer"), incarnation)),
-    );
+    let balanced = ChannelBuilder::from_watch(SERVICE, for_balancer)
+        .policy(Policy::RoundRobin)
+        .connector(Arc::new(crate::callers::SimConnector(cfg.request_timeout)))
+        .rng(JitterRng::seeded(ctx.seed(&format!("{host}-balancer"), incarnation)))
+        .connect()
+        .await
+        .expect("a channel over a watch is made without resolving");
     // A second channel, with the mass-disappearance protection on: its calls are
     // logged as `{host}/protected` and checked by invariant 13.
-    let protected = BalancedChannel::new(
-        SERVICE,
-        loop {
-            match discovery.watch(SERVICE).await {
-                Ok(w) => break w,
-                Err(_) => sleep(cfg.retry_base).await,
-            }
-        },
-        Policy::RoundRobin,
-        Arc::new(crate::callers::SimConnector(cfg.request_timeout)),
-        JitterRng::seeded(ctx.seed(&format!("{host}-protected"), incarnation)),
-    )
-    .with_panic_threshold(PanicThreshold {
-        share: 0.5,
-        hold: cfg.panic_hold(),
-    });
+    let protected_watch = loop {
+        match discovery.watch(SERVICE).await {
+            Ok(w) => break w,
+            Err(_) => sleep(cfg.retry_base).await,
+        }
+    };
+    let protected = ChannelBuilder::from_watch(SERVICE, protected_watch)
+        .policy(Policy::RoundRobin)
+        .connector(Arc::new(crate::callers::SimConnector(cfg.request_timeout)))
+        .rng(JitterRng::seeded(ctx.seed(&format!("{host}-protected"), incarnation)))
+        .panic_threshold(PanicThreshold {
+            share: 0.5,
+            hold: cfg.panic_hold(),
+        })
+        .connect()
+        .await
+        .expect("a channel over a watch is made without resolving");
     crate::callers::spawn(cfg, &ctx.log, &host, balanced, protected);
     while let Some(snapshot) = watch.next().await {
         let mut instances: Vec<String> = snapshot

@@ -364,7 +364,7 @@ mod tests {
     }
 
     #[test]
-    fn substitution() {
+    fn env_substitution_defaults_escapes_and_names_what_is_missing() {
         assert_eq!(substitute("a=${HOST}:${PORT:-2379}", env).unwrap(), "a=127.0.0.7:2379");
         assert_eq!(substitute("${EMPTY:-x} $${HOST}", env).unwrap(), "x ${HOST}");
         assert!(substitute("${NOPE}", env).unwrap_err().contains("NOPE is not set"));

@@ -13,6 +13,15 @@ fn column_def(table: &Table, c: &Column, target: Target) -> String {
         Target::Postgres => c.ty.postgres(),
     };
     let mut def = format!("{} {ty}", quote(&c.name));
+    if let (Auto::Computed, Some(expr)) = (c.auto, &c.computed) {
+        // SQLite adds only virtual computed columns to a table that exists;
+        // PostgreSQL before 18 computes only stored ones. Reads see the same.
+        let kind = match target {
+            Target::Sqlite => "VIRTUAL",
+            Target::Postgres => "STORED",
+        };
+        return format!("{def} GENERATED ALWAYS AS ({expr}) {kind}");
+    }
     if c.auto == Auto::Identity {
         return match target {
             Target::Sqlite => format!("{} INTEGER PRIMARY KEY AUTOINCREMENT", quote(&c.name)),

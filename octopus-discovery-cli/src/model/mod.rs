@@ -17,6 +17,7 @@ mod schema;
 mod sql;
 mod tokens;
 mod types;
+mod wire;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -223,11 +224,16 @@ pub(crate) fn generate(dir: &Path, ddl: &Ddl, options: &Options) -> Result {
     let lib = dir.join("src/lib.rs");
     let wired = std::fs::read_to_string(&lib).is_ok_and(|t| t.contains("pub mod model;"));
     if !wired {
-        return Err(format!(
-            "{} does not declare `pub mod model;`: `octopus model` generates into projects made by \
-             `octopus new NAME --ddl FILE` (for another project, see docs/MODEL.md, \"Wiring by hand\"); nothing was written",
-            lib.display()
-        ));
+        if options.check {
+            return Err(format!(
+                "{} does not declare `pub mod model;`: the model layer is not wired in yet (run `octopus model` without --check)",
+                lib.display()
+            ));
+        }
+        // Everything the generation needs is checked before the wiring is written.
+        files(dir, ddl, options.force)?;
+        let changed = wire::wire(dir)?;
+        println!("wired the model layer into {}: {}", dir.display(), changed.join(", "));
     }
     let files = files(dir, ddl, options.force)?;
     if options.check {

@@ -132,7 +132,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cases() {
+    fn identifiers_convert_between_cases_and_escape_keywords() {
         assert_eq!(snake("CustomerID"), "customer_id");
         assert_eq!(snake("order_items"), "order_items");
         assert_eq!(snake("HTTPServer"), "http_server");

@@ -130,7 +130,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn stamps_notice_edits() {
+    fn the_stamp_tells_generated_files_from_edited_ones() {
         let text = stamp("a.rs", "s.sql", "fn main() {}\n");
         assert!(untouched(&text));
         assert!(!untouched(&text.replace("main", "mine")));

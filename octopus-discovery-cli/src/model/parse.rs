@@ -15,7 +15,7 @@ use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 use super::detect::{classify, finish, Classified};
 use super::names::{field_name, module_name, pascal};
 use super::schema::{Auto, Column, Index, Schema, Table, Ty};
-use super::tokens::{attached_partition, without_binary_attribute};
+use super::tokens::{attached_partition, column_on_line, computed_as_stored, without_binary_attribute};
 use super::{types, Dialect, Result};
 
 /// Reads `text` (the file `file`): the schema and warnings about what was
@@ -64,7 +64,8 @@ pub(crate) fn parse(file: &str, text: &str, dialect: Dialect) -> Result<(Schema,
         }
         let mut stream: Vec<TokenWithSpan> = match dialect {
             Dialect::Mysql => without_binary_attribute(statement),
-            _ => statement.to_vec(),
+            Dialect::Postgres => computed_as_stored(statement),
+            Dialect::Sqlite => statement.to_vec(),
         };
         stream.push(TokenWithSpan::wrap(Token::EOF));
         let parsed = Parser::new(&*sql).with_tokens_with_locations(stream).parse_statement();
@@ -95,6 +96,24 @@ pub(crate) fn parse(file: &str, text: &str, dialect: Dialect) -> Result<(Schema,
             (Err(e), "ALTER TABLE" | "CREATE TYPE") => reader
                 .warnings
                 .push(format!("{file}:{line}: skipped an ALTER TABLE it cannot read ({e})")),
+            (Err(e), "CREATE TABLE") => {
+                // Name the column whose definition could not be read, when the parser says where.
+                let at = e
+                    .to_string()
+                    .rsplit_once("Line: ")
+                    .and_then(|(_, rest)| rest.split(|c: char| !c.is_ascii_digit()).next()?.parse::<u64>().ok());
+                if let Some((at, table, column)) = at
+                    .and_then(|at| Some((at, column_on_line(statement, at)?)))
+                    .map(|(at, (t, c))| (at, t, c))
+                {
+                    return Err(format!(
+                        "{file}:{at}: {table}.{column}: cannot read this column's definition as {dialect} SQL ({e}); nothing was written"
+                    ));
+                }
+                return Err(format!(
+                    "{file}:{line}: cannot read this CREATE TABLE as {dialect} SQL: {e}"
+                ));
+            }
             (Err(e), _) => return Err(format!("{file}:{line}: cannot read this {kind} as {dialect} SQL: {e}")),
         }
     }
@@ -235,6 +254,7 @@ impl Reader<'_> {
             nullable: true,
             default: None,
             auto: if serial { Auto::Identity } else { Auto::None },
+            computed: None,
         };
         for option in &def.options {
             match &option.option {
@@ -266,12 +286,11 @@ impl Reader<'_> {
                     ..
                 } => column.auto = Auto::Identity,
                 ColumnOption::Generated {
-                    generation_expr: Some(_),
+                    generation_expr: Some(expr),
                     ..
                 } => {
-                    return Err(format!(
-                        "{where_}: computed columns (GENERATED … AS (expr)) are not supported; nothing was written"
-                    ))
+                    column.auto = Auto::Computed;
+                    column.computed = Some(expr.to_string());
                 }
                 ColumnOption::DialectSpecific(tokens)
                     if tokens.iter().any(|t| {
@@ -284,6 +303,9 @@ impl Reader<'_> {
                 ColumnOption::OnUpdate(_) if column.ty.is_time() => column.auto = Auto::Updated,
                 _ => {}
             }
+        }
+        if column.auto == Auto::Computed {
+            column.default = None;
         }
         table.columns.push(column);
         Ok(())

@@ -65,16 +65,64 @@ fn pg_dump_spellings() {
 fn errors_name_the_place_and_the_rule() {
     let err = parse(
         "s.sql",
-        "CREATE TABLE t (\n  id INT PRIMARY KEY,\n  span INTERVAL\n);",
+        "CREATE TABLE t (\n  id INT PRIMARY KEY,\n  span MONEY\n);",
+        Dialect::Postgres,
+    )
+    .unwrap_err();
+    assert!(err.contains("s.sql:3: t.span: type `MONEY` cannot be mapped"), "{err}");
+    // A column the parser cannot read is named, with its line.
+    let err = parse(
+        "s.sql",
+        "CREATE TABLE t (\n  id INT PRIMARY KEY,\n  odd INT GENERATED SOMETIMES\n);",
         Dialect::Postgres,
     )
     .unwrap_err();
     assert!(
-        err.contains("s.sql:3: t.span: type `INTERVAL` cannot be mapped"),
+        err.starts_with("s.sql:3: t.odd: cannot read this column's definition"),
         "{err}"
     );
     let err = parse("s.sql", "CREATE TABLE t (a INT);", Dialect::Postgres).unwrap_err();
     assert!(err.contains("table `t` has no primary key"), "{err}");
     let err = parse("s.sql", "SELECT 1;", Dialect::Postgres).unwrap_err();
     assert!(err.contains("no CREATE TABLE"), "{err}");
+}
+
+#[test]
+fn computed_columns_are_read_never_written() {
+    // PostgreSQL 18 writes VIRTUAL (or nothing) after the expression; older ones STORED.
+    let ddl = "CREATE TABLE public.film (\n\
+            film_id integer PRIMARY KEY,\n\
+            length smallint,\n\
+            hours numeric(4,2) GENERATED ALWAYS AS (round(length / 60.0, 2)) VIRTUAL,\n\
+            minutes integer GENERATED ALWAYS AS (length * 1),\n\
+            seconds integer GENERATED ALWAYS AS (length * 60) STORED\n\
+        );\n";
+    let (schema, _) = parse("film.sql", ddl, Dialect::Postgres).unwrap();
+    let t = &schema.tables[0];
+    for name in ["hours", "minutes", "seconds"] {
+        assert_eq!(t.column(name).auto, Auto::Computed, "{name}");
+    }
+    assert_eq!(t.column("hours").computed.as_deref(), Some("round(length / 60.0, 2)"));
+    let written: Vec<&str> = t.writable().iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(written, ["film_id", "length"]);
+    let mysql = "CREATE TABLE p (id INT PRIMARY KEY, a INT, b INT AS (a + 1) VIRTUAL, c INT GENERATED ALWAYS AS (a * 2) STORED);";
+    let (schema, _) = parse("p.sql", mysql, Dialect::Mysql).unwrap();
+    assert_eq!(schema.tables[0].column("b").auto, Auto::Computed);
+    assert_eq!(schema.tables[0].column("c").auto, Auto::Computed);
+}
+
+#[test]
+fn postgres_only_types_are_carried_as_their_text() {
+    let ddl = "CREATE TABLE film (\n\
+            film_id integer PRIMARY KEY,\n\
+            special_features text[],\n\
+            fulltext tsvector NOT NULL,\n\
+            span interval\n\
+        );\n";
+    let (schema, _) = parse("film.sql", ddl, Dialect::Postgres).unwrap();
+    let t = &schema.tables[0];
+    assert_eq!(t.column("special_features").ty, Ty::PgText("TEXT[]".into()));
+    assert_eq!(t.column("fulltext").ty, Ty::PgText("TSVECTOR".into()));
+    assert_eq!(t.column("span").ty, Ty::PgText("INTERVAL".into()));
+    assert!(!t.column("fulltext").nullable);
 }

@@ -25,6 +25,7 @@ fn value(c: &Column, i: &str) -> String {
         Ty::TimestampTz => format!("timestamptz({i})"),
         Ty::Uuid => format!("uuid({i})"),
         Ty::Json => format!("json({i})"),
+        Ty::PgText(ty) => format!("pg_text({ty:?}, {i})"),
     }
 }
 
@@ -81,9 +82,15 @@ fn table_tests(out: &mut String, t: &Table, crate_name: &str) {
     // CRUD, not found, version conflict.
     let _ = writeln!(
         out,
-        "\n#[tokio::test]\nasync fn {m}_crud_not_found_and_conflict() {{\n    let h = Harness::start(\"{m}_crud\").await;\n    let mut client = {client}::new(h.channel.clone());\n    let sent = new_{m}(1);\n    let created = client.create_{r}(sent.clone()).await.unwrap().into_inner();\n    assert_stored_{m}(&created, &sent);\n    let got = client.get_{r}(key_{m}(&created)).await.unwrap().into_inner();\n    assert_eq!(got, created);\n    let mut changed = created.clone();"
+        "\n#[tokio::test]\nasync fn {m}_crud_not_found_and_conflict() {{\n    let h = Harness::start(\"{m}_crud\").await;\n    let mut client = {client}::new(h.channel.clone());\n    let sent = new_{m}(1);\n    let created = client.create_{r}(sent.clone()).await.unwrap().into_inner();\n    assert_stored_{m}(&created, &sent);\n    let got = client.get_{r}(key_{m}(&created)).await.unwrap().into_inner();\n    assert_eq!(got, created);"
     );
     let changed = t.updatable().into_iter().find(|c| !matches!(c.ty, Ty::Bool));
+    let binding = if changed.is_some() {
+        "let mut changed"
+    } else {
+        "let changed"
+    };
+    let _ = writeln!(out, "    {binding} = created.clone();");
     if let Some(c) = changed {
         let _ = writeln!(
             out,

@@ -26,6 +26,9 @@ pub(crate) enum Ty {
     TimestampTz,
     Uuid,
     Json,
+    /// A PostgreSQL type carried in its text form (`TSVECTOR`, `TEXT[]`, …):
+    /// its spelling in PostgreSQL.
+    PgText(String),
 }
 
 /// What the SQL, rather than the caller, sets in a column.
@@ -42,6 +45,9 @@ pub(crate) enum Auto {
     Updated,
     /// The optimistic-concurrency counter: 1 on insert, +1 on every update.
     Version,
+    /// Computed by the database from other columns (`GENERATED ALWAYS AS (expr)`):
+    /// read, never written.
+    Computed,
 }
 
 /// A default the generator can carry into either dialect.
@@ -67,6 +73,9 @@ pub(crate) struct Column {
     pub(crate) nullable: bool,
     pub(crate) default: Option<Default>,
     pub(crate) auto: Auto,
+    /// A computed column's expression, as the DDL writes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) computed: Option<String>,
 }
 
 /// An index: unique ones get a `find_by_…`.

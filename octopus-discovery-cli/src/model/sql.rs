@@ -41,6 +41,7 @@ pub(crate) fn param(column: &Column, n: usize, target: Target) -> String {
     match (target, &column.ty) {
         (Target::Postgres, Ty::Decimal(_)) => format!("CAST(${n} AS NUMERIC)"),
         (Target::Postgres, Ty::Json) => format!("CAST(${n} AS JSONB)"),
+        (Target::Postgres, Ty::PgText(ty)) => format!("CAST(${n} AS {ty})"),
         _ => format!("${n}"),
     }
 }
@@ -51,7 +52,7 @@ pub(crate) fn select_list(table: &Table) -> String {
         .columns
         .iter()
         .map(|c| match c.ty {
-            Ty::Decimal(_) | Ty::Json => format!("CAST({0} AS TEXT) AS {0}", quote(&c.name)),
+            Ty::Decimal(_) | Ty::Json | Ty::PgText(_) => format!("CAST({0} AS TEXT) AS {0}", quote(&c.name)),
             _ => quote(&c.name),
         })
         .collect::<Vec<_>>()
@@ -76,7 +77,7 @@ pub(crate) fn insert(table: &Table, target: Target) -> String {
     let mut n = 0;
     for c in &table.columns {
         let value = match c.auto {
-            Auto::Identity => continue,
+            Auto::Identity | Auto::Computed => continue,
             Auto::Version => "1".to_string(),
             Auto::Created | Auto::Updated => now(&c.ty, target).to_string(),
             Auto::None => {

@@ -58,3 +58,85 @@ pub(crate) fn attached_partition(statement: &[TokenWithSpan]) -> Option<String> 
         }
     }
 }
+
+/// PostgreSQL 18's virtual computed columns (`GENERATED ALWAYS AS (expr)
+/// VIRTUAL`, or with no keyword after the expression), which sqlparser reads
+/// only as `STORED`: the column is computed either way, and that is all the
+/// generator needs to know.
+pub(crate) fn computed_as_stored(statement: &[TokenWithSpan]) -> Vec<TokenWithSpan> {
+    let is_word =
+        |t: &Token, w: &str| matches!(t, Token::Word(x) if x.quote_style.is_none() && x.value.eq_ignore_ascii_case(w));
+    let significant: Vec<usize> = (0..statement.len())
+        .filter(|&i| !matches!(statement[i].token, Token::Whitespace(_)))
+        .collect();
+    let mut out: Vec<TokenWithSpan> = statement.to_vec();
+    let mut inserts = Vec::new();
+    for (k, &i) in significant.iter().enumerate() {
+        let next = |n: usize| significant.get(k + n).map(|&j| &statement[j].token);
+        let generated = is_word(&statement[i].token, "GENERATED")
+            && next(1).is_some_and(|t| is_word(t, "ALWAYS"))
+            && next(2).is_some_and(|t| is_word(t, "AS"))
+            && next(3) == Some(&Token::LParen);
+        if !generated {
+            continue;
+        }
+        // The parenthesis that closes the expression.
+        let mut depth = 0usize;
+        let mut close = None;
+        for &j in &significant[k + 3..] {
+            match statement[j].token {
+                Token::LParen => depth += 1,
+                Token::RParen => {
+                    depth -= 1;
+                    if depth == 0 {
+                        close = Some(j);
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let Some(close) = close else { continue };
+        let after = significant.iter().find(|&&j| j > close).copied();
+        match after.map(|j| &statement[j].token) {
+            Some(t) if is_word(t, "STORED") => {}
+            Some(t) if is_word(t, "VIRTUAL") => {
+                let j = after.unwrap_or(close);
+                out[j] = TokenWithSpan::new(Token::make_keyword("STORED"), statement[j].span);
+            }
+            _ => inserts.push(close + 1),
+        }
+    }
+    for at in inserts.into_iter().rev() {
+        out.insert(at, TokenWithSpan::wrap(Token::make_keyword("STORED")));
+        out.insert(
+            at,
+            TokenWithSpan::wrap(Token::Whitespace(sqlparser::tokenizer::Whitespace::Space)),
+        );
+    }
+    out
+}
+
+/// The table a CREATE TABLE statement creates and the column whose definition
+/// starts on `line`, both as the database names them.
+pub(crate) fn column_on_line(statement: &[TokenWithSpan], line: u64) -> Option<(String, String)> {
+    let name = |t: &TokenWithSpan| match &t.token {
+        Token::Word(w) => Some(match w.quote_style {
+            Some(_) => w.value.clone(),
+            None => w.value.to_ascii_lowercase(),
+        }),
+        _ => None,
+    };
+    let words: Vec<&TokenWithSpan> = statement
+        .iter()
+        .filter(|t| !matches!(t.token, Token::Whitespace(_)))
+        .collect();
+    let open = words.iter().position(|t| t.token == Token::LParen)?;
+    // The table's name is the last name part before the column list.
+    let table = name(words[..open].last()?)?;
+    let column = words[open + 1..]
+        .iter()
+        .find(|t| t.span.start.line == line)
+        .and_then(|t| name(t))?;
+    Some((table, column))
+}

@@ -30,6 +30,11 @@ fn split(sql: &str) -> (String, Vec<u32>, bool) {
 /// How an SQL type maps, or `None` if it cannot be carried faithfully.
 /// Also says whether the type itself makes the column an identity (SERIAL).
 pub(crate) fn map(sql: &str, dialect: Dialect) -> Option<(Ty, bool)> {
+    if dialect == Dialect::Postgres {
+        if let Some(ty) = postgres_text_form(sql) {
+            return Some((ty, false));
+        }
+    }
     let (base, args, unsigned) = split(sql);
     let serial = matches!(
         base.as_str(),
@@ -79,6 +84,54 @@ pub(crate) fn map(sql: &str, dialect: Dialect) -> Option<(Ty, bool)> {
     Some((ty, serial))
 }
 
+/// PostgreSQL types with no Rust counterpart in the generated code, carried in
+/// their text form (`CAST(col AS TEXT)` out, `CAST($n AS type)` in): arrays of
+/// any type the table above maps, full-text search, intervals, network
+/// addresses, XML, geometry and ranges. Types whose text form depends on
+/// session settings (MONEY, TSTZRANGE) stay unmapped.
+const TEXT_FORM: &[&str] = &[
+    "TSVECTOR",
+    "TSQUERY",
+    "INTERVAL",
+    "INET",
+    "CIDR",
+    "MACADDR",
+    "MACADDR8",
+    "XML",
+    "POINT",
+    "LINE",
+    "LSEG",
+    "BOX",
+    "PATH",
+    "POLYGON",
+    "CIRCLE",
+    "INT4RANGE",
+    "INT8RANGE",
+    "NUMRANGE",
+    "DATERANGE",
+    "TSRANGE",
+    "VARBIT",
+    "BIT VARYING",
+];
+
+fn postgres_text_form(sql: &str) -> Option<Ty> {
+    let upper = sql.trim().to_ascii_uppercase();
+    let element = upper
+        .strip_suffix("[]")
+        .or_else(|| upper.strip_suffix(" ARRAY"))
+        .map(str::trim);
+    if let Some(element) = element {
+        return match map(element, Dialect::Postgres)? {
+            (Ty::PgText(_), _) => None,
+            (ty, _) => Some(Ty::PgText(format!("{}[]", ty.postgres()))),
+        };
+    }
+    let (base, _, _) = split(&upper);
+    TEXT_FORM
+        .contains(&base.as_str())
+        .then(|| Ty::PgText(if base == "BIT VARYING" { "VARBIT".into() } else { base }))
+}
+
 impl Ty {
     /// The Rust type of a non-null value in the model.
     pub(crate) fn rust(&self) -> &'static str {
@@ -89,7 +142,7 @@ impl Ty {
             Ty::F32 => "f32",
             Ty::F64 => "f64",
             Ty::Bool => "bool",
-            Ty::Text(_) | Ty::Decimal(_) | Ty::Json => "String",
+            Ty::Text(_) | Ty::Decimal(_) | Ty::Json | Ty::PgText(_) => "String",
             Ty::Bytes => "Vec<u8>",
             Ty::Date => "chrono::NaiveDate",
             Ty::Time => "chrono::NaiveTime",
@@ -152,6 +205,7 @@ impl Ty {
             Ty::TimestampTz => "TIMESTAMPTZ".into(),
             Ty::Uuid => "UUID".into(),
             Ty::Json => "JSONB".into(),
+            Ty::PgText(ty) => ty.clone(),
         }
     }
 
@@ -171,7 +225,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn spellings() {
+    fn column_type_spellings_map_to_rust_types() {
         let pg = Dialect::Postgres;
         let my = Dialect::Mysql;
         assert_eq!(map("INT(11) UNSIGNED", my), Some((Ty::I64, false)));
@@ -188,8 +242,26 @@ mod tests {
         assert_eq!(map("DOUBLE PRECISION", pg), Some((Ty::F64, false)));
         assert_eq!(map("INTEGER", Dialect::Sqlite), Some((Ty::I64, false)));
         assert_eq!(map("INTEGER", pg), Some((Ty::I32, false)));
-        assert_eq!(map("INTERVAL", pg), None);
-        assert_eq!(map("POINT", pg), None);
-        assert_eq!(map("TEXT[]", pg), None);
+        assert_eq!(map("INTERVAL", my), None);
+        assert_eq!(map("POINT", Dialect::Sqlite), None);
+        assert_eq!(map("TEXT[]", my), None);
+        assert_eq!(map("MONEY", pg), None);
+        assert_eq!(map("GEOMETRY", pg), None);
+    }
+
+    #[test]
+    fn postgres_types_without_a_rust_counterpart_travel_as_text() {
+        let pg = Dialect::Postgres;
+        let text = |t: &str| Some((Ty::PgText(t.into()), false));
+        assert_eq!(map("TEXT[]", pg), text("TEXT[]"));
+        assert_eq!(map("integer[]", pg), text("INTEGER[]"));
+        assert_eq!(map("CHARACTER VARYING(20)[]", pg), text("VARCHAR(20)[]"));
+        assert_eq!(map("tsvector", pg), text("TSVECTOR"));
+        assert_eq!(map("interval", pg), text("INTERVAL"));
+        assert_eq!(map("bit varying(8)", pg), text("VARBIT"));
+        assert_eq!(map("INET", pg), text("INET"));
+        // An array of what cannot be mapped, or of arrays, is still refused.
+        assert_eq!(map("MONEY[]", pg), None);
+        assert_eq!(map("TSVECTOR[]", pg), None);
     }
 }

@@ -95,8 +95,8 @@ async fn hand(db: &Db, tag: &str, n: usize) -> Duration {
     }
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }
 
@@ -104,29 +104,34 @@ fn median(mut v: Vec<Duration>) -> Duration {
 async fn main() {
     let url = std::env::args().nth(1).expect("a database URL");
     let n: usize = std::env::args().nth(2).map_or(500, |s| s.parse().unwrap());
+    let rounds: usize = std::env::args().nth(3).map_or(9, |s| s.parse().unwrap());
     let db = Db::connect(&url).await.unwrap();
     db.migrate().await.unwrap();
     // Warm-up: connections open, statements prepared.
     generated(&db, "warm-g", 50).await;
     hand(&db, "warm-h", 50).await;
-    let (mut g, mut h) = (Vec::new(), Vec::new());
-    for round in 0..7 {
-        // Alternate which goes first, so neither always meets a warmer cache.
-        if round % 2 == 0 {
-            g.push(generated(&db, &format!("g{round}"), n).await);
-            h.push(hand(&db, &format!("h{round}"), n).await);
+    let (mut g, mut h, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..rounds {
+        // Alternate which goes first, so neither always meets a warmer cache;
+        // each round's ratio compares two runs seconds apart, on the same noise.
+        let (gd, hd) = if round % 2 == 0 {
+            let gd = generated(&db, &format!("g{round}"), n).await;
+            (gd, hand(&db, &format!("h{round}"), n).await)
         } else {
-            h.push(hand(&db, &format!("h{round}"), n).await);
-            g.push(generated(&db, &format!("g{round}"), n).await);
-        }
+            let hd = hand(&db, &format!("h{round}"), n).await;
+            (generated(&db, &format!("g{round}"), n).await, hd)
+        };
+        let per = |d: Duration| d.as_secs_f64() * 1e6 / n as f64;
+        g.push(per(gd));
+        h.push(per(hd));
+        ratios.push(gd.as_secs_f64() / hd.as_secs_f64());
     }
-    let (g, h) = (median(g), median(h));
-    let per = |d: Duration| d.as_secs_f64() * 1e6 / n as f64;
+    let (lo, hi) = ratios.iter().fold((f64::MAX, f64::MIN), |(lo, hi), r| (lo.min(*r), hi.max(*r)));
     println!(
-        "{}: insert+find+update, {n} rows x 7 rounds, median: generated {:.1} us/row, hand-written {:.1} us/row, ratio {:.3}",
+        "{}: insert+find+update, {n} rows x {rounds} rounds: generated {:.1} us/row, hand-written {:.1} us/row (medians); ratio per round: median {:.3}, min {lo:.3}, max {hi:.3}",
         if url.starts_with("sqlite") { "SQLite" } else { "PostgreSQL" },
-        per(g),
-        per(h),
-        g.as_secs_f64() / h.as_secs_f64()
+        median(g),
+        median(h),
+        median(ratios),
     );
 }

@@ -44,3 +44,15 @@ CREATE TABLE "type" (
     label TEXT NOT NULL,
     version INTEGER
 );
+
+-- PostgreSQL types carried as their text form, and a column the database
+-- computes (PostgreSQL 18's VIRTUAL: stored on older servers, virtual on SQLite).
+CREATE TABLE films (
+    id SERIAL PRIMARY KEY,
+    title TEXT NOT NULL,
+    length SMALLINT,
+    features TEXT[],
+    fulltext TSVECTOR NOT NULL,
+    running INTERVAL,
+    length_hours NUMERIC(4,2) GENERATED ALWAYS AS (round(length / 60.0, 2)) VIRTUAL
+);

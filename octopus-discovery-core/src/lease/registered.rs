@@ -63,7 +63,7 @@ impl<B: KvBackend> Task<B> {
             tokio::select! {
                 biased;
                 // Commands and keepalives are boxed: inline, their futures would be part
-                // of every registration's task for its whole life (~650 B more each).
+                // of every registration's task for its whole life, making each larger.
                 cmd = self.commands.recv() => match Box::pin(self.command(cmd, Some(lease))).await {
                     Some(exit) => return exit,
                     None => continue,
@@ -290,7 +290,7 @@ impl<B: KvBackend> Task<B> {
 
 /// The shared lease's next state; pending forever without a shared lease. The wait
 /// is boxed, so that registrations without a shared lease (most) do not carry its
-/// state (144 B) in their task.
+/// state in their task.
 async fn shared_change(rx: &mut Option<watch::Receiver<SharedState>>) -> Option<SharedState> {
     match rx {
         Some(rx) => match Box::pin(rx.changed()).await {

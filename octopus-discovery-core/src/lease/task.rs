@@ -74,7 +74,7 @@ impl<B: KvBackend> Task<B> {
     }
 
     /// The task's future. (Not an `async fn`: one would hold the task twice, once
-    /// as its argument and once as the moved-in binding, ~490 B more per registration.)
+    /// as its argument and once as the moved-in binding, in every registration.)
     ///
     /// The future lives as long as the registration, inside tokio's task cell, so its
     /// size is what every registration holds: the passing phases (an attempt, a
@@ -84,7 +84,7 @@ impl<B: KvBackend> Task<B> {
         async move {
             loop {
                 // Only the revision outlives this block: an attempt's whole result
-                // (72 B) would otherwise stay in the future for the registered phase.
+                // would otherwise stay in the future for the registered phase.
                 let revision = {
                     let attempt = match Box::pin(self.establish()).await {
                         Ok(revision) => Ok(revision),

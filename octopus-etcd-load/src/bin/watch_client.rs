@@ -1,4 +1,4 @@
-//! The Rust sides of the propagation scenario (benches/etcd_load.rs), each a
+//! The Rust sides of the propagation scenario (benches/etcd_load/propagation.rs), each a
 //! process of its own as the Go peer `octopuswatch` is: `W` watchers of
 //! `SERVICE`, on one `octopus::Client` (`shared`: one discovery cache, one etcd
 //! connection, as a service watches) or on `W` clients (`each`); or `W` raw

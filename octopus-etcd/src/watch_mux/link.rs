@@ -20,18 +20,38 @@ const WRITER_QUEUE: usize = 16;
 
 /// What a create asks etcd for.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(super) struct Spec {
-    pub(super) key: String,
-    pub(super) prefix: bool,
-    pub(super) start: Revision,
+pub(crate) struct Spec {
+    pub(crate) key: String,
+    pub(crate) prefix: bool,
+    pub(crate) start: Revision,
+    /// Previous values with each event (etcd's `prev_kv`): etcd reads its
+    /// store once more per event for them, so only callers that show them ask.
+    pub(crate) prev: bool,
 }
 
 impl Spec {
+    /// A watch on `key` (a prefix when `prefix`) from `start`, without previous values.
+    pub(crate) fn new(key: &str, prefix: bool, start: Revision) -> Self {
+        Self {
+            key: key.to_owned(),
+            prefix,
+            start,
+            prev: false,
+        }
+    }
+
+    /// The same watch, with previous values.
+    pub(crate) fn with_prev(self) -> Self {
+        Self { prev: true, ..self }
+    }
+
     fn options(&self) -> WatchOptions {
-        let opts = WatchOptions::new()
+        let mut opts = WatchOptions::new()
             .with_start_revision(self.start)
-            .with_prev_key()
             .with_progress_notify();
+        if self.prev {
+            opts = opts.with_prev_key();
+        }
         if self.prefix {
             opts.with_prefix()
         } else {

@@ -150,7 +150,7 @@ async fn created_answers_out_of_order_reach_their_own_watches() {
         let keys_: Vec<String> = (0..n).map(|i| format!("/svc/s{i}/")).collect();
         // Half of them already followed by another client of the proxy.
         let followed: BTreeSet<String> = keys_.iter().step_by(2).cloned().collect();
-        let watches = futures_util::future::join_all(keys_.iter().map(|k| mux.watch(k, true, 5)));
+        let watches = futures_util::future::join_all(keys_.iter().map(|k| mux.watch(Spec::new(k, true, 5))));
         let playing = async {
             let first = opened.recv().await.expect("a stream opened");
             proxy(first, &followed, n).await
@@ -171,20 +171,24 @@ async fn created_answers_out_of_order_reach_their_own_watches() {
 #[tokio::test(start_paused = true)]
 async fn one_create_in_flight_at_a_time() {
     let (mux, mut opened) = fake(16);
-    let (a, b, _o) = tokio::join!(mux.watch("/a", false, 1), mux.watch("/b", false, 1), async {
-        let mut o = opened.recv().await.unwrap();
-        // Nothing more leaves until the first create is answered.
-        let early = timeout(Duration::from_millis(50), o.ops.recv()).await;
-        assert!(
-            early.is_err(),
-            "a second create before the first was answered: {early:?}"
-        );
-        o.answers.send(Ok(created(0))).unwrap();
-        let op = next_op(&mut o.ops).await;
-        assert!(matches!(op, Op::Create(Spec { ref key, .. }) if key == "/b"), "{op:?}");
-        o.answers.send(Ok(created(1))).unwrap();
-        o
-    });
+    let (a, b, _o) = tokio::join!(
+        mux.watch(Spec::new("/a", false, 1)),
+        mux.watch(Spec::new("/b", false, 1)),
+        async {
+            let mut o = opened.recv().await.unwrap();
+            // Nothing more leaves until the first create is answered.
+            let early = timeout(Duration::from_millis(50), o.ops.recv()).await;
+            assert!(
+                early.is_err(),
+                "a second create before the first was answered: {early:?}"
+            );
+            o.answers.send(Ok(created(0))).unwrap();
+            let op = next_op(&mut o.ops).await;
+            assert!(matches!(op, Op::Create(Spec { ref key, .. }) if key == "/b"), "{op:?}");
+            o.answers.send(Ok(created(1))).unwrap();
+            o
+        }
+    );
     let (a, b) = (a.unwrap().into_watch(), b.unwrap().into_watch());
     assert_eq!((a.1, b.1), (1, 1));
 }
@@ -192,7 +196,7 @@ async fn one_create_in_flight_at_a_time() {
 #[tokio::test(start_paused = true)]
 async fn ids_nobody_owns_are_cancelled_once() {
     let (mux, mut opened) = fake(16);
-    let (a, mut o) = tokio::join!(mux.watch("/a", false, 1), async {
+    let (a, mut o) = tokio::join!(mux.watch(Spec::new("/a", false, 1)), async {
         let o = opened.recv().await.unwrap();
         o.answers.send(Ok(created(0))).unwrap();
         o
@@ -207,7 +211,7 @@ async fn ids_nobody_owns_are_cancelled_once() {
     assert_eq!(next_op(&mut o.ops).await, Op::Cancel(7));
     assert_eq!(next_op(&mut o.ops).await, Op::Cancel(9));
     // No second cancel of 9: the next request is the next create.
-    let (_b, op) = tokio::join!(mux.watch("/b", false, 1), async {
+    let (_b, op) = tokio::join!(mux.watch(Spec::new("/b", false, 1)), async {
         let op = next_op(&mut o.ops).await;
         o.answers.send(Ok(created(1))).unwrap();
         op
@@ -223,12 +227,12 @@ async fn callers_that_gave_up_are_skipped_or_cancelled() {
     // gives up; A's caller gives up too.
     let a = tokio::spawn({
         let mux = mux.clone();
-        async move { mux.watch("/a", false, 1).await.map(|_| ()) }
+        async move { mux.watch(Spec::new("/a", false, 1)).await.map(|_| ()) }
     });
     let mut o = opened.recv().await.unwrap();
     let b = tokio::spawn({
         let mux = mux.clone();
-        async move { mux.watch("/b", false, 1).await.map(|_| ()) }
+        async move { mux.watch(Spec::new("/b", false, 1)).await.map(|_| ()) }
     });
     tokio::task::yield_now().await;
     b.abort();
@@ -237,7 +241,7 @@ async fn callers_that_gave_up_are_skipped_or_cancelled() {
     // A's answer comes: its watch is cancelled on etcd; B's create is never sent.
     o.answers.send(Ok(created(0))).unwrap();
     assert_eq!(next_op(&mut o.ops).await, Op::Cancel(0));
-    let (_c, op) = tokio::join!(mux.watch("/c", false, 1), async {
+    let (_c, op) = tokio::join!(mux.watch(Spec::new("/c", false, 1)), async {
         let op = next_op(&mut o.ops).await;
         o.answers.send(Ok(created(1))).unwrap();
         op
@@ -249,7 +253,7 @@ async fn callers_that_gave_up_are_skipped_or_cancelled() {
 async fn a_stalled_writer_does_not_stop_the_routing() {
     // Room for one request in the writer's queue, and a writer that stops draining.
     let (mux, mut opened) = fake(1);
-    let (a, mut o) = tokio::join!(mux.watch("/a", false, 1), async {
+    let (a, mut o) = tokio::join!(mux.watch(Spec::new("/a", false, 1)), async {
         let o = opened.recv().await.unwrap();
         o.answers.send(Ok(created(0))).unwrap();
         o
@@ -257,7 +261,7 @@ async fn a_stalled_writer_does_not_stop_the_routing() {
     let (mut a, _) = a.unwrap().into_watch();
     let mut others = Vec::new();
     for (i, key) in ["/b", "/c", "/d"].into_iter().enumerate() {
-        let (w, _) = tokio::join!(mux.watch(key, false, 1), async {
+        let (w, _) = tokio::join!(mux.watch(Spec::new(key, false, 1)), async {
             next_op(&mut o.ops).await;
             o.answers.send(Ok(created(i as i64 + 1))).unwrap();
         });
@@ -286,13 +290,13 @@ async fn a_stalled_writer_does_not_stop_the_routing() {
 #[tokio::test(start_paused = true)]
 async fn a_watch_that_falls_behind_ends_alone() {
     let (mux, mut opened) = fake(16);
-    let (slow, mut o) = tokio::join!(mux.watch("/slow", false, 1), async {
+    let (slow, mut o) = tokio::join!(mux.watch(Spec::new("/slow", false, 1)), async {
         let o = opened.recv().await.unwrap();
         o.answers.send(Ok(created(0))).unwrap();
         o
     });
     let (mut slow, _) = slow.unwrap().into_watch();
-    let (quick, _) = tokio::join!(mux.watch("/quick", false, 1), async {
+    let (quick, _) = tokio::join!(mux.watch(Spec::new("/quick", false, 1)), async {
         next_op(&mut o.ops).await;
         o.answers.send(Ok(created(1))).unwrap();
     });

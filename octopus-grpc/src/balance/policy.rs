@@ -1,7 +1,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::Error;
+use octopus_discovery_core::Error;
 
 /// How a [`BalancedChannel`](super::BalancedChannel) picks an instance per call.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -1,6 +1,6 @@
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -15,10 +15,44 @@ use super::endpoints::{
 use super::follow::follow;
 use super::pick::{choose, Picker};
 use super::{Connector, Policy, Readiness};
-use crate::{JitterRng, OwnedTask, ServiceInstance, ServiceWatch};
+use octopus_discovery_core::{JitterRng, OwnedTask, ServiceInstance, ServiceWatch};
 
 pub(super) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// A channel's settings, fixed when [`ChannelBuilder`](crate::ChannelBuilder)
+/// builds it: no method changes them afterwards, so that a clone handed to one
+/// caller cannot change how another clone balances.
+#[derive(Clone, Debug)]
+pub(crate) struct Settings {
+    pub(crate) policy: Policy,
+    /// How long a call waits for discovery's first answer when its request
+    /// carries no deadline (`grpc-timeout`) of its own.
+    pub(crate) first_answer_timeout: Duration,
+    pub(crate) panic_threshold: PanicThreshold,
+    /// Slow start's window (zero: off).
+    pub(crate) slow_start: Duration,
+    pub(crate) outlier_detection: Option<OutlierDetection>,
+    pub(crate) zone: Option<ZonePreference>,
+    pub(crate) readiness: Readiness,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            policy: Policy::RoundRobin,
+            first_answer_timeout: BalancedChannel::DEFAULT_FIRST_ANSWER_TIMEOUT,
+            panic_threshold: PanicThreshold::OFF,
+            slow_start: Duration::ZERO,
+            outlier_detection: None,
+            zone: None,
+            readiness: Readiness::AtCall,
+        }
+    }
+}
+
+/// What every clone of a channel shares: the endpoints with their load and
+/// ejection state, the policy's state, the follower task, and the settings
+/// (read-only).
 pub(super) struct Inner {
     pub(super) endpoints: Arc<Endpoints>,
     pub(super) policy: Policy,
@@ -29,19 +63,28 @@ pub(super) struct Inner {
     pub(super) follower: Mutex<Option<OwnedTask<()>>>,
     /// How long a call waits for that first answer when its request carries no
     /// deadline (`grpc-timeout`) of its own.
-    pub(super) first_answer_timeout_ns: AtomicU64,
-    pub(super) outlier: std::sync::RwLock<Option<OutlierDetection>>,
-    /// Whether `outlier` is set: read first, so that calls take no lock without it.
-    pub(super) outlier_on: std::sync::atomic::AtomicBool,
+    pub(super) first_answer_timeout: Duration,
+    /// Outlier detection at the request level; `None`: off.
+    pub(super) outlier: Option<OutlierDetection>,
     /// Whether `poll_ready` reports (see [`Readiness`]).
-    pub(super) reported: std::sync::atomic::AtomicBool,
+    pub(super) reported: bool,
 }
 
 pub(super) type Wait = Pin<Box<dyn Future<Output = ()> + Send>>;
 
-/// A load-balanced channel to the instances of one service. Clone it freely:
-/// clones share the endpoints, the policy's state and the follower task, which
-/// stops when the last clone is dropped.
+/// A load-balanced channel to the instances of one service, built by
+/// [`ChannelBuilder`](crate::ChannelBuilder). Clone it freely: clones share the
+/// endpoints, their load (calls in flight), the policy's state and the follower
+/// task, which stops when the last clone is dropped. Its settings are fixed when
+/// it is built: no method of a clone changes how another balances.
+///
+/// There is no setter to reach through a clone:
+///
+/// ```compile_fail
+/// fn retune(channel: &octopus_grpc::BalancedChannel) {
+///     let _ = channel.clone().with_zone("eu-1");
+/// }
+/// ```
 pub struct BalancedChannel {
     pub(super) inner: Arc<Inner>,
     /// With [`Readiness::Reported`], what `poll_ready` waits on (per clone, as
@@ -73,27 +116,37 @@ impl BalancedChannel {
     /// call has no deadline of its own: 10 s.
     pub const DEFAULT_FIRST_ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 
-    /// Balances over the instances `watch` yields, connecting with `connector` and
-    /// drawing randomness (p2c, weighted) from `rng`.
-    pub fn new(
+    /// Balances over the instances `watch` yields under `settings`, connecting
+    /// with `connector` and drawing randomness (p2c, weighted, slow start) from
+    /// `rng`.
+    pub(crate) fn new(
         service: &str,
         watch: ServiceWatch,
-        policy: Policy,
         connector: Arc<dyn Connector>,
         rng: JitterRng,
+        settings: Settings,
     ) -> Self {
+        let Settings {
+            policy,
+            first_answer_timeout,
+            panic_threshold,
+            slow_start,
+            outlier_detection,
+            zone,
+            readiness,
+        } = settings;
+        let slow_start_ns = u64::try_from(slow_start.as_nanos()).unwrap_or(u64::MAX);
         let inner = Arc::new(Inner {
-            endpoints: Arc::new(Endpoints::new(service)),
+            endpoints: Arc::new(Endpoints::new(service, panic_threshold, slow_start_ns, zone)),
             policy,
             next: AtomicUsize::new(0),
             rng: Mutex::new(rng),
             eject_base: Duration::from_millis(500),
             eject_cap: Duration::from_secs(30),
             follower: Mutex::new(None),
-            first_answer_timeout_ns: AtomicU64::new(Self::DEFAULT_FIRST_ANSWER_TIMEOUT.as_nanos() as u64),
-            outlier: std::sync::RwLock::new(None),
-            outlier_on: std::sync::atomic::AtomicBool::new(false),
-            reported: std::sync::atomic::AtomicBool::new(false),
+            first_answer_timeout,
+            outlier: outlier_detection,
+            reported: readiness == Readiness::Reported,
         });
         let task = OwnedTask::spawn(follow(Arc::downgrade(&inner.endpoints), watch, connector));
         *inner.follower.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
@@ -103,54 +156,15 @@ impl BalancedChannel {
         }
     }
 
-    /// Protects against a mass disappearance (see [`PanicThreshold`]): when a
-    /// fresh view holds fewer than `threshold.share` of the instances in use,
-    /// the vanished ones are kept for at most `threshold.hold` or until the view
-    /// recovers. Off by default ([`PanicThreshold::OFF`]).
-    pub fn with_panic_threshold(self, threshold: PanicThreshold) -> Self {
-        *self.inner.endpoints.panic.lock().unwrap_or_else(|p| p.into_inner()) = threshold;
-        self
-    }
-
-    /// Slow start: an instance that joins after the first answer takes a share of
-    /// its traffic that ramps up linearly over `window` (the first answer's
-    /// instances start warm). Off (zero) by default.
-    pub fn with_slow_start(self, window: Duration) -> Self {
-        let ns = u64::try_from(window.as_nanos()).unwrap_or(u64::MAX);
-        self.inner.endpoints.slow_start_ns.store(ns, Ordering::Relaxed);
-        self
-    }
-
-    /// Prefers instances in the caller's zone, spilling over to every zone when
-    /// too few local ones are available (see [`ZonePreference`]). Off by default:
-    /// every zone alike.
-    pub fn with_zone(self, zone: impl Into<ZonePreference>) -> Self {
-        self.inner.endpoints.set_zone(Some(zone.into()));
-        self
-    }
-
-    /// What `poll_ready` reports (default [`Readiness::AtCall`]: ready at once).
-    pub fn with_readiness(self, readiness: Readiness) -> Self {
-        self.inner
-            .reported
-            .store(readiness == Readiness::Reported, Ordering::Relaxed);
-        self
+    /// Whether discovery's latest answer was stale (its registry unreachable):
+    /// the channel keeps balancing over the last known endpoints meanwhile.
+    pub fn is_stale(&self) -> bool {
+        self.inner.endpoints.stale.load(Ordering::Acquire)
     }
 
     /// How many times the mass-disappearance protection has started.
     pub fn protections(&self) -> u64 {
         self.inner.endpoints.protections.load(Ordering::Relaxed)
-    }
-
-    /// Sets how long a call made before discovery's first answer waits for it
-    /// when the request carries no `grpc-timeout` (default
-    /// [`DEFAULT_FIRST_ANSWER_TIMEOUT`](Self::DEFAULT_FIRST_ANSWER_TIMEOUT)). Only
-    /// before the first answer: after it, a call with no instance to go to fails
-    /// at once.
-    pub fn with_first_answer_timeout(self, timeout: Duration) -> Self {
-        let nanos = u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX);
-        self.inner.first_answer_timeout_ns.store(nanos, Ordering::Relaxed);
-        self
     }
 
     /// Waits until discovery has answered, at most `limit`; true if it has.
@@ -211,7 +225,7 @@ impl BalancedChannel {
                 next: &self.inner.next,
                 rng: &self.inner.rng,
                 epoch: e.epoch,
-                slow_start_ns: e.slow_start_ns.load(Ordering::Relaxed),
+                slow_start_ns: e.slow_start_ns,
                 service: &e.service,
             },
         )
@@ -226,7 +240,7 @@ impl Service<http::Request<Body>> for BalancedChannel {
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         // By default each call waits for discovery, picks its instance and waits
         // for that channel's readiness (see `Readiness`).
-        if !self.inner.reported.load(Ordering::Relaxed) {
+        if !self.inner.reported {
             return Poll::Ready(Ok(()));
         }
         self.poll_reported(cx)
@@ -238,9 +252,7 @@ impl Service<http::Request<Body>> for BalancedChannel {
             if !*this.inner.endpoints.resolved.borrow() {
                 // As gRPC waits for its resolver's first result: a call made right
                 // after the channel was must not fail on a list not yet filled.
-                let limit = grpc_timeout(req.headers()).unwrap_or_else(|| {
-                    Duration::from_nanos(this.inner.first_answer_timeout_ns.load(Ordering::Relaxed))
-                });
+                let limit = grpc_timeout(req.headers()).unwrap_or(this.inner.first_answer_timeout);
                 if !this.first_answer(limit).await {
                     return Err(tonic::Status::unavailable(format!(
                         "{}: discovery has not answered within {limit:?}",
@@ -309,19 +321,28 @@ mod tests {
 
     /// A channel over instances `a` and `b` (ports 1 and 2: nothing is called),
     /// and the sender that keeps its discovery open.
-    async fn two_instances(policy: Policy) -> (BalancedChannel, tokio::sync::watch::Sender<Option<crate::Snapshot>>) {
-        let a = crate::ServiceInstance::new("s", "a", "127.0.0.1", 1).unwrap();
-        let b = crate::ServiceInstance::new("s", "b", "127.0.0.1", 2).unwrap();
-        let snapshot = crate::Snapshot {
+    async fn two_instances(
+        policy: Policy,
+    ) -> (
+        BalancedChannel,
+        tokio::sync::watch::Sender<Option<octopus_discovery_core::Snapshot>>,
+    ) {
+        let a = octopus_discovery_core::ServiceInstance::new("s", "a", "127.0.0.1", 1).unwrap();
+        let b = octopus_discovery_core::ServiceInstance::new("s", "b", "127.0.0.1", 2).unwrap();
+        let snapshot = octopus_discovery_core::Snapshot {
             revision: 1,
             instances: [a, b].into_iter().collect(),
-            freshness: crate::Freshness::Fresh,
+            freshness: octopus_discovery_core::Freshness::Fresh,
             resyncs: 0,
         };
         let (tx, rx) = tokio::sync::watch::channel(Some(snapshot));
         let watch = ServiceWatch::new(rx, Arc::new(()));
         let connector: Arc<dyn Connector> = Arc::new(super::super::TcpConnector::default());
-        let channel = BalancedChannel::new("s", watch, policy, connector, JitterRng::seeded(7));
+        let settings = Settings {
+            policy,
+            ..Settings::default()
+        };
+        let channel = BalancedChannel::new("s", watch, connector, JitterRng::seeded(7), settings);
         assert!(channel.ready_endpoints(2, Duration::from_secs(1)).await);
         (channel, tx)
     }

@@ -1,9 +1,9 @@
-//! A gRPC balancer that follows discovery (feature `grpc`).
+//! A gRPC balancer that follows discovery.
 //!
 //! [`BalancedChannel`] is a tower `Service` that every tonic-generated client
 //! accepts (`GreeterClient::new(channel)`). It holds one tonic `Channel` per
 //! instance, made by an injectable [`Connector`] (real TCP by default), and
-//! follows a discovery [`ServiceWatch`](crate::ServiceWatch) in its own task, so new instances
+//! follows a discovery [`ServiceWatch`](octopus_discovery_core::ServiceWatch) in its own task, so new instances
 //! get traffic and removed ones stop getting it even when no request is in
 //! flight. An instance whose connection fails is ejected for a backoff period;
 //! when every instance is down a call fails at once with `Unavailable` naming the
@@ -19,6 +19,7 @@ mod policy;
 mod ready;
 
 pub use channel::BalancedChannel;
+pub(crate) use channel::Settings;
 pub use connector::{Connector, TcpConnector};
 pub use endpoints::{OutlierDetection, PanicThreshold, ZonePreference};
 pub use policy::{Policy, Readiness};

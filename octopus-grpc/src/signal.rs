@@ -1,12 +1,12 @@
 //! [`shutdown_signal`]: the signals a service stops on, for binaries.
 
 /// Completes on SIGINT or SIGTERM (on other platforms, Ctrl-C): what a binary
-/// passes as the shutdown future of [`grpc::RegisteredServer`](crate::grpc::RegisteredServer) (or of
+/// passes as the shutdown future of [`RegisteredServer`](crate::RegisteredServer) (or of
 /// anything else that takes one). The library itself traps no signal.
 ///
 /// ```no_run
 /// # async fn demo() {
-/// octopus::shutdown_signal().await;
+/// octopus_grpc::shutdown_signal().await;
 /// println!("stopping");
 /// # }
 /// ```

@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use tonic::transport::{Channel, Endpoint};
 
-use crate::{Error, Result, ServiceInstance};
+use octopus_discovery_core::{Error, Result, ServiceInstance};
 
 /// Makes the tonic `Channel` to one instance. The simulator brings one over its
 /// own network; [`TcpConnector`] dials real TCP.

@@ -1,10 +1,10 @@
 //! Outlier detection and ejection for a balanced channel: a failed connection
-//! ejects its instance; with [`OutlierDetection`], so do failing responses.
+//! ejects its instance; with [`OutlierDetection`](super::OutlierDetection), so do failing responses.
 
 use std::sync::atomic::Ordering;
 
 use super::channel::BalancedChannel;
-use super::endpoints::{nanos_since, Backend, OutlierDetection};
+use super::endpoints::{nanos_since, Backend};
 
 impl BalancedChannel {
     /// Reads a response's gRPC status (in its headers when the call failed at
@@ -17,21 +17,11 @@ impl BalancedChannel {
             .and_then(|v| v.parse::<i32>().ok())
             .map(tonic::Code::from_i32)
             .unwrap_or(tonic::Code::Ok);
-        // Without detection (the default) no lock is taken on a call's path.
-        let detection = match self.inner.outlier_on.load(Ordering::Relaxed) {
-            true => self
-                .inner
-                .outlier
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .as_ref()
-                .and_then(|d| {
-                    d.codes
-                        .contains(&code)
-                        .then_some((d.consecutive.max(1), d.max_ejected_share))
-                }),
-            false => None,
-        };
+        let detection = self.inner.outlier.as_ref().and_then(|d| {
+            d.codes
+                .contains(&code)
+                .then_some((d.consecutive.max(1), d.max_ejected_share))
+        });
         let Some((consecutive, max_ejected_share)) = detection else {
             // The connection answered and the status does not count: the
             // ejection backoff starts over.
@@ -62,13 +52,6 @@ impl BalancedChannel {
             .filter(|b| !b.available(&mut now, self.inner.endpoints.epoch))
             .map(|b| b.instance.id.clone())
             .collect()
-    }
-
-    /// Ejects instances whose responses fail (see [`OutlierDetection`]); off by default.
-    pub fn with_outlier_detection(self, detection: OutlierDetection) -> Self {
-        *self.inner.outlier.write().unwrap_or_else(|p| p.into_inner()) = Some(detection);
-        self.inner.outlier_on.store(true, Ordering::Relaxed);
-        self
     }
 
     pub(super) fn eject(&self, backend: &Backend) {

@@ -9,7 +9,7 @@ use tokio::time::Instant;
 
 use super::endpoints::{nanos_since, Backend, Set};
 use super::Policy;
-use crate::JitterRng;
+use octopus_discovery_core::JitterRng;
 
 /// What one pick reads.
 #[derive(Clone, Copy)]

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use tower::Service;
 
-use super::{BalancedChannel, Connector, Policy, Readiness, TcpConnector, ZonePreference};
-use crate::{Freshness, JitterRng, ServiceInstance, ServiceWatch, Snapshot};
+use super::{BalancedChannel, Connector, Policy, Readiness, Settings, TcpConnector, ZonePreference};
+use octopus_discovery_core::{Freshness, JitterRng, ServiceInstance, ServiceWatch, Snapshot};
 
 type Discovery = tokio::sync::watch::Sender<Option<Snapshot>>;
 
@@ -29,14 +29,28 @@ fn snapshot(instances: &[ServiceInstance]) -> Option<Snapshot> {
 /// A channel over `instances` (nothing listens: nothing is called), and the
 /// sender that is its discovery.
 async fn over(instances: &[ServiceInstance], policy: Policy) -> (BalancedChannel, Discovery) {
+    over_with(instances, policy, None).await
+}
+
+/// As [`over`], preferring `zone`.
+async fn over_with(
+    instances: &[ServiceInstance],
+    policy: Policy,
+    zone: Option<ZonePreference>,
+) -> (BalancedChannel, Discovery) {
     let (tx, rx) = tokio::sync::watch::channel(snapshot(instances));
     let connector: Arc<dyn Connector> = Arc::new(TcpConnector::default());
+    let settings = Settings {
+        policy,
+        zone,
+        ..Settings::default()
+    };
     let channel = BalancedChannel::new(
         "s",
         ServiceWatch::new(rx, Arc::new(())),
-        policy,
         connector,
         JitterRng::seeded(3),
+        settings,
     );
     assert!(channel.ready_endpoints(instances.len(), Duration::from_secs(1)).await);
     (channel, tx)
@@ -71,7 +85,7 @@ async fn a_zone_preference_keeps_calls_local_and_spills_over_by_its_rule() {
         if policy != Policy::PickFirst {
             assert_eq!(picks(&channel, 200).len(), 4, "{policy:?}");
         }
-        let channel = channel.with_zone("b");
+        let (channel, _tx) = over_with(&all, policy, Some("b".into())).await;
         let seen = picks(&channel, 200);
         assert!(seen.keys().all(|id| id.starts_with('b')), "{policy:?}: {seen:?}");
         // One of two local instances ejected: half the zone is still up (the
@@ -84,17 +98,17 @@ async fn a_zone_preference_keeps_calls_local_and_spills_over_by_its_rule() {
         assert!(seen.keys().all(|id| id.starts_with('a')), "{policy:?}: {seen:?}");
     }
     // A stricter rule: spill over unless every local instance is up.
-    let (channel, _tx) = over(&all, Policy::RoundRobin).await;
-    let channel = channel.with_zone(ZonePreference {
+    let stricter = ZonePreference {
         min_available_share: 1.0,
         ..ZonePreference::new("a")
-    });
+    };
+    let (channel, _tx) = over_with(&all, Policy::RoundRobin, Some(stricter)).await;
     assert!(picks(&channel, 20).keys().all(|id| id.starts_with('a')));
     eject(&channel, "a1");
     assert_eq!(picks(&channel, 30).len(), 3, "spilled over to every available instance");
     // A zone with no instance at all: every zone.
-    let (channel, _tx) = over(&all, Policy::RoundRobin).await;
-    assert_eq!(picks(&channel.with_zone("c"), 40).len(), 4);
+    let (channel, _tx) = over_with(&all, Policy::RoundRobin, Some("c".into())).await;
+    assert_eq!(picks(&channel, 40).len(), 4);
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -138,11 +152,10 @@ async fn draining_instances_take_no_new_calls_unless_nothing_else_can() {
 }
 
 async fn channel_zoned(all: &[ServiceInstance]) -> (BalancedChannel, Discovery) {
-    let (channel, tx) = over(all, Policy::RoundRobin).await;
-    (channel.with_zone("z"), tx)
+    over_with(all, Policy::RoundRobin, Some("z".into())).await
 }
 
-fn poll_ready(channel: &mut BalancedChannel) -> Poll<Result<(), crate::BoxError>> {
+fn poll_ready(channel: &mut BalancedChannel) -> Poll<Result<(), octopus_discovery_core::BoxError>> {
     let waker = futures_util::task::noop_waker();
     channel.poll_ready(&mut Context::from_waker(&waker))
 }
@@ -151,14 +164,17 @@ fn poll_ready(channel: &mut BalancedChannel) -> Poll<Result<(), crate::BoxError>
 async fn reported_readiness_waits_for_discovery_and_for_an_instance() {
     let (tx, rx) = tokio::sync::watch::channel(None);
     let connector: Arc<dyn Connector> = Arc::new(TcpConnector::default());
+    let reported = Settings {
+        readiness: Readiness::Reported,
+        ..Settings::default()
+    };
     let mut channel = BalancedChannel::new(
         "s",
         ServiceWatch::new(rx, Arc::new(())),
-        Policy::RoundRobin,
         connector.clone(),
         JitterRng::seeded(1),
-    )
-    .with_readiness(Readiness::Reported);
+        reported,
+    );
     // Pending until discovery's first answer, and woken by it.
     assert!(poll_ready(&mut channel).is_pending());
     let all = [instance("a", 1, "z"), instance("b", 2, "z")];
@@ -207,10 +223,40 @@ async fn reported_readiness_waits_for_discovery_and_for_an_instance() {
     let mut at_call = BalancedChannel::new(
         "s",
         ServiceWatch::new(rx, Arc::new(())),
-        Policy::RoundRobin,
         connector,
         JitterRng::seeded(1),
+        Settings::default(),
     );
     assert!(matches!(poll_ready(&mut at_call), Poll::Ready(Ok(()))));
     drop(tx);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_clone_shares_endpoints_and_load_and_balances_by_the_settings_built_in() {
+    let all = [instance("a1", 1, "a"), instance("b1", 2, "b"), instance("b2", 3, "b")];
+    let (channel, tx) = over_with(&all, Policy::P2c, Some("b".into())).await;
+    let clone = channel.clone();
+    // One endpoint set, one load: what the clone does counts for the original.
+    assert!(Arc::ptr_eq(&channel.snapshot(), &clone.snapshot()));
+    clone.snapshot().all[1]
+        .in_flight
+        .store(7, std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(channel.in_flight()["b1"], 7);
+    // Both balance by the zone and policy the channel was built with: p2c in
+    // zone `b`, where `b1` is busy. No method of either can change that (the
+    // `compile_fail` example on `BalancedChannel`).
+    for ch in [&channel, &clone] {
+        assert_eq!(picks(ch, 50).keys().collect::<Vec<_>>(), ["b2"]);
+    }
+    // A discovery change reaches both.
+    tx.send_replace(snapshot(&all[..2]));
+    tokio::time::timeout(Duration::from_secs(1), async {
+        while clone.endpoints().len() != 2 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(channel.endpoints().len(), 2);
+    assert_eq!(picks(&channel, 20).keys().collect::<Vec<_>>(), ["b1"]);
 }

@@ -3,13 +3,14 @@
 //! connection of every instance that stays, and guards against a mass
 //! disappearance (see [`PanicThreshold`]).
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
 use tokio::time::{sleep_until, Instant};
 
 use super::endpoints::{Backend, Endpoints, PanicThreshold};
 use super::Connector;
-use crate::{Change, Instances, ServiceInstance, ServiceWatch};
+use octopus_discovery_core::{Change, Instances, ServiceInstance, ServiceWatch};
 
 /// A protection in force: the instances in use before the view dropped, and
 /// until when the vanished ones are kept.
@@ -58,42 +59,48 @@ pub(super) async fn follow(endpoints: Weak<Endpoints>, mut watch: ServiceWatch, 
         let Some(e) = endpoints.upgrade() else { return };
         view = snapshot.instances.clone();
         let resolved = *e.resolved.borrow();
-        if resolved && !snapshot.is_fresh() {
-            continue;
-        }
-        let set = e.snapshot();
-        let old = &set.all;
-        let threshold: PanicThreshold = e.panic_threshold();
-        let known = protection.as_ref().map_or(old.len(), |p| p.known);
-        if resolved && threshold.distrusts(snapshot.instances.len(), known) {
-            if protection.is_none() {
-                e.protecting(snapshot.instances.len(), known, threshold.hold);
-                protection = Some(Protection {
-                    known,
-                    until: Instant::now() + threshold.hold,
-                });
+        let fresh = snapshot.is_fresh();
+        'view: {
+            if resolved && !fresh {
+                break 'view;
             }
-            // Keep what vanished; take what the view adds or updates.
-            let kept: Vec<Arc<ServiceInstance>> = old
-                .iter()
-                .filter(|b| snapshot.instances.get(&b.instance.id).is_none())
-                .map(|b| b.instance.clone())
-                .collect();
-            let union: Instances = snapshot.instances.iter().cloned().chain(kept).collect();
-            let diff = union.diff_from(&in_use(old));
-            apply(&e, old, &union, &diff, &*connector);
-            continue;
-        }
-        if protection.take().is_some() {
-            tracing::info!(service = %e.service, endpoints = snapshot.instances.len(), "discovery recovered: protection over");
-            let diff = snapshot.instances.diff_from(&in_use(old));
+            let set = e.snapshot();
+            let old = &set.all;
+            let threshold: PanicThreshold = e.panic;
+            let known = protection.as_ref().map_or(old.len(), |p| p.known);
+            if resolved && threshold.distrusts(snapshot.instances.len(), known) {
+                if protection.is_none() {
+                    e.protecting(snapshot.instances.len(), known, threshold.hold);
+                    protection = Some(Protection {
+                        known,
+                        until: Instant::now() + threshold.hold,
+                    });
+                }
+                // Keep what vanished; take what the view adds or updates.
+                let kept: Vec<Arc<ServiceInstance>> = old
+                    .iter()
+                    .filter(|b| snapshot.instances.get(&b.instance.id).is_none())
+                    .map(|b| b.instance.clone())
+                    .collect();
+                let union: Instances = snapshot.instances.iter().cloned().chain(kept).collect();
+                let diff = union.diff_from(&in_use(old));
+                apply(&e, old, &union, &diff, &*connector);
+                break 'view;
+            }
+            if protection.take().is_some() {
+                tracing::info!(service = %e.service, endpoints = snapshot.instances.len(), "discovery recovered: protection over");
+                let diff = snapshot.instances.diff_from(&in_use(old));
+                apply(&e, old, &snapshot.instances, &diff, &*connector);
+                break 'view;
+            }
+            if resolved && diff.is_empty() {
+                break 'view;
+            }
             apply(&e, old, &snapshot.instances, &diff, &*connector);
-            continue;
         }
-        if resolved && diff.is_empty() {
-            continue;
-        }
-        apply(&e, old, &snapshot.instances, &diff, &*connector);
+        // Recorded once the view is dealt with: a reader that sees it sees the
+        // endpoints that follow from it.
+        e.stale.store(!fresh, Ordering::Release);
     }
 }
 
@@ -105,7 +112,13 @@ fn in_use(old: &[Arc<Backend>]) -> Instances {
 /// Makes `instances` the endpoints: unchanged instances keep their backend
 /// (connection, counters, ejection); an updated or returning one keeps its
 /// connection when its endpoint is the same; a new one gets a connection.
-fn apply(e: &Endpoints, old: &[Arc<Backend>], instances: &Instances, diff: &crate::Diff, connector: &dyn Connector) {
+fn apply(
+    e: &Endpoints,
+    old: &[Arc<Backend>],
+    instances: &Instances,
+    diff: &octopus_discovery_core::Diff,
+    connector: &dyn Connector,
+) {
     let listed = |list: &[ServiceInstance], id: &str| list.binary_search_by(|i| i.id.as_str().cmp(id)).is_ok();
     let updated = |id: &str| diff.updated.binary_search_by(|(b, _)| b.id.as_str().cmp(id)).is_ok();
     let warming = *e.resolved.borrow();

@@ -3,14 +3,14 @@
 //! whether discovery has answered, and the mass-disappearance protection's
 //! setting and counters.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use tokio::time::Instant;
 use tonic::transport::Channel;
 
-use crate::ServiceInstance;
+use octopus_discovery_core::ServiceInstance;
 
 /// One instance: its channel, load and ejection state.
 pub(super) struct Backend {
@@ -130,6 +130,15 @@ pub struct PanicThreshold {
     pub hold: Duration,
 }
 
+/// Whether the simulator switched on its deliberate bug `NoPanicThreshold`
+/// (it exists only with the feature `sim-hooks`).
+fn no_panic_threshold() -> bool {
+    #[cfg(feature = "sim-hooks")]
+    return octopus_discovery_core::hooks::enabled(octopus_discovery_core::hooks::Bug::NoPanicThreshold);
+    #[cfg(not(feature = "sim-hooks"))]
+    false
+}
+
 impl PanicThreshold {
     /// No protection: every fresh view is applied as it is.
     pub const OFF: PanicThreshold = PanicThreshold {
@@ -139,10 +148,7 @@ impl PanicThreshold {
 
     /// Whether a view of `now` instances is distrusted against `known` in use.
     pub(super) fn distrusts(&self, now: usize, known: usize) -> bool {
-        !crate::bug!(NoPanicThreshold)
-            && self.share > 0.0
-            && !self.hold.is_zero()
-            && (now as f64) < self.share * known as f64
+        !no_panic_threshold() && self.share > 0.0 && !self.hold.is_zero() && (now as f64) < self.share * known as f64
     }
 }
 
@@ -213,7 +219,6 @@ impl From<String> for ZonePreference {
 
 /// The backends in use, and the tiers a pick tries in turn: the caller's zone,
 /// every instance not draining, then every instance.
-#[derive(Default)]
 pub(super) struct Set {
     /// Every backend, sorted by instance id.
     pub(super) all: Vec<Arc<Backend>>,
@@ -252,25 +257,32 @@ pub(super) struct Endpoints {
     /// True once discovery has answered (or stopped): until then a call waits
     /// for the first answer instead of failing on an empty list.
     pub(super) resolved: tokio::sync::watch::Sender<bool>,
-    pub(super) panic: Mutex<PanicThreshold>,
+    /// The mass-disappearance protection's setting.
+    pub(super) panic: PanicThreshold,
     /// Times the protection started (a view was distrusted).
     pub(super) protections: AtomicU64,
+    /// Whether discovery's latest answer was stale (its registry unreachable),
+    /// once the follower has dealt with it.
+    pub(super) stale: AtomicBool,
     /// The channel's clock origin: ejection and slow start are nanoseconds after it.
     pub(super) epoch: Instant,
     /// Slow start: how long a new instance's share ramps up, in nanoseconds (0: off).
-    pub(super) slow_start_ns: AtomicU64,
+    pub(super) slow_start_ns: u64,
 }
 
 impl Endpoints {
-    pub(super) fn new(service: &str) -> Self {
+    /// No endpoints yet, for `service`, with the protection's setting, slow
+    /// start's window (nanoseconds) and the zone preference the channel keeps.
+    pub(super) fn new(service: &str, panic: PanicThreshold, slow_start_ns: u64, zone: Option<ZonePreference>) -> Self {
         Endpoints {
             service: service.to_owned(),
-            backends: RwLock::new(Arc::default()),
+            backends: RwLock::new(Arc::new(Set::new(Vec::new(), zone))),
             resolved: tokio::sync::watch::Sender::new(false),
-            panic: Mutex::new(PanicThreshold::OFF),
+            panic,
             protections: AtomicU64::new(0),
+            stale: AtomicBool::new(false),
             epoch: Instant::now(),
-            slow_start_ns: AtomicU64::new(0),
+            slow_start_ns,
         }
     }
 
@@ -285,20 +297,10 @@ impl Endpoints {
         *backends = Arc::new(Set::new(all, backends.zone.clone()));
     }
 
-    /// Sets the zone preference, sorting the backends in use by it.
-    pub(super) fn set_zone(&self, zone: Option<ZonePreference>) {
-        let mut backends = self.backends.write().unwrap_or_else(|p| p.into_inner());
-        *backends = Arc::new(Set::new(backends.all.clone(), zone));
-    }
-
-    pub(super) fn panic_threshold(&self) -> PanicThreshold {
-        *self.panic.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// Counts a new backend for `instance` over `channel`; with `warming`, in slow
     /// start (an instance that joined a running channel, not the first answer's).
     pub(super) fn backend(&self, instance: &Arc<ServiceInstance>, channel: Channel, warming: bool) -> Arc<Backend> {
-        let window = self.slow_start_ns.load(Ordering::Relaxed);
+        let window = self.slow_start_ns;
         let warm_until = if warming && window > 0 {
             nanos_since(self.epoch).saturating_add(window)
         } else {
@@ -306,8 +308,8 @@ impl Endpoints {
         };
         let labels = [("service", self.service.clone()), ("endpoint", instance.endpoint())];
         Arc::new(Backend {
-            picks: metrics::counter!(crate::telemetry::BALANCER_PICKS, &labels),
-            ejections: metrics::counter!(crate::telemetry::BALANCER_EJECTIONS, &labels),
+            picks: metrics::counter!(octopus_discovery_core::telemetry::BALANCER_PICKS, &labels),
+            ejections: metrics::counter!(octopus_discovery_core::telemetry::BALANCER_EJECTIONS, &labels),
             instance: instance.clone(),
             channel,
             in_flight: AtomicUsize::new(0),
@@ -323,7 +325,8 @@ impl Endpoints {
     /// Counts and logs the start of a protection.
     pub(super) fn protecting(&self, view: usize, known: usize, hold: Duration) {
         self.protections.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!(crate::telemetry::BALANCER_PROTECTIONS, "service" => self.service.clone()).increment(1);
+        metrics::counter!(octopus_discovery_core::telemetry::BALANCER_PROTECTIONS, "service" => self.service.clone())
+            .increment(1);
         tracing::warn!(
             service = %self.service,
             view,

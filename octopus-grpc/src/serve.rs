@@ -1,4 +1,4 @@
-//! Serving a tonic service that registers itself (feature `grpc`).
+//! Serving a tonic service that registers itself.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -12,7 +12,10 @@ use tonic_health::pb::health_server::{Health, HealthServer};
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 use tonic_health::ServingStatus;
 
-use crate::{Error, OwnedTask, RegisterOptions, RegistrationStatus, Registry, Result, ServiceInstance};
+use octopus_discovery_core::readiness::Readiness;
+use octopus_discovery_core::{
+    Error, OwnedTask, RegisterOptions, RegistrationStatus, Registry, Result, ServiceInstance,
+};
 
 /// How [`RegisteredServer::serve`] shuts down, and what else follows its registration.
 #[derive(Clone, Debug)]
@@ -24,9 +27,9 @@ pub struct ServeOptions {
     pub drain_delay: Duration,
     /// Then wait at most this long for in-flight calls (default 10 s).
     pub grace: Duration,
-    /// Makes `/readyz` follow the registration (feature `metrics`).
-    #[cfg(feature = "metrics")]
-    pub readiness: Option<crate::metrics::Readiness>,
+    /// Makes a [`Readiness`] (what the facade's `/readyz` answers from, feature
+    /// `metrics`) follow the registration: not ready until it is registered.
+    pub readiness: Option<Readiness>,
 }
 
 impl Default for ServeOptions {
@@ -34,7 +37,6 @@ impl Default for ServeOptions {
         ServeOptions {
             drain_delay: Duration::from_secs(1),
             grace: Duration::from_secs(10),
-            #[cfg(feature = "metrics")]
             readiness: None,
         }
     }
@@ -44,15 +46,15 @@ impl Default for ServeOptions {
 /// up as tonic's `Server` is; [`serve`](RegisteredServer::serve) runs it.
 ///
 /// ```no_run
-/// # async fn demo(router: tonic::transport::server::Router) -> octopus::Result<()> {
-/// use octopus::grpc::RegisteredServer;
-/// let client = octopus::connect("mem://").await?;
+/// # use octopus_discovery_core::Registry;
+/// # async fn demo(router: tonic::transport::server::Router, registry: &dyn Registry) -> octopus_discovery_core::Result<()> {
+/// use octopus_grpc::RegisteredServer;
 /// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
 /// let port = listener.local_addr().unwrap().port();
-/// let instance = octopus::ServiceInstance::new("greeter", "g1", "127.0.0.1", port)?;
-/// RegisteredServer::new(&*client.registry(), instance)
+/// let instance = octopus_discovery_core::ServiceInstance::new("greeter", "g1", "127.0.0.1", port)?;
+/// RegisteredServer::new(registry, instance)
 ///     .grace(std::time::Duration::from_secs(5))
-///     .serve(router, listener, octopus::shutdown_signal())
+///     .serve(router, listener, octopus_grpc::shutdown_signal())
 ///     .await?;
 /// # Ok(()) }
 /// ```
@@ -110,9 +112,9 @@ impl<'r> RegisteredServer<'r> {
         self
     }
 
-    /// Makes `/readyz` follow the registration (feature `metrics`).
-    #[cfg(feature = "metrics")]
-    pub fn readiness(mut self, readiness: crate::metrics::Readiness) -> Self {
+    /// Makes `readiness` (what the facade's `/readyz` answers from, feature
+    /// `metrics`) follow the registration.
+    pub fn readiness(mut self, readiness: Readiness) -> Self {
         self.serve_options.readiness = Some(readiness);
         self
     }
@@ -121,7 +123,7 @@ impl<'r> RegisteredServer<'r> {
     /// the standard gRPC health service (added to the router, overall status `""`)
     /// in step with the registration: `SERVING` while registered, `NOT_SERVING` while
     /// the registration is lost, the instance is marked draining
-    /// ([`Registration::drain`](crate::Registration::drain), `octopus drain`) or the
+    /// ([`Registration::drain`](octopus_discovery_core::Registration::drain), `octopus drain`) or the
     /// server shuts down.
     ///
     /// When `shutdown` completes it marks the instance draining, keeps serving for
@@ -176,10 +178,8 @@ async fn serve(
 
     // Not ready until registered, including while the first attempt is under way
     // (a registry that is down takes a request timeout to say so).
-    #[cfg(feature = "metrics")]
     let first_attempt = serve_options.readiness.as_ref().map(|r| r.pending());
     let registration = registry.register(instance.clone(), options).await?;
-    #[cfg(feature = "metrics")]
     if let Some(readiness) = &serve_options.readiness {
         readiness.track(&registration);
         drop(first_attempt);

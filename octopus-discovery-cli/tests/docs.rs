@@ -1,0 +1,125 @@
+//! The docs list the commands the CLI has: every subcommand of `octopus --help`
+//! (clap's list, from the `Command` enum) appears in docs/CLI.md's command
+//! table, has its `--help` section there, and is named in docs/QUICK_REFERENCE.md
+//! ("The `octopus` command"), and none of those lists a command the CLI lacks.
+//! Adding, renaming or removing a command without its doc lines fails here.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::Command;
+
+fn repo_file(path: &str) -> String {
+    let full = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(path);
+    std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("reading {}: {e}", full.display()))
+}
+
+/// The lines of `doc` under `heading` (a whole line such as `## Help`), up to
+/// the next heading of the same level or higher; fenced code is left out.
+fn section<'a>(doc: &'a str, heading: &str) -> Vec<&'a str> {
+    let level = heading.chars().take_while(|c| *c == '#').count();
+    let mut lines = doc.lines().skip_while(|l| *l != heading);
+    assert!(lines.next().is_some(), "no heading {heading:?}");
+    let mut fenced = false;
+    let mut out = Vec::new();
+    for line in lines {
+        if line.starts_with("```") {
+            fenced = !fenced;
+            continue;
+        }
+        if fenced {
+            continue;
+        }
+        let hashes = line.chars().take_while(|c| *c == '#').count();
+        if hashes > 0 && hashes <= level && line[hashes..].starts_with(' ') {
+            break;
+        }
+        out.push(line);
+    }
+    out
+}
+
+/// The subcommands `octopus --help` lists under "Commands:", clap's own `help`
+/// left out.
+fn cli_commands() -> BTreeSet<String> {
+    let out = Command::new(env!("CARGO_BIN_EXE_octopus"))
+        .arg("--help")
+        .output()
+        .expect("running octopus --help");
+    assert!(out.status.success(), "octopus --help failed");
+    let help = String::from_utf8(out.stdout).expect("UTF-8 help");
+    let commands: BTreeSet<String> = help
+        .lines()
+        .skip_while(|l| l.trim() != "Commands:")
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .map(str::to_owned)
+        .collect();
+    assert!(commands.len() > 3, "no command list in `octopus --help`:\n{help}");
+    commands
+}
+
+/// The first word after `octopus ` in each of `items`, when there is one.
+fn named<'a>(items: impl Iterator<Item = &'a str>) -> BTreeSet<String> {
+    items
+        .filter_map(|item| item.strip_prefix("octopus "))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .filter(|word| !word.starts_with('-'))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The code spans (text between backticks) of `lines`, in order.
+fn code_spans<'a>(lines: &[&'a str]) -> Vec<&'a str> {
+    lines.iter().flat_map(|l| l.split('`').skip(1).step_by(2)).collect()
+}
+
+#[test]
+fn cli_md_command_table_lists_every_command() {
+    let doc = repo_file("docs/CLI.md");
+    // The table's rows start with the command in a code span: "| `octopus ls [SERVICE]` | …".
+    let rows = doc
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split('`').next());
+    assert_eq!(
+        named(rows),
+        cli_commands(),
+        "docs/CLI.md's command table (left) against `octopus --help` (right)"
+    );
+}
+
+#[test]
+fn cli_md_has_a_help_section_for_every_command() {
+    let doc = repo_file("docs/CLI.md");
+    // "### `octopus ls --help`", under "## Help"; `octopus --help` itself names no command.
+    let headings = section(&doc, "## Help")
+        .into_iter()
+        .filter_map(|l| l.strip_prefix("### `"))
+        .filter_map(|l| l.strip_suffix(" --help`"));
+    assert_eq!(
+        named(headings),
+        cli_commands(),
+        "docs/CLI.md's `--help` sections (left) against `octopus --help` (right)"
+    );
+}
+
+#[test]
+fn quick_reference_names_every_command() {
+    let doc = repo_file("docs/QUICK_REFERENCE.md");
+    // "`octopus new NAME`, `ls [SERVICE]`, …, `--json`": the first span names the
+    // program; flags and variables are not commands.
+    let listed: BTreeSet<String> = code_spans(&section(&doc, "## The `octopus` command"))
+        .into_iter()
+        .map(|span| span.strip_prefix("octopus ").unwrap_or(span))
+        .filter_map(|span| span.split_whitespace().next())
+        .filter(|word| !word.starts_with('-') && word.chars().all(|c| c.is_ascii_lowercase() || c == '-'))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        listed,
+        cli_commands(),
+        "docs/QUICK_REFERENCE.md's command list (left) against `octopus --help` (right)"
+    );
+}
