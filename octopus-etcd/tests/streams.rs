@@ -321,3 +321,12 @@ async fn watches_given_up_or_dropped_mid_flow_are_cancelled_on_etcd() {
     .await;
     assert_eq!(client.streams().watch_streams, 1, "{:?}", client.streams());
 }
+
+/// Previous values come only with `watch_with_prev`: discovery's watches ask
+/// etcd for none (etcd reads its store once more per event to send them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn previous_values_only_when_asked() {
+    let etcd = EtcdServer::start().await;
+    let backend = backend(&etcd).await;
+    octopus_testkit::conformance::previous_values_only_when_asked(&backend).await;
+}

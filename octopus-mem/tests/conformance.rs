@@ -52,3 +52,10 @@ impl Harness for Mem {
 }
 
 octopus_testkit::conformance_tests!(paused: harness());
+
+/// Previous values come only with `watch_with_prev`, as on etcd.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn previous_values_only_when_asked() {
+    let backend = MemBackend::new(Store::new());
+    octopus_testkit::conformance::previous_values_only_when_asked(&backend).await;
+}

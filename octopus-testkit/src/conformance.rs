@@ -79,10 +79,12 @@ async fn until(
     }
 }
 
+mod backend;
 mod lifecycle;
 mod robustness;
 mod watches;
 
+pub use backend::previous_values_only_when_asked;
 pub use lifecycle::{
     abandoned_expires_after_ttl, deregister_removes, drain_marks_without_deregistering, drop_deregisters,
     keepalive_outlives_ttl, register_then_visible, update_reaches_watchers,

@@ -15,7 +15,7 @@ use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 use super::detect::{classify, finish, Classified};
 use super::names::{field_name, module_name, pascal};
 use super::schema::{Auto, Column, Index, Schema, Table, Ty};
-use super::tokens::{attached_partition, column_on_line, computed_as_stored, without_binary_attribute};
+use super::tokens::{attached_partition, computed_as_stored, unreadable_column, without_binary_attribute};
 use super::{types, Dialect, Result};
 
 /// Reads `text` (the file `file`): the schema and warnings about what was
@@ -98,21 +98,12 @@ pub(crate) fn parse(file: &str, text: &str, dialect: Dialect) -> Result<(Schema,
                 .push(format!("{file}:{line}: skipped an ALTER TABLE it cannot read ({e})")),
             (Err(e), "CREATE TABLE") => {
                 // Name the column whose definition could not be read, when the parser says where.
-                let at = e
-                    .to_string()
-                    .rsplit_once("Line: ")
-                    .and_then(|(_, rest)| rest.split(|c: char| !c.is_ascii_digit()).next()?.parse::<u64>().ok());
-                if let Some((at, table, column)) = at
-                    .and_then(|at| Some((at, column_on_line(statement, at)?)))
-                    .map(|(at, (t, c))| (at, t, c))
-                {
-                    return Err(format!(
+                return Err(match unreadable_column(statement, &e.to_string()) {
+                    Some((at, table, column)) => format!(
                         "{file}:{at}: {table}.{column}: cannot read this column's definition as {dialect} SQL ({e}); nothing was written"
-                    ));
-                }
-                return Err(format!(
-                    "{file}:{line}: cannot read this CREATE TABLE as {dialect} SQL: {e}"
-                ));
+                    ),
+                    None => format!("{file}:{line}: cannot read this CREATE TABLE as {dialect} SQL: {e}"),
+                });
             }
             (Err(e), _) => return Err(format!("{file}:{line}: cannot read this {kind} as {dialect} SQL: {e}")),
         }

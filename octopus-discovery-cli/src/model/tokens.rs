@@ -117,9 +117,18 @@ pub(crate) fn computed_as_stored(statement: &[TokenWithSpan]) -> Vec<TokenWithSp
     out
 }
 
+/// Where sqlparser's `error` on a CREATE TABLE points: its line, the table and
+/// the column whose definition is on that line.
+pub(crate) fn unreadable_column(statement: &[TokenWithSpan], error: &str) -> Option<(u64, String, String)> {
+    let (_, rest) = error.rsplit_once("Line: ")?;
+    let line: u64 = rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()?;
+    let (table, column) = column_on_line(statement, line)?;
+    Some((line, table, column))
+}
+
 /// The table a CREATE TABLE statement creates and the column whose definition
 /// starts on `line`, both as the database names them.
-pub(crate) fn column_on_line(statement: &[TokenWithSpan], line: u64) -> Option<(String, String)> {
+fn column_on_line(statement: &[TokenWithSpan], line: u64) -> Option<(String, String)> {
     let name = |t: &TokenWithSpan| match &t.token {
         Token::Word(w) => Some(match w.quote_style {
             Some(_) => w.value.clone(),
