@@ -240,7 +240,7 @@ impl Client {
     /// `Err(Timeout)` when some deregistration did not finish in time (the registry
     /// is unreachable): those keys expire with their leases. Afterwards every
     /// clone of this client is closed: `register`, `watch`, `channel` and the
-    /// discovery fail with [`Error::Closed`]; held [`Registration`]s read
+    /// discovery fail with an error of kind [`ErrorKind::Closed`](crate::ErrorKind::Closed); held [`Registration`]s read
     /// [`Deregistered`](crate::RegistrationStatus::Deregistered), and their
     /// `deregister()` returns `Ok` at once. Calling it again is harmless.
     ///

@@ -10,6 +10,6 @@
 //! ```
 
 pub use octopus_grpc::{
-    BalancedChannel, ChannelBuilder, Connector, OutlierDetection, PanicThreshold, Policy, Readiness, RegisteredServer,
-    ServeOptions, TcpConnector, ZonePreference,
+    BalancedChannel, ChannelBuilder, Connector, JitterRng, OutlierDetection, PanicThreshold, Policy, Readiness,
+    RegisteredServer, ServeOptions, TcpConnector, ZonePreference,
 };

@@ -67,8 +67,6 @@ pub use octopus_discovery_core::{
 // What the facade's own code uses from core but a user does not call: users
 // who need them (backend authors, tests) name them `octopus::core::…`.
 pub(crate) use octopus_discovery_core::DiscoveryResolver;
-#[cfg(feature = "metrics")]
-pub(crate) use octopus_discovery_core::OwnedTask;
 
 /// The core crate, for backend authors: the [`KvBackend`](octopus_discovery_core::KvBackend)
 /// trait, the shared lease and watch machinery, the key layouts (chosen in a URL

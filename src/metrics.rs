@@ -24,10 +24,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
-use crate::{Error, OwnedTask, Result};
+use crate::{Error, Result};
 
 pub use octopus_discovery_core::readiness::{Pending, Readiness};
 pub use octopus_discovery_core::telemetry::*;
+/// What [`serve`] returns: the listener's task, stopped when dropped.
+pub use octopus_discovery_core::OwnedTask;
 
 /// Installs the Prometheus recorder for this process (once; later calls return
 /// the same handle).

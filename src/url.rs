@@ -72,7 +72,7 @@ impl RegistryUrl {
         octopus_discovery_core::redact_url(&self.raw)
     }
 
-    /// An [`Error::InvalidUrl`] about this URL.
+    /// An error of kind [`ErrorKind::InvalidUrl`](crate::ErrorKind::InvalidUrl) about this URL.
     pub fn error(&self, reason: impl std::fmt::Display) -> Error {
         Error::invalid_url(&self.raw, reason)
     }

@@ -30,7 +30,7 @@ pub trait Discovery: Send + Sync {
 
     /// Stops every watch of this discovery (their [`ServiceWatch`]es end, and
     /// the registry streams under them close); later calls fail with
-    /// [`Error::Closed`](crate::Error::Closed). The default does nothing, for
+    /// [`ErrorKind::Closed`](crate::ErrorKind::Closed). The default does nothing, for
     /// discoveries with no background work.
     fn close(&self) {}
 }

@@ -66,8 +66,8 @@ impl<B: KvBackend> LeaseRegistry<B> {
     /// TTL, keepalive and retry settings (the per-registration TTL is then unused):
     /// keepalive cost is one stream per process, whatever the number of instances.
     /// When the shared lease is lost, every registration re-registers under the next.
-    /// Registering a service/id that this registry already holds is an
-    /// [`Error::Conflict`] at once, since both would hold the same lease.
+    /// Registering a service/id that this registry already holds is
+    /// an error of kind [`ErrorKind::Conflict`](crate::ErrorKind::Conflict) at once, since both would hold the same lease.
     pub fn with_shared_lease(self, options: RegisterOptions) -> Self {
         LeaseRegistry {
             shared: Some((options, Mutex::new(Weak::new()))),

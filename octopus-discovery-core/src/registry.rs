@@ -27,7 +27,7 @@ pub trait Registry: Send + Sync {
     /// dropped (a dropped handle's background deregistration included), and
     /// waits for them, at most the longest deregistration timeout among them:
     /// when it returns `Ok`, every key is gone. Later registrations fail with
-    /// [`Error::Closed`]; held handles see [`RegistrationStatus::Deregistered`].
+    /// [`ErrorKind::Closed`](crate::ErrorKind::Closed); held handles see [`RegistrationStatus::Deregistered`].
     /// `Err(Timeout)` when some did not finish in time (their keys then expire
     /// with their leases). The default does nothing, for registries with no
     /// background work.

@@ -1,5 +1,5 @@
 //! The one request-timeout helper: every request to etcd runs under a limit, and
-//! an elapsed limit is [`Error::Timeout`] naming the operation.
+//! an elapsed limit is [`ErrorKind::Timeout`](octopus_discovery_core::ErrorKind::Timeout) naming the operation.
 
 use std::future::Future;
 use std::time::Duration;

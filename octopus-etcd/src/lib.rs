@@ -1,8 +1,8 @@
 //! Octopus's etcd backend.
 //!
 //! [`EtcdBackend`] implements [`octopus_discovery_core::KvBackend`] on the `etcd-client`
-//! crate; the core's [`LeaseRegistry`](octopus_discovery_core::LeaseRegistry) and
-//! [`WatchDiscovery`](octopus_discovery_core::WatchDiscovery) provide registration (leases,
+//! crate; the core's [`LeaseRegistry`] and
+//! [`WatchDiscovery`] provide registration (leases,
 //! keepalive, fencing, re-registration) and discovery (shared watch cache, resume,
 //! resync). The connection is a tonic channel with HTTP/2 keepalive and timeouts
 //! set on the endpoint, so a partitioned connection fails instead of hanging; a

@@ -43,3 +43,6 @@ pub use balance::{
 pub use builder::ChannelBuilder;
 pub use serve::{RegisteredServer, ServeOptions};
 pub use signal::shutdown_signal;
+
+/// The jitter source [`ChannelBuilder::rng`] takes (seed it for reproducible picks).
+pub use octopus_discovery_core::JitterRng;

@@ -7,8 +7,8 @@
 //! semantics follow etcd's (and a property test holds it to a model).
 //!
 //! [`MemBackend`] puts the store behind [`octopus_discovery_core::KvBackend`]; the core's
-//! [`LeaseRegistry`](octopus_discovery_core::LeaseRegistry) and
-//! [`WatchDiscovery`](octopus_discovery_core::WatchDiscovery) do the rest.
+//! [`LeaseRegistry`] and
+//! [`WatchDiscovery`] do the rest.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> octopus_discovery_core::Result<()> {

@@ -1,4 +1,4 @@
-//! Reads a DDL file with `sqlparser`: CREATE TABLE, CREATE [UNIQUE] INDEX and the
+//! Reads a DDL file with `sqlparser`: CREATE TABLE, `CREATE [UNIQUE] INDEX` and the
 //! ALTER TABLE statements that add keys (as `pg_dump` writes them). Every other
 //! statement (SET, CREATE EXTENSION, INSERT, views, functions…) is skipped.
 

@@ -5,7 +5,7 @@ use super::schema::Ty;
 use super::Dialect;
 
 /// A type's base name, its arguments and whether it is UNSIGNED, from its SQL
-/// spelling: `INT(11) UNSIGNED` is (`INT`, [11], true).
+/// spelling: `INT(11) UNSIGNED` is `("INT", [11], true)`.
 fn split(sql: &str) -> (String, Vec<u32>, bool) {
     let upper = sql.trim().to_ascii_uppercase();
     let unsigned = upper.contains("UNSIGNED");
