@@ -5,42 +5,11 @@
 //! Adding a bug or an invariant without its doc line fails here.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::process::Command;
 
 use octopus_discovery_core::hooks::Bug;
 use octopus_sim::check::INVARIANTS;
-
-fn repo_file(path: &str) -> String {
-    let full = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(path);
-    std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("reading {}: {e}", full.display()))
-}
-
-/// The lines of the part of `doc` under `heading` (a whole line such as
-/// `## Fault model`), up to the next heading of the same level or higher;
-/// fenced code is left out.
-fn section<'a>(doc: &'a str, heading: &str) -> Vec<&'a str> {
-    let level = heading.chars().take_while(|c| *c == '#').count();
-    let mut lines = doc.lines().skip_while(|l| *l != heading);
-    assert!(lines.next().is_some(), "no heading {heading:?}");
-    let mut fenced = false;
-    let mut out = Vec::new();
-    for line in lines {
-        if line.starts_with("```") {
-            fenced = !fenced;
-            continue;
-        }
-        if fenced {
-            continue;
-        }
-        let hashes = line.chars().take_while(|c| *c == '#').count();
-        if hashes > 0 && hashes <= level && line[hashes..].starts_with(' ') {
-            break;
-        }
-        out.push(line);
-    }
-    out
-}
+use octopus_testkit::docs::{repo_file, section};
 
 /// The first cell of each table row, trimmed (header and separator rows included).
 fn first_cells<'a>(lines: &[&'a str]) -> Vec<&'a str> {

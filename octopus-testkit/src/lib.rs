@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod conformance;
+pub mod docs;
 
 #[cfg(feature = "etcd")]
 pub mod etcd;

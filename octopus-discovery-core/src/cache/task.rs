@@ -258,8 +258,7 @@ impl<B: KvBackend> CacheTask<B> {
 }
 
 /// A key as the view holds it: without the service's prefix, which every key of
-/// a prefix watch shares (16 B less per cached instance, and the view's index
-/// compares what differs).
+/// a prefix watch shares (the view stores and compares only what differs).
 fn relative<'k>(prefix: &str, key: &'k [u8]) -> &'k [u8] {
     key.strip_prefix(prefix.as_bytes()).unwrap_or(key)
 }

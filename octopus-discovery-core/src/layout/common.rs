@@ -33,6 +33,12 @@ pub(super) fn bare_prefix(namespace: &str, service: &str) -> String {
     }
 }
 
+/// The listable root of a layout whose keys sit right under the namespace:
+/// none without a namespace (the services are then the top of the key space).
+pub(super) fn bare_root(namespace: &str) -> Option<String> {
+    (!namespace.is_empty()).then(|| format!("{namespace}/"))
+}
+
 pub(super) fn checked(key: &[u8], instance: ServiceInstance) -> Result<ServiceInstance> {
     instance.validate().map_err(|e| decode_err(key, e.to_string()))?;
     Ok(instance)
@@ -48,4 +54,13 @@ pub(super) fn leaf<'a>(key: &'a [u8], prefix: &str) -> Result<&'a str> {
         return Err(decode_err(key, format!("expected one segment after {prefix}")));
     }
     Ok(rest)
+}
+
+/// The instance the layouts' tests encode.
+#[cfg(test)]
+pub(super) fn test_instance() -> ServiceInstance {
+    ServiceInstance::new("users", "u1", "127.0.0.1", 9000)
+        .unwrap()
+        .with_version("v1")
+        .with_metadata("zone", "a")
 }

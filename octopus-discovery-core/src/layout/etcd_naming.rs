@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::common::{bare_prefix, checked, decode_err, endpoint_id, leaf, split_endpoint};
+use super::common::{bare_prefix, bare_root, checked, decode_err, endpoint_id, leaf, split_endpoint};
 use super::validate_namespace;
 use crate::{Error, KeyLayout, LeaseId, Result, ServiceInstance, DEFAULT_WEIGHT};
 
@@ -77,8 +77,7 @@ impl KeyLayout for EtcdNamingLayout {
     }
 
     fn root(&self) -> Option<String> {
-        // Without a namespace the services are the top of the key space: not listable.
-        (!self.namespace.is_empty()).then(|| format!("{}/", self.namespace))
+        bare_root(&self.namespace)
     }
 
     fn key(&self, instance: &ServiceInstance, _lease: LeaseId) -> String {
@@ -156,12 +155,7 @@ impl KeyLayout for EtcdNamingLayout {
 mod tests {
     use super::*;
 
-    fn inst() -> ServiceInstance {
-        ServiceInstance::new("users", "u1", "127.0.0.1", 9000)
-            .unwrap()
-            .with_version("v1")
-            .with_metadata("zone", "a")
-    }
+    use super::super::common::test_instance as inst;
 
     #[test]
     fn etcd_naming_round_trip() {

@@ -1,6 +1,6 @@
 //! go-zero's etcd publisher layout.
 
-use super::common::{bare_prefix, checked, decode_err, leaf, split_endpoint};
+use super::common::{bare_prefix, bare_root, checked, decode_err, leaf, split_endpoint};
 use super::validate_namespace;
 use crate::{KeyLayout, LeaseId, Result, ServiceInstance, DEFAULT_WEIGHT};
 
@@ -28,8 +28,7 @@ impl KeyLayout for GoZeroLayout {
     }
 
     fn root(&self) -> Option<String> {
-        // Without a namespace the services are the top of the key space: not listable.
-        (!self.namespace.is_empty()).then(|| format!("{}/", self.namespace))
+        bare_root(&self.namespace)
     }
 
     fn key(&self, instance: &ServiceInstance, lease: LeaseId) -> String {
@@ -65,12 +64,7 @@ impl KeyLayout for GoZeroLayout {
 mod tests {
     use super::*;
 
-    fn inst() -> ServiceInstance {
-        ServiceInstance::new("users", "u1", "127.0.0.1", 9000)
-            .unwrap()
-            .with_version("v1")
-            .with_metadata("zone", "a")
-    }
+    use super::super::common::test_instance as inst;
 
     #[test]
     fn go_zero_round_trip() {

@@ -123,12 +123,7 @@ impl KeyLayout for KratosLayout {
 mod tests {
     use super::*;
 
-    fn inst() -> ServiceInstance {
-        ServiceInstance::new("users", "u1", "127.0.0.1", 9000)
-            .unwrap()
-            .with_version("v1")
-            .with_metadata("zone", "a")
-    }
+    use super::super::common::test_instance as inst;
 
     #[test]
     fn kratos_round_trip_and_go_format() {

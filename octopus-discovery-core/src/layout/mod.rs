@@ -248,7 +248,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn round_trip() {
+    fn json_layout_keys_by_service_and_id_and_decodes_what_it_encodes() {
         let layout = JsonLayout::default();
         let i = ServiceInstance::new("users", "a1", "127.0.0.1", 8080)
             .unwrap()
