@@ -85,7 +85,7 @@ fn reliability_bug_table_names_every_bug() {
 }
 
 #[test]
-fn help_and_test_script_name_every_bug() {
+fn help_and_scripts_name_every_bug() {
     let out = Command::new(env!("CARGO_BIN_EXE_octopus-sim"))
         .arg("--help")
         .output()
@@ -104,12 +104,20 @@ fn help_and_test_script_name_every_bug() {
         .collect();
     assert_same("octopus-sim --help's --bug NAME", &bug_names(), &listed);
 
-    let script = repo_file("scripts/test");
-    for name in bug_names() {
-        assert!(
-            contains_word(&script, name),
-            "scripts/test does not run the deliberate bug {name}: add it to its list of bugs that must be caught"
-        );
+    for (path, role) in [
+        ("scripts/test", "its list of bugs that must be caught"),
+        (
+            "scripts/sim-ticks",
+            "its list of bugs compared at the 1 ms and 3 ms steps",
+        ),
+    ] {
+        let script = repo_file(path);
+        for name in bug_names() {
+            assert!(
+                contains_word(&script, name),
+                "{path} does not run the deliberate bug {name}: add it to {role}"
+            );
+        }
     }
 }
 
