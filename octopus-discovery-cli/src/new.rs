@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::model::pascal;
 use crate::{Backend, NewArgs, Result};
 
 pub(crate) const CARGO: &str = include_str!("../templates/Cargo.toml.tmpl");
@@ -86,17 +87,6 @@ pub(crate) fn validate(name: &str) -> Result {
         ));
     }
     Ok(())
-}
-
-pub(crate) fn pascal(name: &str) -> String {
-    name.split(['-', '_'])
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let mut c = p.chars();
-            c.next()
-                .map_or(String::new(), |f| f.to_ascii_uppercase().to_string() + c.as_str())
-        })
-        .collect()
 }
 
 /// A TOML basic string.

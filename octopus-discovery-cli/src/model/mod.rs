@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub(crate) use crate::Result;
+pub(crate) use names::pascal;
 use output::{File, Kind};
 use schema::Schema;
 
@@ -223,19 +224,18 @@ fn files(dir: &Path, ddl: &Ddl, force: bool) -> Result<Vec<File>> {
 pub(crate) fn generate(dir: &Path, ddl: &Ddl, options: &Options) -> Result {
     let lib = dir.join("src/lib.rs");
     let wired = std::fs::read_to_string(&lib).is_ok_and(|t| t.contains("pub mod model;"));
+    if !wired && options.check {
+        return Err(format!(
+            "{} does not declare `pub mod model;`: the model layer is not wired in yet (run `octopus model` without --check)",
+            lib.display()
+        ));
+    }
+    // Everything the generation needs is checked before the wiring is written.
+    let files = files(dir, ddl, options.force)?;
     if !wired {
-        if options.check {
-            return Err(format!(
-                "{} does not declare `pub mod model;`: the model layer is not wired in yet (run `octopus model` without --check)",
-                lib.display()
-            ));
-        }
-        // Everything the generation needs is checked before the wiring is written.
-        files(dir, ddl, options.force)?;
-        let changed = wire::wire(dir)?;
+        let changed = wire::wire(dir, &package(dir)?)?;
         println!("wired the model layer into {}: {}", dir.display(), changed.join(", "));
     }
-    let files = files(dir, ddl, options.force)?;
     if options.check {
         return output::check(dir, &files);
     }

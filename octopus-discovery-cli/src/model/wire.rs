@@ -5,24 +5,19 @@
 
 use std::path::Path;
 
+use super::names::pascal;
 use crate::new;
 use crate::Result;
 
 /// One template's model insertions: (the placeholder, what `new --ddl` puts there).
 type Inserts<'a> = Vec<(&'static str, &'a str)>;
 
-/// The text before `{{placeholder}}` in the template, on its line: where the
-/// insertion goes. A placeholder at the start of a line goes after the line before.
-fn anchor(template: &str, placeholder: &str, fill: &dyn Fn(&str) -> String) -> Option<String> {
-    let at = template.find(placeholder)?;
-    let before = fill(&template[..at]).replace("{{", "");
-    let before = before.trim_end_matches(' ');
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    if line_start == before.len() {
-        let prev = before[..line_start.saturating_sub(1)].rfind('\n').map_or(0, |i| i + 1);
-        return Some(before[prev..].to_string());
-    }
-    Some(before[line_start..].to_string())
+/// The text before `{{placeholder}}` on its line of the template, filled in:
+/// where the insertion goes (every placeholder wired here ends a line of code).
+fn anchor(template: &str, placeholder: &str, fill: &dyn Fn(&str) -> String) -> String {
+    let at = template.find(placeholder).unwrap_or(0);
+    let line_start = template[..at].rfind('\n').map_or(0, |i| i + 1);
+    fill(&template[line_start..at])
 }
 
 /// `text` with each insertion after its anchor, or what cannot be found.
@@ -35,10 +30,10 @@ fn insert(
 ) -> Result<String> {
     let mut out = text.to_string();
     for (placeholder, addition) in inserts {
-        let anchor = anchor(template, placeholder, fill).unwrap_or_default();
+        let anchor = anchor(template, placeholder, fill);
         let found: Vec<usize> = out.match_indices(anchor.as_str()).map(|(i, _)| i).collect();
         match found.as_slice() {
-            [at] if !anchor.trim().is_empty() => out.insert_str(at + anchor.len(), addition),
+            [at] => out.insert_str(at + anchor.len(), addition),
             [] => return Err(format!("{file}: the line `{}` is not there", anchor.trim())),
             _ => return Err(format!("{file}: the line `{}` is there more than once", anchor.trim())),
         }
@@ -69,24 +64,16 @@ fn cargo(text: &str) -> Result<String> {
     Ok(out)
 }
 
-/// Wires the model layer into the project at `dir`, or says what stops it.
-/// Returns the files changed.
-pub(crate) fn wire(dir: &Path) -> Result<Vec<String>> {
+/// Wires the model layer into the project at `dir`, the package `name`, or says
+/// what stops it. Returns the files changed.
+pub(crate) fn wire(dir: &Path, name: &str) -> Result<Vec<String>> {
     let read =
         |file: &str| std::fs::read_to_string(dir.join(file)).map_err(|e| format!("{}: {e}", dir.join(file).display()));
     let manifest = read("Cargo.toml")?;
-    let name = manifest
-        .lines()
-        .skip_while(|l| l.trim() != "[package]")
-        .find_map(|l| {
-            let (k, v) = l.split_once('=')?;
-            (k.trim() == "name").then(|| v.trim().trim_matches('"').to_string())
-        })
-        .ok_or("Cargo.toml: no package name")?;
     let module = name.replace('-', "_");
-    let pascal = new::pascal(&name);
+    let pascal = pascal(name);
     let fill = |t: &str| {
-        t.replace("{{name}}", &name)
+        t.replace("{{name}}", name)
             .replace("{{module}}", &module)
             .replace("{{Pascal}}", &pascal)
     };
