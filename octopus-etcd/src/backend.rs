@@ -160,6 +160,12 @@ impl EtcdBackend {
             .get_or_init(|| LeaseMux::spawn(client.clone(), limit)))
     }
 
+    /// A watch on the client's one watch stream.
+    async fn open_watch(&self, spec: Spec) -> Result<WatchStart> {
+        let watches = self.watches().await?;
+        watch::open(self.etcd().await?, watches, spec, self.limit()).await
+    }
+
     /// The gRPC streams this backend (and its clones) holds open on etcd: every
     /// watch rides on one watch stream, every lease's keepalives on one
     /// LeaseKeepAlive stream, as etcd's Go client does.
@@ -272,14 +278,10 @@ impl KvBackend for EtcdBackend {
     }
 
     async fn watch(&self, key: &str, prefix: bool, start: Revision) -> Result<WatchStart> {
-        let watches = self.watches().await?;
-        let spec = Spec::new(key, prefix, start);
-        watch::open(self.etcd().await?, watches, spec, self.limit()).await
+        self.open_watch(Spec::new(key, prefix, start)).await
     }
 
     async fn watch_with_prev(&self, key: &str, prefix: bool, start: Revision) -> Result<WatchStart> {
-        let watches = self.watches().await?;
-        let spec = Spec::new(key, prefix, start).with_prev();
-        watch::open(self.etcd().await?, watches, spec, self.limit()).await
+        self.open_watch(Spec::new(key, prefix, start).with_prev()).await
     }
 }
