@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, Weak};
 use async_trait::async_trait;
 use tokio::sync::watch;
 
+mod state;
 mod stats;
 mod task;
 
@@ -157,16 +158,14 @@ impl<B: KvBackend> Discovery for WatchDiscovery<B> {
         }
         let (tx, rx) = watch::channel(None);
         let rng = self.rng.lock().unwrap_or_else(|p| p.into_inner()).fork();
-        let task = CacheTask {
-            backend: self.backend.clone(),
+        let prefix = self.layout.prefix(service);
+        let state = state::CacheState {
             layout: self.layout.clone(),
             stats: self.stats.clone(),
             service: service.to_owned(),
-            prefix: self.layout.prefix(service),
-            backoff: Backoff::new(self.retry, rng),
-            retry_cap: self.retry.cap(),
+            prefix: prefix.clone(),
             tx,
-            state: View::default(),
+            view: View::default(),
             revision: 0,
             cluster: None,
             resyncs: 0,
@@ -174,6 +173,16 @@ impl<B: KvBackend> Discovery for WatchDiscovery<B> {
             logged: BTreeSet::new(),
             cold: self.cold.clone(),
             series: crate::telemetry::CacheSeries::new(service),
+            held: None,
+            done: None,
+            generation: 0,
+        };
+        let task = CacheTask {
+            backend: self.backend.clone(),
+            backoff: Backoff::new(self.retry, rng),
+            retry_cap: self.retry.cap(),
+            prefix,
+            state: Arc::new(Mutex::new(state)),
         };
         let cache = Arc::new(Cache {
             rx,

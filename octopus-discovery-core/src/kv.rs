@@ -12,7 +12,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures_core::Stream;
 
-use crate::{LeaseId, Result, Revision};
+use crate::{Error, LeaseId, Result, Revision};
 
 /// The end of the range of keys that start with `prefix`, as etcd computes it
 /// (`[0]`, "every key from here on", when no such end exists).
@@ -153,6 +153,52 @@ impl std::fmt::Debug for WatchStart {
 /// [`WatchMessage::Compacted`] says the start revision is gone.
 pub type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchMessage>> + Send>>;
 
+/// Receives a watch's messages in the task that reads them from the backend
+/// (see [`KvBackend::watch_into`]): a change reaches its consumer without
+/// another task in between.
+///
+/// Its methods run in the backend's reading task, which serves every other
+/// watch of the client too: they must not block and should be short.
+pub trait WatchSink: Send + 'static {
+    /// One message, in order. `false` says the sink cannot take more (it fell
+    /// behind): the watch then ends, and [`end`](WatchSink::end) follows.
+    fn message(&mut self, message: WatchMessage) -> bool;
+
+    /// The watch is lost (the stream broke, or the backend ended it). Not
+    /// called when the watch's owner cancels it by dropping its [`WatchGuard`].
+    /// A sink dropped without this call means the same as a closed stream.
+    fn end(self: Box<Self>, error: Error);
+}
+
+/// Keeps a watch opened by [`KvBackend::watch_into`]; dropping it cancels the
+/// watch (and drops its sink).
+pub struct WatchGuard(#[allow(dead_code)] Box<dyn Send + Sync>);
+
+impl WatchGuard {
+    /// A guard that holds `inner` (whose drop cancels the watch).
+    pub fn new(inner: impl Send + Sync + 'static) -> Self {
+        WatchGuard(Box::new(inner))
+    }
+}
+
+impl std::fmt::Debug for WatchGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WatchGuard(..)")
+    }
+}
+
+/// What [`KvBackend::watch_into`] opened.
+#[derive(Debug)]
+pub enum SinkStart {
+    /// The watch is created; its messages go to the sink while this lives.
+    Watching(WatchGuard),
+    /// The start revision is older than the store's compaction point.
+    Compacted {
+        /// The store's compaction revision (0 when the backend did not say).
+        compacted: Revision,
+    },
+}
+
 /// The outcome of a fenced write ([`crate::fencing::put_owned`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PutOutcome {
@@ -272,6 +318,44 @@ pub trait KvBackend: Send + Sync + 'static {
     /// [`Event::prev`] (when the key existed before): for callers that show what
     /// a change replaced or removed.
     async fn watch_with_prev(&self, key: &str, prefix: bool, start: Revision) -> Result<WatchStart>;
+
+    /// As [`watch`](Self::watch), with every message handed to `sink` in the
+    /// task that reads it from the store. Messages may reach the sink before
+    /// this returns, and until it does the caller does not yet know whether the
+    /// start was compacted: a sink that must not act on them before then holds
+    /// them. The default reads [`watch`](Self::watch)'s stream in a task of its
+    /// own; a backend that reads one stream for many watches (etcd's) calls the
+    /// sink from that stream's task instead, which spares a task hop per change.
+    async fn watch_into(
+        &self,
+        key: &str,
+        prefix: bool,
+        start: Revision,
+        sink: Box<dyn WatchSink>,
+    ) -> Result<SinkStart> {
+        let stream = match self.watch(key, prefix, start).await? {
+            WatchStart::Stream(stream) => stream,
+            WatchStart::Compacted { compacted } => return Ok(SinkStart::Compacted { compacted }),
+        };
+        Ok(SinkStart::Watching(WatchGuard::new(crate::OwnedTask::spawn(forward(
+            stream, sink,
+        )))))
+    }
+}
+
+/// Hands `stream`'s messages to `sink` until either ends.
+async fn forward(mut stream: WatchStream, mut sink: Box<dyn WatchSink>) {
+    loop {
+        match poll_fn(|cx| stream.as_mut().poll_next(cx)).await {
+            Some(Ok(message)) => {
+                if !sink.message(message) {
+                    return sink.end(Error::backend_message("the watch's consumer fell behind"));
+                }
+            }
+            Some(Err(e)) => return sink.end(e),
+            None => return sink.end(Error::closed("watch stream")),
+        }
+    }
 }
 
 /// The next message of an optional stream; pending forever when there is none.

@@ -111,8 +111,8 @@ pub use resolver::{DiscoveryResolver, Resolver, Resolvers};
 // and the watch cache on it, and where keys live.
 pub use cache::{DiscoveryStats, WatchDiscovery};
 pub use kv::{
-    prefix_end, Event, EventKind, Header, KeyValue, KvBackend, Lease, LeaseKeeper, LeaseTtl, PutOutcome, WatchMessage,
-    WatchStart, WatchStream,
+    prefix_end, Event, EventKind, Header, KeyValue, KvBackend, Lease, LeaseKeeper, LeaseTtl, PutOutcome, SinkStart,
+    WatchGuard, WatchMessage, WatchSink, WatchStart, WatchStream,
 };
 pub use layout::{
     encode_with_mark, validate_namespace, EtcdNamingLayout, GoZeroLayout, JsonLayout, KeyLayout, KratosLayout,

@@ -7,7 +7,8 @@ use async_trait::async_trait;
 use etcd_client::{Client, ConnectOptions};
 use octopus_discovery_core::fencing::Created;
 use octopus_discovery_core::{
-    Error, Header, KeyValue, KvBackend, Lease, LeaseId, LeaseKeeper, LeaseTtl, Result, Revision, WatchStart,
+    Error, Header, KeyValue, KvBackend, Lease, LeaseId, LeaseKeeper, LeaseTtl, Result, Revision, SinkStart, WatchSink,
+    WatchStart,
 };
 use tokio::time::timeout;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
@@ -283,5 +284,17 @@ impl KvBackend for EtcdBackend {
 
     async fn watch_with_prev(&self, key: &str, prefix: bool, start: Revision) -> Result<WatchStart> {
         self.open_watch(Spec::new(key, prefix, start).with_prev()).await
+    }
+
+    async fn watch_into(
+        &self,
+        key: &str,
+        prefix: bool,
+        start: Revision,
+        sink: Box<dyn WatchSink>,
+    ) -> Result<SinkStart> {
+        let watches = self.watches().await?;
+        let spec = Spec::new(key, prefix, start);
+        watch::open_into(self.etcd().await?, watches, spec, sink, self.limit()).await
     }
 }

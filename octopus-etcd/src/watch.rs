@@ -4,21 +4,52 @@
 use std::time::Duration;
 
 use etcd_client::{Client, GetOptions};
-use octopus_discovery_core::{Result, Revision, WatchStart};
+use octopus_discovery_core::{Result, Revision, SinkStart, WatchGuard, WatchSink, WatchStart};
 
 use crate::call::bounded;
 use crate::convert::etcd_err;
 use crate::watch_mux::{Opened, Spec, WatchMux};
 
-/// Creates the watch `spec` describes.
+/// Creates the watch `spec` describes, read as a stream.
 pub(crate) async fn open(client: &Client, watches: &WatchMux, spec: Spec, limit: Duration) -> Result<WatchStart> {
+    Ok(match open_with(client, watches, spec, None, limit).await? {
+        Opened::Watch(stream, _) => WatchStart::Stream(stream),
+        Opened::Compacted(compacted) => WatchStart::Compacted { compacted },
+        Opened::Pushed(..) => unreachable!("a watch opened without a sink is a stream"),
+    })
+}
+
+/// Creates the watch `spec` describes, its messages handed to `sink` by the
+/// task that reads the client's watch stream.
+pub(crate) async fn open_into(
+    client: &Client,
+    watches: &WatchMux,
+    spec: Spec,
+    sink: Box<dyn WatchSink>,
+    limit: Duration,
+) -> Result<SinkStart> {
+    Ok(match open_with(client, watches, spec, Some(sink), limit).await? {
+        Opened::Pushed(handle, _) => SinkStart::Watching(WatchGuard::new(handle)),
+        Opened::Compacted(compacted) => SinkStart::Compacted { compacted },
+        Opened::Watch(..) => unreachable!("a watch opened with a sink is pushed"),
+    })
+}
+
+async fn open_with(
+    client: &Client,
+    watches: &WatchMux,
+    spec: Spec,
+    sink: Option<Box<dyn WatchSink>>,
+    limit: Duration,
+) -> Result<Opened> {
     let (key, prefix, start) = (spec.key.clone(), spec.prefix, spec.start);
     let key = key.as_str();
     // On the client's one watch stream; resolves once etcd has created the
     // watch, or refused it (its start compacted).
-    let (watch, created) = match bounded(limit, "watch", watches.watch(spec)).await?? {
-        Opened::Watch(watch, created) => (watch, created),
-        Opened::Compacted(compacted) => return Ok(WatchStart::Compacted { compacted }),
+    let opened = bounded(limit, "watch", watches.open(spec, sink)).await??;
+    let created = match &opened {
+        Opened::Watch(_, created) | Opened::Pushed(_, created) => *created,
+        Opened::Compacted(_) => return Ok(opened),
     };
     // etcd creates a watch whose start revision is compacted and only then
     // cancels it (its sync loop finds it, within 100 ms). A watch that starts
@@ -39,9 +70,9 @@ pub(crate) async fn open(client: &Client, watches: &WatchMux, spec: Spec, limit:
     let synced_from_birth = created > 0 && start > created;
     if prefix && start > 1 && !synced_from_birth && compacted(client, key, prefix, start, limit).await? {
         // Dropping the watch cancels it on etcd.
-        return Ok(WatchStart::Compacted { compacted: 0 });
+        return Ok(Opened::Compacted(0));
     }
-    Ok(WatchStart::Stream(Box::pin(watch)))
+    Ok(opened)
 }
 
 /// Whether revision `start - 1` of `key` is compacted away.

@@ -7,6 +7,10 @@
 //! alone (the others go on), a progress broadcast (watch id -1) to all. When the
 //! stream breaks, every watch on it ends with the error; their owners watch
 //! again from their own revisions, and the first of them opens a new stream.
+//! A watch is delivered either to a sink that this task calls itself (the
+//! discovery caches': a change is applied and published here, with no task
+//! hop between the stream and the view) or to a bounded channel its owner
+//! reads as a stream.
 //!
 //! A `created` answer carries no trace of the create it answers, and etcd's
 //! gRPC proxy answers out of order (a create for a range it already follows at
@@ -19,8 +23,9 @@
 //!
 //! Every queue is bounded: creates wait in a bounded channel (callers feel the
 //! backpressure), each watch buffers a bounded number of messages (one that
-//! falls behind ends alone, and its owner watches again from its revision,
-//! instead of holding up the stream), the writer's queue is bounded and the
+//! falls behind, or a sink that refuses a message, ends alone, and its owner
+//! watches again from its revision, instead of holding up the stream), the
+//! writer's queue is bounded and the
 //! outbox holds at most the one create plus one cancel per watch id. Requests
 //! go to the network through a writer task, so a send stuck on a stalled
 //! connection never stops the routing.
@@ -38,14 +43,15 @@ use std::sync::Arc;
 
 use etcd_client::{Client, WatchResponse};
 use futures_util::StreamExt;
-use octopus_discovery_core::{Error, OwnedTask, Result, Revision, WatchMessage};
-use tokio::sync::mpsc::{self, error::TrySendError};
+use octopus_discovery_core::{Error, OwnedTask, Result, Revision, WatchMessage, WatchSink};
+use tokio::sync::mpsc;
 use tokio::sync::oneshot;
 
 use crate::convert::{convert, etcd_err};
 pub(crate) use link::Spec;
 use link::{Connector, Link, Op};
-use sub::{Sub, Watcher};
+pub(crate) use sub::Handle;
+use sub::{ChannelSink, Sub, Watcher};
 
 /// Creates waiting for their turn at most; more callers wait to queue.
 const CREATE_QUEUE: usize = 64;
@@ -70,6 +76,7 @@ impl Opened {
     fn into_watch(self) -> (octopus_discovery_core::WatchStream, Revision) {
         match self {
             Opened::Watch(w, r) => (w, r),
+            Opened::Pushed(..) => panic!("a pushed watch has no stream"),
             Opened::Compacted(c) => panic!("compacted at {c}"),
         }
     }
@@ -79,6 +86,8 @@ impl Opened {
 enum Answer {
     /// Created, at the store's revision then.
     Watch(Sub, Revision),
+    /// Created, its messages going to the caller's sink.
+    Pushed(Handle, Revision),
     /// Refused: the start revision is compacted (etcd's compaction revision).
     Compacted(Revision),
 }
@@ -87,12 +96,17 @@ enum Answer {
 pub(crate) enum Opened {
     /// The watch, and the revision etcd created it at (0 if etcd did not say).
     Watch(octopus_discovery_core::WatchStream, Revision),
+    /// The watch, its messages handed to the sink it was opened with (the
+    /// handle keeps it), and the revision etcd created it at.
+    Pushed(Handle, Revision),
     /// etcd refused it: its start revision is compacted (etcd's compaction revision).
     Compacted(Revision),
 }
 
 struct Create {
     spec: Spec,
+    /// Where its messages go; `None`: to a stream the caller reads.
+    sink: Option<Box<dyn WatchSink>>,
     reply: Reply,
 }
 
@@ -145,17 +159,26 @@ impl WatchMux {
         )
     }
 
-    /// Opens a watch on `key` (a prefix when `prefix`) from revision `start`;
-    /// resolves once etcd has created it (or refused it: compacted), with the
-    /// store's revision when it was created (0 if etcd did not say).
+    /// [`open`](Self::open) without a sink: the messages come as a stream.
+    #[cfg(test)]
     pub(crate) async fn watch(&self, spec: Spec) -> Result<Opened> {
+        self.open(spec, None).await
+    }
+
+    /// Opens the watch `spec` describes; resolves once etcd has created it (or
+    /// refused it: compacted), with the store's revision when it was created
+    /// (0 if etcd did not say). With `sink`, the routing task hands it every
+    /// message itself ([`Opened::Pushed`]); without, the caller reads a stream
+    /// ([`Opened::Watch`]).
+    pub(crate) async fn open(&self, spec: Spec, sink: Option<Box<dyn WatchSink>>) -> Result<Opened> {
         let (reply, answer) = oneshot::channel();
         self.creates
-            .send(Create { spec, reply })
+            .send(Create { spec, sink, reply })
             .await
             .map_err(|_| Error::closed("watch stream"))?;
         Ok(match answer.await.map_err(|_| Error::closed("watch stream"))?? {
             Answer::Watch(sub, created) => Opened::Watch(Box::pin(sub), created),
+            Answer::Pushed(handle, created) => Opened::Pushed(handle, created),
             Answer::Compacted(compacted) => Opened::Compacted(compacted),
         })
     }
@@ -164,6 +187,7 @@ impl WatchMux {
 /// A create sent, waiting for etcd's `created` answer.
 struct Pending {
     start: Revision,
+    sink: Option<Box<dyn WatchSink>>,
     reply: Reply,
 }
 
@@ -255,7 +279,7 @@ async fn run(
 impl State {
     /// Sends a create (opening the stream with it when there is none), unless
     /// its caller has stopped waiting.
-    fn create(&mut self, connector: &impl Connector, Create { spec, reply }: Create) {
+    fn create(&mut self, connector: &impl Connector, Create { spec, sink, reply }: Create) {
         if reply.is_closed() {
             return;
         }
@@ -265,7 +289,7 @@ impl State {
         } else {
             self.opening = Some(connector.open(spec));
         }
-        self.unanswered.push_back(Pending { start, reply });
+        self.unanswered.push_back(Pending { start, sink, reply });
     }
 
     /// Asks etcd to cancel watch `id`, once.
@@ -307,7 +331,7 @@ impl State {
     /// etcd's answer to the create unanswered.
     fn created(&mut self, resp: WatchResponse, me: &mpsc::WeakUnboundedSender<Cancel>) {
         let id = resp.watch_id();
-        let Some(Pending { start, reply }) = self.unanswered.pop_front() else {
+        let Some(Pending { start, sink, reply }) = self.unanswered.pop_front() else {
             tracing::warn!(id, "etcd created a watch nobody asked for; cancelling it");
             if !resp.canceled() {
                 self.cancel_on_etcd(id);
@@ -330,46 +354,52 @@ impl State {
             self.cancel_on_etcd(id); // the caller gave up waiting
             return;
         }
-        let (messages, rx) = mpsc::channel(WATCH_BUFFER);
-        let (end, end_rx) = oneshot::channel();
-        let sub = Sub {
-            messages: rx,
-            end: Some(end_rx),
+        let handle = Handle {
             generation: self.generation,
             id,
             cancels: me.clone(),
         };
         let created = resp.header().map_or(0, |h| h.revision());
-        // Listed before the reply: if the caller gives up now, dropping the sub
-        // asks for its cancel, which finds it here and tells etcd.
-        self.watches.insert(id, Watcher { messages, end });
-        drop(reply.send(Ok(Answer::Watch(sub, created))));
+        let (sink, answer) = match sink {
+            Some(sink) => (sink, Answer::Pushed(handle, created)),
+            None => {
+                let (messages, rx) = mpsc::channel(WATCH_BUFFER);
+                let (end, end_rx) = oneshot::channel();
+                let sub = Sub {
+                    messages: rx,
+                    end: Some(end_rx),
+                    _handle: handle,
+                };
+                (
+                    Box::new(ChannelSink { messages, end }) as Box<dyn WatchSink>,
+                    Answer::Watch(sub, created),
+                )
+            }
+        };
+        // Listed before the reply: if the caller gives up now, dropping the
+        // handle asks for its cancel, which finds it here and tells etcd.
+        self.watches.insert(id, Watcher { sink });
+        drop(reply.send(Ok(answer)));
     }
 
-    /// Hands `message` to watch `id`; a watch whose buffer is full has fallen
-    /// behind and ends (its owner watches again from its own revision).
+    /// Hands `message` to watch `id`; a watch that cannot take it (a stream
+    /// whose buffer is full) has fallen behind and ends (its owner watches
+    /// again from its own revision).
     fn deliver(&mut self, id: i64, message: WatchMessage) {
-        let Some(w) = self.watches.get(&id) else { return };
-        match w.messages.try_send(message) {
-            // A closed one: the owner has dropped its watch, and its cancel is
-            // on the way (it must still find the watch listed to tell etcd).
-            Ok(()) | Err(TrySendError::Closed(_)) => {}
-            Err(TrySendError::Full(_)) => {
-                self.end(
-                    id,
-                    Error::backend_message(format!(
-                        "the watch fell behind ({WATCH_BUFFER} messages unread) and was ended"
-                    )),
-                );
-                self.cancel_on_etcd(id);
-            }
+        let Some(w) = self.watches.get_mut(&id) else { return };
+        if !w.sink.message(message) {
+            self.end(
+                id,
+                Error::backend_message("the watch fell behind (its messages went unread) and was ended"),
+            );
+            self.cancel_on_etcd(id);
         }
     }
 
     /// Ends watch `id` with `err` (after the messages it holds).
     fn end(&mut self, id: i64, err: Error) {
         if let Some(w) = self.watches.remove(&id) {
-            let _ = w.end.send(err);
+            w.sink.end(err);
         }
     }
 
@@ -377,7 +407,7 @@ impl State {
     fn fail_all(&mut self, err: Error) {
         let text = err.to_string();
         for (_, w) in std::mem::take(&mut self.watches) {
-            let _ = w.end.send(Error::backend("watch", text.clone()));
+            w.sink.end(Error::backend("watch", text.clone()));
         }
         let mut first = Some(err);
         for p in self.unanswered.drain(..) {

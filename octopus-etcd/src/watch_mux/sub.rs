@@ -1,24 +1,43 @@
-//! One watch as its owner holds it (the backend's `WatchStream`) and as the
-//! routing task holds it.
+//! One watch as its owner holds it and as the routing task holds it: either a
+//! stream (the backend's `WatchStream`, fed through a bounded channel) or a
+//! sink that the routing task calls itself (no task hop per message).
 
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use futures_util::Stream;
-use octopus_discovery_core::{Error, Result, WatchMessage};
-use tokio::sync::{mpsc, oneshot};
+use octopus_discovery_core::{Error, Result, WatchMessage, WatchSink};
+use tokio::sync::mpsc::{self, error::TrySendError};
+use tokio::sync::oneshot;
 
 use super::Cancel;
+
+/// The owner's hold on watch `id` of stream `generation`: dropping it asks the
+/// routing task to cancel the watch on etcd.
+pub(crate) struct Handle {
+    pub(super) generation: u64,
+    pub(super) id: i64,
+    pub(super) cancels: mpsc::WeakUnboundedSender<Cancel>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        if let Some(cancels) = self.cancels.upgrade() {
+            let _ = cancels.send(Cancel {
+                generation: self.generation,
+                id: self.id,
+            });
+        }
+    }
+}
 
 /// One watch on the shared stream, as the backend's `WatchStream`: its
 /// messages, then the error it ended with, if any.
 pub(super) struct Sub {
     pub(super) messages: mpsc::Receiver<WatchMessage>,
     pub(super) end: Option<oneshot::Receiver<Error>>,
-    pub(super) generation: u64,
-    pub(super) id: i64,
-    pub(super) cancels: mpsc::WeakUnboundedSender<Cancel>,
+    pub(super) _handle: Handle,
 }
 
 impl Stream for Sub {
@@ -38,19 +57,29 @@ impl Stream for Sub {
     }
 }
 
-impl Drop for Sub {
-    fn drop(&mut self) {
-        if let Some(cancels) = self.cancels.upgrade() {
-            let _ = cancels.send(Cancel {
-                generation: self.generation,
-                id: self.id,
-            });
+/// The routing task's end of a [`Sub`]: a bounded channel, and the error to
+/// end with.
+pub(super) struct ChannelSink {
+    pub(super) messages: mpsc::Sender<WatchMessage>,
+    pub(super) end: oneshot::Sender<Error>,
+}
+
+impl WatchSink for ChannelSink {
+    fn message(&mut self, message: WatchMessage) -> bool {
+        match self.messages.try_send(message) {
+            // A closed one: the owner has dropped its watch, and its cancel is
+            // on the way (it must still find the watch listed to tell etcd).
+            Ok(()) | Err(TrySendError::Closed(_)) => true,
+            Err(TrySendError::Full(_)) => false,
         }
+    }
+
+    fn end(self: Box<Self>, error: Error) {
+        let _ = self.end.send(error);
     }
 }
 
 /// A live watch, as the task holds it.
 pub(super) struct Watcher {
-    pub(super) messages: mpsc::Sender<WatchMessage>,
-    pub(super) end: oneshot::Sender<Error>,
+    pub(super) sink: Box<dyn WatchSink>,
 }
