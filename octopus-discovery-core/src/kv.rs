@@ -311,7 +311,7 @@ pub trait KvBackend: Send + Sync + 'static {
     /// needs none, and etcd reads its store once more per event to send them. A
     /// compacted `start` is [`WatchStart::Compacted`], either here or as the
     /// stream's first [`WatchMessage::Compacted`]; for a prefix watch it must be
-    /// here (the watch cache calls a view fresh once this returns a stream).
+    /// here (a caller calls its view fresh once this returns a stream).
     async fn watch(&self, key: &str, prefix: bool, start: Revision) -> Result<WatchStart>;
 
     /// As [`watch`](Self::watch), with each event's previous value in
