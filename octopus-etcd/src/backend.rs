@@ -15,6 +15,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 
 use crate::call::bounded;
 use crate::convert::etcd_err;
+use crate::creates::Creates;
 use crate::lease_mux::LeaseMux;
 use crate::watch_mux::Spec;
 use crate::watch_mux::WatchMux;
@@ -38,6 +39,8 @@ struct LazyClient {
     /// The client's one watch stream and one keepalive stream, started on first use.
     watches: std::sync::OnceLock<WatchMux>,
     keepalives: std::sync::OnceLock<LeaseMux>,
+    /// Combines the creates of a burst of registrations, started on first use.
+    creates: std::sync::OnceLock<Creates>,
 }
 
 /// The gRPC streams a backend holds open on etcd (see [`EtcdBackend::streams`]).
@@ -120,6 +123,7 @@ impl EtcdBackend {
             connect,
             watches: std::sync::OnceLock::new(),
             keepalives: std::sync::OnceLock::new(),
+            creates: std::sync::OnceLock::new(),
         });
         EtcdBackend { client, options }
     }
@@ -159,6 +163,16 @@ impl EtcdBackend {
             .client
             .keepalives
             .get_or_init(|| LeaseMux::spawn(client.clone(), limit)))
+    }
+
+    /// The client's create combiner, started on first use.
+    async fn creates(&self) -> Result<&Creates> {
+        let client = self.etcd().await?;
+        let limit = self.limit();
+        Ok(self
+            .client
+            .creates
+            .get_or_init(|| Creates::spawn(client.clone(), limit)))
     }
 
     /// A watch on the client's one watch stream.
@@ -223,7 +237,7 @@ fn tune(ep: Endpoint, o: &EtcdOptions) -> Endpoint {
 #[async_trait]
 impl KvBackend for EtcdBackend {
     async fn create(&self, key: &str, value: Vec<u8>, lease: LeaseId) -> Result<Created> {
-        kv::create(self.etcd().await?, key, value, lease, self.limit()).await
+        self.creates().await?.create(key, value, lease).await
     }
 
     async fn put_if_unchanged(

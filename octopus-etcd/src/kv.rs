@@ -1,10 +1,9 @@
-//! etcd's KV service: the fenced write's two transactions, deletes, reads, and
-//! prefix reads page by page from one revision.
+//! etcd's KV service: the fenced write's second transaction (its first is in
+//! `creates`), deletes, reads, and prefix reads page by page from one revision.
 
 use std::time::Duration;
 
-use etcd_client::{Client, Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse};
-use octopus_discovery_core::fencing::Created;
+use etcd_client::{Client, Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp};
 use octopus_discovery_core::{prefix_end, Error, Header, KeyValue, LeaseId, OwnedTask, Result, Revision};
 
 use crate::call::within;
@@ -12,29 +11,6 @@ use crate::convert::{convert_kv, header, into_kv};
 
 async fn txn(client: &Client, txn: Txn, limit: Duration) -> Result<etcd_client::TxnResponse> {
     within(limit, "txn", client.kv_client().txn(txn)).await
-}
-
-/// Writes `key` under `lease` if absent; else reads it (one transaction).
-pub(crate) async fn create(
-    client: &Client,
-    key: &str,
-    value: Vec<u8>,
-    lease: LeaseId,
-    limit: Duration,
-) -> Result<Created> {
-    let t = Txn::new()
-        .when([Compare::create_revision(key, CompareOp::Equal, 0)])
-        .and_then([TxnOp::put(key, value, Some(PutOptions::new().with_lease(lease.0)))])
-        .or_else([TxnOp::get(key, None)]);
-    let resp = txn(client, t, limit).await?;
-    if resp.succeeded() {
-        return Ok(Created::Written(header(resp.header()).revision));
-    }
-    let current = resp.op_responses().into_iter().find_map(|r| match r {
-        TxnOpResponse::Get(g) => g.kvs().first().map(convert_kv),
-        _ => None,
-    });
-    Ok(Created::Present(current))
 }
 
 /// Writes `key` under `lease` if its mod revision is still `mod_revision`.

@@ -17,6 +17,7 @@
 mod backend;
 mod call;
 mod convert;
+mod creates;
 mod kv;
 mod lease;
 mod lease_mux;
