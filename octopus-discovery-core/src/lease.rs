@@ -3,7 +3,8 @@
 //! One task per registration: grant a lease, write the key guarded by the lease,
 //! keep the lease alive, put the key back if someone deletes it, and when the lease
 //! is lost, re-grant and re-write with capped, jittered backoff — forever unless
-//! the user set a retry limit.
+//! the user set a retry limit. The registrations of one service share one watch
+//! on their keys (`lease/hub.rs`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, Weak};
