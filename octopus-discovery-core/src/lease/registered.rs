@@ -43,10 +43,12 @@ impl<B: KvBackend> Task<B> {
                 // connection never delays the keepalive that detects it.
                 watch_checked = true;
                 // Right after our own write we know our key as written: join from it.
+                // Boxed, as the phases below: inline, a join's reads and heal would
+                // be part of every registration's task for its whole life.
                 let opened = if written.take() == Some(revision) {
-                    self.join_hub(lease, revision + 1, revision).await
+                    Box::pin(self.join_hub(lease, revision + 1, revision)).await
                 } else {
-                    self.reopen_key_watch(lease).await
+                    Box::pin(self.reopen_key_watch(lease)).await
                 };
                 match opened {
                     Ok((member, rev)) => {
