@@ -28,8 +28,9 @@ use tokio::time::sleep;
 use crate::kv::next_message;
 use crate::{Backoff, BackoffPolicy, Event, JitterRng, KvBackend, OwnedTask, Revision, WatchMessage, WatchStart};
 
-/// Events a member may have waiting; a member that falls this far behind is
-/// dropped and rejoins through its lost-watch path (a read and a heal).
+/// Batches of events a member may have waiting (one per watch response that
+/// touched its key); a member that falls this far behind is dropped and rejoins
+/// through its lost-watch path (a read and a heal).
 const MEMBER_QUEUE: usize = 64;
 
 /// What the hub watches.
@@ -43,7 +44,7 @@ enum Range {
 
 #[derive(Debug)]
 struct State {
-    members: BTreeMap<Vec<u8>, mpsc::Sender<Event>>,
+    members: BTreeMap<Vec<u8>, mpsc::Sender<Vec<Event>>>,
     /// Every event on `range` with a mod revision at or below it has been routed.
     position: Option<Revision>,
     range: Option<Range>,
@@ -79,16 +80,16 @@ pub(super) struct Hub {
 pub(super) struct Membership {
     key: Vec<u8>,
     state: Arc<Mutex<State>>,
-    own: mpsc::WeakSender<Event>,
-    rx: mpsc::Receiver<Event>,
+    own: mpsc::WeakSender<Vec<Event>>,
+    rx: mpsc::Receiver<Vec<Event>>,
     /// The member must read its key once: events on it may have been routed
     /// before it joined.
     pub(super) check: bool,
 }
 
 impl Membership {
-    /// The next event on the member's key; `None` once the hub dropped it.
-    pub(super) async fn next(&mut self) -> Option<Event> {
+    /// The next events on the member's key; `None` once the hub dropped it.
+    pub(super) async fn next(&mut self) -> Option<Vec<Event>> {
         self.rx.recv().await
     }
 }
@@ -106,8 +107,8 @@ impl Drop for Membership {
     }
 }
 
-/// The next event of an optional membership; pending forever when there is none.
-pub(super) async fn next_event(member: &mut Option<Membership>) -> Option<Event> {
+/// The next events of an optional membership; pending forever when there is none.
+pub(super) async fn next_events(member: &mut Option<Box<Membership>>) -> Option<Vec<Event>> {
     match member {
         Some(m) => m.next().await,
         None => std::future::pending().await,
@@ -272,14 +273,18 @@ fn route(state: &Mutex<State>, epoch: u64, events: Vec<Event>) -> bool {
         return false;
     }
     let mut last = s.position.unwrap_or(0);
+    let mut batches: BTreeMap<Vec<u8>, Vec<Event>> = BTreeMap::new();
     for ev in events {
         last = last.max(ev.kv.mod_revision);
-        let key = ev.kv.key.clone();
-        if let Some(tx) = s.members.get(&key) {
-            if tx.try_send(ev).is_err() {
-                // Full or gone: its stream ends and it rejoins with a read.
-                s.members.remove(&key);
-            }
+        if s.members.contains_key(&ev.kv.key) {
+            batches.entry(ev.kv.key.clone()).or_default().push(ev);
+        }
+    }
+    for (key, batch) in batches {
+        let sent = s.members.get(&key).is_some_and(|tx| tx.try_send(batch).is_ok());
+        if !sent {
+            // Full or gone: its stream ends and it rejoins with a read.
+            s.members.remove(&key);
         }
     }
     s.position = Some(last);

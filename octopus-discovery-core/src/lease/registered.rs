@@ -5,7 +5,7 @@
 use tokio::sync::watch;
 use tokio::time::{sleep_until, timeout, Instant};
 
-use super::hub::{next_event, Membership};
+use super::hub::{next_events, Membership};
 use super::task::{closing, log_err, Exit, Task};
 use crate::fencing::put_owned;
 use crate::keepalive::{Beat, KeepAlive};
@@ -27,7 +27,8 @@ impl<B: KvBackend> Task<B> {
         };
         let interval = self.opts.keepalive_for(granted);
         let mut ka = KeepAlive::new(lease, granted, self.opts.keepalive);
-        let mut key_watch: Option<Membership> = None;
+        // Boxed: every registration's task holds this slot for its whole life.
+        let mut key_watch: Option<Box<Membership>> = None;
         // We join the service's watch hub at the first keepalive tick, not right
         // after the write: a burst of registrations (a start, a recovery storm) then
         // costs etcd a grant and a write each. The join counts from our write's
@@ -98,16 +99,16 @@ impl<B: KvBackend> Task<B> {
                         return Exit::Retry(RegistrationStatus::Lost { reason: "the shared lease was lost".into() });
                     }
                 }
-                ev = next_event(&mut key_watch) => match ev {
-                    // Replays (the hub reopened from an older revision) and our own writes.
-                    Some(ev) if ev.kv.mod_revision <= revision => {}
-                    Some(ev) => {
-                        if ev.kind == EventKind::Delete && self.shared.is_none() {
+                events = next_events(&mut key_watch) => match events {
+                    Some(mut events) => {
+                        // Replays (the hub reopened from an older revision) and our own writes.
+                        events.retain(|ev| ev.kv.mod_revision > revision);
+                        if self.shared.is_none() && events.iter().any(|ev| ev.kind == EventKind::Delete) {
                             // Also how an expired or revoked lease shows: ask at once.
                             ka.next = Instant::now();
                         }
                         // Boxed, as above: events on our own key are rare (someone deleted it).
-                        if let Some(exit) = Box::pin(self.on_key_events(lease, vec![ev], &mut revision)).await {
+                        if let Some(exit) = Box::pin(self.on_key_events(lease, events, &mut revision)).await {
                             return exit;
                         }
                     }
@@ -148,7 +149,7 @@ impl<B: KvBackend> Task<B> {
     }
 
     /// Reads our key (restoring it if it is gone or not ours) and joins the hub from there.
-    async fn reopen_key_watch(&mut self, lease: LeaseId) -> Result<(Membership, Revision)> {
+    async fn reopen_key_watch(&mut self, lease: LeaseId) -> Result<(Box<Membership>, Revision)> {
         let (header, kv) = self.backend.get(&self.key(lease)).await?;
         let mut revision = header.revision;
         let mut known = kv.as_ref().map_or(0, |kv| kv.mod_revision);
@@ -166,9 +167,14 @@ impl<B: KvBackend> Task<B> {
     /// read at mod revision `known`. When the hub may have routed events on our key
     /// before we joined, reads the key once and handles what changed as those
     /// events would have been; returns the revision we then know the key at.
-    async fn join_hub(&mut self, lease: LeaseId, start: Revision, known: Revision) -> Result<(Membership, Revision)> {
+    async fn join_hub(
+        &mut self,
+        lease: LeaseId,
+        start: Revision,
+        known: Revision,
+    ) -> Result<(Box<Membership>, Revision)> {
         let key = self.key(lease);
-        let member = self.hub.join(&key, start);
+        let member = Box::new(self.hub.join(&key, start));
         if !member.check {
             return Ok((member, start - 1));
         }
