@@ -33,7 +33,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     // Registration: what the Go version wrote as DefaultConfig() + NewRegistry + Register.
     let client = octopus::connect(&format!("etcd://{etcd}")).await?;
     let instance = ServiceInstance::new("user-service", "instance-001", "127.0.0.1", 50051)?.with_version("v1.0.0");
-    let options = RegisterOptions::default(); // TTL 10 s, keepalive every TTL/3, retry forever
+    let options = RegisterOptions::default(); // TTL 10 s, keepalive TTL/3 after each answer, retry forever
     let registration = client.registry().register(instance, options).await?;
     println!("user-service/instance-001: {}", registration.current());
 

@@ -1,5 +1,19 @@
 //! Keeping one lease alive: the loop a registration and a shared lease both run.
+//!
+//! The default schedule costs etcd no more than its Go client, clientv3: the
+//! next keepalive is due a third of the granted TTL after the last answer,
+//! rounded up to the next 500 ms tick of a clock shared by the whole process, so
+//! that a client's leases also renew on the same ticks. An interval the user set
+//! ([`RegisterOptions::keepalive_interval`](crate::RegisterOptions::keepalive_interval))
+//! is kept exactly.
+//!
+//! How soon a lost lease is noticed: at the latest at the next keepalive, at most
+//! a third of the TTL plus 500 ms after the last answer (the set interval, when
+//! one is set); and, while the registration's watch on its key is up, as soon as
+//! etcd deletes the key (an expired or revoked lease deletes it), since a
+//! deletion makes the keepalive beat at once.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use tokio::time::{timeout, Instant};
@@ -16,6 +30,27 @@ pub(crate) enum Beat {
     Lost(String),
 }
 
+/// The tick the default schedule rounds up to, as clientv3's keepalive loop does.
+const TICK: Duration = Duration::from_millis(500);
+
+/// The first instant after `t`, or `t` itself, on the process's 500 ms grid.
+fn on_tick(t: Instant) -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    let tick = TICK.as_nanos();
+    let late = if t >= epoch {
+        let rem = (t - epoch).as_nanos() % tick;
+        if rem == 0 {
+            0
+        } else {
+            tick - rem
+        }
+    } else {
+        (epoch - t).as_nanos() % tick
+    };
+    t + Duration::from_nanos(late as u64)
+}
+
 /// Refreshes a lease every `interval`. A failed attempt is retried until the
 /// lease's server-side deadline (last success + granted TTL) has passed, so that a
 /// blip shorter than the TTL churns no lease; an answer of TTL ≤ 0 is lost at once.
@@ -23,6 +58,8 @@ pub(crate) struct KeepAlive {
     lease: LeaseId,
     granted: Duration,
     interval: Duration,
+    /// The default schedule: `interval` after an answer, rounded up to the tick.
+    aligned: bool,
     keeper: Option<Box<dyn LeaseKeeper>>,
     last_ok: Instant,
     /// When the next attempt is due.
@@ -30,15 +67,29 @@ pub(crate) struct KeepAlive {
 }
 
 impl KeepAlive {
-    pub(crate) fn new(lease: LeaseId, granted: Duration, interval: Duration) -> Self {
+    /// Keeps `lease` alive every `set` interval, or on the default schedule.
+    pub(crate) fn new(lease: LeaseId, granted: Duration, set: Option<Duration>) -> Self {
         let now = Instant::now();
-        KeepAlive {
+        let mut ka = KeepAlive {
             lease,
             granted,
-            interval,
+            interval: set.unwrap_or(granted / 3).max(Duration::from_millis(1)),
+            aligned: set.is_none(),
             keeper: None,
             last_ok: now,
-            next: now + interval,
+            next: now,
+        };
+        ka.next = ka.after(now);
+        ka
+    }
+
+    /// When the beat after an answer at `answer` is due.
+    fn after(&self, answer: Instant) -> Instant {
+        let due = answer + self.interval;
+        if self.aligned {
+            on_tick(due)
+        } else {
+            due
         }
     }
 
@@ -61,7 +112,7 @@ impl KeepAlive {
         match answer {
             Ok(Some(_)) => {
                 self.last_ok = now;
-                self.next = now + interval;
+                self.next = self.after(now);
                 Beat::Alive
             }
             Ok(None) => Beat::Lost(format!("lease {} expired", self.lease)),
@@ -78,5 +129,30 @@ impl KeepAlive {
                 Beat::Retrying
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_default_schedule_falls_on_shared_ticks_and_a_set_interval_is_exact() {
+        let granted = Duration::from_secs(10);
+        let a = KeepAlive::new(LeaseId(1), granted, None);
+        tokio::time::advance(Duration::from_millis(137)).await;
+        let b = KeepAlive::new(LeaseId(2), granted, None);
+        let third = granted / 3;
+        for ka in [&a, &b] {
+            let since = ka.next - ka.last_ok;
+            assert!(since >= third && since < third + TICK, "due {since:?} after the answer");
+        }
+        assert_eq!(
+            (b.next - a.next).as_nanos() % TICK.as_nanos(),
+            0,
+            "two leases' beats fall on the same grid"
+        );
+        let set = KeepAlive::new(LeaseId(3), granted, Some(Duration::from_millis(1234)));
+        assert_eq!(set.next - set.last_ok, Duration::from_millis(1234));
     }
 }

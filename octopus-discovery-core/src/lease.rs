@@ -3,15 +3,17 @@
 //! One task per registration: grant a lease, write the key guarded by the lease,
 //! keep the lease alive, put the key back if someone deletes it, and when the lease
 //! is lost, re-grant and re-write with capped, jittered backoff — forever unless
-//! the user set a retry limit.
+//! the user set a retry limit. The registrations of one service share one watch
+//! on their keys (`lease/hub.rs`).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::watch;
 
+mod hub;
 mod registered;
 mod task;
 
@@ -20,6 +22,7 @@ use crate::{
     Backoff, Error, JitterRng, KeyLayout, KvBackend, LeaseId, OwnedTask, RegisterOptions, Registration,
     RegistrationStatus, Registry, Result, ServiceInstance,
 };
+use hub::Hub;
 use task::{LiveKey, Task};
 
 /// A [`Registry`] over any [`KvBackend`].
@@ -38,6 +41,8 @@ pub struct LeaseRegistry<B> {
     /// The longest deregistration timeout of any registration made here: how
     /// long `shutdown` waits.
     deregister_limit: Mutex<Duration>,
+    /// Each service's key-watch hub, shared by its registrations while any runs.
+    hubs: Mutex<BTreeMap<String, Weak<Hub>>>,
 }
 
 impl<B> std::fmt::Debug for LeaseRegistry<B> {
@@ -59,6 +64,7 @@ impl<B: KvBackend> LeaseRegistry<B> {
             live: Arc::default(),
             closing: watch::Sender::new(false),
             deregister_limit: Mutex::new(Duration::ZERO),
+            hubs: Mutex::default(),
         }
     }
 
@@ -85,6 +91,19 @@ impl<B: KvBackend> LeaseRegistry<B> {
         let lease = SharedLease::start(self.backend.clone(), opts, Backoff::new(opts.retry, rng));
         *slot = Arc::downgrade(&lease);
         Some(lease)
+    }
+
+    /// The watch hub of `service`'s registrations, started if none runs.
+    fn hub(&self, service: &str) -> Arc<Hub> {
+        let mut hubs = self.hubs.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(hub) = hubs.get(service).and_then(Weak::upgrade) {
+            return hub;
+        }
+        hubs.retain(|_, hub| hub.strong_count() > 0);
+        let rng = self.rng.lock().unwrap_or_else(|p| p.into_inner()).fork();
+        let hub = Hub::start(self.backend.clone(), self.layout.prefix(service), rng);
+        hubs.insert(service.to_owned(), Arc::downgrade(&hub));
+        hub
     }
 
     /// Draws every registration's jitter from `rng` unless its options bring their own.
@@ -151,6 +170,7 @@ impl<B: KvBackend> Registry for LeaseRegistry<B> {
             lease: None,
             unsure: Vec::new(),
             shared: self.shared_lease(),
+            hub: self.hub(&service),
             _live: live,
             closing,
         };

@@ -107,7 +107,8 @@ pub struct RegisterOptions {
 }
 
 impl Default for RegisterOptions {
-    /// TTL 10 s, keepalive every TTL/3, retry from 1 s capped at 30 s forever,
+    /// TTL 10 s, keepalive a third of the TTL after each answer (on a 500 ms
+    /// tick), retry from 1 s capped at 30 s forever,
     /// deregistration bounded by 5 s.
     fn default() -> Self {
         RegisterOptions {
@@ -131,7 +132,9 @@ impl RegisterOptions {
 
     /// Sets the keepalive interval; it must be positive, and shorter than half the
     /// TTL (checked by [`validate`](Self::validate) when registering, so the two
-    /// may be set in either order). Default: a third of the TTL the server granted.
+    /// may be set in either order). Default: a third of the TTL the server granted
+    /// after each answer, rounded up to the next 500 ms tick of a clock shared by
+    /// the process (etcd's Go client renews on such a tick).
     pub fn keepalive_interval(mut self, interval: Duration) -> Self {
         self.keepalive = Some(interval);
         self

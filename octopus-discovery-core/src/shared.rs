@@ -88,7 +88,7 @@ async fn keep<B: KvBackend>(
 
 /// Keeps `lease` alive until it is lost; returns why.
 async fn hold<B: KvBackend>(backend: &B, opts: &RegisterOptions, lease: LeaseId, granted: Duration) -> String {
-    let mut ka = KeepAlive::new(lease, granted, opts.keepalive_for(granted));
+    let mut ka = KeepAlive::new(lease, granted, opts.keepalive);
     loop {
         sleep_until(ka.next).await;
         if let Beat::Lost(reason) = ka.beat(backend).await {

@@ -151,8 +151,8 @@ async fn measure(program: &Path, clients: usize, services: usize, instances: usi
     .await
     .unwrap();
     // Let etcd settle: goroutines of finished calls end, and past a keepalive
-    // round (TTL/3 = 3.3 s) every lease is kept alive and every registration
-    // watches its own key.
+    // round (TTL/3 = 3.3 s, rounded up to a 500 ms tick) every lease is kept
+    // alive and every registration has joined its service's watch.
     tokio::time::sleep(Duration::from_secs(5)).await;
     let now = settled(&etcd).await;
     // etcd's CPU while the clients only keep their leases alive and watch.

@@ -64,8 +64,8 @@ async fn open_with(
     // error here, never a watch that looks healthy (and makes a view fresh)
     // for a round trip before its cancel arrives. (Read before creating, a
     // compaction could land between the read and the create.) A
-    // single-key watch (a registration's own key, opened right after its
-    // write) skips the extra request and learns of a compaction from the
+    // single-key watch (the key of a service's only registration, watched from
+    // its write or its read) skips the extra request and learns of a compaction from the
     // cancel that follows.
     let synced_from_birth = created > 0 && start > created;
     if prefix && start > 1 && !synced_from_birth && compacted(client, key, prefix, start, limit).await? {

@@ -1,6 +1,6 @@
 //! One gRPC watch stream per client, as etcd's Go clientv3 keeps: every watch
-//! this backend opens (the discovery caches of all services, every
-//! registration's watch on its own key) is a watch id on that stream.
+//! this backend opens (the discovery caches of all services, each registered
+//! service's watch on its registrations' keys) is a watch id on that stream.
 //!
 //! A task owns the stream and routes every response by its watch id: events
 //! and progress to that watch, a compaction or a cancel by etcd to that watch

@@ -77,8 +77,8 @@ async fn one_watch_stream_and_one_keepalive_stream_per_client() {
     let client = backend(&etcd).await;
     let discovery = client.discovery();
     let registry = client.registry();
-    // 20 services watched, 10 instances registered (each with its own lease and a
-    // watch on its own key).
+    // 20 services watched, 10 instances of one service registered (each with its
+    // own lease; one watch on the service's keys, shared by the 10).
     let mut watches = Vec::new();
     for s in 0..20 {
         watches.push(discovery.watch(&format!("svc-{s}")).await.unwrap());
@@ -97,18 +97,22 @@ async fn one_watch_stream_and_one_keepalive_stream_per_client() {
             .unwrap()
             .unwrap();
     }
-    // After its first keepalive round (at TTL/3), every registration watches its key.
-    let streams = until_streams(&client, |s| s.watches == 30, "every registration watching its key").await;
+    // After its first keepalive (a third of the TTL, on a 500 ms tick), every
+    // registration has joined its service's watch.
+    let streams = until_streams(&client, |s| s.watches == 21, "every registration joined").await;
     assert_eq!(
         (streams.watch_streams, streams.keepalive_streams),
         (1, 1),
         "{streams:?}"
     );
-    assert_eq!(streams.watches, 30, "20 services and 10 own keys: {streams:?}");
+    assert_eq!(
+        streams.watches, 21,
+        "20 services and 10 registrations' keys: {streams:?}"
+    );
     until_footprint(
         &etcd,
-        (before.0 + 1.0, before.1 + 30.0, before.2 + 1.0),
-        "30 watches, 10 leases",
+        (before.0 + 1.0, before.1 + 21.0, before.2 + 1.0),
+        "21 watches, 10 leases",
     )
     .await;
 
@@ -122,7 +126,7 @@ async fn one_watch_stream_and_one_keepalive_stream_per_client() {
     watches.truncate(5);
     until_footprint(
         &etcd,
-        (before.0 + 1.0, before.1 + 15.0, before.2 + 1.0),
+        (before.0 + 1.0, before.1 + 6.0, before.2 + 1.0),
         "15 watches cancelled",
     )
     .await;
@@ -130,6 +134,42 @@ async fn one_watch_stream_and_one_keepalive_stream_per_client() {
         r.deregister().await.unwrap();
     }
     until_footprint(&etcd, (before.0 + 1.0, before.1 + 5.0, before.2 + 1.0), "deregistered").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_registrations_of_one_service_cost_etcd_one_watcher_and_are_healed() {
+    let etcd = EtcdServer::start().await;
+    let before = footprint(&etcd).await;
+    let client = backend(&etcd).await;
+    let registry = client.registry();
+    let options = RegisterOptions::default()
+        .ttl(Duration::from_secs(3))
+        .retry(BackoffPolicy::new(Duration::from_millis(50), Duration::from_millis(500)).unwrap());
+    let mut regs = Vec::new();
+    for i in 0..100 {
+        let instance = ServiceInstance::new("svc", format!("i{i}"), "127.0.0.1", 9000 + i).unwrap();
+        regs.push(registry.register(instance, options.clone()).await.unwrap());
+    }
+    // Every registration joins at its first keepalive; none opens a watch of its own.
+    sleep(Duration::from_secs(3)).await;
+    assert_eq!(client.streams().watches, 1, "{:?}", client.streams());
+    until_footprint(&etcd, (before.0 + 1.0, before.1 + 1.0, before.2 + 1.0), "one watcher").await;
+    for i in [0, 57, 99] {
+        let key = format!("/octopus/services/svc/i{i}");
+        let lease = regs[i].registered().await.unwrap();
+        assert!(client.delete(&key).await.unwrap(), "{key} was there");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let (_, Some(kv)) = client.get(&key).await.unwrap() {
+                assert_eq!(kv.lease, lease, "{key} put back under its own lease");
+                break;
+            }
+            assert!(Instant::now() < deadline, "{key} not put back");
+            sleep(Duration::from_millis(20)).await;
+        }
+    }
+    assert_eq!(client.streams().watches, 1, "{:?}", client.streams());
+    assert!(regs.iter().all(|r| r.current().is_registered()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -29,9 +29,9 @@ async fn a_key_deleted_under_a_live_lease_is_put_back() {
     w.wait_for(|s| s.instances.len() == 1).await.unwrap();
 
     store.delete(&KeyRange::key("/octopus/services/svc/a")).unwrap();
-    // The watch on its own key opens at the first keepalive (TTL/3 = 1 s) and
-    // replays the deletion from the write's revision; later deletions are healed
-    // within a round trip.
+    // The registration joins its service's watch at its first keepalive (1 s, a
+    // third of the TTL, rounded up to a 500 ms tick), which replays the deletion
+    // from the write's revision; later deletions are healed within a round trip.
     timeout(
         Duration::from_secs(2),
         w.wait_for(|s| s.instances.len() == 1 && s.revision > 3),

@@ -104,9 +104,10 @@ impl SimConfig {
         }
     }
 
-    /// Keepalive interval (K): a third of the TTL.
+    /// Longest keepalive wait (K): a third of the TTL after the last answer,
+    /// rounded up to the next 500 ms tick.
     pub fn keepalive(&self) -> Duration {
-        self.ttl / 3
+        self.ttl / 3 + Duration::from_millis(500)
     }
 
     /// Time to notice a dead connection (H): HTTP/2 keepalive interval + timeout.

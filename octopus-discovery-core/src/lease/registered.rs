@@ -1,20 +1,20 @@
-//! A registration's registered phase: keep the lease alive, watch our own key and
-//! put it back if someone deletes it, answer the handle's commands (update,
+//! A registration's registered phase: keep the lease alive, follow our own key
+//! through the service's watch hub and put it back if someone deletes it, answer the handle's commands (update,
 //! deregister), and leave for the retry loop when the lease is lost.
 
 use tokio::sync::watch;
 use tokio::time::{sleep_until, timeout, Instant};
 
+use super::hub::{next_events, Membership};
 use super::task::{closing, log_err, Exit, Task};
 use crate::fencing::put_owned;
 use crate::keepalive::{Beat, KeepAlive};
-use crate::kv::next_message;
 use crate::layout::encode_with_mark;
 use crate::mailbox::Command;
 use crate::shared::SharedState;
 use crate::{
     Error, ErrorKind, Event, EventKind, KvBackend, LeaseId, PutOutcome, RegistrationStatus, Result, Revision,
-    ServiceInstance, WatchMessage, WatchStart, WatchStream,
+    ServiceInstance,
 };
 
 impl<B: KvBackend> Task<B> {
@@ -26,12 +26,14 @@ impl<B: KvBackend> Task<B> {
             });
         };
         let interval = self.opts.keepalive_for(granted);
-        let mut ka = KeepAlive::new(lease, granted, interval);
-        let mut key_watch: Option<WatchStream> = None;
-        // The watch on our key opens at the first keepalive tick, not right after the
-        // write: a burst of registrations (a start, a recovery storm) then costs
-        // etcd a grant and a write each. It watches from our write's revision, so a
-        // deletion in between is replayed and healed all the same.
+        let mut ka = KeepAlive::new(lease, granted, self.opts.keepalive);
+        // Boxed: every registration's task holds this slot for its whole life.
+        let mut key_watch: Option<Box<Membership>> = None;
+        // We join the service's watch hub at the first keepalive tick, not right
+        // after the write: a burst of registrations (a start, a recovery storm) then
+        // costs etcd a grant and a write each. The join counts from our write's
+        // revision, so a deletion in between is replayed (or found by the join's
+        // check) and healed all the same.
         let mut watch_checked = true;
         let mut written = Some(revision);
         let mut shared_rx = self.shared.as_ref().map(|s| s.subscribe());
@@ -41,15 +43,17 @@ impl<B: KvBackend> Task<B> {
                 // work (at start, and after a successful keepalive), so that a dead
                 // connection never delays the keepalive that detects it.
                 watch_checked = true;
-                // Right after our own write there is nothing to check: watch from it.
+                // Right after our own write we know our key as written: join from it.
+                // Boxed, as the phases below: inline, a join's reads and heal would
+                // be part of every registration's task for its whole life.
                 let opened = if written.take() == Some(revision) {
-                    self.open_key_watch(lease, revision + 1).await.map(|s| (s, revision))
+                    Box::pin(self.join_hub(lease, revision + 1, revision)).await
                 } else {
-                    self.reopen_key_watch(lease).await
+                    Box::pin(self.reopen_key_watch(lease)).await
                 };
                 match opened {
-                    Ok((stream, rev)) => {
-                        key_watch = Some(stream);
+                    Ok((member, rev)) => {
+                        key_watch = Some(member);
                         revision = revision.max(rev);
                     }
                     Err(e) if e.kind() == ErrorKind::Conflict => {
@@ -95,17 +99,22 @@ impl<B: KvBackend> Task<B> {
                         return Exit::Retry(RegistrationStatus::Lost { reason: "the shared lease was lost".into() });
                     }
                 }
-                msg = next_message(&mut key_watch) => match msg {
-                    Some(Ok(WatchMessage::Events { events, .. })) => {
+                events = next_events(&mut key_watch) => match events {
+                    Some(mut events) => {
+                        // Replays (the hub reopened from an older revision) and our own writes.
+                        events.retain(|ev| ev.kv.mod_revision > revision);
+                        if self.shared.is_none() && events.iter().any(|ev| ev.kind == EventKind::Delete) {
+                            // Also how an expired or revoked lease shows: ask at once.
+                            ka.next = Instant::now();
+                        }
                         // Boxed, as above: events on our own key are rare (someone deleted it).
                         if let Some(exit) = Box::pin(self.on_key_events(lease, events, &mut revision)).await {
                             return exit;
                         }
                     }
-                    Some(Ok(WatchMessage::Progress { revision: r })) => revision = revision.max(r),
-                    Some(Ok(WatchMessage::Compacted { .. }) | Err(_)) | None => {
-                        // The watch on our key was lost (or compacted under it): it is
-                        // read and watched again after the next successful keepalive.
+                    None => {
+                        // The hub dropped us (a compaction, or we fell behind): our key
+                        // is read and joined again after the next successful keepalive.
                         key_watch = None;
                     }
                 },
@@ -139,30 +148,47 @@ impl<B: KvBackend> Task<B> {
         None
     }
 
-    /// Reads our key (restoring it if it is gone or not ours) and watches it from there.
-    async fn reopen_key_watch(&mut self, lease: LeaseId) -> Result<(WatchStream, Revision)> {
+    /// Reads our key (restoring it if it is gone or not ours) and joins the hub from there.
+    async fn reopen_key_watch(&mut self, lease: LeaseId) -> Result<(Box<Membership>, Revision)> {
         let (header, kv) = self.backend.get(&self.key(lease)).await?;
         let mut revision = header.revision;
+        let mut known = kv.as_ref().map_or(0, |kv| kv.mod_revision);
         if let Some(kv) = kv.as_ref().filter(|kv| kv.lease == lease) {
             self.adopt(&kv.key, &kv.value); // marked while our watch was down
         }
         if kv.is_none_or(|kv| kv.lease != lease) {
-            revision = revision.max(self.heal(lease).await?);
+            known = self.heal(lease).await?;
+            revision = revision.max(known);
         }
-        let stream = self.open_key_watch(lease, revision + 1).await?;
-        Ok((stream, revision))
+        self.join_hub(lease, revision + 1, known).await
     }
 
-    /// The watch on our key from `start`. A compacted start (writes and a
-    /// compaction landed since our read) is an error here: the caller reads the
-    /// key again and reopens, as after any failed open.
-    async fn open_key_watch(&self, lease: LeaseId, start: Revision) -> Result<WatchStream> {
-        match self.backend.watch(&self.key(lease), false, start).await? {
-            WatchStart::Stream(stream) => Ok(stream),
-            WatchStart::Compacted { compacted } => Err(Error::backend_message(format!(
-                "the watch on our key could not start at revision {start}: compacted up to {compacted}"
-            ))),
+    /// Joins the hub for our key, whose state at `start - 1` we know: written or
+    /// read at mod revision `known`. When the hub may have routed events on our key
+    /// before we joined, reads the key once and handles what changed as those
+    /// events would have been; returns the revision we then know the key at.
+    async fn join_hub(
+        &mut self,
+        lease: LeaseId,
+        start: Revision,
+        known: Revision,
+    ) -> Result<(Box<Membership>, Revision)> {
+        let key = self.key(lease);
+        let member = Box::new(self.hub.join(&key, start));
+        if !member.check {
+            return Ok((member, start - 1));
         }
+        let (header, kv) = self.backend.get(&key).await?;
+        let mut revision = header.revision;
+        match kv {
+            Some(kv) if kv.lease == lease => {
+                if kv.mod_revision != known {
+                    self.adopt(&kv.key, &kv.value);
+                }
+            }
+            _ => revision = revision.max(self.heal(lease).await?),
+        }
+        Ok((member, revision))
     }
 
     /// Our key's value as someone else wrote it under our lease: its draining mark

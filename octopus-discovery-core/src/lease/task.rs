@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::{sleep_until, Instant};
 
+use super::hub::Hub;
 use crate::fencing::put_owned;
 use crate::mailbox::Inbox;
 use crate::shared::SharedLease;
@@ -53,6 +54,9 @@ pub(super) struct Task<B> {
     /// The registry's shared lease, when it has one: then this task neither grants,
     /// keeps alive nor revokes leases.
     pub(super) shared: Option<Arc<SharedLease>>,
+    /// The watch on our key, shared with this registry's other registrations of
+    /// the service.
+    pub(super) hub: Arc<Hub>,
     pub(super) _live: Option<Box<LiveKey>>,
     /// The registry's shutdown flag: when it turns true the task deregisters and
     /// ends, as when its handle is dropped.
