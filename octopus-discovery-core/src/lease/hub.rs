@@ -4,8 +4,9 @@
 //!
 //! The hub routes each event to the member registered for its key. With one
 //! member it watches that key alone (N processes with one registration each stay
-//! O(N) on etcd); once a second key joins it watches the service's prefix until
-//! it is dropped.
+//! O(N) on etcd); once a second key joins it watches the service's prefix while
+//! it has members, and starts afresh on one key when a key joins a hub that has
+//! none.
 //!
 //! The invariant that makes joining exact: `position` is a revision up to which
 //! every event on the watched range has been routed. It advances only on events'
@@ -153,6 +154,13 @@ impl Hub {
         let own = tx.downgrade();
         let known = start - 1;
         let mut state = lock(&self.state);
+        if state.members.is_empty() {
+            // Nobody else to serve: start afresh on this key alone (a process
+            // whose one registration re-registers under a key of its new lease
+            // keeps watching one key, not the service).
+            state.position = None;
+            state.range = None;
+        }
         let mut check = false;
         match state.position {
             Some(position) if state.covers(key, &self.prefix) => check = known < position,
