@@ -31,6 +31,8 @@ use crate::convert::{convert_kv, header};
 /// Transactions in flight at most; more creates wait and leave together.
 const IN_FLIGHT: usize = 4;
 /// Creates in one transaction at most (etcd's default `--max-txn-ops` is 128).
+/// A cluster that refuses a transaction as too large (a lower `--max-txn-ops`,
+/// or `--max-request-bytes` against large values) halves it, down to one.
 const BATCH_MAX: usize = 64;
 
 /// One caller's create.
@@ -73,16 +75,20 @@ impl Creates {
     }
 }
 
-/// What one transaction left to do: creates to send again (alone or not).
-type Leftover = Vec<Job>;
+/// What one transaction left to do: creates to send again (alone or not), and
+/// its size when etcd refused it as too large.
+type Leftover = (Vec<Job>, Option<usize>);
 
 async fn run(client: Client, limit: Duration, mut jobs: mpsc::UnboundedReceiver<Job>) {
     let mut queue: VecDeque<Job> = VecDeque::new();
     let mut in_flight = FuturesUnordered::new();
     let mut open = true;
+    let mut most = BATCH_MAX;
     loop {
         while in_flight.len() < IN_FLIGHT {
-            let Some(batch) = next_batch(&mut queue) else { break };
+            let Some(batch) = next_batch(&mut queue, most) else {
+                break;
+            };
             in_flight.push(send(client.clone(), batch, limit));
         }
         if !open && queue.is_empty() && in_flight.is_empty() {
@@ -99,7 +105,11 @@ async fn run(client: Client, limit: Duration, mut jobs: mpsc::UnboundedReceiver<
                 }
                 None => open = false,
             },
-            Some(leftover) = in_flight.next(), if !in_flight.is_empty() => {
+            Some((leftover, refused)) = in_flight.next(), if !in_flight.is_empty() => {
+                if let Some(size) = refused.filter(|size| size / 2 < most) {
+                    most = (size / 2).max(1);
+                    tracing::debug!(most, "etcd refused a combined create as too large; combining fewer");
+                }
                 for job in leftover.into_iter().rev() {
                     queue.push_front(job);
                 }
@@ -108,9 +118,9 @@ async fn run(client: Client, limit: Duration, mut jobs: mpsc::UnboundedReceiver<
     }
 }
 
-/// The next transaction's creates: one sent alone, or up to [`BATCH_MAX`]
-/// creates of distinct keys (a transaction may put a key once), in order.
-fn next_batch(queue: &mut VecDeque<Job>) -> Option<Vec<Job>> {
+/// The next transaction's creates: one sent alone, or up to `most` creates of
+/// distinct keys (a transaction may put a key once), in order.
+fn next_batch(queue: &mut VecDeque<Job>, most: usize) -> Option<Vec<Job>> {
     queue.retain(|job| !job.reply.is_closed()); // their callers gave up
     let first = queue.pop_front()?;
     if first.alone {
@@ -120,7 +130,7 @@ fn next_batch(queue: &mut VecDeque<Job>) -> Option<Vec<Job>> {
     let mut batch = vec![first];
     let mut rest = VecDeque::with_capacity(queue.len());
     while let Some(job) = queue.pop_front() {
-        if batch.len() < BATCH_MAX && !job.alone && keys.insert(job.key.clone()) {
+        if batch.len() < most && !job.alone && keys.insert(job.key.clone()) {
             batch.push(job);
         } else {
             rest.push_back(job);
@@ -155,7 +165,7 @@ async fn send(client: Client, batch: Vec<Job>, limit: Duration) -> Leftover {
             for job in batch {
                 let _ = job.reply.send(Ok(Created::Written(revision)));
             }
-            Vec::new()
+            (Vec::new(), None)
         }
         Ok(resp) => {
             let alone = batch.len() == 1;
@@ -173,7 +183,7 @@ async fn send(client: Client, batch: Vec<Job>, limit: Duration) -> Leftover {
                     None => leftover.push(job),
                 }
             }
-            leftover
+            (leftover, None)
         }
         // A timeout is the batch's (the connection's), and sending each alone
         // would make its callers wait a second limit: each gets it.
@@ -183,8 +193,26 @@ async fn send(client: Client, batch: Vec<Job>, limit: Duration) -> Leftover {
                 let e = first.take().unwrap_or_else(|| Error::timeout("txn", limit));
                 let _ = job.reply.send(Err(e));
             }
-            Vec::new()
+            (Vec::new(), None)
         }
-        Err(_) => batch.into_iter().map(|job| Job { alone: true, ..job }).collect(),
+        Err(e) => {
+            let refused = too_large(&e).then_some(batch.len());
+            let again = batch.into_iter().map(|job| Job { alone: true, ..job }).collect();
+            (again, refused)
+        }
     }
+}
+
+/// Whether etcd refused a transaction for its size: more operations than its
+/// `--max-txn-ops`, or more bytes than its `--max-request-bytes`.
+fn too_large(e: &Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if text.contains("too many operations") || text.contains("request is too large") {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }

@@ -94,3 +94,27 @@ async fn a_lone_create_goes_at_once_as_one_transaction() {
     }
     assert_eq!(txns(&etcd).await - before, 5.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_that_takes_fewer_operations_per_transaction_gets_smaller_batches() {
+    let etcd = EtcdServer::start_with(&["--max-txn-ops".into(), "8".into()], None).await;
+    let backend = EtcdBackend::connect(etcd.options()).await.unwrap();
+    let lease = backend.grant(Duration::from_secs(60)).await.unwrap().id;
+    let mut spent = Vec::new();
+    for burst in 0..3 {
+        let before = txns(&etcd).await;
+        let keys: Vec<String> = (0..100).map(|i| format!("/small/{burst}/k{i:03}")).collect();
+        let answers =
+            futures_util::future::join_all(keys.iter().map(|k| backend.create(k, b"v".to_vec(), lease))).await;
+        for (key, answer) in keys.iter().zip(answers) {
+            assert!(matches!(answer, Ok(Created::Written(_))), "{key}: {answer:?}");
+        }
+        spent.push(txns(&etcd).await - before);
+    }
+    let (_, kvs) = backend.range_prefix("/small/").await.unwrap();
+    assert_eq!(kvs.len(), 300);
+    // Once the refusals have halved the batches to what the cluster takes, a
+    // burst is combined again.
+    println!("transactions per burst of 100: {spent:?}");
+    assert!(spent[2] <= 30.0, "still not combined after two bursts: {spent:?}");
+}
