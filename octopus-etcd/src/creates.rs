@@ -4,7 +4,7 @@
 //!
 //! etcd spends most of a registration on the requests themselves (gRPC, a raft
 //! entry, an apply), not on the keys: one transaction that compares N keys'
-//! create revisions and puts all N (each under its own lease) costs it far less
+//! create revisions and puts all N (each under its own lease) costs it less
 //! than N transactions. A lone create leaves at once, exactly as before; only a
 //! burst (a start, a recovery storm) is combined, and only up to
 //! [`IN_FLIGHT`] transactions are in flight, so a burst's creates queue behind
@@ -13,8 +13,12 @@
 //! A combined transaction writes all of its keys or none. When some key is
 //! present it writes none and reads them all: the creates of present keys are
 //! answered with what was read, the others leave again with the next batch.
-//! When it fails (a lease not found, a timeout, a lost connection), each of
-//! its creates is sent again alone, so that one create's error stays its own.
+//! When it fails (a lease not found, a lost connection), each of its creates
+//! is sent again alone, so that one create's error stays its own; a timeout is
+//! every create's (sent alone, each would make its caller wait a second
+//! limit). A transaction refused for its size (a cluster's lower
+//! `--max-txn-ops` or `--max-request-bytes`) also makes later batches half its
+//! size.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::time::Duration;
