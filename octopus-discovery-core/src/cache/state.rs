@@ -98,7 +98,14 @@ impl CacheState {
                     }
                     self.revision = self.revision.max(ev.kv.mod_revision);
                 }
-                self.revision = self.revision.max(revision);
+                // The header's revision says how far the watch has come only
+                // when there are no events: a watch catching up gets its events
+                // in batches, each headed with the store's revision while older
+                // events may follow, and resuming past them would lose them
+                // (etcd's clientv3 resumes after the last event too).
+                if events.is_empty() {
+                    self.revision = self.revision.max(revision);
+                }
                 self.publish();
             }
             WatchMessage::Progress { revision } => self.revision = self.revision.max(revision),
