@@ -2,8 +2,10 @@
 //!
 //! The default schedule costs etcd no more than its Go client, clientv3: the
 //! next keepalive is due a third of the granted TTL after the last answer,
-//! rounded up to the next 500 ms tick of a clock shared by the whole process, so
-//! that a client's leases also renew on the same ticks. An interval the user set
+//! rounded up to the next 500 ms tick of a grid that starts when the registry
+//! (the client) was made, so that a client's leases also renew on the same
+//! ticks. (A grid of the registry's, not of the process: two runs of one
+//! simulated world in one process keep the same schedule.) An interval the user set
 //! ([`RegisterOptions::keepalive_interval`](crate::RegisterOptions::keepalive_interval))
 //! is kept exactly.
 //!
@@ -13,7 +15,6 @@
 //! etcd deletes the key (an expired or revoked lease deletes it), since a
 //! deletion makes the keepalive beat at once.
 
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use tokio::time::{timeout, Instant};
@@ -33,10 +34,9 @@ pub(crate) enum Beat {
 /// The tick the default schedule rounds up to, as clientv3's keepalive loop does.
 const TICK: Duration = Duration::from_millis(500);
 
-/// The first instant after `t`, or `t` itself, on the process's 500 ms grid.
-fn on_tick(t: Instant) -> Instant {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    let epoch = *EPOCH.get_or_init(Instant::now);
+/// The first instant after `t`, or `t` itself, on the 500 ms grid that starts
+/// at `epoch`.
+fn on_tick(t: Instant, epoch: Instant) -> Instant {
     let tick = TICK.as_nanos();
     let late = if t >= epoch {
         let rem = (t - epoch).as_nanos() % tick;
@@ -60,6 +60,8 @@ pub(crate) struct KeepAlive {
     interval: Duration,
     /// The default schedule: `interval` after an answer, rounded up to the tick.
     aligned: bool,
+    /// Where the ticks start: the registry's, so that its leases renew together.
+    epoch: Instant,
     keeper: Option<Box<dyn LeaseKeeper>>,
     last_ok: Instant,
     /// When the next attempt is due.
@@ -67,14 +69,16 @@ pub(crate) struct KeepAlive {
 }
 
 impl KeepAlive {
-    /// Keeps `lease` alive every `set` interval, or on the default schedule.
-    pub(crate) fn new(lease: LeaseId, granted: Duration, set: Option<Duration>) -> Self {
+    /// Keeps `lease` alive every `set` interval, or on the default schedule, on
+    /// the ticks that start at `epoch`.
+    pub(crate) fn new(lease: LeaseId, granted: Duration, set: Option<Duration>, epoch: Instant) -> Self {
         let now = Instant::now();
         let mut ka = KeepAlive {
             lease,
             granted,
             interval: set.unwrap_or(granted / 3).max(Duration::from_millis(1)),
             aligned: set.is_none(),
+            epoch,
             keeper: None,
             last_ok: now,
             next: now,
@@ -87,7 +91,7 @@ impl KeepAlive {
     fn after(&self, answer: Instant) -> Instant {
         let due = answer + self.interval;
         if self.aligned {
-            on_tick(due)
+            on_tick(due, self.epoch)
         } else {
             due
         }
@@ -139,20 +143,24 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_default_schedule_falls_on_shared_ticks_and_a_set_interval_is_exact() {
         let granted = Duration::from_secs(10);
-        let a = KeepAlive::new(LeaseId(1), granted, None);
+        let epoch = Instant::now();
+        tokio::time::advance(Duration::from_millis(61)).await;
+        let a = KeepAlive::new(LeaseId(1), granted, None, epoch);
         tokio::time::advance(Duration::from_millis(137)).await;
-        let b = KeepAlive::new(LeaseId(2), granted, None);
+        let b = KeepAlive::new(LeaseId(2), granted, None, epoch);
         let third = granted / 3;
         for ka in [&a, &b] {
             let since = ka.next - ka.last_ok;
             assert!(since >= third && since < third + TICK, "due {since:?} after the answer");
         }
-        assert_eq!(
-            (b.next - a.next).as_nanos() % TICK.as_nanos(),
-            0,
-            "two leases' beats fall on the same grid"
-        );
-        let set = KeepAlive::new(LeaseId(3), granted, Some(Duration::from_millis(1234)));
+        for ka in [&a, &b] {
+            assert_eq!(
+                (ka.next - epoch).as_nanos() % TICK.as_nanos(),
+                0,
+                "a lease's beat falls on the registry's grid"
+            );
+        }
+        let set = KeepAlive::new(LeaseId(3), granted, Some(Duration::from_millis(1234)), epoch);
         assert_eq!(set.next - set.last_ok, Duration::from_millis(1234));
     }
 }

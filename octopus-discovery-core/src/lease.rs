@@ -43,6 +43,8 @@ pub struct LeaseRegistry<B> {
     deregister_limit: Mutex<Duration>,
     /// Each service's key-watch hub, shared by its registrations while any runs.
     hubs: Mutex<BTreeMap<String, Weak<Hub>>>,
+    /// Where its keepalive ticks start: its leases renew on the same ticks.
+    ticks: tokio::time::Instant,
 }
 
 impl<B> std::fmt::Debug for LeaseRegistry<B> {
@@ -65,6 +67,7 @@ impl<B: KvBackend> LeaseRegistry<B> {
             closing: watch::Sender::new(false),
             deregister_limit: Mutex::new(Duration::ZERO),
             hubs: Mutex::default(),
+            ticks: tokio::time::Instant::now(),
         }
     }
 
@@ -88,7 +91,7 @@ impl<B: KvBackend> LeaseRegistry<B> {
             return Some(lease);
         }
         let rng = self.rng.lock().unwrap_or_else(|p| p.into_inner()).fork();
-        let lease = SharedLease::start(self.backend.clone(), opts, Backoff::new(opts.retry, rng));
+        let lease = SharedLease::start(self.backend.clone(), opts, Backoff::new(opts.retry, rng), self.ticks);
         *slot = Arc::downgrade(&lease);
         Some(lease)
     }
@@ -173,6 +176,7 @@ impl<B: KvBackend> Registry for LeaseRegistry<B> {
             hub: self.hub(&service),
             _live: live,
             closing,
+            ticks: self.ticks,
         };
         let registration = Registration::new(
             service,

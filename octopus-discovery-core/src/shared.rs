@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
-use tokio::time::{sleep, sleep_until, timeout};
+use tokio::time::{sleep, sleep_until, timeout, Instant};
 
 use crate::keepalive::{Beat, KeepAlive};
 use crate::{Backoff, Error, KvBackend, LeaseId, OwnedTask, RegisterOptions, Result};
@@ -28,10 +28,16 @@ pub(crate) struct SharedLease {
 }
 
 impl SharedLease {
-    /// Starts the task that grants the lease and keeps it alive.
-    pub(crate) fn start<B: KvBackend>(backend: Arc<B>, opts: &RegisterOptions, backoff: Backoff) -> Arc<Self> {
+    /// Starts the task that grants the lease and keeps it alive (on the
+    /// keepalive ticks that start at `ticks`).
+    pub(crate) fn start<B: KvBackend>(
+        backend: Arc<B>,
+        opts: &RegisterOptions,
+        backoff: Backoff,
+        ticks: Instant,
+    ) -> Arc<Self> {
         let (tx, rx) = watch::channel(SharedState::Pending(String::new()));
-        let task = OwnedTask::spawn(keep(backend, opts.clone(), backoff, tx));
+        let task = OwnedTask::spawn(keep(backend, opts.clone(), backoff, tx, ticks));
         Arc::new(SharedLease { rx, _task: task })
     }
 
@@ -69,6 +75,7 @@ async fn keep<B: KvBackend>(
     opts: RegisterOptions,
     mut backoff: Backoff,
     tx: watch::Sender<SharedState>,
+    ticks: Instant,
 ) {
     loop {
         let reason = match backend.grant(opts.ttl).await {
@@ -76,7 +83,7 @@ async fn keep<B: KvBackend>(
                 backoff.reset();
                 tx.send_replace(SharedState::Held(lease.id, lease.ttl));
                 tracing::info!(lease = %lease.id, "shared lease granted");
-                hold(&*backend, &opts, lease.id, lease.ttl).await
+                hold(&*backend, &opts, lease.id, lease.ttl, ticks).await
             }
             Err(e) => e.to_string(),
         };
@@ -87,8 +94,14 @@ async fn keep<B: KvBackend>(
 }
 
 /// Keeps `lease` alive until it is lost; returns why.
-async fn hold<B: KvBackend>(backend: &B, opts: &RegisterOptions, lease: LeaseId, granted: Duration) -> String {
-    let mut ka = KeepAlive::new(lease, granted, opts.keepalive);
+async fn hold<B: KvBackend>(
+    backend: &B,
+    opts: &RegisterOptions,
+    lease: LeaseId,
+    granted: Duration,
+    ticks: Instant,
+) -> String {
+    let mut ka = KeepAlive::new(lease, granted, opts.keepalive, ticks);
     loop {
         sleep_until(ka.next).await;
         if let Beat::Lost(reason) = ka.beat(backend).await {

@@ -31,6 +31,8 @@
 //! connection never stops the routing.
 
 mod link;
+#[cfg(test)]
+mod sink_tests;
 mod sub;
 #[cfg(test)]
 mod tests;

@@ -61,6 +61,8 @@ pub(super) struct Task<B> {
     /// The registry's shutdown flag: when it turns true the task deregisters and
     /// ends, as when its handle is dropped.
     pub(super) closing: watch::Receiver<bool>,
+    /// Where the registry's keepalive ticks start.
+    pub(super) ticks: tokio::time::Instant,
 }
 
 /// Unsure leases remembered; older ones have long expired (nothing keeps them alive).
