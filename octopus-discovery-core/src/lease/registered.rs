@@ -1,6 +1,7 @@
 //! A registration's registered phase: keep the lease alive, follow our own key
-//! through the service's watch hub and put it back if someone deletes it, answer the handle's commands (update,
-//! deregister), and leave for the retry loop when the lease is lost.
+//! through the service's watch hub and put it back if someone deletes it,
+//! answer the handle's commands (update, deregister), and leave for the retry
+//! loop when the lease is lost.
 
 use tokio::sync::watch;
 use tokio::time::{sleep_until, timeout, Instant};
