@@ -6,23 +6,26 @@
 //! The backend here plays that: its first watch delivers the first of two
 //! changes under the second's revision, then breaks.
 
+mod support;
+
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use futures_core::Stream;
 use octopus_discovery_core::fencing::Created;
 use octopus_discovery_core::{
-    Discovery, Error, Event, Header, JsonLayout, KeyLayout, KeyValue, KvBackend, Lease, LeaseId, LeaseKeeper, Result,
-    Revision, ServiceInstance, WatchDiscovery, WatchMessage, WatchStart, WatchStream,
+    Discovery, Error, Event, JsonLayout, KeyLayout, KvBackend, LeaseId, Result, Revision, ServiceInstance,
+    WatchDiscovery, WatchMessage, WatchStart, WatchStream,
 };
 use octopus_mem::{MemBackend, Store};
+use support::{Hooked, WatchHook};
 
+/// Doctors the first watch opened; the others pass.
+#[derive(Default)]
 struct FirstBatchOnly {
-    inner: MemBackend,
     doctored: AtomicBool,
 }
 
@@ -62,69 +65,28 @@ impl Stream for Doctored {
     }
 }
 
-#[async_trait]
-impl KvBackend for FirstBatchOnly {
-    async fn grant(&self, ttl: Duration) -> Result<Lease> {
-        self.inner.grant(ttl).await
-    }
-    async fn keeper(&self, lease: LeaseId) -> Result<Box<dyn LeaseKeeper>> {
-        self.inner.keeper(lease).await
-    }
-    async fn revoke(&self, lease: LeaseId) -> Result<()> {
-        self.inner.revoke(lease).await
-    }
-    async fn create(&self, key: &str, value: Vec<u8>, lease: LeaseId) -> Result<Created> {
-        self.inner.create(key, value, lease).await
-    }
-    async fn put_if_unchanged(
-        &self,
-        key: &str,
-        value: Vec<u8>,
-        lease: LeaseId,
-        rev: Revision,
-    ) -> Result<Option<Revision>> {
-        self.inner.put_if_unchanged(key, value, lease, rev).await
-    }
-    async fn delete_owned(&self, key: &str, lease: LeaseId) -> Result<bool> {
-        self.inner.delete_owned(key, lease).await
-    }
-    async fn delete(&self, key: &str) -> Result<bool> {
-        self.inner.delete(key).await
-    }
-    async fn range_prefix(&self, prefix: &str) -> Result<(Header, Vec<KeyValue>)> {
-        self.inner.range_prefix(prefix).await
-    }
-    async fn get(&self, key: &str) -> Result<(Header, Option<KeyValue>)> {
-        self.inner.get(key).await
-    }
-    async fn header(&self) -> Result<Header> {
-        self.inner.header().await
-    }
-    async fn watch(&self, key: &str, prefix: bool, start: Revision) -> Result<WatchStart> {
-        let opened = self.inner.watch(key, prefix, start).await?;
+impl WatchHook for FirstBatchOnly {
+    fn opened(self: Arc<Self>, opened: WatchStart) -> WatchStart {
         match opened {
             WatchStart::Stream(inner) if !self.doctored.swap(true, Ordering::SeqCst) => {
-                Ok(WatchStart::Stream(Box::pin(Doctored {
+                WatchStart::Stream(Box::pin(Doctored {
                     inner,
                     seen: Vec::new(),
                     header: 0,
                     sent: false,
-                })))
+                }))
             }
-            other => Ok(other),
+            other => other,
         }
-    }
-    async fn watch_with_prev(&self, key: &str, prefix: bool, start: Revision) -> Result<WatchStart> {
-        self.inner.watch_with_prev(key, prefix, start).await
     }
 }
 
 #[tokio::test]
 async fn a_watch_broken_while_catching_up_resumes_after_its_last_event() {
     let store = Store::new();
-    let backend = Arc::new(FirstBatchOnly {
+    let backend = Arc::new(Hooked {
         inner: MemBackend::new(store.clone()),
-        doctored: AtomicBool::new(false),
+        hook: Arc::new(FirstBatchOnly::default()),
     });
     let layout = Arc::new(JsonLayout::default());
     let discovery = WatchDiscovery::new(backend.clone(), layout.clone());

@@ -2,34 +2,30 @@
 //! watch on the in-memory store, and a deleted key is still put back, including
 //! one deleted before its registration joined the hub.
 
+mod support;
+
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use futures_core::Stream;
-use octopus_discovery_core::fencing::Created;
 use octopus_discovery_core::{
-    BackoffPolicy, Header, JsonLayout, KeyValue, KvBackend, Lease, LeaseId, LeaseKeeper, LeaseRegistry, LeaseTtl,
-    RegisterOptions, Registration, Registry, Result, Revision, ServiceInstance, WatchMessage, WatchStart, WatchStream,
+    BackoffPolicy, JsonLayout, LeaseId, LeaseRegistry, RegisterOptions, Registration, Registry, Result,
+    ServiceInstance, WatchMessage, WatchStart, WatchStream,
 };
 use octopus_mem::{KeyRange, MemBackend, Store};
+use support::{Hooked, WatchHook};
 use tokio::time::sleep;
 
-/// The in-memory backend, counting the watches opened through it and the keys
-/// of the events they delivered.
+/// What the in-memory backend's watches did: those opened, those live, and the
+/// keys of the events they delivered.
 #[derive(Default)]
 struct Counted {
     live: AtomicUsize,
     opened: Mutex<Vec<(String, bool)>>,
     delivered: Mutex<Vec<Vec<u8>>>,
-}
-
-struct Counting {
-    inner: MemBackend,
-    counted: Arc<Counted>,
 }
 
 struct CountedStream {
@@ -56,68 +52,27 @@ impl Drop for CountedStream {
     }
 }
 
-#[async_trait]
-impl KvBackend for Counting {
-    async fn grant(&self, ttl: Duration) -> Result<Lease> {
-        self.inner.grant(ttl).await
+impl WatchHook for Counted {
+    fn opening(&self, key: &str, prefix: bool) {
+        self.opened.lock().unwrap().push((key.to_owned(), prefix));
     }
-    async fn keeper(&self, lease: LeaseId) -> Result<Box<dyn LeaseKeeper>> {
-        self.inner.keeper(lease).await
-    }
-    async fn revoke(&self, lease: LeaseId) -> Result<()> {
-        self.inner.revoke(lease).await
-    }
-    async fn create(&self, key: &str, value: Vec<u8>, lease: LeaseId) -> Result<Created> {
-        self.inner.create(key, value, lease).await
-    }
-    async fn put_if_unchanged(
-        &self,
-        key: &str,
-        value: Vec<u8>,
-        lease: LeaseId,
-        rev: Revision,
-    ) -> Result<Option<Revision>> {
-        self.inner.put_if_unchanged(key, value, lease, rev).await
-    }
-    async fn delete_owned(&self, key: &str, lease: LeaseId) -> Result<bool> {
-        self.inner.delete_owned(key, lease).await
-    }
-    async fn delete(&self, key: &str) -> Result<bool> {
-        self.inner.delete(key).await
-    }
-    async fn time_to_live(&self, lease: LeaseId) -> Result<LeaseTtl> {
-        self.inner.time_to_live(lease).await
-    }
-    async fn range_prefix(&self, prefix: &str) -> Result<(Header, Vec<KeyValue>)> {
-        self.inner.range_prefix(prefix).await
-    }
-    async fn get(&self, key: &str) -> Result<(Header, Option<KeyValue>)> {
-        self.inner.get(key).await
-    }
-    async fn header(&self) -> Result<Header> {
-        self.inner.header().await
-    }
-    async fn watch(&self, key: &str, prefix: bool, start: Revision) -> Result<WatchStart> {
-        self.counted.opened.lock().unwrap().push((key.to_owned(), prefix));
-        match self.inner.watch(key, prefix, start).await? {
+
+    fn opened(self: Arc<Self>, opened: WatchStart) -> WatchStart {
+        match opened {
             WatchStart::Stream(inner) => {
-                self.counted.live.fetch_add(1, Ordering::SeqCst);
-                let counted = self.counted.clone();
-                Ok(WatchStart::Stream(Box::pin(CountedStream { inner, counted })))
+                self.live.fetch_add(1, Ordering::SeqCst);
+                WatchStart::Stream(Box::pin(CountedStream { inner, counted: self }))
             }
-            compacted => Ok(compacted),
+            compacted => compacted,
         }
-    }
-    async fn watch_with_prev(&self, key: &str, prefix: bool, start: Revision) -> Result<WatchStart> {
-        self.inner.watch_with_prev(key, prefix, start).await
     }
 }
 
-fn counting(store: &Store) -> (LeaseRegistry<Counting>, Arc<Counted>) {
+fn counting(store: &Store) -> (LeaseRegistry<Hooked<Counted>>, Arc<Counted>) {
     let counted = Arc::new(Counted::default());
-    let backend = Counting {
+    let backend = Hooked {
         inner: MemBackend::new(store.clone()),
-        counted: counted.clone(),
+        hook: counted.clone(),
     };
     (
         LeaseRegistry::new(Arc::new(backend), Arc::new(JsonLayout::default())),

@@ -178,6 +178,11 @@ impl CacheState {
         }
     }
 
+    /// Whether `h` shows that the store lost the history this view was read from.
+    pub(super) fn history_lost(&self, h: Header) -> bool {
+        self.cluster.is_some_and(|c| c != h.cluster_id) || h.revision < self.revision
+    }
+
     /// The connection is lost: the last known instances, marked stale.
     pub(super) fn lost(&mut self, e: &Error) {
         tracing::debug!(service = %self.service, error = %e, "discovery lost its watch");

@@ -15,7 +15,7 @@ use tokio::sync::oneshot;
 use tokio::time::sleep;
 
 use super::state::{CacheState, Ended};
-use crate::{Backoff, Error, Header, KvBackend, Result, SinkStart, WatchMessage, WatchSink};
+use crate::{Backoff, Error, KvBackend, Result, SinkStart, WatchMessage, WatchSink};
 
 /// Messages held at most while a watch is not yet known to have started.
 const HELD_MAX: usize = 1024;
@@ -144,13 +144,6 @@ impl<B: KvBackend> CacheTask<B> {
         // Discovery never gives up: past a retry limit it keeps waiting at the cap.
         let delay = self.backoff.next_delay().unwrap_or(self.retry_cap);
         sleep(delay).await;
-    }
-}
-
-impl CacheState {
-    /// Whether `h` shows that the store lost the history this view was read from.
-    pub(super) fn history_lost(&self, h: Header) -> bool {
-        self.cluster.is_some_and(|c| c != h.cluster_id) || h.revision < self.revision
     }
 }
 
