@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use tokio::time::{timeout, Instant};
 
-use crate::{Error, KvBackend, LeaseId, LeaseKeeper};
+use crate::{Error, KvBackend, LeaseId, LeaseKeeper, RegisterOptions};
 
 /// What one keepalive attempt found.
 pub(crate) enum Beat {
@@ -69,15 +69,15 @@ pub(crate) struct KeepAlive {
 }
 
 impl KeepAlive {
-    /// Keeps `lease` alive every `set` interval, or on the default schedule, on
-    /// the ticks that start at `epoch`.
-    pub(crate) fn new(lease: LeaseId, granted: Duration, set: Option<Duration>, epoch: Instant) -> Self {
+    /// Keeps `lease` alive every interval `opts` set, or on the default
+    /// schedule, on the ticks that start at `epoch`.
+    pub(crate) fn new(lease: LeaseId, granted: Duration, opts: &RegisterOptions, epoch: Instant) -> Self {
         let now = Instant::now();
         let mut ka = KeepAlive {
             lease,
             granted,
-            interval: set.unwrap_or(granted / 3).max(Duration::from_millis(1)),
-            aligned: set.is_none(),
+            interval: opts.keepalive_for(granted),
+            aligned: opts.keepalive.is_none(),
             epoch,
             keeper: None,
             last_ok: now,
@@ -145,9 +145,10 @@ mod tests {
         let granted = Duration::from_secs(10);
         let epoch = Instant::now();
         tokio::time::advance(Duration::from_millis(61)).await;
-        let a = KeepAlive::new(LeaseId(1), granted, None, epoch);
+        let default = RegisterOptions::default();
+        let a = KeepAlive::new(LeaseId(1), granted, &default, epoch);
         tokio::time::advance(Duration::from_millis(137)).await;
-        let b = KeepAlive::new(LeaseId(2), granted, None, epoch);
+        let b = KeepAlive::new(LeaseId(2), granted, &default, epoch);
         let third = granted / 3;
         for ka in [&a, &b] {
             let since = ka.next - ka.last_ok;
@@ -160,7 +161,8 @@ mod tests {
                 "a lease's beat falls on the registry's grid"
             );
         }
-        let set = KeepAlive::new(LeaseId(3), granted, Some(Duration::from_millis(1234)), epoch);
+        let opts = RegisterOptions::default().keepalive_interval(Duration::from_millis(1234));
+        let set = KeepAlive::new(LeaseId(3), granted, &opts, epoch);
         assert_eq!(set.next - set.last_ok, Duration::from_millis(1234));
     }
 }

@@ -101,7 +101,7 @@ async fn hold<B: KvBackend>(
     granted: Duration,
     ticks: Instant,
 ) -> String {
-    let mut ka = KeepAlive::new(lease, granted, opts.keepalive, ticks);
+    let mut ka = KeepAlive::new(lease, granted, opts, ticks);
     loop {
         sleep_until(ka.next).await;
         if let Beat::Lost(reason) = ka.beat(backend).await {

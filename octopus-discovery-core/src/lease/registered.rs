@@ -27,7 +27,7 @@ impl<B: KvBackend> Task<B> {
             });
         };
         let interval = self.opts.keepalive_for(granted);
-        let mut ka = KeepAlive::new(lease, granted, self.opts.keepalive, self.ticks);
+        let mut ka = KeepAlive::new(lease, granted, &self.opts, self.ticks);
         // Boxed: every registration's task holds this slot for its whole life.
         let mut key_watch: Option<Box<Membership>> = None;
         // We join the service's watch hub at the first keepalive tick, not right
