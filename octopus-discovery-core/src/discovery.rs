@@ -214,7 +214,7 @@ mod tests {
         tx.send_replace(snapshot(4, &[("a", 5), ("c", 1)]));
         let change = w.next_change().await.unwrap();
         assert_eq!(change.snapshot.revision, 4);
-        let ids = |v: &[ServiceInstance]| v.iter().map(|i| i.id.clone()).collect::<Vec<_>>();
+        let ids = |v: &[Arc<ServiceInstance>]| v.iter().map(|i| i.id.clone()).collect::<Vec<_>>();
         assert_eq!(ids(&change.diff.added), ["c"]);
         assert_eq!(ids(&change.diff.removed), ["b"]);
         assert_eq!(change.diff.updated.len(), 1);

@@ -14,6 +14,11 @@ pub const MAX_METADATA_KEY_LEN: usize = 256;
 /// Largest encoded instance, in bytes: far below etcd's default request limit (1.5 MiB),
 /// so a registration never fails on the wire for its size.
 pub const MAX_ENCODED_LEN: usize = 64 * 1024;
+
+/// The most that encoding a decoded instance can add to the value it came from:
+/// the fields a value may leave out, written back with their longest values
+/// (`,"version":""`, `,"metadata":{}`, `,"weight":4294967295`: 47 bytes).
+const OMITTED_MAX: usize = 64;
 /// Largest weight; keeps the sum of many weights far from overflow.
 pub const MAX_WEIGHT: u32 = 1_000_000;
 /// Weight of an instance that does not say.
@@ -132,6 +137,25 @@ impl ServiceInstance {
 
     /// Checks every field against its rule; the error names the first field that breaks one.
     pub fn validate(&self) -> Result<()> {
+        self.validate_fields()?;
+        self.validate_metadata(true)
+    }
+
+    /// [`validate`](Self::validate) for an instance decoded from `encoded` bytes
+    /// of JSON (Octopus's own layout). The size rule is then checked on the
+    /// value's length, without walking every string: re-encoded, each string
+    /// takes at most the bytes it took in the value (serde_json escapes only
+    /// what JSON requires, and as short as it can), each number the same, and
+    /// the fields a value may leave out (version, metadata, weight) at most
+    /// [`OMITTED_MAX`] more. Only a value longer than that margin allows is
+    /// measured as `validate` measures it.
+    pub(crate) fn validate_decoded(&self, encoded: usize) -> Result<()> {
+        self.validate_fields()?;
+        self.validate_metadata(encoded + OMITTED_MAX > MAX_ENCODED_LEN)
+    }
+
+    /// Every rule but the metadata's.
+    fn validate_fields(&self) -> Result<()> {
         validate_name("service", &self.service)?;
         validate_name("id", &self.id)?;
         validate_addr(&self.addr)?;
@@ -152,10 +176,12 @@ impl ServiceInstance {
                 format!("must be at most {MAX_WEIGHT}"),
             ));
         }
-        self.validate_metadata()
+        Ok(())
     }
 
-    fn validate_metadata(&self) -> Result<()> {
+    /// The metadata's rules, and the size rule when `measure` says that it
+    /// must be measured.
+    fn validate_metadata(&self, measure: bool) -> Result<()> {
         if self.metadata.len() > MAX_METADATA_ENTRIES {
             return Err(Error::invalid_instance(
                 "metadata",
@@ -171,6 +197,9 @@ impl ServiceInstance {
                     format!("must be 1..={MAX_METADATA_KEY_LEN} bytes without control characters"),
                 ));
             }
+        }
+        if !measure {
+            return Ok(());
         }
         let size = self.json_len();
         if size > MAX_ENCODED_LEN {
@@ -386,6 +415,43 @@ mod tests {
             let i = ServiceInstance { service, id: "i".into(), addr: "h".into(), port, version, metadata: metadata.into(), weight };
             proptest::prop_assert_eq!(i.json_len(), serde_json::to_vec(&i).unwrap().len());
         }
+
+        /// The margin `validate_decoded` relies on: an instance encodes to at
+        /// most `OMITTED_MAX` bytes more than the shortest value it decodes
+        /// from (its own encoding without the fields that hold their defaults).
+        #[test]
+        fn an_instance_encodes_within_the_margin_of_its_shortest_value(
+            version in "|\\PC{0,12}",
+            weight in proptest::sample::select(vec![DEFAULT_WEIGHT, 0, MAX_WEIGHT, 7]),
+            metadata in proptest::collection::btree_map("\\PC{1,6}|[\"\\\\\u{1}\n]{1,3}", "\\PC{0,6}|[\"\\\\\u{7}\u{1f}\t]{0,3}", 0..3),
+        ) {
+            let i = ServiceInstance { service: "s".into(), id: "i".into(), addr: "h".into(), port: 1, version, metadata: metadata.into(), weight };
+            let mut value = serde_json::to_value(&i).unwrap();
+            let fields = value.as_object_mut().unwrap();
+            fields.retain(|name, v| match name.as_str() {
+                "version" => v != "",
+                "metadata" => v.as_object().is_some_and(|m| !m.is_empty()),
+                "weight" => *v != DEFAULT_WEIGHT,
+                _ => true,
+            });
+            let shortest = serde_json::to_vec(&value).unwrap();
+            proptest::prop_assert_eq!(&serde_json::from_slice::<ServiceInstance>(&shortest).unwrap(), &i);
+            proptest::prop_assert!(i.json_len() <= shortest.len() + OMITTED_MAX);
+        }
+    }
+
+    #[test]
+    fn a_decoded_instance_near_the_size_limit_is_measured() {
+        let big = |n: usize| ok().with_metadata("k", "x".repeat(n));
+        let len = |i: &ServiceInstance| serde_json::to_vec(i).unwrap().len();
+        // Too big: refused whatever the value's length says.
+        let over = big(MAX_ENCODED_LEN);
+        assert!(over.validate_decoded(len(&over)).is_err());
+        // Just within the limit, from a value within the margin of it: measured, and accepted.
+        let at = big(MAX_ENCODED_LEN - len(&big(0)));
+        assert_eq!(len(&at), MAX_ENCODED_LEN);
+        at.validate_decoded(len(&at)).unwrap();
+        at.validate_decoded(MAX_ENCODED_LEN - 10).unwrap();
     }
 
     #[test]

@@ -84,7 +84,7 @@ impl Instances {
                     }
                 }
             }
-            match merge_step(&mut d, a.peek().map(|x| &**x), b.peek().map(|y| &**y)) {
+            match merge_step(&mut d, a.peek(), b.peek(), Arc::clone) {
                 Step::Both => {
                     a.advance();
                     b.advance();

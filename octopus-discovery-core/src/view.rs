@@ -11,12 +11,30 @@ use crate::{Instances, Revision, ServiceInstance};
 /// Every key of a service (what the store holds) and, per id, the instance that
 /// is published: the newest write when two keys claim one id (go-zero's keys
 /// hold the lease, so a re-registration can briefly leave two).
-#[derive(Debug, Default)]
+///
+/// While every key is its instance's id (Octopus's own layout, and any other
+/// whose key ends in the id), no two keys can claim one id, and the published
+/// list is the whole view: a change edits it alone, and the two maps stay
+/// empty. The first key that is not its instance's id fills them.
+#[derive(Debug)]
 pub(crate) struct View {
+    /// Every key so far was its instance's id: `by_key` and `by_id` are empty.
+    direct: bool,
     by_key: BTreeMap<Vec<u8>, (Revision, Arc<ServiceInstance>)>,
     by_id: BTreeMap<ById, Claim>,
     /// The winners of `by_id`, as published.
     published: Chunks,
+}
+
+impl Default for View {
+    fn default() -> Self {
+        View {
+            direct: true,
+            by_key: BTreeMap::new(),
+            by_id: BTreeMap::new(),
+            published: Chunks::default(),
+        }
+    }
 }
 
 /// An instance ordered by its id: the id is not copied into the map's key.
@@ -57,13 +75,21 @@ struct Claim {
 
 impl View {
     pub(crate) fn len(&self) -> usize {
-        self.by_id.len()
+        self.published.len()
     }
 
     /// A view of `entries` (a full read, keys sorted and distinct): both maps are
     /// built in bulk, so their nodes are full (inserting one by one leaves them
     /// about half full).
     pub(crate) fn build(entries: Vec<(Vec<u8>, Revision, ServiceInstance)>) -> View {
+        if entries.iter().all(|(key, _, instance)| key == instance.id.as_bytes()) {
+            // Keys sorted and distinct, each its id: the ids are too.
+            let sorted = entries.into_iter().map(|(_, _, instance)| Arc::new(instance)).collect();
+            return View {
+                published: Chunks::from_sorted(sorted),
+                ..View::default()
+            };
+        }
         let by_key: BTreeMap<Vec<u8>, (Revision, Arc<ServiceInstance>)> = entries
             .into_iter()
             .map(|(key, revision, instance)| (key, (revision, Arc::new(instance))))
@@ -86,6 +112,7 @@ impl View {
         }
         let published = Chunks::from_sorted(claims.iter().map(|(_, c)| c.winner.1.clone()).collect());
         View {
+            direct: false,
             by_key,
             by_id: claims.into_iter().collect(),
             published,
@@ -101,6 +128,13 @@ impl View {
     /// `key` now holds `instance`, written at `revision`.
     pub(crate) fn put(&mut self, key: &[u8], revision: Revision, instance: ServiceInstance) {
         let instance = Arc::new(instance);
+        if self.direct {
+            if key == instance.id.as_bytes() {
+                self.published.set(&instance.id, Some(&instance));
+                return;
+            }
+            self.claims_by_key();
+        }
         if let Some(old) = self.by_key.insert(key.to_vec(), (revision, instance.clone())) {
             self.unclaim(&old.1);
             if old.1.id != instance.id {
@@ -129,10 +163,38 @@ impl View {
 
     /// `key` is gone (deleted, or its value no longer decodes).
     pub(crate) fn remove(&mut self, key: &[u8]) {
+        if self.direct {
+            // A key that is not UTF-8 is no id, and is not here.
+            if let Ok(id) = std::str::from_utf8(key) {
+                self.published.set(id, None);
+            }
+            return;
+        }
         if let Some((_, instance)) = self.by_key.remove(key) {
             self.unclaim(&instance);
             self.sync(&instance.id);
         }
+    }
+
+    /// Leaves the direct mode: every published instance becomes the claim of
+    /// the key that is its id. Their revisions are not kept in the direct mode;
+    /// 0 stands for them, older than any live change to come, which is all the
+    /// claims' order needs (no two of them claim one id).
+    fn claims_by_key(&mut self) {
+        self.direct = false;
+        let published = || self.published.iter();
+        self.by_key = published()
+            .map(|i| (i.id.as_bytes().to_vec(), (0, i.clone())))
+            .collect();
+        self.by_id = published()
+            .map(|i| {
+                let claim = Claim {
+                    winner: (0, i.clone()),
+                    others: Vec::new(),
+                };
+                (ById(i.clone()), claim)
+            })
+            .collect();
     }
 
     fn unclaim(&mut self, instance: &Arc<ServiceInstance>) {
@@ -196,5 +258,60 @@ mod tests {
         bulk.remove(b"/s/a/lease2");
         assert_eq!(bulk.instances()[0].port, 1, "the older claim takes over");
         assert!(View::build(Vec::new()).instances().is_empty());
+    }
+
+    /// The rule, stated plainly: per id, the claim written last among the keys
+    /// that hold it.
+    fn expected(store: &BTreeMap<Vec<u8>, (Revision, ServiceInstance)>) -> Vec<(String, u16)> {
+        let mut winners: BTreeMap<String, (Revision, u16)> = BTreeMap::new();
+        for (revision, instance) in store.values() {
+            let w = winners.entry(instance.id.clone()).or_insert((*revision, instance.port));
+            if *revision >= w.0 {
+                *w = (*revision, instance.port);
+            }
+        }
+        winners.into_iter().map(|(id, (_, port))| (id, port)).collect()
+    }
+
+    fn published(v: &View) -> Vec<(String, u16)> {
+        v.instances().iter().map(|i| (i.id.clone(), i.port)).collect()
+    }
+
+    proptest::proptest! {
+        /// Changes in revision order, on keys that are their id and keys that
+        /// are not (the first of which ends the direct mode), and full reads in
+        /// between: the view always publishes what the rule says.
+        #[test]
+        fn the_view_follows_the_rule_in_and_out_of_the_direct_mode(
+            ops in proptest::collection::vec((0u8..6, 0u8..3, 0u16..4, 0u8..8), 1..60)
+        ) {
+            let mut v = View::default();
+            let mut store: BTreeMap<Vec<u8>, (Revision, ServiceInstance)> = BTreeMap::new();
+            for (revision, (key, id, port, what)) in (1..).zip(ops) {
+                // Keys k0..k2 are ids a..c's own ("a", "b", "c"); k3..k5 are other keys.
+                let key: Vec<u8> = match key {
+                    0..=2 => vec![b'a' + key],
+                    k => format!("x{k}").into_bytes(),
+                };
+                let id = if key.len() == 1 { (key[0] as char).to_string() } else { ((b'a' + id) as char).to_string() };
+                match what {
+                    0 => {
+                        v.remove(&key);
+                        store.remove(&key);
+                    }
+                    1 => {
+                        // A full read of what is there now, at its revisions.
+                        let entries = store.iter().map(|(k, (r, i))| (k.clone(), *r, i.clone())).collect();
+                        v = View::build(entries);
+                    }
+                    _ => {
+                        v.put(&key, revision, inst(&id, port + 1));
+                        store.insert(key, (revision, inst(&id, port + 1)));
+                    }
+                }
+                proptest::prop_assert_eq!(published(&v), expected(&store));
+                proptest::prop_assert_eq!(v.len(), expected(&store).len());
+            }
+        }
     }
 }

@@ -105,6 +105,16 @@ impl Chunks {
         }
     }
 
+    /// How many instances it holds.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Its instances, sorted by id.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Arc<ServiceInstance>> {
+        self.chunks.iter().flat_map(|c| c.iter())
+    }
+
     /// The current list: a copy of one pointer per chunk.
     pub(crate) fn snapshot(&self) -> Instances {
         self.clone().into_instances()

@@ -8,6 +8,7 @@ use std::fmt;
 
 mod common;
 mod etcd_naming;
+mod fast;
 mod go_zero;
 mod kratos;
 
@@ -193,8 +194,10 @@ impl KeyLayout for JsonLayout {
             .and_then(|k| k.strip_prefix(service.as_bytes()))
             .and_then(|k| k.strip_prefix(b"/"))
             .ok_or_else(|| decode_err(format!("key is not under {}", self.prefix(service))))?;
-        let incoming: Incoming =
-            serde_json::from_slice(value).map_err(|e| decode_err(format!("not an instance in JSON: {e}")))?;
+        let incoming: Incoming = match fast::decode(value) {
+            Some(incoming) => incoming,
+            None => serde_json::from_slice(value).map_err(|e| decode_err(format!("not an instance in JSON: {e}")))?,
+        };
         let (instance, written_at) = incoming.split();
         if instance.service != service || instance.id.as_bytes() != id {
             return Err(decode_err(format!(
@@ -204,7 +207,9 @@ impl KeyLayout for JsonLayout {
                 String::from_utf8_lossy(id)
             )));
         }
-        instance.validate().map_err(|e| decode_err(e.to_string()))?;
+        instance
+            .validate_decoded(value.len())
+            .map_err(|e| decode_err(e.to_string()))?;
         Ok((instance, written_at))
     }
 }

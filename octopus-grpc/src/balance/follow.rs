@@ -119,7 +119,7 @@ fn apply(
     diff: &octopus_discovery_core::Diff,
     connector: &dyn Connector,
 ) {
-    let listed = |list: &[ServiceInstance], id: &str| list.binary_search_by(|i| i.id.as_str().cmp(id)).is_ok();
+    let listed = |list: &[Arc<ServiceInstance>], id: &str| list.binary_search_by(|i| i.id.as_str().cmp(id)).is_ok();
     let updated = |id: &str| diff.updated.binary_search_by(|(b, _)| b.id.as_str().cmp(id)).is_ok();
     let warming = *e.resolved.borrow();
     let mut next = Vec::with_capacity(instances.len());
