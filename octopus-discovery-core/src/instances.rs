@@ -84,6 +84,16 @@ impl Instances {
                     }
                 }
             }
+            // A run of instances both share (around the one a change made, in
+            // a chunk it copied): passed in one go, without a merge step each.
+            let same = (a.rest().iter().zip(b.rest()))
+                .take_while(|(x, y)| Arc::ptr_eq(x, y))
+                .count();
+            if same > 0 {
+                a.skip(same);
+                b.skip(same);
+                continue;
+            }
             match merge_step(&mut d, a.peek(), b.peek(), Arc::clone) {
                 Step::Both => {
                     a.advance();

@@ -69,11 +69,21 @@ impl<'a> Cursor<'a> {
         self.chunks.get(self.chunk).map(|c| &c[self.at])
     }
 
-    pub(super) fn advance(&mut self) {
-        self.at += 1;
+    /// What is left of the current chunk.
+    pub(super) fn rest(&self) -> &'a [Arc<ServiceInstance>] {
+        self.chunks.get(self.chunk).map_or(&[], |c| &c[self.at..])
+    }
+
+    /// Moves on by `n` (at most what is left of the current chunk).
+    pub(super) fn skip(&mut self, n: usize) {
+        self.at += n;
         if self.chunks.get(self.chunk).is_some_and(|c| self.at == c.len()) {
             self.skip_chunk();
         }
+    }
+
+    pub(super) fn advance(&mut self) {
+        self.skip(1);
     }
 }
 

@@ -136,6 +136,7 @@ impl<'a> Reader<'a> {
         let len = self.bytes[start..]
             .iter()
             .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+        // An escape or a control character: serde_json's to decode or refuse.
         if self.bytes[start + len] != b'"' {
             return None;
         }
