@@ -15,26 +15,14 @@ use crate::{Instances, Revision, ServiceInstance};
 /// While every key is its instance's id (Octopus's own layout, and any other
 /// whose key ends in the id), no two keys can claim one id, and the published
 /// list is the whole view: a change edits it alone, and the two maps stay
-/// empty. The first key that is not its instance's id fills them.
-#[derive(Debug)]
+/// empty (the view is *direct*). The first key that is not its instance's id
+/// fills them.
+#[derive(Debug, Default)]
 pub(crate) struct View {
-    /// Every key so far was its instance's id: `by_key` and `by_id` are empty.
-    direct: bool,
     by_key: BTreeMap<Vec<u8>, (Revision, Arc<ServiceInstance>)>,
     by_id: BTreeMap<ById, Claim>,
     /// The winners of `by_id`, as published.
     published: Chunks,
-}
-
-impl Default for View {
-    fn default() -> Self {
-        View {
-            direct: true,
-            by_key: BTreeMap::new(),
-            by_id: BTreeMap::new(),
-            published: Chunks::default(),
-        }
-    }
 }
 
 /// An instance ordered by its id: the id is not copied into the map's key.
@@ -78,6 +66,12 @@ impl View {
         self.published.len()
     }
 
+    /// Whether the published list is the whole view (no key has claimed an id
+    /// that is not its own since the maps were last empty).
+    fn direct(&self) -> bool {
+        self.by_key.is_empty()
+    }
+
     /// A view of `entries` (a full read, keys sorted and distinct): both maps are
     /// built in bulk, so their nodes are full (inserting one by one leaves them
     /// about half full).
@@ -112,7 +106,6 @@ impl View {
         }
         let published = Chunks::from_sorted(claims.iter().map(|(_, c)| c.winner.1.clone()).collect());
         View {
-            direct: false,
             by_key,
             by_id: claims.into_iter().collect(),
             published,
@@ -128,7 +121,7 @@ impl View {
     /// `key` now holds `instance`, written at `revision`.
     pub(crate) fn put(&mut self, key: &[u8], revision: Revision, instance: ServiceInstance) {
         let instance = Arc::new(instance);
-        if self.direct {
+        if self.direct() {
             if key == instance.id.as_bytes() {
                 self.published.set(&instance.id, Some(&instance));
                 return;
@@ -163,7 +156,7 @@ impl View {
 
     /// `key` is gone (deleted, or its value no longer decodes).
     pub(crate) fn remove(&mut self, key: &[u8]) {
-        if self.direct {
+        if self.direct() {
             // A key that is not UTF-8 is no id, and is not here.
             if let Ok(id) = std::str::from_utf8(key) {
                 self.published.set(id, None);
@@ -176,12 +169,11 @@ impl View {
         }
     }
 
-    /// Leaves the direct mode: every published instance becomes the claim of
-    /// the key that is its id. Their revisions are not kept in the direct mode;
-    /// 0 stands for them, older than any live change to come, which is all the
-    /// claims' order needs (no two of them claim one id).
+    /// Fills the maps of a direct view: every published instance becomes the
+    /// claim of the key that is its id. Their revisions are not kept in a
+    /// direct view; 0 stands for them, older than any live change to come,
+    /// which is all the claims' order needs (no two of them claim one id).
     fn claims_by_key(&mut self) {
-        self.direct = false;
         let published = || self.published.iter();
         self.by_key = published()
             .map(|i| (i.id.as_bytes().to_vec(), (0, i.clone())))
