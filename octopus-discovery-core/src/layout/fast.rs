@@ -14,37 +14,22 @@ use crate::Metadata;
 pub(super) fn decode(value: &[u8]) -> Option<Incoming> {
     // Checked once, whole: every string found below is cut at ASCII quotes.
     let text = std::str::from_utf8(value).ok()?;
-    let mut r = Reader {
-        text,
-        bytes: value,
-        at: 0,
-    };
+    let mut r = Reader { text, at: 0 };
     let mut fields = Fields::default();
-    r.byte(b'{')?;
-    if !r.maybe(b'}') {
-        loop {
-            let name = r.string()?;
-            r.byte(b':')?;
-            match name {
-                "service" => set(&mut fields.service, r.string()?.to_owned())?,
-                "id" => set(&mut fields.id, r.string()?.to_owned())?,
-                "addr" => set(&mut fields.addr, r.string()?.to_owned())?,
-                "port" => set(&mut fields.port, u16::try_from(r.integer()?).ok()?)?,
-                "version" => set(&mut fields.version, r.string()?.to_owned())?,
-                "metadata" => set(&mut fields.metadata, r.metadata()?)?,
-                "weight" => set(&mut fields.weight, u32::try_from(r.integer()?).ok()?)?,
-                "written_at_ms" => {
-                    let stamp = if r.literal(b"null") { None } else { Some(r.integer()?) };
-                    set(&mut fields.written_at_ms, stamp)?
-                }
-                _ => return None,
-            }
-            if r.maybe(b'}') {
-                break;
-            }
-            r.byte(b',')?;
+    r.object(|r, name| match name {
+        "service" => set(&mut fields.service, r.string()?.to_owned()),
+        "id" => set(&mut fields.id, r.string()?.to_owned()),
+        "addr" => set(&mut fields.addr, r.string()?.to_owned()),
+        "port" => set(&mut fields.port, u16::try_from(r.integer()?).ok()?),
+        "version" => set(&mut fields.version, r.string()?.to_owned()),
+        "metadata" => set(&mut fields.metadata, r.metadata()?),
+        "weight" => set(&mut fields.weight, u32::try_from(r.integer()?).ok()?),
+        "written_at_ms" => {
+            let stamp = if r.literal(b"null") { None } else { Some(r.integer()?) };
+            set(&mut fields.written_at_ms, stamp)
         }
-    }
+        _ => None,
+    })?;
     r.end()?;
     Some(Incoming {
         service: fields.service?,
@@ -84,14 +69,34 @@ fn set<T>(field: &mut Option<T>, value: T) -> Option<()> {
 struct Reader<'a> {
     /// The value, known to be UTF-8.
     text: &'a str,
-    /// The same, as bytes.
-    bytes: &'a [u8],
     at: usize,
 }
 
 impl<'a> Reader<'a> {
+    fn bytes(&self) -> &'a [u8] {
+        self.text.as_bytes()
+    }
+
+    /// An object: `{`, then each member's name handed to `member`, which reads
+    /// its value (or fails), then `}`.
+    fn object(&mut self, mut member: impl FnMut(&mut Self, &'a str) -> Option<()>) -> Option<()> {
+        self.byte(b'{')?;
+        if self.maybe(b'}') {
+            return Some(());
+        }
+        loop {
+            let name = self.string()?;
+            self.byte(b':')?;
+            member(self, name)?;
+            if self.maybe(b'}') {
+                return Some(());
+            }
+            self.byte(b',')?;
+        }
+    }
+
     fn skip_space(&mut self) {
-        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.bytes.get(self.at) {
+        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.bytes().get(self.at) {
             self.at += 1;
         }
     }
@@ -104,7 +109,7 @@ impl<'a> Reader<'a> {
     /// Consumes `b` (after any whitespace) if it is next.
     fn maybe(&mut self, b: u8) -> bool {
         self.skip_space();
-        if self.bytes.get(self.at) == Some(&b) {
+        if self.bytes().get(self.at) == Some(&b) {
             self.at += 1;
             true
         } else {
@@ -115,7 +120,7 @@ impl<'a> Reader<'a> {
     /// Consumes `word` (after any whitespace) if it is next.
     fn literal(&mut self, word: &[u8]) -> bool {
         self.skip_space();
-        if self.bytes[self.at..].starts_with(word) {
+        if self.bytes()[self.at..].starts_with(word) {
             self.at += word.len();
             true
         } else {
@@ -126,18 +131,18 @@ impl<'a> Reader<'a> {
     /// Only whitespace is left.
     fn end(&mut self) -> Option<()> {
         self.skip_space();
-        (self.at == self.bytes.len()).then_some(())
+        (self.at == self.bytes().len()).then_some(())
     }
 
     /// A string without escapes or control characters.
     fn string(&mut self) -> Option<&'a str> {
         self.byte(b'"')?;
         let start = self.at;
-        let len = self.bytes[start..]
+        let len = self.bytes()[start..]
             .iter()
             .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
         // An escape or a control character: serde_json's to decode or refuse.
-        if self.bytes[start + len] != b'"' {
+        if self.bytes()[start + len] != b'"' {
             return None;
         }
         self.at += len + 1;
@@ -149,7 +154,7 @@ impl<'a> Reader<'a> {
     /// fraction or exponent), that fits in a `u64`.
     fn integer(&mut self) -> Option<u64> {
         self.skip_space();
-        let rest = &self.bytes[self.at..];
+        let rest = &self.bytes()[self.at..];
         let len = rest.iter().position(|b| !b.is_ascii_digit()).unwrap_or(rest.len());
         let digits = &rest[..len];
         if digits.is_empty() || (digits[0] == b'0' && len > 1) {
@@ -170,19 +175,11 @@ impl<'a> Reader<'a> {
     /// [`Metadata`]'s own decoding does.
     fn metadata(&mut self) -> Option<Metadata> {
         let mut m = Metadata::new();
-        self.byte(b'{')?;
-        if self.maybe(b'}') {
-            return Some(m);
-        }
-        loop {
-            let key = self.string()?;
-            self.byte(b':')?;
-            m.insert(key, self.string()?);
-            if self.maybe(b'}') {
-                return Some(m);
-            }
-            self.byte(b',')?;
-        }
+        self.object(|r, key| {
+            m.insert(key, r.string()?);
+            Some(())
+        })?;
+        Some(m)
     }
 }
 
