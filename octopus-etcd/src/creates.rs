@@ -210,13 +210,6 @@ async fn send(client: Client, batch: Vec<Job>, limit: Duration) -> Leftover {
 /// Whether etcd refused a transaction for its size: more operations than its
 /// `--max-txn-ops`, or more bytes than its `--max-request-bytes`.
 fn too_large(e: &Error) -> bool {
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(c) = cause {
-        let text = c.to_string();
-        if text.contains("too many operations") || text.contains("request is too large") {
-            return true;
-        }
-        cause = c.source();
-    }
-    false
+    let text = e.chain();
+    text.contains("too many operations") || text.contains("request is too large")
 }
