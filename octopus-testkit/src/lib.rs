@@ -7,10 +7,12 @@
 //! - `postgres` (feature `postgres`): a real PostgreSQL server on a free loopback
 //!   port with its own data directory, one database per test.
 //! - `grpc_proxy` (feature `etcd`): etcd's own gRPC proxy in front of them.
+//! - [`ports`]: loopback ports for those servers, outside the kernel's ephemeral range.
 #![forbid(unsafe_code)]
 
 pub mod conformance;
 pub mod docs;
+pub mod ports;
 
 #[cfg(feature = "etcd")]
 pub mod etcd;

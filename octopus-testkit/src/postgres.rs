@@ -5,7 +5,6 @@
 //! (as CI does), the server runs as the `postgres` user through `runuser`, its
 //! data directory handed to that user.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -88,7 +87,7 @@ impl Postgres {
         init.args(["-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync", "-D"])
             .arg(&data);
         run(init, "initdb");
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = crate::ports::free_port();
         let mut server = command(user.as_deref(), &bin.join("postgres"));
         server
             .arg("-D")

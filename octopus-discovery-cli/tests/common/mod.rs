@@ -13,8 +13,10 @@ use octopus_testkit::etcd::etcdctl_at;
 
 pub(crate) const OCTOPUS: &str = env!("CARGO_BIN_EXE_octopus");
 
+/// A free loopback address for a child process to listen on, outside the
+/// kernel's ephemeral range (see `octopus_testkit::ports`).
 pub(crate) fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+    SocketAddr::from(([127, 0, 0, 1], octopus_testkit::ports::free_port()))
 }
 
 pub(crate) fn octopus(args: &[&str]) -> Output {
