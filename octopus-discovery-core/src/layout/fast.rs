@@ -138,11 +138,9 @@ impl<'a> Reader<'a> {
     fn string(&mut self) -> Option<&'a str> {
         self.byte(b'"')?;
         let start = self.at;
-        let len = self.bytes()[start..]
-            .iter()
-            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
-        // An escape or a control character: serde_json's to decode or refuse.
-        if self.bytes()[start + len] != b'"' {
+        let len = plain_len(&self.bytes()[start..]);
+        // An escape, a control character or the end: serde_json's to decode or refuse.
+        if self.bytes().get(start + len) != Some(&b'"') {
             return None;
         }
         self.at += len + 1;
@@ -181,6 +179,34 @@ impl<'a> Reader<'a> {
         })?;
         Some(m)
     }
+}
+
+/// How many bytes of `bytes` come before the first `"`, `\\` or control
+/// character (all of them if none does). Eight bytes at a time: a value's
+/// strings are names, ids and addresses, mostly a word or two long.
+fn plain_len(bytes: &[u8]) -> usize {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    /// A byte's high bit set where that byte of `x` is zero (and, above a zero
+    /// byte, perhaps elsewhere: only the lowest one found is used).
+    fn zeros(x: u64) -> u64 {
+        x.wrapping_sub(ONES) & !x & HIGHS
+    }
+    let mut at = 0;
+    for word in bytes.chunks_exact(8) {
+        let x = u64::from_le_bytes(word.try_into().expect("eight bytes"));
+        // Below 0x20: the byte with its low five bits cleared is zero.
+        let stop =
+            zeros(x ^ (ONES * u64::from(b'"'))) | zeros(x ^ (ONES * u64::from(b'\\'))) | zeros(x & (ONES * 0xe0));
+        if stop != 0 {
+            return at + (stop.trailing_zeros() / 8) as usize;
+        }
+        at += 8;
+    }
+    at + bytes[at..]
+        .iter()
+        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+        .unwrap_or(bytes.len() - at)
 }
 
 #[cfg(test)]
@@ -269,6 +295,17 @@ mod tests {
     }
 
     proptest! {
+        /// The word-at-a-time scan stops where a byte-by-byte one does.
+        #[test]
+        fn plain_len_stops_where_a_byte_scan_does(
+            bytes in proptest::collection::vec(prop_oneof![Just(b'"'), Just(b'\\'), 0u8..0x20, 0x20u8.., any::<u8>()], 0..40),
+            plain in proptest::collection::vec(0x20u8.., 0..40),
+        ) {
+            let bytes: Vec<u8> = plain.iter().filter(|&&b| b != b'"' && b != b'\\').copied().chain(bytes).collect();
+            let expected = bytes.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20).unwrap_or(bytes.len());
+            prop_assert_eq!(plain_len(&bytes), expected);
+        }
+
         /// Every encoded instance: the fast path answers, as serde_json does
         /// (unless a string holds an escape, when it leaves it to serde_json).
         #[test]
