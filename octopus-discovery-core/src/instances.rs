@@ -122,10 +122,7 @@ impl Instances {
     }
 
     fn editable(&self) -> Chunks {
-        Chunks {
-            chunks: self.0.chunks.to_vec(),
-            len: self.0.len,
-        }
+        Chunks::new(self.0.chunks.to_vec(), self.0.len)
     }
 }
 

@@ -4,7 +4,10 @@
 //! connection, as a service watches) or on `W` clients (`each`); or `W` raw
 //! etcd-client watches of the service's prefix (`raw-shared`: one client, a
 //! stream per watch as etcd-client opens them; `raw-each`: a client each), the
-//! baseline. For every instance a watcher sees added it prints "seen ID NANOS":
+//! baseline; `raw-decode` is `raw-shared` that also decodes each value into a
+//! `ServiceInstance` with serde_json and validates it, as a user of raw
+//! etcd-client who wants instances would (the wire's cost plus the decoding's).
+//! For every instance a watcher sees added it prints "seen ID NANOS":
 //! NANOS is the wall-clock Unix time in nanoseconds when the change reached the
 //! watcher (the harness, on the same machine, subtracts the time it sent the
 //! put). Sightings are kept in memory while the puts run (a watcher's report is
@@ -13,7 +16,7 @@
 //! stdin, the sightings since the last report and "end". It runs until its stdin
 //! closes.
 //!
-//!     watch_client ENDPOINT SERVICE W shared|each|raw-shared|raw-each
+//!     watch_client ENDPOINT SERVICE W shared|each|raw-shared|raw-each|raw-decode
 
 use std::io::{BufRead, Write};
 use std::sync::{Arc, Mutex};
@@ -29,16 +32,17 @@ fn unix_nanos() -> u128 {
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [endpoint, service, w, mode] = &args[..] else {
-        eprintln!("usage: watch_client ENDPOINT SERVICE W shared|each|raw-shared|raw-each");
+        eprintln!("usage: watch_client ENDPOINT SERVICE W shared|each|raw-shared|raw-each|raw-decode");
         std::process::exit(2);
     };
     let w: usize = w.parse().expect("W is a number");
     let shared = match mode.as_str() {
         "shared" => true,
         "each" => false,
-        "raw-shared" => return raw(endpoint, service, w, true).await,
-        "raw-each" => return raw(endpoint, service, w, false).await,
-        other => panic!("mode is shared, each, raw-shared or raw-each, not {other:?}"),
+        "raw-shared" => return raw(endpoint, service, w, true, false).await,
+        "raw-each" => return raw(endpoint, service, w, false, false).await,
+        "raw-decode" => return raw(endpoint, service, w, true, true).await,
+        other => panic!("mode is shared, each, raw-shared, raw-each or raw-decode, not {other:?}"),
     };
     let url = format!("etcd://{endpoint}");
     let connect = || async {
@@ -76,8 +80,8 @@ async fn main() {
 }
 
 /// `w` raw etcd-client watches of the service's prefix, on one client (`shared`)
-/// or each on its own.
-async fn raw(endpoint: &str, service: &str, w: usize, shared: bool) {
+/// or each on its own; with `decode`, each value is decoded and validated.
+async fn raw(endpoint: &str, service: &str, w: usize, shared: bool, decode: bool) {
     use etcd_client::{Client, EventType, WatchOptions};
     let prefix = format!("/octopus/services/{service}/");
     let out = Lines::default();
@@ -102,7 +106,16 @@ async fn raw(endpoint: &str, service: &str, w: usize, shared: bool) {
             while let Ok(Some(resp)) = stream.message().await {
                 let now = unix_nanos();
                 for ev in resp.events() {
-                    if ev.event_type() == EventType::Put {
+                    if ev.event_type() != EventType::Put {
+                        continue;
+                    }
+                    if decode {
+                        let value = ev.kv().map_or(&[][..], |kv| kv.value());
+                        match serde_json::from_slice::<octopus::ServiceInstance>(value) {
+                            Ok(i) if i.validate().is_ok() => out.report(&i.id, now),
+                            _ => eprintln!("not an instance: {}", String::from_utf8_lossy(value)),
+                        }
+                    } else {
                         let key = ev.kv().and_then(|kv| kv.key_str().ok()).unwrap_or("");
                         out.report(key.rsplit('/').next().unwrap_or(key), now);
                     }
