@@ -12,7 +12,7 @@
 //! that concurrent test processes rarely try the same one.
 
 use std::collections::hash_map::RandomState;
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 use std::hash::{BuildHasher, Hasher};
 use std::net::TcpListener;
 use std::sync::Mutex;
@@ -21,7 +21,7 @@ use std::sync::Mutex;
 const LOW: u16 = 20_000;
 
 /// Ports already handed out by this process.
-static TAKEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+static TAKEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
 
 /// A free loopback port outside the kernel's ephemeral range, for a child
 /// process to listen on (see the module's documentation).
@@ -33,7 +33,6 @@ pub fn free_port() -> u16 {
     let high = ephemeral_low().unwrap_or(32_768).max(LOW + 1_000);
     let span = u64::from(high - LOW);
     let mut taken = TAKEN.lock().unwrap_or_else(|e| e.into_inner());
-    let taken = taken.get_or_insert_with(HashSet::new);
     for _ in 0..1_000 {
         let port = LOW + u16::try_from(random() % span).expect("span fits in u16");
         if taken.contains(&port) || TcpListener::bind(("127.0.0.1", port)).is_err() {
@@ -51,16 +50,14 @@ fn ephemeral_low() -> Option<u16> {
     range.split_whitespace().next()?.parse().ok()
 }
 
-/// A random number from the standard library's per-process hash keys, the
-/// clock and a counter.
+/// A random number: the standard library seeds its hash keys from the
+/// operating system's randomness once per thread; a counter makes each call's
+/// number differ.
 fn random() -> u64 {
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let mut h = RandomState::new().build_hasher();
     h.write_u64(COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
     h.write_u32(std::process::id());
-    if let Ok(t) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
-        h.write_u128(t.as_nanos());
-    }
     h.finish()
 }
 
@@ -76,7 +73,7 @@ mod tests {
             ports.iter().all(|&p| (LOW..low.max(LOW + 1_000)).contains(&p)),
             "{ports:?}"
         );
-        let unique: HashSet<u16> = ports.iter().copied().collect();
+        let unique: BTreeSet<u16> = ports.iter().copied().collect();
         assert_eq!(unique.len(), ports.len());
         for p in ports {
             TcpListener::bind(("127.0.0.1", p)).expect("a port handed out binds");
