@@ -114,7 +114,11 @@ async fn a_cluster_that_takes_fewer_operations_per_transaction_gets_smaller_batc
     let (_, kvs) = backend.range_prefix("/small/").await.unwrap();
     assert_eq!(kvs.len(), 300);
     // Once the refusals have halved the batches to what the cluster takes, a
-    // burst is combined again.
+    // burst is combined again. How full its batches are depends on how the
+    // creates reach the combining task, which a loaded machine spreads out
+    // (15 to 27 transactions on a quiet one, 50 seen under a full test run);
+    // without the halving every batch is refused and every create goes alone,
+    // about 100 transactions a burst.
     println!("transactions per burst of 100: {spent:?}");
-    assert!(spent[2] <= 30.0, "still not combined after two bursts: {spent:?}");
+    assert!(spent[2] < 75.0, "still not combined after two bursts: {spent:?}");
 }
