@@ -1,5 +1,6 @@
 //! Scenario 2, `propagation`: from a put sent to the change seen by every
-//! watcher, Octopus beside raw etcd-client and etcd's Go clientv3.
+//! watcher, Octopus beside raw etcd-client (also decoding each value into an
+//! instance, as a user who wants instances would) and etcd's Go clientv3.
 
 mod round;
 
@@ -36,7 +37,7 @@ pub(crate) async fn propagation(quick: bool) {
          max over every sighting, then the rounds' p99s min–max and the process's CPU per sighting)\n"
     );
     println!(
-        "| watchers per side | raw etcd-client, one client | Go clientv3, one client | Octopus, one client | raw etcd-client, a client each | Octopus, a client each |\n|---|---|---|---|---|---|"
+        "| watchers per side | raw etcd-client, one client | raw etcd-client + decode, one client | Go clientv3, one client | Octopus, one client | raw etcd-client, a client each | raw etcd-client + decode, a client each | Octopus, a client each |\n|---|---|---|---|---|---|---|---|"
     );
     // PROPAGATION_WATCHERS=1,20 measures those counts only.
     let counts: Vec<usize> = match std::env::var("PROPAGATION_WATCHERS") {
@@ -48,6 +49,18 @@ pub(crate) async fn propagation(quick: bool) {
         ("Octopus − raw", Watchers::Shared, Watchers::RawShared),
         ("Go − raw", Watchers::Go, Watchers::RawShared),
         ("Octopus − raw, a client each", Watchers::Each, Watchers::RawEach),
+        ("Octopus − raw + decode", Watchers::Shared, Watchers::RawDecode),
+        ("raw + decode − raw", Watchers::RawDecode, Watchers::RawShared),
+        (
+            "Octopus − raw + decode, a client each",
+            Watchers::Each,
+            Watchers::RawDecodeEach,
+        ),
+        (
+            "raw + decode − raw, a client each",
+            Watchers::RawDecodeEach,
+            Watchers::RawEach,
+        ),
     ];
     let mut differences = Vec::new();
     for w in counts {
@@ -101,11 +114,13 @@ pub(crate) async fn propagation(quick: bool) {
             )
         };
         println!(
-            "| {w} | {} | {} | {} | {} | {} |",
+            "| {w} | {} | {} | {} | {} | {} | {} | {} |",
             cell(Watchers::RawShared),
+            cell(Watchers::RawDecode),
             cell(Watchers::Go),
             cell(Watchers::Shared),
             cell(Watchers::RawEach),
+            cell(Watchers::RawDecodeEach),
             cell(Watchers::Each)
         );
         differences.push((w, diffs));

@@ -4,9 +4,10 @@
 //! connection, as a service watches) or on `W` clients (`each`); or `W` raw
 //! etcd-client watches of the service's prefix (`raw-shared`: one client, a
 //! stream per watch as etcd-client opens them; `raw-each`: a client each), the
-//! baseline; `raw-decode` is `raw-shared` that also decodes each value into a
-//! `ServiceInstance` with serde_json and validates it, as a user of raw
-//! etcd-client who wants instances would (the wire's cost plus the decoding's).
+//! baseline; `raw-decode` and `raw-decode-each` are `raw-shared` and
+//! `raw-each` that also decode each value into a `ServiceInstance` with
+//! serde_json and validate it, as a user of raw etcd-client who wants instances
+//! would (the wire's cost plus the decoding's).
 //! For every instance a watcher sees added it prints "seen ID NANOS":
 //! NANOS is the wall-clock Unix time in nanoseconds when the change reached the
 //! watcher (the harness, on the same machine, subtracts the time it sent the
@@ -16,7 +17,7 @@
 //! stdin, the sightings since the last report and "end". It runs until its stdin
 //! closes.
 //!
-//!     watch_client ENDPOINT SERVICE W shared|each|raw-shared|raw-each|raw-decode
+//!     watch_client ENDPOINT SERVICE W shared|each|raw-shared|raw-each|raw-decode|raw-decode-each
 
 use std::io::{BufRead, Write};
 use std::sync::{Arc, Mutex};
@@ -32,7 +33,7 @@ fn unix_nanos() -> u128 {
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [endpoint, service, w, mode] = &args[..] else {
-        eprintln!("usage: watch_client ENDPOINT SERVICE W shared|each|raw-shared|raw-each|raw-decode");
+        eprintln!("usage: watch_client ENDPOINT SERVICE W shared|each|raw-shared|raw-each|raw-decode|raw-decode-each");
         std::process::exit(2);
     };
     let w: usize = w.parse().expect("W is a number");
@@ -42,7 +43,8 @@ async fn main() {
         "raw-shared" => return raw(endpoint, service, w, true, false).await,
         "raw-each" => return raw(endpoint, service, w, false, false).await,
         "raw-decode" => return raw(endpoint, service, w, true, true).await,
-        other => panic!("mode is shared, each, raw-shared, raw-each or raw-decode, not {other:?}"),
+        "raw-decode-each" => return raw(endpoint, service, w, false, true).await,
+        other => panic!("mode is shared, each, raw-shared, raw-each, raw-decode or raw-decode-each, not {other:?}"),
     };
     let url = format!("etcd://{endpoint}");
     let connect = || async {

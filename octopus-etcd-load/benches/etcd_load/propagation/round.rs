@@ -28,6 +28,10 @@ pub(crate) enum Watchers {
     RawShared,
     /// Raw etcd-client watches, a client each.
     RawEach,
+    /// Raw etcd-client watches on one client, each value decoded into an instance.
+    RawDecode,
+    /// Raw etcd-client watches, a client each, each value decoded into an instance.
+    RawDecodeEach,
     /// Octopus watches on one client.
     Shared,
     /// Octopus watches, a client each.
@@ -45,6 +49,8 @@ impl Watchers {
         match self {
             Watchers::RawShared => "raw-shared",
             Watchers::RawEach => "raw-each",
+            Watchers::RawDecode => "raw-decode",
+            Watchers::RawDecodeEach => "raw-decode-each",
             Watchers::Shared => "octopus",
             Watchers::Each => "octopus-each",
             Watchers::Go => "go",
@@ -163,6 +169,8 @@ pub(crate) async fn propagation_round(
         (Watchers::Shared, "shared"),
         (Watchers::RawEach, "raw-each"),
         (Watchers::Each, "each"),
+        (Watchers::RawDecode, "raw-decode"),
+        (Watchers::RawDecodeEach, "raw-decode-each"),
     ]
     .into_iter()
     .map(|(side, mode)| {
