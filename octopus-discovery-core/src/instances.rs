@@ -122,7 +122,7 @@ impl Instances {
     }
 
     fn editable(&self) -> Chunks {
-        Chunks::new(self.0.chunks.to_vec(), self.0.len)
+        Chunks::once(self.0.chunks.to_vec(), self.0.len)
     }
 }
 

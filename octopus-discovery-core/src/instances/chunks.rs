@@ -100,30 +100,49 @@ fn spliced(chunk: &Chunk, i: usize, removed: usize, new: Option<&Arc<ServiceInst
 
 /// The chunked list a watch cache edits in place, one instance at a time;
 /// [`snapshot`](Self::snapshot) shares its chunks.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Chunks {
     pub(super) chunks: Vec<Chunk>,
     pub(super) len: usize,
-    /// Each chunk's last id, side by side, once the list is edited where it
-    /// lives (empty until then, and in a list edited once and published):
-    /// finding the chunk for an id then reads these instead of following, for
-    /// each step of the search, a chunk to its last instance and that instance
-    /// to its id, three loads the CPU has seldom kept since the last change.
+    /// Whether [`bounds`](Self::bounds) are kept: in a list that lives and is
+    /// edited change after change (a watch cache's), not in the copy that
+    /// [`Instances::with`] edits once, where building them would cost more
+    /// than they save.
+    indexed: bool,
+    /// When indexed, each chunk's last id, side by side (built on the first
+    /// edit): finding the chunk for an id reads these instead of following,
+    /// at each step of the search, a chunk to its last instance and that
+    /// instance to its id, three loads the CPU has seldom kept since the last
+    /// change.
     bounds: Vec<Box<str>>,
 }
 
+impl Default for Chunks {
+    fn default() -> Self {
+        Chunks::from_sorted(Vec::new())
+    }
+}
+
 impl Chunks {
-    /// From a list sorted by id with unique ids.
+    /// From a list sorted by id with unique ids, to be edited change after
+    /// change (indexed).
     pub(crate) fn from_sorted(sorted: Vec<Arc<ServiceInstance>>) -> Chunks {
         let chunks = sorted.chunks(chunk_target(sorted.len())).map(Chunk::from).collect();
-        Chunks::new(chunks, sorted.len())
+        Chunks {
+            len: sorted.len(),
+            chunks,
+            indexed: true,
+            bounds: Vec::new(),
+        }
     }
 
-    /// From chunks holding `len` instances, in order.
-    pub(super) fn new(chunks: Vec<Chunk>, len: usize) -> Chunks {
+    /// From chunks holding `len` instances, in order, to be edited once (not
+    /// indexed).
+    pub(super) fn once(chunks: Vec<Chunk>, len: usize) -> Chunks {
         Chunks {
             chunks,
             len,
+            indexed: false,
             bounds: Vec::new(),
         }
     }
@@ -155,8 +174,11 @@ impl Chunks {
         }))
     }
 
-    /// [`locate`], by the chunks' bounds (built on the first call).
-    fn locate_indexed(&mut self, id: &str) -> (usize, Option<Result<usize, usize>>) {
+    /// [`locate`]; when indexed, by the chunks' bounds (built on the first call).
+    fn locate(&mut self, id: &str) -> (usize, Option<Result<usize, usize>>) {
+        if !self.indexed {
+            return locate(&self.chunks, id);
+        }
         if self.bounds.len() != self.chunks.len() {
             self.bounds = self.chunks.iter().map(|c| last_id(c).into()).collect();
         }
@@ -171,7 +193,27 @@ impl Chunks {
         (at, found)
     }
 
-    /// Sets chunk `at`'s bound after an edit, if it moved.
+    /// After an edit of chunk `at` (and, with `split`, its new neighbour at
+    /// `at + 1`; with `removed`, after it is gone): the bounds follow.
+    fn edited(&mut self, at: usize, split: bool, removed: bool) {
+        if !self.indexed {
+            return;
+        }
+        if removed {
+            self.bounds.remove(at);
+            return;
+        }
+        if at == self.bounds.len() {
+            self.bounds.push(Box::default()); // a new last chunk
+        }
+        if split {
+            self.bounds.insert(at, Box::default());
+            self.bound(at + 1);
+        }
+        self.bound(at);
+    }
+
+    /// Sets chunk `at`'s bound, if it moved.
     fn bound(&mut self, at: usize) {
         let last = last_id(&self.chunks[at]);
         if *self.bounds[at] != *last {
@@ -181,24 +223,27 @@ impl Chunks {
 
     /// Makes `id` map to `instance` (`None`: removes it). Copies one chunk.
     pub(crate) fn set(&mut self, id: &str, instance: Option<&Arc<ServiceInstance>>) {
-        let (at, found) = self.locate_indexed(id);
+        let (at, found) = self.locate(id);
         match (found, instance) {
             (None, None) | (Some(Err(_)), None) => {}
             (Some(Ok(i)), Some(new)) if Arc::ptr_eq(&self.chunks[at][i], new) => {}
             (None, Some(new)) => {
                 self.chunks.push(Chunk::from(vec![new.clone()]));
-                self.bounds.push(new.id.as_str().into());
+                self.edited(self.chunks.len() - 1, false, false);
                 self.len += 1;
             }
-            (Some(Ok(i)), Some(new)) => self.chunks[at] = spliced(&self.chunks[at], i, 1, Some(new)),
+            (Some(Ok(i)), Some(new)) => {
+                self.chunks[at] = spliced(&self.chunks[at], i, 1, Some(new));
+                self.edited(at, false, false);
+            }
             (Some(Ok(i)), None) => {
                 self.len -= 1;
                 if self.chunks[at].len() == 1 {
                     self.chunks.remove(at);
-                    self.bounds.remove(at);
+                    self.edited(at, false, true);
                 } else {
                     self.chunks[at] = spliced(&self.chunks[at], i, 1, None);
-                    self.bound(at);
+                    self.edited(at, false, false);
                 }
             }
             (Some(Err(i)), Some(new)) => {
@@ -210,12 +255,10 @@ impl Chunks {
                     let right = list.split_off(list.len() / 2);
                     self.chunks[at] = list.into();
                     self.chunks.insert(at + 1, right.into());
-                    self.bounds.insert(at, String::new().into());
-                    self.bound(at);
-                    self.bound(at + 1);
+                    self.edited(at, true, false);
                 } else {
                     self.chunks[at] = spliced(chunk, i, 0, Some(new));
-                    self.bound(at);
+                    self.edited(at, false, false);
                 }
             }
         }
@@ -259,6 +302,7 @@ mod tests {
                 }
             }
             let now = chunks.snapshot();
+            prop_assert!(chunks.indexed);
             if !chunks.bounds.is_empty() {
                 let lasts: Vec<&str> = chunks.chunks.iter().map(last_id).collect();
                 let bounds: Vec<&str> = chunks.bounds.iter().map(|b| &**b).collect();
@@ -285,6 +329,29 @@ mod tests {
             prop_assert_eq!(now.diff_from(&first), crate::diff(&first[..], &now[..]));
             prop_assert_eq!(first.diff_from(&now), crate::diff(&now[..], &first[..]));
             prop_assert!(now.diff_from(&now.clone()).is_empty());
+        }
+    }
+
+    /// Ids that arrive in order (as new instances' often do) land at the end
+    /// of the last chunk, which splits there: the bounds follow, and every id
+    /// is found where it was put.
+    #[test]
+    fn ids_in_order_keep_the_bounds() {
+        let mut chunks = Chunks::default();
+        for i in 0..600 {
+            chunks.set(&format!("i{i:05}"), Some(&inst(i, 1)));
+            let lasts: Vec<&str> = chunks.chunks.iter().map(last_id).collect();
+            let bounds: Vec<&str> = chunks.bounds.iter().map(|b| &**b).collect();
+            assert_eq!(bounds, lasts, "after i{i:05}");
+        }
+        for i in (0..600).step_by(7) {
+            chunks.set(&format!("i{i:05}"), Some(&inst(i, 2)));
+        }
+        let list = chunks.snapshot();
+        assert_eq!(list.len(), 600);
+        for i in 0..600 {
+            let want = if i % 7 == 0 { 2 } else { 1 };
+            assert_eq!(list.get(&format!("i{i:05}")).map(|x| x.port), Some(want), "i{i:05}");
         }
     }
 
