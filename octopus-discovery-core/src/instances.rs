@@ -7,6 +7,7 @@ use std::ops::Deref;
 use std::sync::{Arc, OnceLock};
 
 mod chunks;
+mod index;
 
 use crate::diff::{merge_step, Diff, Step};
 use crate::ServiceInstance;

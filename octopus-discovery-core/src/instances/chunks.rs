@@ -3,6 +3,7 @@
 
 use std::sync::{Arc, OnceLock};
 
+use super::index::Index;
 use super::{Instances, Shared};
 use crate::ServiceInstance;
 
@@ -21,7 +22,7 @@ const MAX_CHUNK: usize = 128;
 
 pub(super) type Chunk = Arc<[Arc<ServiceInstance>]>;
 
-fn last_id(chunk: &Chunk) -> &str {
+pub(super) fn last_id(chunk: &Chunk) -> &str {
     // Chunks are never empty.
     chunk.last().map_or("", |i| i.id.as_str())
 }
@@ -104,17 +105,13 @@ fn spliced(chunk: &Chunk, i: usize, removed: usize, new: Option<&Arc<ServiceInst
 pub(crate) struct Chunks {
     pub(super) chunks: Vec<Chunk>,
     pub(super) len: usize,
-    /// Whether [`bounds`](Self::bounds) are kept: in a list that lives and is
-    /// edited change after change (a watch cache's), not in the copy that
-    /// [`Instances::with`] edits once, where building them would cost more
-    /// than they save.
+    /// Whether a search [`Index`] is kept: by a list that lives and is
+    /// edited change after change (a watch cache's), not by the copy that
+    /// [`Instances::with`] edits once, where building it would cost more than
+    /// it saves.
     indexed: bool,
-    /// When indexed, each chunk's last id, side by side (built on the first
-    /// edit): finding the chunk for an id reads these instead of following,
-    /// at each step of the search, a chunk to its last instance and that
-    /// instance to its id, three loads the CPU has seldom kept since the last
-    /// change.
-    bounds: Vec<Box<str>>,
+    /// When indexed, built on the first edit and kept by every edit after it.
+    index: Option<Index>,
 }
 
 impl Default for Chunks {
@@ -132,7 +129,7 @@ impl Chunks {
             len: sorted.len(),
             chunks,
             indexed: true,
-            bounds: Vec::new(),
+            index: None,
         }
     }
 
@@ -143,7 +140,7 @@ impl Chunks {
             chunks,
             len,
             indexed: false,
-            bounds: Vec::new(),
+            index: None,
         }
     }
 
@@ -174,51 +171,15 @@ impl Chunks {
         }))
     }
 
-    /// [`locate`]; when indexed, by the chunks' bounds (built on the first call).
+    /// [`locate`]; when indexed, by the index (built on the first call).
     fn locate(&mut self, id: &str) -> (usize, Option<Result<usize, usize>>) {
         if !self.indexed {
             return locate(&self.chunks, id);
         }
-        if self.bounds.len() != self.chunks.len() {
-            self.bounds = self.chunks.iter().map(|c| last_id(c).into()).collect();
-        }
-        let at = self
-            .bounds
-            .partition_point(|last| &**last < id)
-            .min(self.chunks.len().saturating_sub(1));
-        let found = self
-            .chunks
-            .get(at)
-            .map(|c| c.binary_search_by(|x| x.id.as_str().cmp(id)));
-        (at, found)
-    }
-
-    /// After an edit of chunk `at` (and, with `split`, its new neighbour at
-    /// `at + 1`; with `removed`, after it is gone): the bounds follow.
-    fn edited(&mut self, at: usize, split: bool, removed: bool) {
-        if !self.indexed {
-            return;
-        }
-        if removed {
-            self.bounds.remove(at);
-            return;
-        }
-        if at == self.bounds.len() {
-            self.bounds.push(Box::default()); // a new last chunk
-        }
-        if split {
-            self.bounds.insert(at, Box::default());
-            self.bound(at + 1);
-        }
-        self.bound(at);
-    }
-
-    /// Sets chunk `at`'s bound, if it moved.
-    fn bound(&mut self, at: usize) {
-        let last = last_id(&self.chunks[at]);
-        if *self.bounds[at] != *last {
-            self.bounds[at] = last.into();
-        }
+        let chunks = &self.chunks;
+        self.index
+            .get_or_insert_with(|| Index::build(chunks))
+            .locate(chunks, id)
     }
 
     /// Makes `id` map to `instance` (`None`: removes it). Copies one chunk.
@@ -229,36 +190,42 @@ impl Chunks {
             (Some(Ok(i)), Some(new)) if Arc::ptr_eq(&self.chunks[at][i], new) => {}
             (None, Some(new)) => {
                 self.chunks.push(Chunk::from(vec![new.clone()]));
-                self.edited(self.chunks.len() - 1, false, false);
+                if let Some(index) = &mut self.index {
+                    index.inserted(self.chunks.len() - 1, 0, &new.id);
+                }
                 self.len += 1;
             }
-            (Some(Ok(i)), Some(new)) => {
-                self.chunks[at] = spliced(&self.chunks[at], i, 1, Some(new));
-                self.edited(at, false, false);
-            }
+            // The same id: the index holds as it is.
+            (Some(Ok(i)), Some(new)) => self.chunks[at] = spliced(&self.chunks[at], i, 1, Some(new)),
             (Some(Ok(i)), None) => {
                 self.len -= 1;
                 if self.chunks[at].len() == 1 {
                     self.chunks.remove(at);
-                    self.edited(at, false, true);
                 } else {
                     self.chunks[at] = spliced(&self.chunks[at], i, 1, None);
-                    self.edited(at, false, false);
+                }
+                if let Some(index) = &mut self.index {
+                    index.removed(at, i);
                 }
             }
             (Some(Err(i)), Some(new)) => {
                 self.len += 1;
+                if let Some(index) = &mut self.index {
+                    index.inserted(at, i, &new.id);
+                }
                 let chunk = &self.chunks[at];
                 if chunk.len() + 1 >= 2 * chunk_target(self.len) {
                     let mut list = chunk.to_vec();
                     list.insert(i, new.clone());
-                    let right = list.split_off(list.len() / 2);
+                    let mid = list.len() / 2;
+                    let right = list.split_off(mid);
                     self.chunks[at] = list.into();
                     self.chunks.insert(at + 1, right.into());
-                    self.edited(at, true, false);
+                    if let Some(index) = &mut self.index {
+                        index.split(at, mid);
+                    }
                 } else {
                     self.chunks[at] = spliced(chunk, i, 0, Some(new));
-                    self.edited(at, false, false);
                 }
             }
         }
@@ -303,10 +270,8 @@ mod tests {
             }
             let now = chunks.snapshot();
             prop_assert!(chunks.indexed);
-            if !chunks.bounds.is_empty() {
-                let lasts: Vec<&str> = chunks.chunks.iter().map(last_id).collect();
-                let bounds: Vec<&str> = chunks.bounds.iter().map(|b| &**b).collect();
-                prop_assert_eq!(bounds, lasts, "the bounds follow the chunks");
+            if let Some(index) = &chunks.index {
+                prop_assert!(index.follows(&chunks.chunks), "the index follows the chunks");
             }
             // The public copy-on-write path gives the same list.
             let mut cow = first.clone();
@@ -333,25 +298,43 @@ mod tests {
     }
 
     /// Ids that arrive in order (as new instances' often do) land at the end
-    /// of the last chunk, which splits there: the bounds follow, and every id
-    /// is found where it was put.
+    /// of the last chunk, which splits there; ids that share a long prefix
+    /// (longer than the index keeps) are told apart by the ids themselves. The
+    /// index follows every edit, and every id is found where it was put.
     #[test]
-    fn ids_in_order_keep_the_bounds() {
-        let mut chunks = Chunks::default();
-        for i in 0..600 {
-            chunks.set(&format!("i{i:05}"), Some(&inst(i, 1)));
-            let lasts: Vec<&str> = chunks.chunks.iter().map(last_id).collect();
-            let bounds: Vec<&str> = chunks.bounds.iter().map(|b| &**b).collect();
-            assert_eq!(bounds, lasts, "after i{i:05}");
-        }
-        for i in (0..600).step_by(7) {
-            chunks.set(&format!("i{i:05}"), Some(&inst(i, 2)));
-        }
-        let list = chunks.snapshot();
-        assert_eq!(list.len(), 600);
-        for i in 0..600 {
-            let want = if i % 7 == 0 { 2 } else { 1 };
-            assert_eq!(list.get(&format!("i{i:05}")).map(|x| x.port), Some(want), "i{i:05}");
+    fn ids_in_order_and_long_ids_keep_the_index() {
+        for prefix in ["i", "a-registration-of-the-user-service-"] {
+            let name = |i: u16| format!("{prefix}{i:05}");
+            let make = |i: u16, port: u16| Arc::new(ServiceInstance::new("s", name(i), "127.0.0.1", port).unwrap());
+            let mut chunks = Chunks::default();
+            for i in 0..600 {
+                chunks.set(&name(i), Some(&make(i, 1)));
+                assert!(
+                    chunks.index.as_ref().unwrap().follows(&chunks.chunks),
+                    "after {}",
+                    name(i)
+                );
+            }
+            for i in (0..600).step_by(7) {
+                chunks.set(&name(i), Some(&make(i, 2)));
+            }
+            for i in (3..600).step_by(11) {
+                chunks.set(&name(i), None);
+                assert!(
+                    chunks.index.as_ref().unwrap().follows(&chunks.chunks),
+                    "after removing {}",
+                    name(i)
+                );
+            }
+            let list = chunks.snapshot();
+            for i in 0..600 {
+                let want = match (i % 7, i % 11) {
+                    (_, 3) => None,
+                    (0, _) => Some(2),
+                    _ => Some(1),
+                };
+                assert_eq!(list.get(&name(i)).map(|x| x.port), want, "{}", name(i));
+            }
         }
     }
 
