@@ -12,7 +12,15 @@ mod index;
 use crate::diff::{merge_step, Diff, Step};
 use crate::ServiceInstance;
 pub(crate) use chunks::Chunks;
-use chunks::{locate, Chunk, Cursor};
+use chunks::{locate, Cursor};
+
+/// A sorted run of instances, shared between consecutive lists.
+type Chunk = Arc<[Arc<ServiceInstance>]>;
+
+/// The last id of `chunk` (chunks are never empty).
+fn last_id(chunk: &Chunk) -> &str {
+    chunk.last().map_or("", |i| i.id.as_str())
+}
 
 /// The instances of a service, sorted by id (unique ids).
 ///

@@ -4,7 +4,7 @@
 use std::sync::{Arc, OnceLock};
 
 use super::index::Index;
-use super::{Instances, Shared};
+use super::{last_id, Chunk, Instances, Shared};
 use crate::ServiceInstance;
 
 /// Instances per chunk for a list of `len`: about √len, so that a change, which
@@ -19,13 +19,6 @@ fn chunk_target(len: usize) -> usize {
 
 const MIN_CHUNK: usize = 16;
 const MAX_CHUNK: usize = 128;
-
-pub(super) type Chunk = Arc<[Arc<ServiceInstance>]>;
-
-pub(super) fn last_id(chunk: &Chunk) -> &str {
-    // Chunks are never empty.
-    chunk.last().map_or("", |i| i.id.as_str())
-}
 
 /// Where `id` is or would go: the chunk (past the last chunk: the last one) and,
 /// when there is a chunk, the binary search's answer within it.

@@ -11,7 +11,7 @@
 
 use std::cmp::Ordering;
 
-use super::chunks::{last_id, Chunk};
+use super::{last_id, Chunk};
 
 /// Bytes of an id kept in its key: the whole of most ids.
 const KEY: usize = 24;
