@@ -149,11 +149,7 @@ impl Chunks {
 
     /// The current list: a copy of one pointer per chunk.
     pub(crate) fn snapshot(&self) -> Instances {
-        Instances(Arc::new(Shared {
-            chunks: self.chunks.iter().cloned().collect(),
-            len: self.len,
-            flat: OnceLock::new(),
-        }))
+        Chunks::once(self.chunks.clone(), self.len).into_instances()
     }
 
     pub(super) fn into_instances(self) -> Instances {
