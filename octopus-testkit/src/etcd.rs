@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use tokio::time::{sleep, Instant};
 
-pub(crate) use crate::ports::free_port;
-
 use octopus_etcd::{EtcdBackend, EtcdOptions, TlsOptions};
+
+use crate::ports::free_port;
 
 mod backup;
 

@@ -15,7 +15,8 @@ use tokio::time::{sleep, Instant};
 
 use octopus_etcd::{EtcdBackend, EtcdOptions};
 
-use crate::etcd::{etcd_binary, free_port};
+use crate::etcd::etcd_binary;
+use crate::ports::free_port;
 
 /// One `etcd grpc-proxy` process.
 #[derive(Debug)]

@@ -11,11 +11,13 @@
 //! binds, never hands one port out twice in a process, and picks at random so
 //! that concurrent test processes rarely try the same one.
 
-use std::collections::hash_map::RandomState;
 use std::collections::BTreeSet;
-use std::hash::{BuildHasher, Hasher};
 use std::net::TcpListener;
+use std::ops::Range;
 use std::sync::Mutex;
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
 
 /// The lowest port [`free_port`] hands out.
 const LOW: u16 = 20_000;
@@ -30,35 +32,28 @@ static TAKEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
 ///
 /// If no port in the range binds after many tries.
 pub fn free_port() -> u16 {
-    let high = ephemeral_low().unwrap_or(32_768).max(LOW + 1_000);
-    let span = u64::from(high - LOW);
+    let range = range();
+    let mut rng = SmallRng::from_os_rng();
     let mut taken = TAKEN.lock().unwrap_or_else(|e| e.into_inner());
     for _ in 0..1_000 {
-        let port = LOW + u16::try_from(random() % span).expect("span fits in u16");
+        let port = rng.random_range(range.clone());
         if taken.contains(&port) || TcpListener::bind(("127.0.0.1", port)).is_err() {
             continue;
         }
         taken.insert(port);
         return port;
     }
-    panic!("no free loopback port in {LOW}..{high} after 1,000 tries");
+    panic!("no free loopback port in {range:?} after 1,000 tries");
 }
 
-/// The first port of the kernel's ephemeral range, where it can be read.
-fn ephemeral_low() -> Option<u16> {
-    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
-    range.split_whitespace().next()?.parse().ok()
-}
-
-/// A random number: the standard library seeds its hash keys from the
-/// operating system's randomness once per thread; a counter makes each call's
-/// number differ.
-fn random() -> u64 {
-    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let mut h = RandomState::new().build_hasher();
-    h.write_u64(COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
-    h.write_u32(std::process::id());
-    h.finish()
+/// The ports [`free_port`] picks from: [`LOW`] up to the kernel's ephemeral
+/// range (32,768 where it cannot be read), and at least 1,000 of them.
+fn range() -> Range<u16> {
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768);
+    LOW..ephemeral_low.max(LOW + 1_000)
 }
 
 #[cfg(test)]
@@ -67,10 +62,14 @@ mod tests {
 
     #[test]
     fn ports_are_below_the_ephemeral_range_and_never_repeat() {
-        let low = ephemeral_low().unwrap_or(32_768);
+        // Read here again, not through `range`: the test checks it.
+        let ephemeral_low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .map_or(32_768, |r| r.split_whitespace().next().unwrap().parse().unwrap());
         let ports: Vec<u16> = (0..200).map(|_| free_port()).collect();
         assert!(
-            ports.iter().all(|&p| (LOW..low.max(LOW + 1_000)).contains(&p)),
+            ports
+                .iter()
+                .all(|&p| (LOW..ephemeral_low.max(LOW + 1_000)).contains(&p)),
             "{ports:?}"
         );
         let unique: BTreeSet<u16> = ports.iter().copied().collect();
