@@ -625,7 +625,7 @@ async fn the_first_call_on_a_new_channel_waits_for_discovery() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_waits_for_a_silent_discovery_no_longer_than_its_deadline() {
     // A discovery that never answers (a registry that does not respond).
-    let (_tx, rx) = tokio::sync::watch::channel(None);
+    let (_tx, rx) = octopus::core::latest::channel(None);
     let silent = || octopus::ServiceWatch::new(rx.clone(), Arc::new(()));
     let connector: Arc<dyn Connector> = Arc::new(TcpConnector::default());
     let channel = ChannelBuilder::from_watch("ghost", silent())

@@ -3,8 +3,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, Weak};
 
+use crate::latest;
 use async_trait::async_trait;
-use tokio::sync::watch;
 
 mod state;
 mod stats;
@@ -43,7 +43,7 @@ impl<B> std::fmt::Debug for WatchDiscovery<B> {
 
 /// A running cache; dropping the last [`ServiceWatch`] drops it and stops its task.
 struct Cache {
-    rx: watch::Receiver<Option<Snapshot>>,
+    rx: latest::Subscriber<Option<Snapshot>>,
     task: OwnedTask<()>,
 }
 
@@ -117,7 +117,7 @@ impl<B: KvBackend> Discovery for WatchDiscovery<B> {
             .unwrap_or_else(|p| p.into_inner())
             .get(service)
             .and_then(Weak::upgrade);
-        let last_known = cached.and_then(|c| c.rx.borrow().clone());
+        let last_known = cached.and_then(|c| c.rx.latest());
         let stale = match last_known {
             Some(snapshot) if snapshot.is_fresh() => return Ok(snapshot.instances),
             other => other,
@@ -156,7 +156,7 @@ impl<B: KvBackend> Discovery for WatchDiscovery<B> {
         if let Some(cache) = caches.get(service).and_then(Weak::upgrade) {
             return Ok(ServiceWatch::new(cache.rx.clone(), cache));
         }
-        let (tx, rx) = watch::channel(None);
+        let (tx, rx) = latest::channel(None);
         let rng = self.rng.lock().unwrap_or_else(|p| p.into_inner()).fork();
         let prefix = self.layout.prefix(service);
         let state = state::CacheState {

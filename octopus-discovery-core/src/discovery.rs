@@ -1,15 +1,14 @@
 //! The discovery side: [`Discovery`], and [`ServiceWatch`], a stream of snapshots that
 //! also offers what changed between them ([`Change`]).
 
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 
 use async_trait::async_trait;
 use futures_core::Stream;
-use tokio::sync::watch;
 
+use crate::latest::Subscriber;
 use crate::{Diff, Error, Instances, Result, Snapshot, Target};
 
 /// Finds the live instances of a service and follows their changes.
@@ -45,20 +44,13 @@ pub trait Discovery: Send + Sync {
 /// Every way of reading it is cancel-safe: a read dropped before it finished
 /// loses nothing.
 pub struct ServiceWatch {
-    /// For [`latest`](ServiceWatch::latest).
-    rx: watch::Receiver<Option<Snapshot>>,
-    /// The wait for the next state, holding its own receiver while it runs.
-    pending: Option<Next>,
-    /// The stream's receiver between waits.
-    idle: Option<watch::Receiver<Option<Snapshot>>>,
+    /// The cache's publications (the first that holds a state, then each newer one).
+    rx: Subscriber<Option<Snapshot>>,
     filter: Option<Arc<Target>>,
-    seen_first: bool,
     /// The last state yielded, for [`next_change`](ServiceWatch::next_change).
     last: Option<Instances>,
     _keepalive: Arc<dyn Send + Sync>,
 }
-
-type Next = Pin<Box<dyn Future<Output = (Option<Snapshot>, watch::Receiver<Option<Snapshot>>)> + Send + Sync>>;
 
 /// A state of the service and what changed since the state before it.
 #[derive(Clone, Debug)]
@@ -84,15 +76,12 @@ impl ServiceWatch {
     /// Hidden from the docs: users get watches from [`Discovery::watch`], and
     /// backends from [`WatchDiscovery`](crate::WatchDiscovery). It stays public
     /// for the tests of other crates (the gRPC balancer's) that feed a watch by
-    /// hand through a `tokio::sync::watch` channel.
+    /// hand through a [`latest`](crate::latest) channel.
     #[doc(hidden)]
-    pub fn new(rx: watch::Receiver<Option<Snapshot>>, keepalive: Arc<dyn Send + Sync>) -> Self {
+    pub fn new(rx: Subscriber<Option<Snapshot>>, keepalive: Arc<dyn Send + Sync>) -> Self {
         ServiceWatch {
-            idle: Some(rx.clone()),
             rx,
-            pending: None,
             filter: None,
-            seen_first: false,
             last: None,
             _keepalive: keepalive,
         }
@@ -122,7 +111,7 @@ impl ServiceWatch {
 
     /// The latest snapshot without waiting; `None` before the first sync.
     pub fn latest(&self) -> Option<Snapshot> {
-        self.rx.borrow().clone().map(|s| self.apply_filter(s))
+        self.rx.latest().map(|s| self.apply_filter(s))
     }
 
     /// Waits for a snapshot that satisfies `pred` (handy in tests and start-up code).
@@ -151,33 +140,10 @@ impl Stream for ServiceWatch {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Snapshot>> {
         let this = &mut *self;
-        if this.pending.is_none() {
-            let Some(mut rx) = this.idle.take() else {
-                return Poll::Ready(None); // ended before
-            };
-            let changed_first = this.seen_first;
-            this.pending = Some(Box::pin(async move {
-                if changed_first && rx.changed().await.is_err() {
-                    return (None, rx);
-                }
-                let snapshot = match rx.wait_for(Option::is_some).await {
-                    Ok(s) => s.clone(),
-                    Err(_) => None,
-                };
-                if snapshot.is_none() {
-                    return (None, rx);
-                }
-                rx.mark_unchanged();
-                (snapshot, rx)
-            }));
-        }
-        let (snapshot, rx) = ready!(this.pending.as_mut().expect("set above").as_mut().poll(cx));
-        this.pending = None;
-        if snapshot.is_some() {
-            this.idle = Some(rx);
-            this.seen_first = true;
-        }
-        Poll::Ready(snapshot.map(|s| this.apply_filter(s)))
+        // A reader's state is the version it has seen: dropping a read loses nothing.
+        this.rx
+            .poll_changed(cx, Option::is_some)
+            .map(|s| s.flatten().map(|s| this.apply_filter(s)))
     }
 }
 
@@ -204,14 +170,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_watch_is_a_stream_of_the_latest_states_with_their_changes() {
-        let (tx, rx) = watch::channel(None);
+        let (tx, rx) = crate::latest::channel(None);
         let mut w = ServiceWatch::new(rx, Arc::new(()));
-        tx.send_replace(snapshot(2, &[("a", 1), ("b", 1)]));
+        tx.publish(snapshot(2, &[("a", 1), ("b", 1)]));
         let first = w.next_change().await.unwrap();
         assert_eq!(first.diff.added.len(), 2, "the first state adds everything");
         // Two changes before the next read: only the latest is seen.
-        tx.send_replace(snapshot(3, &[("a", 1)]));
-        tx.send_replace(snapshot(4, &[("a", 5), ("c", 1)]));
+        tx.publish(snapshot(3, &[("a", 1)]));
+        tx.publish(snapshot(4, &[("a", 5), ("c", 1)]));
         let change = w.next_change().await.unwrap();
         assert_eq!(change.snapshot.revision, 4);
         let ids = |v: &[Arc<ServiceInstance>]| v.iter().map(|i| i.id.clone()).collect::<Vec<_>>();
@@ -220,7 +186,7 @@ mod tests {
         assert_eq!(change.diff.updated.len(), 1);
         assert_eq!(change.diff.updated[0].1.weight, 5);
         // As a futures Stream: the next state, then the end when the producer stops.
-        tx.send_replace(snapshot(5, &[]));
+        tx.publish(snapshot(5, &[]));
         assert_eq!(StreamExt::next(&mut w).await.unwrap().revision, 5);
         drop(tx);
         assert!(StreamExt::next(&mut w).await.is_none());
@@ -228,12 +194,12 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_read_dropped_before_it_finished_loses_nothing() {
-        let (tx, rx) = watch::channel(snapshot(1, &[("a", 1)]));
+        let (tx, rx) = crate::latest::channel(snapshot(1, &[("a", 1)]));
         let mut w = ServiceWatch::new(rx, Arc::new(()));
         assert_eq!(w.next().await.unwrap().revision, 1);
         // A read that times out while waiting, then a change: the next read has it.
         assert!(tokio::time::timeout(Duration::from_millis(10), w.next()).await.is_err());
-        tx.send_replace(snapshot(2, &[]));
+        tx.publish(snapshot(2, &[]));
         assert_eq!(w.next().await.unwrap().revision, 2);
     }
 }

@@ -74,6 +74,7 @@ mod instance;
 mod instances;
 mod keepalive;
 mod kv;
+pub mod latest;
 mod layout;
 mod lease;
 mod mailbox;

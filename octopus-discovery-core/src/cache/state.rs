@@ -4,10 +4,11 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::stats::DiscoveryStats;
+use crate::latest;
 use crate::view::View;
 use crate::{
     Error, EventKind, Freshness, Header, KeyLayout, KeyValue, Revision, ServiceInstance, Snapshot, WatchMessage,
@@ -26,7 +27,7 @@ pub(super) struct CacheState {
     pub(super) stats: Arc<DiscoveryStats>,
     pub(super) service: String,
     pub(super) prefix: String,
-    pub(super) tx: watch::Sender<Option<Snapshot>>,
+    pub(super) tx: latest::Publisher<Option<Snapshot>>,
     pub(super) view: View,
     pub(super) revision: Revision,
     pub(super) cluster: Option<u64>,
@@ -197,7 +198,7 @@ impl CacheState {
             // Never read since the start: the view saved by an earlier run,
             // stale, rather than nothing. The first read replaces it.
             tracing::warn!(service = %self.service, revision = saved.revision, instances = saved.instances.len(), "registry unreachable at start: serving the saved view");
-            self.tx.send_replace(Some(Snapshot {
+            self.tx.publish(Some(Snapshot {
                 revision: saved.revision,
                 instances: saved.instances,
                 freshness: Freshness::Stale { since },
@@ -228,7 +229,7 @@ impl CacheState {
         if let (Some(cold), true) = (&self.cold, snapshot.is_fresh()) {
             cold.save(&self.service, &snapshot);
         }
-        self.tx.send_replace(Some(snapshot));
+        self.tx.publish(Some(snapshot));
     }
 }
 

@@ -9,7 +9,7 @@ use tower::Service;
 use super::{BalancedChannel, Connector, Policy, Readiness, Settings, TcpConnector, ZonePreference};
 use octopus_discovery_core::{Freshness, JitterRng, ServiceInstance, ServiceWatch, Snapshot};
 
-type Discovery = tokio::sync::watch::Sender<Option<Snapshot>>;
+type Discovery = octopus_discovery_core::latest::Publisher<Option<Snapshot>>;
 
 fn instance(id: &str, port: u16, zone: &str) -> ServiceInstance {
     ServiceInstance::new("s", id, "127.0.0.1", port)
@@ -38,7 +38,7 @@ async fn over_with(
     policy: Policy,
     zone: Option<ZonePreference>,
 ) -> (BalancedChannel, Discovery) {
-    let (tx, rx) = tokio::sync::watch::channel(snapshot(instances));
+    let (tx, rx) = octopus_discovery_core::latest::channel(snapshot(instances));
     let connector: Arc<dyn Connector> = Arc::new(TcpConnector::default());
     let settings = Settings {
         policy,
@@ -123,7 +123,7 @@ async fn draining_instances_take_no_new_calls_unless_nothing_else_can() {
     ] {
         let (channel, tx) = over(&all, policy).await;
         let marked = [all[0].clone().with_draining(true), all[1].clone(), all[2].clone()];
-        tx.send_replace(snapshot(&marked));
+        tx.publish(snapshot(&marked));
         let drained = async {
             while channel.snapshot().serving.len() != 2 {
                 tokio::task::yield_now().await;
@@ -139,7 +139,7 @@ async fn draining_instances_take_no_new_calls_unless_nothing_else_can() {
         assert_eq!(picks(&channel, 20).keys().collect::<Vec<_>>(), ["a"], "{policy:?}");
         // Draining wins over the zone: a draining local instance is not local.
         let (zoned, tx) = channel_zoned(&all).await;
-        tx.send_replace(snapshot(&marked));
+        tx.publish(snapshot(&marked));
         tokio::time::timeout(Duration::from_secs(1), async {
             while zoned.snapshot().local.len() != 2 {
                 tokio::task::yield_now().await;
@@ -162,7 +162,7 @@ fn poll_ready(channel: &mut BalancedChannel) -> Poll<Result<(), octopus_discover
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn reported_readiness_waits_for_discovery_and_for_an_instance() {
-    let (tx, rx) = tokio::sync::watch::channel(None);
+    let (tx, rx) = octopus_discovery_core::latest::channel(None);
     let connector: Arc<dyn Connector> = Arc::new(TcpConnector::default());
     let reported = Settings {
         readiness: Readiness::Reported,
@@ -178,7 +178,7 @@ async fn reported_readiness_waits_for_discovery_and_for_an_instance() {
     // Pending until discovery's first answer, and woken by it.
     assert!(poll_ready(&mut channel).is_pending());
     let all = [instance("a", 1, "z"), instance("b", 2, "z")];
-    tx.send_replace(snapshot(&all));
+    tx.publish(snapshot(&all));
     let ready = std::future::poll_fn(|cx| channel.poll_ready(cx));
     tokio::time::timeout(Duration::from_secs(1), ready)
         .await
@@ -201,7 +201,7 @@ async fn reported_readiness_waits_for_discovery_and_for_an_instance() {
         "{waited:?}"
     );
     // An empty view: pending until an instance is registered.
-    tx.send_replace(snapshot(&[]));
+    tx.publish(snapshot(&[]));
     tokio::time::timeout(Duration::from_secs(1), async {
         while !channel.endpoints().is_empty() {
             tokio::task::yield_now().await;
@@ -213,13 +213,13 @@ async fn reported_readiness_waits_for_discovery_and_for_an_instance() {
     let mut waiting = channel.clone();
     let ready = tokio::spawn(async move { std::future::poll_fn(|cx| waiting.poll_ready(cx)).await.is_ok() });
     tokio::task::yield_now().await;
-    tx.send_replace(snapshot(&all[..1]));
+    tx.publish(snapshot(&all[..1]));
     assert!(tokio::time::timeout(Duration::from_secs(1), ready)
         .await
         .unwrap()
         .unwrap());
     // The default: ready at once, whatever the endpoints (each call reports).
-    let (tx, rx) = tokio::sync::watch::channel(None);
+    let (tx, rx) = octopus_discovery_core::latest::channel(None);
     let mut at_call = BalancedChannel::new(
         "s",
         ServiceWatch::new(rx, Arc::new(())),
@@ -249,7 +249,7 @@ async fn a_clone_shares_endpoints_and_load_and_balances_by_the_settings_built_in
         assert_eq!(picks(ch, 50).keys().collect::<Vec<_>>(), ["b2"]);
     }
     // A discovery change reaches both.
-    tx.send_replace(snapshot(&all[..2]));
+    tx.publish(snapshot(&all[..2]));
     tokio::time::timeout(Duration::from_secs(1), async {
         while clone.endpoints().len() != 2 {
             tokio::task::yield_now().await;

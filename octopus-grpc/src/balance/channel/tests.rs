@@ -8,7 +8,7 @@ async fn two_instances(
     policy: Policy,
 ) -> (
     BalancedChannel,
-    tokio::sync::watch::Sender<Option<octopus_discovery_core::Snapshot>>,
+    octopus_discovery_core::latest::Publisher<Option<octopus_discovery_core::Snapshot>>,
 ) {
     let a = octopus_discovery_core::ServiceInstance::new("s", "a", "127.0.0.1", 1).unwrap();
     let b = octopus_discovery_core::ServiceInstance::new("s", "b", "127.0.0.1", 2).unwrap();
@@ -18,7 +18,7 @@ async fn two_instances(
         freshness: octopus_discovery_core::Freshness::Fresh,
         resyncs: 0,
     };
-    let (tx, rx) = tokio::sync::watch::channel(Some(snapshot));
+    let (tx, rx) = octopus_discovery_core::latest::channel(Some(snapshot));
     let watch = ServiceWatch::new(rx, Arc::new(()));
     let connector: Arc<dyn Connector> = Arc::new(super::super::TcpConnector::default());
     let settings = Settings {
