@@ -40,11 +40,12 @@ mod tests;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
 
 use etcd_client::{Client, WatchResponse};
-use futures_util::StreamExt;
+use futures_util::task::AtomicWaker;
 use octopus_discovery_core::{Error, OwnedTask, Result, Revision, WatchMessage, WatchSink};
 use tokio::sync::mpsc;
 use tokio::sync::oneshot;
@@ -224,6 +225,11 @@ fn positional_created() -> bool {
     false
 }
 
+/// The routing loop. Answers from etcd are the busy source: every wake-up polls
+/// the stream, until it has nothing more. The quiet ones (creates and cancels
+/// from this client) are polled only when their channels have woken the task
+/// since they last answered `Pending`, so a change that arrives costs the
+/// stream's poll and its routing, and no poll of an idle channel.
 async fn run(
     connector: impl Connector,
     mut creates: mpsc::Receiver<Create>,
@@ -232,53 +238,161 @@ async fn run(
     stats: Arc<MuxStats>,
 ) {
     let mut s = State::default();
-    loop {
-        let may_create = s.opening.is_none() && (s.unanswered.is_empty() || positional_created());
-        let (is_opening, has_link) = (s.opening.is_some(), s.link.is_some());
-        let writer = s.link.as_ref().filter(|_| !s.outbox.is_empty()).map(|l| l.ops.clone());
-        let opening = s.opening.as_mut();
-        let answers = s.link.as_mut().map(|l| &mut l.answers);
-        tokio::select! {
-            create = creates.recv(), if may_create => match create {
-                None => return,
-                Some(create) => s.create(&connector, create),
-            },
-            Some(Cancel { generation, id }) = cancels.recv() => {
-                if generation == s.generation && s.watches.remove(&id).is_some() {
-                    s.cancel_on_etcd(id);
-                }
-            },
-            opened = async { Some(opening?.await) }, if is_opening => {
-                s.opening = None;
-                match opened {
-                    Some(Ok(link)) => {
-                        s.generation += 1;
-                        s.link = Some(link);
-                        stats.streams.fetch_add(1, Ordering::Relaxed);
+    let quiet = Arc::new(Quiet::default());
+    let quiet_waker = Waker::from(quiet.clone());
+    // Whether each quiet channel has answered `Pending` (and so holds the
+    // waker) since it last woke the task: then polling it again is no use.
+    let (mut creates_armed, mut cancels_armed) = (false, false);
+    // Waiting for room in the writer's queue for the outbox's first request.
+    let mut reserving: Option<Reserving> = None;
+    std::future::poll_fn(move |cx| {
+        quiet.task.register(cx.waker());
+        let mut routed = 0;
+        loop {
+            if quiet.woken.swap(false, Ordering::AcqRel) {
+                (creates_armed, cancels_armed) = (false, false);
+            }
+            let mut quiet_cx = Context::from_waker(&quiet_waker);
+            let mut progress = false;
+            let may_create = s.opening.is_none() && (s.unanswered.is_empty() || positional_created());
+            if may_create && !creates_armed {
+                match creates.poll_recv(&mut quiet_cx) {
+                    Poll::Ready(None) => return Poll::Ready(()),
+                    Poll::Ready(Some(create)) => {
+                        s.create(&connector, create);
+                        progress = true;
                     }
-                    Some(Err(e)) => s.fail_all(e),
-                    None => {}
+                    Poll::Pending => creates_armed = true,
                 }
-            },
-            permit = async { writer?.reserve_owned().await.ok() }, if writer.is_some() => match permit {
-                Some(permit) => {
-                    if let Some(op) = s.outbox.pop_front() {
-                        permit.send(op);
+            }
+            if !cancels_armed {
+                match cancels.poll_recv(&mut quiet_cx) {
+                    Poll::Ready(Some(Cancel { generation, id })) => {
+                        if generation == s.generation && s.watches.remove(&id).is_some() {
+                            s.cancel_on_etcd(id);
+                        }
+                        progress = true;
                     }
+                    // No cancel can come any more (the handle's sender is
+                    // gone, and so are the creates: the next poll of those ends).
+                    Poll::Ready(None) => cancels_armed = true,
+                    Poll::Pending => cancels_armed = true,
                 }
-                None => s.fail_all(Error::closed("watch stream")),
-            },
-            answer = async { answers?.next().await }, if has_link => match answer {
-                Some(Ok(resp)) => s.route(resp, &me),
-                None => s.fail_all(Error::closed("watch stream")),
-                Some(Err(e)) => s.fail_all(etcd_err("watch", e)),
-            },
+            }
+            if let Some(opening) = s.opening.as_mut() {
+                if let Poll::Ready(opened) = opening.as_mut().poll(cx) {
+                    s.opening = None;
+                    match opened {
+                        Ok(link) => {
+                            s.generation += 1;
+                            s.link = Some(link);
+                            stats.streams.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(e) => s.fail_all(e),
+                    }
+                    progress = true;
+                }
+            }
+            progress |= s.write(&mut reserving, cx);
+            if let Some(link) = s.link.as_mut() {
+                if let Poll::Ready(answer) = link.answers.as_mut().poll_next(cx) {
+                    match answer {
+                        Some(Ok(resp)) => s.route(resp, &me),
+                        None => s.fail_all(Error::closed("watch stream")),
+                        Some(Err(e)) => s.fail_all(etcd_err("watch", e)),
+                    }
+                    routed += 1;
+                    progress = true;
+                }
+            }
+            stats.watches.store(s.watches.len(), Ordering::Relaxed);
+            if !progress {
+                return Poll::Pending;
+            }
+            if routed >= ROUTE_BUDGET {
+                // A long burst: let the other tasks on this thread run, then go on.
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
         }
-        stats.watches.store(s.watches.len(), Ordering::Relaxed);
+    })
+    .await
+}
+
+/// Answers routed in one poll of the loop at most, before it yields.
+const ROUTE_BUDGET: usize = 64;
+
+/// The waker the quiet channels (creates, cancels) hold: it notes that one of
+/// them has something, then wakes the task.
+#[derive(Default)]
+struct Quiet {
+    woken: AtomicBool,
+    task: AtomicWaker,
+}
+
+impl Wake for Quiet {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        self.task.wake();
     }
 }
 
+/// Room being reserved in the writer's queue, on the stream of a generation.
+type Reserving = (u64, Pin<Box<dyn Future<Output = Option<mpsc::OwnedPermit<Op>>> + Send>>);
+
 impl State {
+    /// Hands the outbox's requests to the writer while its queue has room; when
+    /// it is full, waits for room (`reserving`). True if anything happened.
+    fn write(&mut self, reserving: &mut Option<Reserving>, cx: &mut Context<'_>) -> bool {
+        if self.link.is_none() {
+            *reserving = None;
+            return false;
+        }
+        let mut progress = false;
+        if let Some((generation, wait)) = reserving.as_mut() {
+            if *generation != self.generation {
+                *reserving = None; // for a stream that is gone
+            } else {
+                let Poll::Ready(permit) = wait.as_mut().poll(cx) else {
+                    return false;
+                };
+                *reserving = None;
+                let Some(permit) = permit else {
+                    self.fail_all(Error::closed("watch stream"));
+                    return true;
+                };
+                if let Some(op) = self.outbox.pop_front() {
+                    permit.send(op);
+                }
+                progress = true;
+            }
+        }
+        let Some(link) = self.link.as_ref() else {
+            return progress;
+        };
+        while let Some(op) = self.outbox.pop_front() {
+            match link.ops.try_send(op) {
+                Ok(()) => progress = true,
+                Err(mpsc::error::TrySendError::Full(op)) => {
+                    self.outbox.push_front(op);
+                    let ops = link.ops.clone();
+                    *reserving = Some((self.generation, Box::pin(async move { ops.reserve_owned().await.ok() })));
+                    // Polled at once, so that it holds the task's waker.
+                    return self.write(reserving, cx) || progress;
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    self.fail_all(Error::closed("watch stream"));
+                    return true;
+                }
+            }
+        }
+        progress
+    }
+
     /// Sends a create (opening the stream with it when there is none), unless
     /// its caller has stopped waiting.
     fn create(&mut self, connector: &impl Connector, Create { spec, sink, reply }: Create) {
