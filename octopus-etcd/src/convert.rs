@@ -78,8 +78,9 @@ pub(crate) fn header(h: Option<&etcd_client::ResponseHeader>) -> Header {
     }
 }
 
-/// One watch response: events, progress, or the end of the watch.
-pub(crate) fn convert(resp: WatchResponse) -> Result<WatchMessage> {
+/// One watch response: events, progress, or the end of the watch. The events'
+/// keys and values are taken over, not copied.
+pub(crate) fn convert(mut resp: WatchResponse) -> Result<WatchMessage> {
     let revision = resp.header().map_or(0, |h| h.revision());
     if resp.canceled() {
         if resp.compact_revision() > 0 {
@@ -95,20 +96,94 @@ pub(crate) fn convert(resp: WatchResponse) -> Result<WatchMessage> {
     if resp.events().is_empty() {
         return Ok(WatchMessage::Progress { revision });
     }
-    let events = resp
-        .events()
-        .iter()
-        .filter_map(|ev| {
-            let kv = ev.kv()?;
-            Some(Event {
-                kind: match ev.event_type() {
-                    EventType::Put => EventKind::Put,
-                    EventType::Delete => EventKind::Delete,
-                },
-                kv: convert_kv(kv),
-                prev: ev.prev_kv().map(convert_kv),
-            })
-        })
-        .collect::<Vec<Event>>();
+    let mut events = Vec::with_capacity(resp.0.events.len());
+    for ev in std::mem::take(&mut resp.0.events) {
+        // etcd-client's `event_type()` panics on a type it does not know: a
+        // watch that gets one ends (its owner watches again) instead.
+        let kind = match ev.r#type {
+            t if t == EventType::Put as i32 => EventKind::Put,
+            t if t == EventType::Delete as i32 => EventKind::Delete,
+            other => {
+                return Err(Error::backend_message(format!(
+                    "etcd sent a watch event of unknown type {other} (known: 0, a put; 1, a delete)"
+                )))
+            }
+        };
+        let Some(kv) = ev.kv else { continue };
+        events.push(Event {
+            kind,
+            kv: from_pb(kv),
+            prev: ev.prev_kv.map(from_pb),
+        });
+    }
     Ok(WatchMessage::Events { revision, events })
+}
+
+/// A key-value as it came off the wire, taken over.
+fn from_pb(kv: etcd_client::proto::PbKeyValue) -> KeyValue {
+    KeyValue {
+        key: kv.key,
+        value: kv.value,
+        create_revision: kv.create_revision,
+        mod_revision: kv.mod_revision,
+        version: kv.version,
+        lease: LeaseId(kv.lease),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use etcd_client::proto::{PbEvent, PbKeyValue, PbResponseHeader, PbWatchResponse};
+
+    use super::*;
+
+    fn response(types: &[i32]) -> WatchResponse {
+        let kv = |revision| PbKeyValue {
+            key: b"/s/a".to_vec(),
+            value: b"v".to_vec(),
+            mod_revision: revision,
+            lease: 5,
+            ..Default::default()
+        };
+        WatchResponse(PbWatchResponse {
+            header: Some(PbResponseHeader {
+                revision: 12,
+                ..Default::default()
+            }),
+            watch_id: 7,
+            events: types
+                .iter()
+                .zip(11..)
+                .map(|(&t, revision)| PbEvent {
+                    r#type: t,
+                    kv: Some(kv(revision)),
+                    prev_kv: (t == 1).then(|| kv(revision - 1)),
+                })
+                .collect(),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn events_keep_their_kind_key_value_and_revisions_and_an_unknown_kind_ends_the_watch() {
+        let Ok(WatchMessage::Events { revision, events }) = convert(response(&[0, 1])) else {
+            panic!("events")
+        };
+        assert_eq!(revision, 12);
+        let seen: Vec<_> = events
+            .iter()
+            .map(|e| (e.kind, &e.kv.key[..], &e.kv.value[..], e.kv.mod_revision, e.kv.lease))
+            .collect();
+        let (key, value) = (&b"/s/a"[..], &b"v"[..]);
+        assert_eq!(
+            seen,
+            [
+                (EventKind::Put, key, value, 11, LeaseId(5)),
+                (EventKind::Delete, key, value, 12, LeaseId(5))
+            ]
+        );
+        assert_eq!(events[1].prev.as_ref().map(|p| p.mod_revision), Some(11));
+        let err = convert(response(&[0, 2])).unwrap_err().to_string();
+        assert!(err.contains("unknown type 2"), "{err}");
+    }
 }

@@ -293,7 +293,9 @@ async fn run(
                     progress = true;
                 }
             }
-            progress |= s.write(&mut reserving, cx);
+            if !s.outbox.is_empty() || reserving.is_some() {
+                progress |= s.write(&mut reserving, cx);
+            }
             if let Some(link) = s.link.as_mut() {
                 if let Poll::Ready(answer) = link.answers.as_mut().poll_next(cx) {
                     match answer {
