@@ -245,11 +245,14 @@ async fn run(
     let (mut creates_armed, mut cancels_armed) = (false, false);
     // Waiting for room in the writer's queue for the outbox's first request.
     let mut reserving: Option<Reserving> = None;
+    // What `stats.watches` holds (stored only when it changes).
+    let mut watches_seen = 0;
     std::future::poll_fn(move |cx| {
         quiet.task.register(cx.waker());
         let mut routed = 0;
         loop {
-            if quiet.woken.swap(false, Ordering::AcqRel) {
+            // A load first: the flag is seldom set, and a swap would write its line every time.
+            if quiet.woken.load(Ordering::Acquire) && quiet.woken.swap(false, Ordering::AcqRel) {
                 (creates_armed, cancels_armed) = (false, false);
             }
             let mut quiet_cx = Context::from_waker(&quiet_waker);
@@ -307,7 +310,10 @@ async fn run(
                     progress = true;
                 }
             }
-            stats.watches.store(s.watches.len(), Ordering::Relaxed);
+            if s.watches.len() != watches_seen {
+                watches_seen = s.watches.len();
+                stats.watches.store(watches_seen, Ordering::Relaxed);
+            }
             if !progress {
                 return Poll::Pending;
             }
