@@ -96,26 +96,29 @@ pub(crate) fn convert(mut resp: WatchResponse) -> Result<WatchMessage> {
     if resp.events().is_empty() {
         return Ok(WatchMessage::Progress { revision });
     }
-    let mut events = Vec::with_capacity(resp.0.events.len());
-    for ev in std::mem::take(&mut resp.0.events) {
-        // etcd-client's `event_type()` panics on a type it does not know: a
-        // watch that gets one ends (its owner watches again) instead.
-        let kind = match ev.r#type {
-            t if t == EventType::Put as i32 => EventKind::Put,
-            t if t == EventType::Delete as i32 => EventKind::Delete,
-            other => {
-                return Err(Error::backend_message(format!(
-                    "etcd sent a watch event of unknown type {other} (known: 0, a put; 1, a delete)"
-                )))
-            }
-        };
-        let Some(kv) = ev.kv else { continue };
-        events.push(Event {
-            kind,
-            kv: from_pb(kv),
-            prev: ev.prev_kv.map(from_pb),
-        });
-    }
+    // Collected from the response's own vector: the two event types have one
+    // size, so the standard library reuses its allocation.
+    let events = std::mem::take(&mut resp.0.events)
+        .into_iter()
+        .filter_map(|ev| {
+            // etcd-client's `event_type()` panics on a type it does not know: a
+            // watch that gets one ends (its owner watches again) instead.
+            let kind = match ev.r#type {
+                t if t == EventType::Put as i32 => EventKind::Put,
+                t if t == EventType::Delete as i32 => EventKind::Delete,
+                other => {
+                    return Some(Err(Error::backend_message(format!(
+                        "etcd sent a watch event of unknown type {other} (known: 0, a put; 1, a delete)"
+                    ))))
+                }
+            };
+            Some(Ok(Event {
+                kind,
+                kv: from_pb(ev.kv?),
+                prev: ev.prev_kv.map(from_pb),
+            }))
+        })
+        .collect::<Result<Vec<Event>>>()?;
     Ok(WatchMessage::Events { revision, events })
 }
 
