@@ -36,6 +36,8 @@ pub fn channel<T>(value: T) -> (Publisher<T>, Subscriber<T>) {
             version: 0,
             closed: false,
             waiting: Vec::new(),
+            layout: 0,
+            vacant: 0,
         }),
     });
     let reader = Subscriber {
@@ -67,8 +69,7 @@ pub struct Subscriber<T> {
     /// as new).
     seen: Option<u64>,
     /// Where this reader's waker waits: its index among the waiting, valid
-    /// while the version it was put there at is the current one (a
-    /// publication takes them all).
+    /// while the layout it was put there in is the current one.
     slot: Option<(u64, usize)>,
 }
 
@@ -83,9 +84,17 @@ struct Inner<T> {
     /// The publisher is gone.
     closed: bool,
     /// The wakers of readers waiting for a version after this one (a reader
-    /// that stops waiting leaves `None` in its place).
+    /// dropped while waiting leaves `None` in its place).
     waiting: Vec<Option<Waker>>,
+    /// Raised whenever the waiting move (a publication takes them all; a
+    /// compaction closes the gaps): a reader's slot from an older layout is void.
+    layout: u64,
+    /// The `None`s among the waiting.
+    vacant: usize,
 }
+
+/// Gaps left by dropped readers tolerated among the waiting before they are closed.
+const COMPACT_AFTER: usize = 32;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -99,6 +108,8 @@ impl<T> Publisher<T> {
         let old = {
             let mut inner = lock(&self.shared.inner);
             inner.version += 1;
+            inner.layout += 1;
+            inner.vacant = 0;
             std::mem::swap(&mut inner.waiting, &mut *spare);
             std::mem::replace(&mut inner.value, value)
         };
@@ -122,6 +133,8 @@ impl<T> Drop for Publisher<T> {
         let waiting = {
             let mut inner = lock(&self.shared.inner);
             inner.closed = true;
+            inner.layout += 1;
+            inner.vacant = 0;
             std::mem::take(&mut inner.waiting)
         };
         for waker in waiting.into_iter().flatten() {
@@ -167,17 +180,34 @@ impl<T: Clone> Subscriber<T> {
         if inner.closed {
             return Poll::Ready(None);
         }
-        let version = inner.version;
-        match self.slot {
-            Some((at, i)) if at == version => match &mut inner.waiting[i] {
-                Some(w) if w.will_wake(cx.waker()) => {}
-                w => *w = Some(cx.waker().clone()),
+        // A waker this replaces is dropped after the lock (a waker's drop may run code).
+        let replaced = match self.slot {
+            Some((at, i)) if at == inner.layout => match &mut inner.waiting[i] {
+                Some(w) if w.will_wake(cx.waker()) => None,
+                Some(w) => Some(std::mem::replace(w, cx.waker().clone())),
+                w @ None => {
+                    *w = Some(cx.waker().clone());
+                    inner.vacant -= 1;
+                    None
+                }
             },
             _ => {
+                // Readers dropped while waiting, between publications, leave
+                // gaps: when they are most of the waiting, close them (readers
+                // whose place moves find their slot void and take a new one;
+                // until then their waker, moved, is still woken).
+                if inner.vacant > COMPACT_AFTER && inner.vacant * 2 > inner.waiting.len() {
+                    inner.waiting.retain(Option::is_some);
+                    inner.vacant = 0;
+                    inner.layout += 1;
+                }
                 inner.waiting.push(Some(cx.waker().clone()));
-                self.slot = Some((version, inner.waiting.len() - 1));
+                self.slot = Some((inner.layout, inner.waiting.len() - 1));
+                None
             }
-        }
+        };
+        drop(inner);
+        drop(replaced);
         Poll::Pending
     }
 }
@@ -188,10 +218,12 @@ impl<T> Drop for Subscriber<T> {
         if let Some((at, i)) = self.slot {
             let waker = {
                 let mut inner = lock(&self.shared.inner);
-                match inner.version == at {
+                let waker = match inner.layout == at {
                     true => inner.waiting.get_mut(i).and_then(Option::take),
                     false => None,
-                }
+                };
+                inner.vacant += usize::from(waker.is_some());
+                waker
             };
             drop(waker);
         }
@@ -233,6 +265,27 @@ mod tests {
         assert_eq!(woken.0.load(Ordering::SeqCst), 1);
         assert_eq!(reader.poll_changed(&mut cx, |_| true), Poll::Ready(Some(2)));
         assert_eq!(reader.poll_changed(&mut cx, |_| true), Poll::Pending);
+    }
+
+    #[test]
+    fn a_reader_polled_with_another_waker_wakes_that_one() {
+        let (publisher, mut reader) = channel(0);
+        let ((a_woken, a), (b_woken, b)) = (waker(), waker());
+        assert_eq!(
+            reader.poll_changed(&mut Context::from_waker(&a), |_| true),
+            Poll::Ready(Some(0))
+        );
+        assert_eq!(
+            reader.poll_changed(&mut Context::from_waker(&a), |_| true),
+            Poll::Pending
+        );
+        assert_eq!(
+            reader.poll_changed(&mut Context::from_waker(&b), |_| true),
+            Poll::Pending
+        );
+        publisher.publish(1);
+        assert_eq!(a_woken.0.load(Ordering::SeqCst), 0);
+        assert_eq!(b_woken.0.load(Ordering::SeqCst), 1);
     }
 
     #[test]
@@ -296,6 +349,31 @@ mod tests {
         publisher.publish(2);
         let woken: Vec<usize> = wakers.iter().map(|(c, _)| c.0.load(Ordering::SeqCst)).collect();
         assert_eq!(woken, [2, 2, 0, 2, 2]);
+    }
+
+    #[test]
+    fn readers_dropped_while_waiting_leave_no_lasting_gaps_and_moved_readers_are_still_woken() {
+        let (publisher, reader) = channel(0u32);
+        let (woken, w) = waker();
+        let (_, others) = waker();
+        let mut cx = Context::from_waker(&others);
+        // A reader that waits the whole time, then thousands that wait and go,
+        // with no publication between.
+        let mut stays = reader.clone();
+        let mut stays_cx = Context::from_waker(&w);
+        assert_eq!(stays.poll_changed(&mut stays_cx, |_| true), Poll::Ready(Some(0)));
+        assert_eq!(stays.poll_changed(&mut stays_cx, |_| true), Poll::Pending);
+        for _ in 0..5_000 {
+            let mut r = reader.clone();
+            assert_eq!(r.poll_changed(&mut cx, |_| true), Poll::Ready(Some(0)));
+            assert_eq!(r.poll_changed(&mut cx, |_| true), Poll::Pending);
+        }
+        let len = lock(&reader.shared.inner).waiting.len();
+        assert!(len <= 2 * COMPACT_AFTER + 2, "{len} places for 1 waiting reader");
+        // The reader that stayed, its place moved, is woken once by the next value.
+        publisher.publish(1);
+        assert_eq!(woken.0.load(Ordering::SeqCst), 1);
+        assert_eq!(stays.poll_changed(&mut stays_cx, |_| true), Poll::Ready(Some(1)));
     }
 
     #[tokio::test]
