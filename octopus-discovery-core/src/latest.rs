@@ -30,16 +30,14 @@ use std::task::{Context, Poll, Waker};
 
 /// A publisher and a reader of `value`; more readers come from cloning it.
 pub fn channel<T>(value: T) -> (Publisher<T>, Subscriber<T>) {
-    let shared = Arc::new(Shared {
-        inner: Mutex::new(Inner {
-            value,
-            version: 0,
-            closed: false,
-            waiting: Vec::new(),
-            layout: 0,
-            vacant: 0,
-        }),
-    });
+    let shared = Arc::new(Mutex::new(Inner {
+        value,
+        version: 0,
+        closed: false,
+        waiting: Vec::new(),
+        layout: 0,
+        vacant: 0,
+    }));
     let reader = Subscriber {
         shared: shared.clone(),
         seen: None,
@@ -55,7 +53,7 @@ pub fn channel<T>(value: T) -> (Publisher<T>, Subscriber<T>) {
 /// Publishes values; dropping it ends every reader (after the value they have
 /// not seen, if any).
 pub struct Publisher<T> {
-    shared: Arc<Shared<T>>,
+    shared: Arc<Mutex<Inner<T>>>,
     /// The wakers taken from the readers at the last publication, emptied and
     /// kept for the next, so that a publication allocates nothing.
     spare: Mutex<Vec<Option<Waker>>>,
@@ -64,17 +62,13 @@ pub struct Publisher<T> {
 /// Reads the newest value: each read returns a value it has not returned
 /// before, the newest there is.
 pub struct Subscriber<T> {
-    shared: Arc<Shared<T>>,
+    shared: Arc<Mutex<Inner<T>>>,
     /// The version last returned; `None`: none yet (the value there is counts
     /// as new).
     seen: Option<u64>,
     /// Where this reader's waker waits: its index among the waiting, valid
     /// while the layout it was put there in is the current one.
     slot: Option<(u64, usize)>,
-}
-
-struct Shared<T> {
-    inner: Mutex<Inner<T>>,
 }
 
 struct Inner<T> {
@@ -106,7 +100,7 @@ impl<T> Publisher<T> {
     pub fn publish(&self, value: T) -> T {
         let mut spare = lock(&self.spare);
         let old = {
-            let mut inner = lock(&self.shared.inner);
+            let mut inner = lock(&self.shared);
             inner.version += 1;
             inner.layout += 1;
             inner.vacant = 0;
@@ -118,20 +112,12 @@ impl<T> Publisher<T> {
         }
         old
     }
-
-    /// The newest value, cloned.
-    pub fn latest(&self) -> T
-    where
-        T: Clone,
-    {
-        lock(&self.shared.inner).value.clone()
-    }
 }
 
 impl<T> Drop for Publisher<T> {
     fn drop(&mut self) {
         let waiting = {
-            let mut inner = lock(&self.shared.inner);
+            let mut inner = lock(&self.shared);
             inner.closed = true;
             inner.layout += 1;
             inner.vacant = 0;
@@ -157,7 +143,7 @@ impl<T> Clone for Subscriber<T> {
 impl<T: Clone> Subscriber<T> {
     /// The newest value, cloned, without waiting (and without counting it as seen).
     pub fn latest(&self) -> T {
-        lock(&self.shared.inner).value.clone()
+        lock(&self.shared).value.clone()
     }
 
     /// Waits for a value this reader has not returned that `accept`s (a value
@@ -170,7 +156,7 @@ impl<T: Clone> Subscriber<T> {
     /// [`changed`](Self::changed) as a poll: `Pending` registers `cx`'s waker
     /// for the next publication.
     pub fn poll_changed(&mut self, cx: &mut Context<'_>, accept: impl Fn(&T) -> bool) -> Poll<Option<T>> {
-        let mut inner = lock(&self.shared.inner);
+        let mut inner = lock(&self.shared);
         if self.seen != Some(inner.version) {
             self.seen = Some(inner.version);
             if accept(&inner.value) {
@@ -182,14 +168,10 @@ impl<T: Clone> Subscriber<T> {
         }
         // A waker this replaces is dropped after the lock (a waker's drop may run code).
         let replaced = match self.slot {
+            // A valid slot holds this reader's waker (only its own drop empties it).
             Some((at, i)) if at == inner.layout => match &mut inner.waiting[i] {
                 Some(w) if w.will_wake(cx.waker()) => None,
-                Some(w) => Some(std::mem::replace(w, cx.waker().clone())),
-                w @ None => {
-                    *w = Some(cx.waker().clone());
-                    inner.vacant -= 1;
-                    None
-                }
+                w => w.replace(cx.waker().clone()),
             },
             _ => {
                 // Readers dropped while waiting, between publications, leave
@@ -217,7 +199,7 @@ impl<T> Drop for Subscriber<T> {
     fn drop(&mut self) {
         if let Some((at, i)) = self.slot {
             let waker = {
-                let mut inner = lock(&self.shared.inner);
+                let mut inner = lock(&self.shared);
                 let waker = match inner.layout == at {
                     true => inner.waiting.get_mut(i).and_then(Option::take),
                     false => None,
@@ -368,7 +350,7 @@ mod tests {
             assert_eq!(r.poll_changed(&mut cx, |_| true), Poll::Ready(Some(0)));
             assert_eq!(r.poll_changed(&mut cx, |_| true), Poll::Pending);
         }
-        let len = lock(&reader.shared.inner).waiting.len();
+        let len = lock(&reader.shared).waiting.len();
         assert!(len <= 2 * COMPACT_AFTER + 2, "{len} places for 1 waiting reader");
         // The reader that stayed, its place moved, is woken once by the next value.
         publisher.publish(1);
