@@ -57,17 +57,7 @@ pub(crate) fn convert_kv(kv: &etcd_client::KeyValue) -> KeyValue {
 
 /// A key-value from etcd-client, taking its key and value over ([`convert_kv`] copies them).
 pub(crate) fn into_kv(kv: etcd_client::KeyValue) -> KeyValue {
-    let (create_revision, mod_revision, version, lease) =
-        (kv.create_revision(), kv.mod_revision(), kv.version(), kv.lease());
-    let (key, value) = kv.into_key_value();
-    KeyValue {
-        key,
-        value,
-        create_revision,
-        mod_revision,
-        version,
-        lease: LeaseId(lease),
-    }
+    from_pb(kv.0)
 }
 
 /// A response header (zero when etcd sent none).
