@@ -276,10 +276,10 @@ async fn run(
                         }
                         progress = true;
                     }
-                    // No cancel can come any more (the handle's sender is
-                    // gone, and so are the creates: the next poll of those ends).
-                    Poll::Ready(None) => cancels_armed = true,
-                    Poll::Pending => cancels_armed = true,
+                    // Ready(None): no cancel can come any more (the handle's
+                    // sender is gone, and so are the creates: the next poll of
+                    // those ends).
+                    Poll::Ready(None) | Poll::Pending => cancels_armed = true,
                 }
             }
             if let Some(opening) = s.opening.as_mut() {
@@ -356,41 +356,41 @@ impl State {
     /// Hands the outbox's requests to the writer while its queue has room; when
     /// it is full, waits for room (`reserving`). True if anything happened.
     fn write(&mut self, reserving: &mut Option<Reserving>, cx: &mut Context<'_>) -> bool {
-        if self.link.is_none() {
-            *reserving = None;
-            return false;
-        }
         let mut progress = false;
-        if let Some((generation, wait)) = reserving.as_mut() {
-            if *generation != self.generation {
-                *reserving = None; // for a stream that is gone
-            } else {
-                let Poll::Ready(permit) = wait.as_mut().poll(cx) else {
-                    return false;
-                };
+        loop {
+            let Some(link) = self.link.as_ref() else {
                 *reserving = None;
-                let Some(permit) = permit else {
-                    self.fail_all(Error::closed("watch stream"));
-                    return true;
-                };
-                if let Some(op) = self.outbox.pop_front() {
-                    permit.send(op);
+                return progress;
+            };
+            match reserving.as_mut() {
+                Some((generation, wait)) if *generation == self.generation => {
+                    let Poll::Ready(permit) = wait.as_mut().poll(cx) else {
+                        return progress;
+                    };
+                    *reserving = None;
+                    let Some(permit) = permit else {
+                        self.fail_all(Error::closed("watch stream"));
+                        return true;
+                    };
+                    if let Some(op) = self.outbox.pop_front() {
+                        permit.send(op);
+                    }
+                    progress = true;
+                    continue;
                 }
-                progress = true;
+                Some(_) => *reserving = None, // for a stream that is gone
+                None => {}
             }
-        }
-        let Some(link) = self.link.as_ref() else {
-            return progress;
-        };
-        while let Some(op) = self.outbox.pop_front() {
+            let Some(op) = self.outbox.pop_front() else {
+                return progress;
+            };
             match link.ops.try_send(op) {
                 Ok(()) => progress = true,
                 Err(mpsc::error::TrySendError::Full(op)) => {
+                    // Waited for next time round, so that it holds the task's waker.
                     self.outbox.push_front(op);
                     let ops = link.ops.clone();
                     *reserving = Some((self.generation, Box::pin(async move { ops.reserve_owned().await.ok() })));
-                    // Polled at once, so that it holds the task's waker.
-                    return self.write(reserving, cx) || progress;
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => {
                     self.fail_all(Error::closed("watch stream"));
@@ -398,7 +398,6 @@ impl State {
                 }
             }
         }
-        progress
     }
 
     /// Sends a create (opening the stream with it when there is none), unless
