@@ -3,7 +3,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, Weak};
 
-use crate::latest;
 use async_trait::async_trait;
 
 mod state;
@@ -11,6 +10,7 @@ mod stats;
 mod task;
 
 use crate::cache_file::ColdCache;
+use crate::latest;
 use crate::view::View;
 use crate::Instances;
 use crate::{
