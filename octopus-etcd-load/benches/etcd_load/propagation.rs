@@ -1,6 +1,7 @@
 //! Scenario 2, `propagation`: from a put sent to the change seen by every
 //! watcher, Octopus beside raw etcd-client (also decoding each value into an
-//! instance, as a user who wants instances would) and etcd's Go clientv3.
+//! instance, as a user who wants instances would, and also keeping them, as one
+//! who wants the current instances would) and etcd's Go clientv3.
 
 mod round;
 
@@ -37,7 +38,7 @@ pub(crate) async fn propagation(quick: bool) {
          max over every sighting, then the rounds' p99s min–max and the process's CPU per sighting)\n"
     );
     println!(
-        "| watchers per side | raw etcd-client, one client | raw etcd-client + decode, one client | Go clientv3, one client | Octopus, one client | raw etcd-client, a client each | raw etcd-client + decode, a client each | Octopus, a client each |\n|---|---|---|---|---|---|---|---|"
+        "| watchers per side | raw etcd-client, one client | raw etcd-client + decode, one client | raw etcd-client + decode + keep, one client | Go clientv3, one client | Octopus, one client | raw etcd-client, a client each | raw etcd-client + decode, a client each | Octopus, a client each |\n|---|---|---|---|---|---|---|---|---|"
     );
     // PROPAGATION_WATCHERS=1,20 measures those counts only.
     let counts: Vec<usize> = match std::env::var("PROPAGATION_WATCHERS") {
@@ -51,6 +52,8 @@ pub(crate) async fn propagation(quick: bool) {
         ("Octopus − raw, a client each", Watchers::Each, Watchers::RawEach),
         ("Octopus − raw + decode", Watchers::Shared, Watchers::RawDecode),
         ("raw + decode − raw", Watchers::RawDecode, Watchers::RawShared),
+        ("Octopus − raw + keep", Watchers::Shared, Watchers::RawKeep),
+        ("raw + keep − raw", Watchers::RawKeep, Watchers::RawShared),
         (
             "Octopus − raw + decode, a client each",
             Watchers::Each,
@@ -114,9 +117,10 @@ pub(crate) async fn propagation(quick: bool) {
             )
         };
         println!(
-            "| {w} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {w} | {} | {} | {} | {} | {} | {} | {} | {} |",
             cell(Watchers::RawShared),
             cell(Watchers::RawDecode),
+            cell(Watchers::RawKeep),
             cell(Watchers::Go),
             cell(Watchers::Shared),
             cell(Watchers::RawEach),

@@ -7,7 +7,13 @@
 //! baseline; `raw-decode` and `raw-decode-each` are `raw-shared` and
 //! `raw-each` that also decode each value into a `ServiceInstance` with
 //! serde_json and validate it, as a user of raw etcd-client who wants instances
-//! would (the wire's cost plus the decoding's).
+//! would (the wire's cost plus the decoding's); `raw-keep` is `raw-decode`
+//! that also keeps what it decoded, a map from id to instance that puts and
+//! deletes edit, as a user of raw etcd-client who wants the current instances
+//! would (the decoding's cost plus the keeping's, without handing the map on);
+//! it reads the clock once the map holds the instance, as Octopus's watcher
+//! reads it once it holds the view (the other raw sides read it when the
+//! response arrives, before decoding).
 //! For every instance a watcher sees added it prints "seen ID NANOS":
 //! NANOS is the wall-clock Unix time in nanoseconds when the change reached the
 //! watcher (the harness, on the same machine, subtracts the time it sent the
@@ -17,7 +23,7 @@
 //! stdin, the sightings since the last report and "end". It runs until its stdin
 //! closes.
 //!
-//!     watch_client ENDPOINT SERVICE W shared|each|raw-shared|raw-each|raw-decode|raw-decode-each
+//!     watch_client ENDPOINT SERVICE W shared|each|raw-shared|raw-each|raw-decode|raw-decode-each|raw-keep
 
 use std::io::{BufRead, Write};
 use std::sync::{Arc, Mutex};
@@ -33,18 +39,21 @@ fn unix_nanos() -> u128 {
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [endpoint, service, w, mode] = &args[..] else {
-        eprintln!("usage: watch_client ENDPOINT SERVICE W shared|each|raw-shared|raw-each|raw-decode|raw-decode-each");
+        eprintln!("usage: watch_client ENDPOINT SERVICE W shared|each|raw-shared|raw-each|raw-decode|raw-decode-each|raw-keep");
         std::process::exit(2);
     };
     let w: usize = w.parse().expect("W is a number");
     let shared = match mode.as_str() {
         "shared" => true,
         "each" => false,
-        "raw-shared" => return raw(endpoint, service, w, true, false).await,
-        "raw-each" => return raw(endpoint, service, w, false, false).await,
-        "raw-decode" => return raw(endpoint, service, w, true, true).await,
-        "raw-decode-each" => return raw(endpoint, service, w, false, true).await,
-        other => panic!("mode is shared, each, raw-shared, raw-each, raw-decode or raw-decode-each, not {other:?}"),
+        "raw-shared" => return raw(endpoint, service, w, true, Raw::Bytes).await,
+        "raw-each" => return raw(endpoint, service, w, false, Raw::Bytes).await,
+        "raw-decode" => return raw(endpoint, service, w, true, Raw::Decode).await,
+        "raw-decode-each" => return raw(endpoint, service, w, false, Raw::Decode).await,
+        "raw-keep" => return raw(endpoint, service, w, true, Raw::Keep).await,
+        other => {
+            panic!("mode is shared, each, raw-shared, raw-each, raw-decode, raw-decode-each or raw-keep, not {other:?}")
+        }
     };
     let url = format!("etcd://{endpoint}");
     let connect = || async {
@@ -81,9 +90,21 @@ async fn main() {
     ready_until_stdin_closes(&out, tasks).await;
 }
 
+/// What a raw watcher does with each event.
+#[derive(Clone, Copy, PartialEq)]
+enum Raw {
+    /// Reports the id at the key's end.
+    Bytes,
+    /// Decodes and validates the value, and reports the instance's id.
+    Decode,
+    /// As `Decode`, and keeps the instance in a map from id to instance (a
+    /// delete removes it).
+    Keep,
+}
+
 /// `w` raw etcd-client watches of the service's prefix, on one client (`shared`)
-/// or each on its own; with `decode`, each value is decoded and validated.
-async fn raw(endpoint: &str, service: &str, w: usize, shared: bool, decode: bool) {
+/// or each on its own, each doing `work` with every event.
+async fn raw(endpoint: &str, service: &str, w: usize, shared: bool, work: Raw) {
     use etcd_client::{Client, EventType, WatchOptions};
     let prefix = format!("/octopus/services/{service}/");
     let out = Lines::default();
@@ -105,21 +126,35 @@ async fn raw(endpoint: &str, service: &str, w: usize, shared: bool, decode: bool
         let out = out.clone();
         tasks.push(tokio::spawn(async move {
             let _keep = c;
+            let mut kept = std::collections::BTreeMap::<String, Arc<octopus::ServiceInstance>>::new();
             while let Ok(Some(resp)) = stream.message().await {
                 let now = unix_nanos();
                 for ev in resp.events() {
+                    let id = || {
+                        let key = ev.kv().and_then(|kv| kv.key_str().ok()).unwrap_or("");
+                        key.rsplit('/').next().unwrap_or(key)
+                    };
                     if ev.event_type() != EventType::Put {
+                        if work == Raw::Keep {
+                            kept.remove(id());
+                        }
                         continue;
                     }
-                    if decode {
-                        let value = ev.kv().map_or(&[][..], |kv| kv.value());
-                        match serde_json::from_slice::<octopus::ServiceInstance>(value) {
-                            Ok(i) if i.validate().is_ok() => out.report(&i.id, now),
-                            _ => eprintln!("not an instance: {}", String::from_utf8_lossy(value)),
+                    if work == Raw::Bytes {
+                        out.report(id(), now);
+                        continue;
+                    }
+                    let value = ev.kv().map_or(&[][..], |kv| kv.value());
+                    match serde_json::from_slice::<octopus::ServiceInstance>(value) {
+                        Ok(i) if work == Raw::Keep && i.validate().is_ok() => {
+                            // Seen once the map holds it, as Octopus's watcher sees
+                            // a change once it holds the view with it.
+                            let i = Arc::new(i);
+                            kept.insert(i.id.clone(), i.clone());
+                            out.report(&i.id, unix_nanos());
                         }
-                    } else {
-                        let key = ev.kv().and_then(|kv| kv.key_str().ok()).unwrap_or("");
-                        out.report(key.rsplit('/').next().unwrap_or(key), now);
+                        Ok(i) if i.validate().is_ok() => out.report(&i.id, now),
+                        _ => eprintln!("not an instance: {}", String::from_utf8_lossy(value)),
                     }
                 }
             }

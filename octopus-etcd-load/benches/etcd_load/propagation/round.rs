@@ -32,6 +32,9 @@ pub(crate) enum Watchers {
     RawDecode,
     /// Raw etcd-client watches, a client each, each value decoded into an instance.
     RawDecodeEach,
+    /// Raw etcd-client watches on one client, each value decoded into an
+    /// instance that a map from id to instance keeps.
+    RawKeep,
     /// Octopus watches on one client.
     Shared,
     /// Octopus watches, a client each.
@@ -51,6 +54,7 @@ impl Watchers {
             Watchers::RawEach => "raw-each",
             Watchers::RawDecode => "raw-decode",
             Watchers::RawDecodeEach => "raw-decode-each",
+            Watchers::RawKeep => "raw-keep",
             Watchers::Shared => "octopus",
             Watchers::Each => "octopus-each",
             Watchers::Go => "go",
@@ -171,6 +175,7 @@ pub(crate) async fn propagation_round(
         (Watchers::Each, "each"),
         (Watchers::RawDecode, "raw-decode"),
         (Watchers::RawDecodeEach, "raw-decode-each"),
+        (Watchers::RawKeep, "raw-keep"),
     ]
     .into_iter()
     .map(|(side, mode)| {
