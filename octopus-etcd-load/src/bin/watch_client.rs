@@ -128,7 +128,8 @@ async fn raw(endpoint: &str, service: &str, w: usize, shared: bool, work: Raw) {
             let _keep = c;
             let mut kept = std::collections::BTreeMap::<String, Arc<octopus::ServiceInstance>>::new();
             while let Ok(Some(resp)) = stream.message().await {
-                let now = unix_nanos();
+                // The time the response arrived (`Keep` reads it once it has kept the instance).
+                let now = if work == Raw::Keep { 0 } else { unix_nanos() };
                 for ev in resp.events() {
                     let id = || {
                         let key = ev.kv().and_then(|kv| kv.key_str().ok()).unwrap_or("");
