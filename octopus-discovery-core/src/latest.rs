@@ -87,6 +87,16 @@ struct Inner<T> {
     vacant: usize,
 }
 
+impl<T> Inner<T> {
+    /// Moves the waiting wakers into `into`, which must be empty (the waiting
+    /// list keeps its allocation for next time), and voids every reader's slot.
+    fn take_waiting(&mut self, into: &mut Vec<Option<Waker>>) {
+        std::mem::swap(&mut self.waiting, into);
+        self.layout += 1;
+        self.vacant = 0;
+    }
+}
+
 /// Gaps left by dropped readers tolerated among the waiting before they are closed.
 const COMPACT_AFTER: usize = 32;
 
@@ -102,9 +112,7 @@ impl<T> Publisher<T> {
         let old = {
             let mut inner = lock(&self.shared);
             inner.version += 1;
-            inner.layout += 1;
-            inner.vacant = 0;
-            std::mem::swap(&mut inner.waiting, &mut *spare);
+            inner.take_waiting(&mut spare);
             std::mem::replace(&mut inner.value, value)
         };
         for waker in spare.drain(..).flatten() {
@@ -116,13 +124,12 @@ impl<T> Publisher<T> {
 
 impl<T> Drop for Publisher<T> {
     fn drop(&mut self) {
-        let waiting = {
+        let mut waiting = Vec::new();
+        {
             let mut inner = lock(&self.shared);
             inner.closed = true;
-            inner.layout += 1;
-            inner.vacant = 0;
-            std::mem::take(&mut inner.waiting)
-        };
+            inner.take_waiting(&mut waiting);
+        }
         for waker in waiting.into_iter().flatten() {
             waker.wake();
         }
