@@ -147,14 +147,16 @@ async fn raw(endpoint: &str, service: &str, w: usize, shared: bool, work: Raw) {
                     }
                     let value = ev.kv().map_or(&[][..], |kv| kv.value());
                     match serde_json::from_slice::<octopus::ServiceInstance>(value) {
-                        Ok(i) if work == Raw::Keep && i.validate().is_ok() => {
-                            // Seen once the map holds it, as Octopus's watcher sees
-                            // a change once it holds the view with it.
-                            let i = Arc::new(i);
-                            kept.insert(i.id.clone(), i.clone());
-                            out.report(&i.id, unix_nanos());
-                        }
-                        Ok(i) if i.validate().is_ok() => out.report(&i.id, now),
+                        Ok(i) if i.validate().is_ok() => match work {
+                            Raw::Keep => {
+                                // Seen once the map holds it, as Octopus's watcher
+                                // sees a change once it holds the view with it.
+                                let i = Arc::new(i);
+                                kept.insert(i.id.clone(), i.clone());
+                                out.report(&i.id, unix_nanos());
+                            }
+                            _ => out.report(&i.id, now),
+                        },
                         _ => eprintln!("not an instance: {}", String::from_utf8_lossy(value)),
                     }
                 }
