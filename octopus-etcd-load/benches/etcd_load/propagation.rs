@@ -52,8 +52,8 @@ pub(crate) async fn propagation(quick: bool) {
         ("Octopus − raw, a client each", Watchers::Each, Watchers::RawEach),
         ("Octopus − raw + decode", Watchers::Shared, Watchers::RawDecode),
         ("raw + decode − raw", Watchers::RawDecode, Watchers::RawShared),
-        ("Octopus − raw + keep", Watchers::Shared, Watchers::RawKeep),
-        ("raw + keep − raw", Watchers::RawKeep, Watchers::RawShared),
+        ("Octopus − raw + decode + keep", Watchers::Shared, Watchers::RawKeep),
+        ("raw + decode + keep − raw", Watchers::RawKeep, Watchers::RawShared),
         (
             "Octopus − raw + decode, a client each",
             Watchers::Each,
