@@ -1,7 +1,8 @@
 //! Scenario 2, `propagation`: from a put sent to the change seen by every
 //! watcher, Octopus beside raw etcd-client (also decoding each value into an
 //! instance, as a user who wants instances would, and also keeping them, as one
-//! who wants the current instances would) and etcd's Go clientv3.
+//! who wants the current instances would, on one client and a client each) and
+//! etcd's Go clientv3.
 
 mod round;
 
@@ -38,7 +39,7 @@ pub(crate) async fn propagation(quick: bool) {
          max over every sighting, then the rounds' p99s min–max and the process's CPU per sighting)\n"
     );
     println!(
-        "| watchers per side | raw etcd-client, one client | raw etcd-client + decode, one client | raw etcd-client + decode + keep, one client | Go clientv3, one client | Octopus, one client | raw etcd-client, a client each | raw etcd-client + decode, a client each | Octopus, a client each |\n|---|---|---|---|---|---|---|---|---|"
+        "| watchers per side | raw etcd-client, one client | raw etcd-client + decode, one client | raw etcd-client + decode + keep, one client | Go clientv3, one client | Octopus, one client | raw etcd-client, a client each | raw etcd-client + decode, a client each | raw etcd-client + decode + keep, a client each | Octopus, a client each |\n|---|---|---|---|---|---|---|---|---|---|"
     );
     // PROPAGATION_WATCHERS=1,20 measures those counts only.
     let counts: Vec<usize> = match std::env::var("PROPAGATION_WATCHERS") {
@@ -62,6 +63,16 @@ pub(crate) async fn propagation(quick: bool) {
         (
             "raw + decode − raw, a client each",
             Watchers::RawDecodeEach,
+            Watchers::RawEach,
+        ),
+        (
+            "Octopus − raw + decode + keep, a client each",
+            Watchers::Each,
+            Watchers::RawKeepEach,
+        ),
+        (
+            "raw + decode + keep − raw, a client each",
+            Watchers::RawKeepEach,
             Watchers::RawEach,
         ),
     ];
@@ -117,7 +128,7 @@ pub(crate) async fn propagation(quick: bool) {
             )
         };
         println!(
-            "| {w} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {w} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             cell(Watchers::RawShared),
             cell(Watchers::RawDecode),
             cell(Watchers::RawKeep),
@@ -125,6 +136,7 @@ pub(crate) async fn propagation(quick: bool) {
             cell(Watchers::Shared),
             cell(Watchers::RawEach),
             cell(Watchers::RawDecodeEach),
+            cell(Watchers::RawKeepEach),
             cell(Watchers::Each)
         );
         differences.push((w, diffs));

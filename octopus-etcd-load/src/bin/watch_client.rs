@@ -10,7 +10,8 @@
 //! would (the wire's cost plus the decoding's); `raw-keep` is `raw-decode`
 //! that also keeps what it decoded, a map from id to instance that puts and
 //! deletes edit, as a user of raw etcd-client who wants the current instances
-//! would (the decoding's cost plus the keeping's, without handing the map on);
+//! would (the decoding's cost plus the keeping's, without handing the map on;
+//! `raw-keep-each`: a client each);
 //! it reads the clock once the map holds the instance, as Octopus's watcher
 //! reads it once it holds the view (the other raw sides read it when the
 //! response arrives, before decoding).
@@ -23,7 +24,7 @@
 //! stdin, the sightings since the last report and "end". It runs until its stdin
 //! closes.
 //!
-//!     watch_client ENDPOINT SERVICE W shared|each|raw-shared|raw-each|raw-decode|raw-decode-each|raw-keep
+//!     watch_client ENDPOINT SERVICE W shared|each|raw-shared|raw-each|raw-decode|raw-decode-each|raw-keep|raw-keep-each
 
 use std::io::{BufRead, Write};
 use std::sync::{Arc, Mutex};
@@ -39,7 +40,7 @@ fn unix_nanos() -> u128 {
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [endpoint, service, w, mode] = &args[..] else {
-        eprintln!("usage: watch_client ENDPOINT SERVICE W shared|each|raw-shared|raw-each|raw-decode|raw-decode-each|raw-keep");
+        eprintln!("usage: watch_client ENDPOINT SERVICE W shared|each|raw-shared|raw-each|raw-decode|raw-decode-each|raw-keep|raw-keep-each");
         std::process::exit(2);
     };
     let w: usize = w.parse().expect("W is a number");
@@ -51,8 +52,9 @@ async fn main() {
         "raw-decode" => return raw(endpoint, service, w, true, Raw::Decode).await,
         "raw-decode-each" => return raw(endpoint, service, w, false, Raw::Decode).await,
         "raw-keep" => return raw(endpoint, service, w, true, Raw::Keep).await,
+        "raw-keep-each" => return raw(endpoint, service, w, false, Raw::Keep).await,
         other => {
-            panic!("mode is shared, each, raw-shared, raw-each, raw-decode, raw-decode-each or raw-keep, not {other:?}")
+            panic!("mode is shared, each, raw-shared, raw-each, raw-decode, raw-decode-each, raw-keep or raw-keep-each, not {other:?}")
         }
     };
     let url = format!("etcd://{endpoint}");

@@ -35,6 +35,9 @@ pub(crate) enum Watchers {
     /// Raw etcd-client watches on one client, each value decoded into an
     /// instance that a map from id to instance keeps.
     RawKeep,
+    /// Raw etcd-client watches, a client each, each value decoded into an
+    /// instance that a map from id to instance (one per watch) keeps.
+    RawKeepEach,
     /// Octopus watches on one client.
     Shared,
     /// Octopus watches, a client each.
@@ -55,6 +58,7 @@ impl Watchers {
             Watchers::RawDecode => "raw-decode",
             Watchers::RawDecodeEach => "raw-decode-each",
             Watchers::RawKeep => "raw-keep",
+            Watchers::RawKeepEach => "raw-keep-each",
             Watchers::Shared => "octopus",
             Watchers::Each => "octopus-each",
             Watchers::Go => "go",
@@ -176,6 +180,7 @@ pub(crate) async fn propagation_round(
         (Watchers::RawDecode, "raw-decode"),
         (Watchers::RawDecodeEach, "raw-decode-each"),
         (Watchers::RawKeep, "raw-keep"),
+        (Watchers::RawKeepEach, "raw-keep-each"),
     ]
     .into_iter()
     .map(|(side, mode)| {
