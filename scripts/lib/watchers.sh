@@ -24,7 +24,8 @@ free_port() {
 
 # Starts etcd with its data in DIR and its log in DIR.log, on ports of its own
 # (fresh at every start: a stopped etcd's port may be taken by then), and waits
-# for it; sets `port` (its client port) and `etcd_pid`.
+# until it answers its health check (at most 30 s; if it exits first, or takes
+# longer, fails); sets `port` (its client port) and `etcd_pid`.
 start_etcd() { # dir
     local peer
     port="$(free_port)"
@@ -34,7 +35,23 @@ start_etcd() { # dir
         --initial-advertise-peer-urls "http://127.0.0.1:$peer" --initial-cluster "default=http://127.0.0.1:$peer" \
         >"$1.log" 2>&1 &
     etcd_pid=$!
-    sleep 1.5
+    python3 - "$port" "$etcd_pid" "$1.log" <<'PY' || { kill "$etcd_pid" 2>/dev/null; exit 1; }
+import json, os, sys, time, urllib.request
+port, pid, log = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+for _ in range(300):
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as r:
+            if json.load(r).get("health") == "true":
+                sys.exit(0)
+    except OSError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        sys.exit(f"etcd exited before it was healthy (log: {log})")
+    time.sleep(0.1)
+sys.exit(f"etcd not healthy after 30 s (log: {log})")
+PY
 }
 
 # Waits until the watcher PID has said "ready" in FILE (every watch created);
