@@ -22,7 +22,9 @@
 //! an append under a short lock, and no I/O, as in `octopuswatch`). It prints
 //! "ready" once every watch is created; then, for each line "report" on its
 //! stdin, the sightings since the last report and "end". It runs until its stdin
-//! closes.
+//! closes. With `WATCH_CLIENT_KEEPALIVE` set, the raw sides' clients send HTTP/2
+//! keepalive pings as Octopus's do (every 10 s, dead after 5 s without an
+//! answer); Octopus's always do.
 //!
 //!     watch_client ENDPOINT SERVICE W shared|each|raw-shared|raw-each|raw-decode|raw-decode-each|raw-keep|raw-keep-each
 
@@ -110,8 +112,16 @@ async fn raw(endpoint: &str, service: &str, w: usize, shared: bool, work: Raw) {
     use etcd_client::{Client, EventType, WatchOptions};
     let prefix = format!("/octopus/services/{service}/");
     let out = Lines::default();
+    // WATCH_CLIENT_KEEPALIVE=1: HTTP/2 keepalive as Octopus sets it (a ping
+    // every 10 s, dead after 5 s without an answer, idle or not).
+    let options = std::env::var_os("WATCH_CLIENT_KEEPALIVE").map(|_| {
+        etcd_client::ConnectOptions::new()
+            .with_keep_alive(std::time::Duration::from_secs(10), std::time::Duration::from_secs(5))
+            .with_keep_alive_while_idle(true)
+    });
+    let connect = || Client::connect([endpoint], options.clone());
     let one = if shared {
-        Some(Client::connect([endpoint], None).await.expect("connect"))
+        Some(connect().await.expect("connect"))
     } else {
         None
     };
@@ -119,7 +129,7 @@ async fn raw(endpoint: &str, service: &str, w: usize, shared: bool, work: Raw) {
     for _ in 0..w {
         let mut c = match &one {
             Some(one) => one.clone(),
-            None => Client::connect([endpoint], None).await.expect("connect"),
+            None => connect().await.expect("connect"),
         };
         let mut stream = c
             .watch(prefix.as_str(), Some(WatchOptions::new().with_prefix()))
