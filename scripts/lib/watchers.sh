@@ -38,7 +38,8 @@ start_etcd() { # dir
     python3 - "$port" "$etcd_pid" "$1.log" <<'PY' || { kill "$etcd_pid" 2>/dev/null; exit 1; }
 import json, os, sys, time, urllib.request
 port, pid, log = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-for _ in range(300):
+deadline = time.monotonic() + 30
+while time.monotonic() < deadline:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as r:
             if json.load(r).get("health") == "true":
