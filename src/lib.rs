@@ -59,9 +59,9 @@ pub use params::PASSWORD_ENV;
 pub use url::{parse_duration, RegistryUrl};
 
 pub use octopus_discovery_core::{
-    chain, redact_url, BackoffPolicy, Change, Diff, Discovery, Error, ErrorKind, Freshness, Instances, IntoTarget,
-    LeaseId, LeaseTtl, Metadata, RegisterOptions, Registration, RegistrationStatus, Registry, Resolvers, Result,
-    ServiceInstance, ServiceWatch, Snapshot, Target,
+    chain, is_secret_param, redact_url, BackoffPolicy, Change, Diff, Discovery, Error, ErrorKind, Freshness, Instances,
+    IntoTarget, LeaseId, LeaseTtl, Metadata, RegisterOptions, Registration, RegistrationStatus, Registry, Resolvers,
+    Result, ServiceInstance, ServiceWatch, Snapshot, Target,
 };
 
 // What the facade's own code uses from core but a user does not call: users

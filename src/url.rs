@@ -168,6 +168,19 @@ mod tests {
             .contains("unknown parameter \"bogus\""));
     }
 
+    /// A misspelt password parameter is refused as unknown, and the error,
+    /// which names the URL, does not print its value.
+    #[test]
+    fn errors_about_unknown_parameters_keep_their_secrets() {
+        for param in ["passwd", "pwd", "pass", "api_key", "auth", "credentials", "Token"] {
+            let u = RegistryUrl::parse(&format!("etcd://127.0.0.1:2379?{param}=hunter2")).unwrap();
+            let e = u.only(&["password"]).unwrap_err().to_string();
+            assert!(e.contains(&format!("unknown parameter {param:?}")), "{e}");
+            assert!(!e.contains("hunter2"), "{e}");
+            assert!(!format!("{u:?} {}", u.redacted()).contains("hunter2"));
+        }
+    }
+
     #[test]
     fn durations_need_a_number_and_a_known_unit() {
         assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));

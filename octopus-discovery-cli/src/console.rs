@@ -33,7 +33,9 @@ pub(crate) struct ConsoleArgs {
 }
 
 /// The registry URL without what must not reach a page: user and password,
-/// and query parameters that look like secrets.
+/// and the query parameters that are secrets by the rule every redacted URL
+/// follows ([`octopus::is_secret_param`]); where a log shows `password=***`,
+/// the page leaves the parameter out.
 pub(crate) fn label(url: &str) -> String {
     let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
     let (main, query) = rest.split_once('?').map_or((rest, None), |(m, q)| (m, Some(q)));
@@ -48,12 +50,7 @@ pub(crate) fn label(url: &str) -> String {
         .unwrap_or("")
         .split('&')
         .filter(|p| !p.is_empty())
-        .filter(|p| {
-            let name = p.split('=').next().unwrap_or("").to_ascii_lowercase();
-            !["pass", "token", "secret", "key", "auth", "cred"]
-                .iter()
-                .any(|s| name.contains(s))
-        })
+        .filter(|p| !octopus::is_secret_param(p.split('=').next().unwrap_or("")))
         .collect();
     if !kept.is_empty() {
         out.push('?');
@@ -126,6 +123,10 @@ mod tests {
         assert_eq!(
             label("etcd://user:pw@10.0.0.1:2379,10.0.0.2:2379?namespace=/prod&password=x"),
             "etcd://10.0.0.1:2379,10.0.0.2:2379?namespace=/prod"
+        );
+        assert_eq!(
+            label("etcd://10.0.0.1:2379?passwd=x&api_key=y&key_file=/etc/k.pem"),
+            "etcd://10.0.0.1:2379?key_file=/etc/k.pem"
         );
         assert_eq!(label("mem://"), "mem://");
     }

@@ -3,9 +3,13 @@
 
 use std::fmt;
 
-/// Query parameters of a registry URL whose values are secrets. A parameter
-/// whose name holds one of these words is redacted too.
-pub const SECRET_PARAMS: [&str; 4] = ["password", "token", "secret", "key_pem"];
+/// Words that make a registry URL's query parameter a secret: a parameter
+/// whose name holds one of them, in any case (`password`, `passwd`, `PWD`,
+/// `api_key`, `auth_token`, `credentials`), is redacted, unless its name ends in
+/// `_file` (a path, such as `password_file` or `key_file`). Broad on purpose:
+/// a misspelt `passwd=` is refused as an unknown parameter, and that error
+/// prints the URL.
+pub const SECRET_PARAMS: [&str; 7] = ["pass", "pwd", "token", "secret", "key", "auth", "cred"];
 
 /// A secret value (a password, a private key): its `Debug` and `Display` print
 /// `***`; read it with [`Secret::expose`] where it is sent, nowhere else.
@@ -113,6 +117,10 @@ mod tests {
         assert_eq!(
             redact_url("etcd://h?auth_token=abc&PASSWORD=x"),
             "etcd://h?auth_token=***&PASSWORD=***"
+        );
+        assert_eq!(
+            redact_url("etcd://h?passwd=a&Pwd=b&api_key=c&credentials=d&key_file=/k&namespace=/n"),
+            "etcd://h?passwd=***&Pwd=***&api_key=***&credentials=***&key_file=/k&namespace=/n"
         );
         assert_eq!(redact_url("mem://"), "mem://");
         assert_eq!(redact_url("not a url ?password"), "not a url ?password");
