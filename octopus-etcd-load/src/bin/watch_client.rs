@@ -31,6 +31,9 @@
 use std::io::{BufRead, Write};
 use std::sync::{Arc, Mutex};
 
+/// The modes, as the usage line lists them.
+const MODES: &str = "shared|each|raw-shared|raw-each|raw-decode|raw-decode-each|raw-keep|raw-keep-each";
+
 #[allow(clippy::disallowed_methods)] // across processes only the wall clock is shared
 fn unix_nanos() -> u128 {
     std::time::SystemTime::now()
@@ -42,7 +45,7 @@ fn unix_nanos() -> u128 {
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [endpoint, service, w, mode] = &args[..] else {
-        eprintln!("usage: watch_client ENDPOINT SERVICE W shared|each|raw-shared|raw-each|raw-decode|raw-decode-each|raw-keep|raw-keep-each");
+        eprintln!("usage: watch_client ENDPOINT SERVICE W {MODES}");
         std::process::exit(2);
     };
     let w: usize = w.parse().expect("W is a number");
@@ -55,9 +58,7 @@ async fn main() {
         "raw-decode-each" => return raw(endpoint, service, w, false, Raw::Decode).await,
         "raw-keep" => return raw(endpoint, service, w, true, Raw::Keep).await,
         "raw-keep-each" => return raw(endpoint, service, w, false, Raw::Keep).await,
-        other => {
-            panic!("mode is shared, each, raw-shared, raw-each, raw-decode, raw-decode-each, raw-keep or raw-keep-each, not {other:?}")
-        }
+        other => panic!("mode is one of {MODES}, not {other:?}"),
     };
     let url = format!("etcd://{endpoint}");
     let connect = || async {

@@ -64,6 +64,17 @@ impl Watchers {
             Watchers::Go => "go",
         }
     }
+
+    /// The `watch_client` mode that runs this side (`None`: the Go peer,
+    /// a program of its own).
+    fn mode(self) -> Option<&'static str> {
+        match self {
+            Watchers::Shared => Some("shared"),
+            Watchers::Each => Some("each"),
+            Watchers::Go => None,
+            raw => Some(raw.service()),
+        }
+    }
 }
 
 /// When each put was sent (by side and instance id, Unix ns), and each side's delays.
@@ -173,24 +184,24 @@ pub(crate) async fn propagation_round(
     let mut writer = raw(&server).await;
     let s = Sightings::default();
     let mut peers: Vec<(Watchers, Peer)> = [
-        (Watchers::RawShared, "raw-shared"),
-        (Watchers::Shared, "shared"),
-        (Watchers::RawEach, "raw-each"),
-        (Watchers::Each, "each"),
-        (Watchers::RawDecode, "raw-decode"),
-        (Watchers::RawDecodeEach, "raw-decode-each"),
-        (Watchers::RawKeep, "raw-keep"),
-        (Watchers::RawKeepEach, "raw-keep-each"),
+        Watchers::RawShared,
+        Watchers::Shared,
+        Watchers::RawEach,
+        Watchers::Each,
+        Watchers::RawDecode,
+        Watchers::RawDecodeEach,
+        Watchers::RawKeep,
+        Watchers::RawKeepEach,
     ]
     .into_iter()
-    .map(|(side, mode)| {
+    .filter_map(|side| {
         let args = [
             server.endpoint(),
             side.service().to_owned(),
             w.to_string(),
-            mode.to_owned(),
+            side.mode()?.to_owned(),
         ];
-        (side, peer_watchers(ours, &args))
+        Some((side, peer_watchers(ours, &args)))
     })
     .collect();
     if let Some(go) = go {
