@@ -1,7 +1,8 @@
 //! The docs list the commands the CLI has: every subcommand of `octopus --help`
 //! (clap's list, from the `Command` enum) appears in docs/CLI.md's command
 //! table, has its `--help` section there, and is named in docs/QUICK_REFERENCE.md
-//! ("The `octopus` command"), and none of those lists a command the CLI lacks.
+//! ("The `octopus` command") and in the README's two lists (the install line and
+//! the crates table), and none of those lists a command the CLI lacks.
 //! Adding, renaming or removing a command without its doc lines fails here.
 
 use std::collections::BTreeSet;
@@ -92,5 +93,39 @@ fn quick_reference_names_every_command() {
         listed,
         cli_commands(),
         "docs/QUICK_REFERENCE.md's command list (left) against `octopus --help` (right)"
+    );
+}
+
+#[test]
+fn readme_names_every_command_where_it_lists_them() {
+    let doc = repo_file("README.md");
+    // The install line's comment: "cargo install octopus-discovery-cli   # the `octopus` command: new, model, …".
+    let install = doc
+        .lines()
+        .find(|l| l.starts_with("cargo install octopus-discovery-cli"))
+        .expect("README.md has the CLI's install line");
+    let (_, commented) = install
+        .split_once("command:")
+        .expect("the install line's comment lists the commands after \"command:\"");
+    let in_comment: BTreeSet<String> = commented.split(',').map(|c| c.trim().to_owned()).collect();
+    assert_eq!(
+        in_comment,
+        cli_commands(),
+        "README.md's install comment (left) against `octopus --help` (right)"
+    );
+    // The crates table's row: "| `octopus-discovery-cli/` | … | the `octopus` command: `new`, `model`, … |".
+    let row = doc
+        .lines()
+        .find(|l| l.starts_with("| `octopus-discovery-cli/`"))
+        .expect("README.md's crates table has the CLI's row");
+    let job = row.rsplit('|').nth(1).expect("the row's last cell");
+    let (_, listed) = job
+        .split_once("command:")
+        .expect("the CLI's row lists the commands after \"command:\"");
+    let in_table: BTreeSet<String> = code_spans(&[listed]).into_iter().map(str::to_owned).collect();
+    assert_eq!(
+        in_table,
+        cli_commands(),
+        "README.md's crates table (left) against `octopus --help` (right)"
     );
 }
