@@ -59,7 +59,7 @@ pub use params::PASSWORD_ENV;
 pub use url::{parse_duration, RegistryUrl};
 
 pub use octopus_discovery_core::{
-    chain, is_secret_param, redact_url, BackoffPolicy, Change, Diff, Discovery, Error, ErrorKind, Freshness, Instances,
+    chain, redact_url, url_label, BackoffPolicy, Change, Diff, Discovery, Error, ErrorKind, Freshness, Instances,
     IntoTarget, LeaseId, LeaseTtl, Metadata, RegisterOptions, Registration, RegistrationStatus, Registry, Resolvers,
     Result, ServiceInstance, ServiceWatch, Snapshot, Target,
 };

@@ -29,6 +29,28 @@ pub(crate) const ETCD_ONLY: &[&str] = &[
     "tls_domain",
 ];
 
+/// The parameter whose value is a secret: every other one a printed URL shows
+/// ([`octopus_discovery_core::SHOWN_PARAMS`], held to this by a test).
+#[cfg(test)]
+const SECRET: &str = "password";
+
+#[cfg(test)]
+#[test]
+fn printed_urls_show_every_parameter_but_the_secret() {
+    let defined: std::collections::BTreeSet<&str> = COMMON
+        .iter()
+        .chain(ETCD_ONLY)
+        .copied()
+        .filter(|p| *p != SECRET)
+        .collect();
+    let shown: std::collections::BTreeSet<&str> = octopus_discovery_core::SHOWN_PARAMS.into_iter().collect();
+    assert_eq!(
+        defined, shown,
+        "the parameters defined here, but the secret (left), and those a printed URL shows (right)"
+    );
+    assert!(!octopus_discovery_core::is_shown_param(SECRET));
+}
+
 /// The key layout named by `layout=` (default `octopus`) under `namespace=`.
 pub(crate) fn layout(url: &RegistryUrl) -> Result<Arc<dyn octopus_discovery_core::KeyLayout>> {
     let in_url = |e: Error| url.error(e);
@@ -60,10 +82,10 @@ pub(crate) fn layout(url: &RegistryUrl) -> Result<Arc<dyn octopus_discovery_core
 pub(crate) fn etcd_options(url: &RegistryUrl) -> Result<octopus_etcd::EtcdOptions> {
     let in_url = |e: Error| url.error(e);
     let mut opts = octopus_etcd::EtcdOptions::new(&url.hosts).map_err(in_url)?;
-    if let Some(d) = url.duration("connect_timeout")? {
+    if let Some(d) = timeout(url, "connect_timeout")? {
         opts = opts.connect_timeout(d);
     }
-    if let Some(d) = url.duration("request_timeout")? {
+    if let Some(d) = timeout(url, "request_timeout")? {
         opts = opts.request_timeout(d);
     }
     if let Some(tls) = tls_options(url)? {
@@ -75,6 +97,27 @@ pub(crate) fn etcd_options(url: &RegistryUrl) -> Result<octopus_etcd::EtcdOption
         return Err(url.error("a password needs user= (the etcd user it belongs to)"));
     }
     Ok(opts)
+}
+
+/// The bounds of `connect_timeout=` and `request_timeout=`: a zero timeout fails
+/// every request at once, and one beyond an hour is no timeout at all.
+#[cfg(feature = "etcd")]
+const TIMEOUT_BOUNDS: (std::time::Duration, std::time::Duration) = (
+    std::time::Duration::from_millis(1),
+    std::time::Duration::from_secs(3600),
+);
+
+/// A timeout parameter, within [`TIMEOUT_BOUNDS`].
+#[cfg(feature = "etcd")]
+fn timeout(url: &RegistryUrl, name: &str) -> Result<Option<std::time::Duration>> {
+    let (min, max) = TIMEOUT_BOUNDS;
+    match url.duration(name)? {
+        Some(d) if d < min || d > max => Err(url.error(format!(
+            "parameter {name}={:?} must be from 1ms to 1h",
+            url.params[name]
+        ))),
+        d => Ok(d),
+    }
 }
 
 /// The environment variable that holds the etcd password when the URL names a

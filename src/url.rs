@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use percent_encoding::percent_decode_str;
 
-use crate::{Error, Result};
+use crate::{Error, Result, PASSWORD_ENV};
 
 /// A parsed registry URL. Its `Debug` and every error about it show it
 /// redacted ([`RegistryUrl::redacted`]): secrets such as `password=` print as `***`.
@@ -31,6 +31,12 @@ impl RegistryUrl {
             return Err(err(format!("scheme {scheme:?} must be letters and digits")));
         }
         let (authority, query) = rest.split_once('?').unwrap_or((rest, ""));
+        if authority.contains('@') {
+            return Err(err(format!(
+                "credentials before the host (user:password@) are not read: give user= and \
+                 password_file= (or the {PASSWORD_ENV} environment variable) instead"
+            )));
+        }
         let authority = authority.trim_end_matches('/');
         if authority.contains('/') {
             return Err(err(
@@ -42,9 +48,30 @@ impl RegistryUrl {
             .filter(|h| !h.is_empty())
             .map(str::to_owned)
             .collect();
+        if let Some(n) = hosts.iter().position(|h| !octopus_discovery_core::plausible_host(h)) {
+            // Not echoed: text that is no host may be a password that split
+            // the URL where it should not.
+            return Err(err(format!(
+                "host {} is not a host name or address with an optional :port (not shown)",
+                n + 1
+            )));
+        }
         let mut params = BTreeMap::new();
         for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let Some((k, v)) = pair.split_once('=') else {
+                return Err(err(
+                    "a parameter without =value (not shown: it may be a secret's tail); \
+                     a & inside a value must be written %26"
+                        .into(),
+                ));
+            };
+            if !octopus_discovery_core::lower_name(k) {
+                return Err(err(
+                    "a parameter name that is not lower-case letters, digits and _ (not shown: it \
+                     may be a secret's tail); a & inside a value must be written %26"
+                        .into(),
+                ));
+            }
             let v = percent_decode_str(v)
                 .decode_utf8()
                 .map_err(|_| err(format!("parameter {k:?} is not valid percent-encoded UTF-8")))?;
@@ -99,25 +126,14 @@ impl RegistryUrl {
 }
 
 impl std::fmt::Debug for RegistryUrl {
+    /// The scheme, the hosts and the URL redacted (the parameters' values
+    /// only where [`redact_url`](crate::redact_url) shows them).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let params: BTreeMap<&str, &str> = self
-            .params
-            .iter()
-            .map(|(k, v)| {
-                let v = if octopus_discovery_core::is_secret_param(k) {
-                    "***"
-                } else {
-                    v.as_str()
-                };
-                (k.as_str(), v)
-            })
-            .collect();
         f.debug_struct("RegistryUrl")
             .field("scheme", &self.scheme)
             .field("hosts", &self.hosts)
-            .field("params", &params)
             .field("url", &self.redacted())
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -138,6 +154,7 @@ pub fn parse_duration(v: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::redact_url;
 
     #[test]
     fn parses_hosts_and_params() {
@@ -157,7 +174,7 @@ mod tests {
             ("mem://?a=1&a=2", "given twice"),
         ] {
             let e = RegistryUrl::parse(url).unwrap_err().to_string();
-            assert!(e.contains(url) && e.contains(why), "{e}");
+            assert!(e.contains(&redact_url(url)) && e.contains(why), "{e}");
         }
         let u = RegistryUrl::parse("mem://?ttl=ten&bogus=1").unwrap();
         assert!(u.duration("ttl").unwrap_err().to_string().contains("ttl=\"ten\""));
@@ -172,12 +189,46 @@ mod tests {
     /// which names the URL, does not print its value.
     #[test]
     fn errors_about_unknown_parameters_keep_their_secrets() {
-        for param in ["passwd", "pwd", "pass", "api_key", "auth", "credentials", "Token"] {
+        for param in [
+            "passwd",
+            "pwd",
+            "pass",
+            "api_key",
+            "auth",
+            "credentials",
+            "pasword",
+            "pw",
+        ] {
             let u = RegistryUrl::parse(&format!("etcd://127.0.0.1:2379?{param}=hunter2")).unwrap();
             let e = u.only(&["password"]).unwrap_err().to_string();
             assert!(e.contains(&format!("unknown parameter {param:?}")), "{e}");
             assert!(!e.contains("hunter2"), "{e}");
             assert!(!format!("{u:?} {}", u.redacted()).contains("hunter2"));
+        }
+    }
+
+    /// A secret where the URL's grammar does not expect it (before the host,
+    /// or split off by a `&`, `?`, `,` or `/` it holds) is refused, and neither
+    /// the error nor anything else shows it.
+    #[test]
+    fn secrets_out_of_place_are_refused_unseen() {
+        for (url, why) in [
+            ("etcd://root:Planted@127.0.0.1:2379", "user:password@"),
+            ("etcd://root:Pla,nted@127.0.0.1:2379", "user:password@"),
+            ("etcd://root:Pla/nted@127.0.0.1:2379", "user:password@"),
+            ("etcd://root:Pla?nted@127.0.0.1:2379", "host 1 is not"),
+            ("etcd://127.0.0.1:2379?Pla@nted", "without =value"),
+            ("etcd://root:Pla?n=ted@127.0.0.1:2379", "host 1 is not"),
+            ("etcd://127.0.0.1:2379?user=root&password=Xy7&Planted", "%26"),
+            ("etcd://127.0.0.1:2379?user=root&password=Xy7&Plan=ted", "%26"),
+            ("etcd://127.0.0.1:2379?Token=Planted", "not lower-case"),
+        ] {
+            let e = RegistryUrl::parse(url).unwrap_err();
+            let text = format!("{e} {e:?}");
+            assert!(text.contains(why), "{url}: {text}");
+            for part in ["Planted", "Pla", "nted"] {
+                assert!(!text.contains(part), "{url}: {text}");
+            }
         }
     }
 

@@ -97,7 +97,7 @@ enum Command {
     /// told; see docs/CLI.md, "Console".
     Console {
         /// The registry URL, e.g. etcd://127.0.0.1:2379?namespace=/prod.
-        #[arg(long, env = "OCTOPUS_REGISTRY", default_value = "etcd://127.0.0.1:2379")]
+        #[arg(long, env = "OCTOPUS_REGISTRY", hide_env_values = true, default_value = "etcd://127.0.0.1:2379")]
         registry: String,
         #[command(flatten)]
         console: console::ConsoleArgs,
@@ -130,7 +130,8 @@ enum Command {
 
 #[derive(Debug, clap::Args)]
 struct NewArgs {
-    /// The service name: letters, digits, `-` and `_`, starting with a letter.
+    /// The service name: 1 to 64 lowercase letters, digits, `-` and `_`, starting
+    /// with a letter, not ending in `-` or `_`, and not a Rust keyword.
     name: String,
     /// Where to create the project (default: ./NAME).
     #[arg(long)]
@@ -187,7 +188,7 @@ enum Backend {
 #[derive(Debug, clap::Args)]
 struct RegistryArgs {
     /// The registry URL, e.g. etcd://127.0.0.1:2379?namespace=/prod.
-    #[arg(long, env = "OCTOPUS_REGISTRY", default_value = "etcd://127.0.0.1:2379")]
+    #[arg(long, env = "OCTOPUS_REGISTRY", hide_env_values = true, default_value = "etcd://127.0.0.1:2379")]
     registry: String,
     /// Print JSON instead of a table.
     #[arg(long)]

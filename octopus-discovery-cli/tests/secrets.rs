@@ -1,8 +1,10 @@
 //! A password planted in the registry URL reaches no output: not the CLI's
 //! errors (a closed port, an unknown parameter, etcd parameters given to
-//! `mem://`, a wrong password), not its headers and listings against a real etcd
-//! with auth on, not the scaffolded service's logs at debug level. (`Debug` of
-//! the library's types is checked in the facade's `tests/secrets.rs`.)
+//! `mem://`, a wrong password, a password before the host or split off by a
+//! `&`, a misspelt parameter), not `--help` with the URL in
+//! `OCTOPUS_REGISTRY`, not its headers and listings against a real etcd with
+//! auth on, not the scaffolded service's logs at debug level. (`Debug` of the
+//! library's types is checked in the facade's `tests/secrets.rs`.)
 
 mod common;
 
@@ -94,6 +96,28 @@ fn a_planted_password_reaches_no_output() {
             "the error still says what is wrong ({says}):\n{output}"
         );
         assert!(output.contains("password=***"), "the URL is shown redacted:\n{output}");
+    }
+    // A password where the URL's grammar does not expect it: refused, unseen.
+    for (url, says) in [
+        (format!("etcd://root:{SECRET}@{endpoint}"), "user:password@"),
+        (format!("etcd://{endpoint}?user=root&password=Xy7&{SECRET}"), "%26"),
+        (
+            format!("etcd://{endpoint}?user=root&pasword={SECRET}"),
+            "unknown parameter \"pasword\"",
+        ),
+    ] {
+        let output = all_output(&["ls", "--registry", &url], &[]);
+        assert_clean(&output);
+        assert!(
+            output.contains(says),
+            "the error still says what is wrong ({says}):\n{output}"
+        );
+    }
+    // Help shows where the registry comes from, not what the environment holds.
+    for command in ["ls", "console"] {
+        let output = all_output(&[command, "--help"], &[("OCTOPUS_REGISTRY", &good)]);
+        assert_clean(&output);
+        assert!(output.contains("OCTOPUS_REGISTRY"), "{output}");
     }
     // The same password from a file or from the environment: the recommended ways.
     let dir = tempfile::tempdir().unwrap();

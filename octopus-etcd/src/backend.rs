@@ -69,7 +69,10 @@ impl EtcdBackend {
     /// error naming the endpoints, not a client that hangs later.
     pub async fn connect(options: EtcdOptions) -> Result<Self> {
         let backend = Self::connect_lazy(options)?;
-        let limit = backend.options.connect_timeout + backend.options.request_timeout;
+        let limit = backend
+            .options
+            .connect_timeout
+            .saturating_add(backend.options.request_timeout);
         match timeout(limit, KvBackend::header(&backend)).await {
             Ok(Ok(_)) => Ok(backend),
             Ok(Err(e)) => Err(e.context(format!(
@@ -133,7 +136,10 @@ impl EtcdBackend {
         if let Some(client) = self.client.cell.get() {
             return Ok(client);
         }
-        let limit = self.options.connect_timeout + self.options.request_timeout;
+        let limit = self
+            .options
+            .connect_timeout
+            .saturating_add(self.options.request_timeout);
         let lazy = &self.client;
         lazy.cell
             .get_or_try_init(|| async {

@@ -152,11 +152,20 @@ impl EtcdOptions {
 }
 
 fn normalize(endpoint: &str) -> Result<String> {
-    let bad = |rule: &str| Error::invalid_option("endpoint", format!("{endpoint:?}"), rule);
     let rest = endpoint
         .strip_prefix("http://")
         .or_else(|| endpoint.strip_prefix("https://"))
         .unwrap_or(endpoint);
+    if !octopus_discovery_core::plausible_host(rest) {
+        // Not echoed: what is neither a host nor an address (a `user:password@`
+        // part, a password that split the URL) may be a secret.
+        return Err(Error::invalid_option(
+            "endpoint",
+            "(not shown)",
+            "must be host:port, a host name or address and a port (credentials go in EtcdOptions::user)",
+        ));
+    }
+    let bad = |rule: &str| Error::invalid_option("endpoint", format!("{endpoint:?}"), rule);
     let (host, port) = rest.rsplit_once(':').ok_or_else(|| bad("must be host:port"))?;
     if host.is_empty() || port.parse::<u16>().map_or(true, |p| p == 0) {
         return Err(bad("must be host:port with a port in 1..=65535"));
@@ -179,9 +188,21 @@ mod tests {
         assert_eq!(o.endpoints(), ["http://127.0.0.1:2379", "http://[::1]:2380"]);
         let o = o.tls(TlsOptions::new(Vec::new()));
         assert_eq!(o.endpoints(), ["https://127.0.0.1:2379", "https://[::1]:2380"]);
-        for bad in ["127.0.0.1", "h:0", "h:99999", ":2379"] {
+        for bad in ["127.0.0.1", "h:0", "h:99999"] {
             let e = EtcdOptions::new([bad]).unwrap_err().to_string();
             assert!(e.contains(bad) && e.contains("host:port"), "{e}");
+        }
+        // What is no host is refused without being shown: it may hold a password.
+        for bad in [
+            ":2379",
+            "root:Planted@h:2379",
+            "http://root:Planted@h:2379",
+            "h:Planted",
+            "a b:1",
+        ] {
+            let e = EtcdOptions::new([bad]).unwrap_err();
+            let text = format!("{e} {e:?}");
+            assert!(text.contains("host:port") && !text.contains("Planted"), "{text}");
         }
         assert!(EtcdOptions::new(Vec::<String>::new()).is_err());
     }
