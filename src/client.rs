@@ -341,6 +341,13 @@ mod tests {
             ("zk://127.0.0.1:2181", "unknown scheme `zk`"),
             #[cfg(feature = "etcd")]
             (
+                "etcd://127.0.0.1:2379?connect_timeout=18446744073709551615",
+                "connect_timeout=\"18446744073709551615\" must be from 1ms to 1h",
+            ),
+            #[cfg(feature = "etcd")]
+            ("etcd://127.0.0.1:2379?request_timeout=0", "request_timeout=\"0\" must be from 1ms to 1h"),
+            #[cfg(feature = "etcd")]
+            (
                 "etcd://127.0.0.1:2379?ca_file=/nonexistent/ca.pem",
                 "ca_file: cannot read \"/nonexistent/ca.pem\"",
             ),
