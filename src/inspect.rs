@@ -96,11 +96,36 @@ impl Inspector {
         Ok((header.revision, entries))
     }
 
-    /// The key of instance `id` of `service`, if registered.
+    /// The key of instance `id` of `service`, if registered: the key whose value
+    /// decodes to that instance; failing that, the one key whose value does not
+    /// decode and whose last segment is `id` (a key that does not decode has no
+    /// id but its key's). Two keys that claim `id` either way are an error
+    /// naming both: acting on either could be acting on the wrong one (a stray
+    /// `…/users/0/u1` beside the live `…/users/u1`).
     pub async fn entry(&self, service: &str, id: &str) -> Result<Option<Entry>> {
         octopus_discovery_core::validate_name("id", id)?;
         let (_, entries) = self.entries(service).await?;
-        Ok(entries.into_iter().find(|e| e.id() == id))
+        let (decoded, undecoded): (Vec<Entry>, Vec<Entry>) = entries
+            .into_iter()
+            .filter(|e| e.id() == id)
+            .partition(|e| e.instance.is_ok());
+        let claims = if decoded.is_empty() { undecoded } else { decoded };
+        match <[Entry; 2]>::try_from(claims) {
+            Ok([a, b]) => Err(Error::invalid_option(
+                "instance",
+                format!("{service}/{id}"),
+                format!(
+                    "two keys claim it ({} and {}): remove the wrong one with etcdctl",
+                    a.key, b.key
+                ),
+            )),
+            Err(claims) if claims.len() > 2 => Err(Error::invalid_option(
+                "instance",
+                format!("{service}/{id}"),
+                format!("{} keys claim it: remove the wrong ones with etcdctl", claims.len()),
+            )),
+            Err(claims) => Ok(claims.into_iter().next()),
+        }
     }
 
     /// Marks instance `id` of `service` draining (or serving again) in place: its
@@ -152,5 +177,61 @@ impl Inspector {
             Some(entry) => self.backend.delete(&entry.key).await,
             None => Ok(false),
         }
+    }
+}
+
+#[cfg(all(test, feature = "mem"))]
+mod tests {
+    use super::*;
+
+    /// A registry holding the live `svc/a` and whatever `strays` adds, raw.
+    fn inspector(strays: &[&str]) -> (Inspector, octopus_mem::Store) {
+        let store = octopus_mem::Store::new();
+        let layout: Arc<dyn KeyLayout> = Arc::new(octopus_discovery_core::JsonLayout::new("/octopus").unwrap());
+        let live = ServiceInstance::new("svc", "a", "127.0.0.1", 7001).unwrap();
+        let value = layout.encode(&live).unwrap();
+        store.put(b"/octopus/services/svc/a", &value, 0).unwrap();
+        for key in strays {
+            store.put(key.as_bytes(), b"not an instance", 0).unwrap();
+        }
+        let backend = Arc::new(octopus_mem::MemBackend::new(store.clone()));
+        (Inspector::new(backend, layout), store)
+    }
+
+    /// A key that does not decode and ends in a live instance's id is not that
+    /// instance: finding, marking and removing `svc/a` act on the live key.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_stray_key_ending_in_an_id_is_not_the_instance() {
+        for stray in ["/octopus/services/svc/0/a", "/octopus/services/svc/zz/a"] {
+            let (inspector, store) = inspector(&[stray]);
+            let entry = inspector.entry("svc", "a").await.unwrap().unwrap();
+            assert_eq!(entry.key, "/octopus/services/svc/a", "beside {stray}");
+            inspector.set_draining("svc", "a", true).await.unwrap();
+            assert!(inspector.remove("svc", "a").await.unwrap());
+            let left = store
+                .range(&octopus_mem::KeyRange::prefix("/octopus/"), 0, 0)
+                .unwrap()
+                .1;
+            let keys: Vec<&[u8]> = left.iter().map(|kv| kv.key.as_slice()).collect();
+            assert_eq!(keys, [stray.as_bytes()], "the stray is left, the live key removed");
+            // Now the stray alone ends in `a`: it is the one an operator removes.
+            assert_eq!(inspector.entry("svc", "a").await.unwrap().unwrap().key, stray);
+        }
+    }
+
+    /// Two keys that claim an id, neither decoding: an error naming both.
+    #[tokio::test(flavor = "current_thread")]
+    async fn two_claims_are_an_error_naming_both() {
+        let (inspector, store) = inspector(&["/octopus/services/svc/0/b", "/octopus/services/svc/1/b"]);
+        let err = inspector.remove("svc", "b").await.unwrap_err().to_string();
+        assert!(err.contains("/svc/0/b") && err.contains("/svc/1/b"), "{err}");
+        assert_eq!(
+            store
+                .range(&octopus_mem::KeyRange::prefix("/octopus/"), 0, 0)
+                .unwrap()
+                .1
+                .len(),
+            3
+        );
     }
 }
