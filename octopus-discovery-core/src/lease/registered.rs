@@ -123,27 +123,26 @@ impl<B: KvBackend> Task<B> {
         }
     }
 
-    /// Events on our own key: a deletion, or a write under a lease that is not ours,
-    /// is put right (unless a newer owner holds the key: then `Some(exit)`).
+    /// Events on our own key: a deletion, a write under a lease that is not ours,
+    /// or one under ours that is not our instance (mark aside), is put right (unless a newer owner holds the key: then `Some(exit)`).
     async fn on_key_events(&mut self, lease: LeaseId, events: Vec<Event>, revision: &mut Revision) -> Option<Exit> {
         for ev in events {
             *revision = (*revision).max(ev.kv.mod_revision);
             let ours = ev.kv.lease == lease;
-            if ev.kind == EventKind::Put && ours {
+            if ev.kind == EventKind::Put && ours && !self.adopt(&ev.kv.key, &ev.kv.value) {
                 // Written under our lease by someone else: an operator's drain mark.
-                self.adopt(&ev.kv.key, &ev.kv.value);
                 continue;
             }
-            if ev.kind == EventKind::Delete || !ours {
-                match self.heal(lease).await {
-                    Ok(rev) => *revision = (*revision).max(rev),
-                    Err(e) if e.kind() == ErrorKind::Conflict => {
-                        return Some(Exit::Retry(RegistrationStatus::Conflict {
-                            owner: e.conflict_owner().unwrap_or(LeaseId::NONE),
-                        }))
-                    }
-                    Err(e) => log_err("restore deleted key", &e),
+            // Deleted, written under a lease that is not ours, or written under
+            // ours with a value that is not our instance: put it right.
+            match self.heal(lease).await {
+                Ok(rev) => *revision = (*revision).max(rev),
+                Err(e) if e.kind() == ErrorKind::Conflict => {
+                    return Some(Exit::Retry(RegistrationStatus::Conflict {
+                        owner: e.conflict_owner().unwrap_or(LeaseId::NONE),
+                    }))
                 }
+                Err(e) => log_err("restore our key", &e),
             }
         }
         None
@@ -154,10 +153,12 @@ impl<B: KvBackend> Task<B> {
         let (header, kv) = self.backend.get(&self.key(lease)).await?;
         let mut revision = header.revision;
         let mut known = kv.as_ref().map_or(0, |kv| kv.mod_revision);
-        if let Some(kv) = kv.as_ref().filter(|kv| kv.lease == lease) {
-            self.adopt(&kv.key, &kv.value); // marked while our watch was down
-        }
-        if kv.is_none_or(|kv| kv.lease != lease) {
+        // Marked while our watch was down, or (`adopt` says) not ours to keep.
+        let repair = kv
+            .as_ref()
+            .filter(|kv| kv.lease == lease)
+            .is_some_and(|kv| self.adopt(&kv.key, &kv.value));
+        if repair || kv.is_none_or(|kv| kv.lease != lease) {
             known = self.heal(lease).await?;
             revision = revision.max(known);
         }
@@ -182,11 +183,7 @@ impl<B: KvBackend> Task<B> {
         let (header, kv) = self.backend.get(&key).await?;
         let mut revision = header.revision;
         match kv {
-            Some(kv) if kv.lease == lease => {
-                if kv.mod_revision != known {
-                    self.adopt(&kv.key, &kv.value);
-                }
-            }
+            Some(kv) if kv.lease == lease && (kv.mod_revision == known || !self.adopt(&kv.key, &kv.value)) => {}
             _ => revision = revision.max(self.heal(lease).await?),
         }
         Ok((member, revision))
@@ -195,17 +192,27 @@ impl<B: KvBackend> Task<B> {
     /// Our key's value as someone else wrote it under our lease: its draining mark
     /// (the one thing an operator changes from outside) becomes ours, so that a
     /// re-registration or an update writes it again. Anything else in it is ours
-    /// to state: the next write puts our value back.
-    fn adopt(&mut self, key: &[u8], value: &[u8]) {
+    /// to state: true when the value, mark aside, is not our instance (it does not
+    /// decode, or says another address), and must be put back now, or every
+    /// watcher would miss the instance, or call the wrong address, until our
+    /// next write.
+    fn adopt(&mut self, key: &[u8], value: &[u8]) -> bool {
         if value == self.value.as_slice() {
-            return;
+            return false;
         }
         let Ok(seen) = self.layout.decode(&self.instance.service, key, value) else {
-            return;
+            return true;
         };
         let draining = seen.is_draining();
+        // Compared as the layout carries it: a layout without metadata or
+        // version decodes ours without them too.
+        let repair = self
+            .layout
+            .encode(&self.instance.clone().with_draining(draining))
+            .and_then(|ours| self.layout.decode(&self.instance.service, key, &ours))
+            .is_ok_and(|ours| ours != seen);
         if draining == self.instance.is_draining() {
-            return;
+            return repair;
         }
         let instance = self.instance.clone().with_draining(draining);
         match self.layout.encode(&instance) {
@@ -217,6 +224,7 @@ impl<B: KvBackend> Task<B> {
             }
             Err(e) => log_err("adopt draining mark", &e),
         }
+        repair
     }
 
     /// Handles one command; `lease` is the lease that holds our key now, if any.

@@ -213,13 +213,14 @@ impl<B: KvBackend> Task<B> {
         (!ours.any(|l| l == holder)).then_some((key, holder))
     }
 
-    /// Someone deleted our key while our lease lives (or overwrote it): put it back,
+    /// Someone deleted our key while our lease lives, or overwrote it (under
+    /// another lease, or under ours with what is not our instance): put it back,
     /// unless a newer owner holds it.
     pub(super) async fn heal(&mut self, lease: LeaseId) -> Result<Revision> {
         let key = self.key(lease);
         match put_owned(&*self.backend, &key, self.value.clone(), lease, &[]).await? {
             PutOutcome::Written(rev) => {
-                tracing::warn!(service = %self.instance.service, id = %self.instance.id, "key was deleted under a live lease; restored");
+                tracing::warn!(service = %self.instance.service, id = %self.instance.id, "key was deleted or overwritten under a live lease; restored");
                 Ok(rev)
             }
             PutOutcome::Conflict { owner } => Err(Error::conflict(key, owner)),
