@@ -104,6 +104,30 @@ struct Lock {
     migrations: Vec<(u32, String)>,
 }
 
+impl Lock {
+    /// Reads the lock at `path` (none yet: an empty one) and checks what the
+    /// next run computes from: a hand-edited lock may hold any number.
+    fn read(path: &Path) -> Result<Lock> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Lock::default()),
+            // Taken for no lock, an unreadable one would renumber every field.
+            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        };
+        let lock: Lock = serde_json::from_str(&text)
+            .map_err(|e| format!("{}: not a lock file this version can read: {e}", path.display()))?;
+        render_proto::check(&lock.fields, &lock.reserved).map_err(|e| format!("{}: {e}", path.display()))?;
+        if let Some((n, _)) = lock.migrations.iter().find(|m| m.0 == u32::MAX) {
+            return Err(format!(
+                "{}: migration {n} leaves no number for the next one (the last can be at most {})",
+                path.display(),
+                u32::MAX - 1
+            ));
+        }
+        Ok(lock)
+    }
+}
+
 const LOCK: &str = "model/schema.lock";
 const DB: &str = include_str!("../../templates/model/db.rs.tmpl");
 
@@ -135,13 +159,10 @@ fn files(dir: &Path, ddl: &Ddl, force: bool) -> Result<Vec<File>> {
     let name = package(dir)?;
     let module = name.replace('-', "_");
     let lock_path = dir.join(LOCK);
-    let mut lock: Lock = match std::fs::read_to_string(&lock_path) {
-        Ok(text) => serde_json::from_str(&text)
-            .map_err(|e| format!("{}: not a lock file this version can read: {e}", lock_path.display()))?,
-        Err(_) => Lock::default(),
-    };
+    let mut lock = Lock::read(&lock_path)?;
     let schema = &ddl.schema;
-    render_proto::number(schema, &mut lock.fields, &mut lock.reserved);
+    render_proto::number(schema, &mut lock.fields, &mut lock.reserved)
+        .map_err(|e| format!("{}: {e}", lock_path.display()))?;
     let mut out = Vec::new();
     let migration = if lock.migrations.is_empty() {
         let mut both = [String::new(), String::new()];
@@ -153,7 +174,20 @@ fn files(dir: &Path, ddl: &Ddl, force: bool) -> Result<Vec<File>> {
         Some((1, "init", both))
     } else {
         let last = lock.migrations.last().map_or(0, |m| m.0);
-        migrate::diff(&lock.tables, &schema.tables, force)?.map(|both| (last + 1, "change", both))
+        match migrate::diff(&lock.tables, &schema.tables, force)? {
+            // `Lock::read` leaves room after the last; checked all the same.
+            Some(both) => Some((
+                last.checked_add(1).ok_or_else(|| {
+                    format!(
+                        "{}: migration {last} leaves no number for the next one",
+                        lock_path.display()
+                    )
+                })?,
+                "change",
+                both,
+            )),
+            None => None,
+        }
     };
     if let Some((n, what, both)) = migration {
         let stem = format!("{n:04}_{what}");
@@ -247,4 +281,118 @@ pub(crate) fn run(ddl: &Path, dialect: Option<Dialect>, path: Option<PathBuf>, o
     let ddl = load(ddl, dialect)?;
     let dir = path.unwrap_or_else(|| PathBuf::from("."));
     generate(&dir, &ddl, options)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A project as far as `files` looks: its Cargo.toml and this `model/schema.lock`.
+    fn project(lock: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("Cargo.toml"), "[package]\nname = \"shop\"\n").unwrap();
+        std::fs::create_dir(dir.path().join("model")).unwrap();
+        std::fs::write(dir.path().join(LOCK), lock).unwrap();
+        dir
+    }
+
+    fn ddl(sql: &str) -> Ddl {
+        let (schema, _) = parse::parse("s.sql", sql, Dialect::Postgres).unwrap();
+        Ddl {
+            name: "s.sql".into(),
+            schema,
+        }
+    }
+
+    /// A lock holding `fields` and `reserved` (JSON) for table `t`, after one migration.
+    fn lock(fields: &str, reserved: &str, migrations: &str) -> String {
+        format!(
+            r#"{{"tables": [], "fields": {{"t": {fields}}}, "reserved": {{"t": {reserved}}}, "migrations": {migrations}}}"#
+        )
+    }
+
+    /// What `files` says of a project with this lock, generating table `t (id, x)`.
+    fn error(lock: &str) -> String {
+        let dir = project(lock);
+        let err = files(dir.path(), &ddl("CREATE TABLE t (id INT PRIMARY KEY, x INT);"), false).unwrap_err();
+        let path = dir.path().join(LOCK).display().to_string();
+        assert!(err.starts_with(&format!("{path}: ")), "{err}");
+        err[path.len() + 2..].to_string()
+    }
+
+    #[test]
+    fn migration_numbers_must_leave_room_for_the_next() {
+        let last = lock(
+            r#"{"id": 1}"#,
+            "[]",
+            r#"[[1, "0001_init"], [4294967295, "4294967295_change"]]"#,
+        );
+        assert_eq!(
+            error(&last),
+            "migration 4294967295 leaves no number for the next one (the last can be at most 4294967294)"
+        );
+        // The largest that leaves room still generates the next migration.
+        let dir = project(&lock(r#"{"id": 1}"#, "[]", r#"[[4294967294, "4294967294_change"]]"#));
+        let out = files(dir.path(), &ddl("CREATE TABLE t (id INT PRIMARY KEY, x INT);"), false).unwrap();
+        assert!(
+            out.iter()
+                .any(|f| f.path == "migrations/postgres/4294967295_change.sql"),
+            "{:?}",
+            out.iter().map(|f| &f.path).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn proto_field_numbers_must_be_ones_protobuf_allows() {
+        let one = r#"[[1, "0001_init"]]"#;
+        for (fields, reserved, rule) in [
+            (
+                r#"{"id": 4294967295}"#,
+                "[]",
+                "t.id: proto field number 4294967295 is not in 1..=536870911, the numbers protobuf allows",
+            ),
+            (
+                r#"{"id": 0}"#,
+                "[]",
+                "t.id: proto field number 0 is not in 1..=536870911, the numbers protobuf allows",
+            ),
+            (
+                r#"{"id": 536870912}"#,
+                "[]",
+                "t.id: proto field number 536870912 is not in 1..=536870911, the numbers protobuf allows",
+            ),
+            (
+                r#"{"id": 19000}"#,
+                "[]",
+                "t.id: proto field number 19000 is in 19000..=19999, which protobuf reserves for itself",
+            ),
+            (
+                r#"{"id": 1}"#,
+                "[2, 19999]",
+                "t: reserved proto field number 19999 is in 19000..=19999, which protobuf reserves for itself",
+            ),
+            (
+                r#"{"id": 1}"#,
+                "[4294967295]",
+                "t: reserved proto field number 4294967295 is not in 1..=536870911, the numbers protobuf allows",
+            ),
+        ] {
+            assert_eq!(error(&lock(fields, reserved, one)), rule);
+        }
+        // The largest number allowed leaves none for a new column.
+        assert_eq!(
+            error(&lock(r#"{"id": 536870911}"#, "[]", one)),
+            "t.x: no proto field number left for this column (536870911 is the largest protobuf allows)"
+        );
+    }
+
+    #[test]
+    fn an_unreadable_lock_is_not_taken_for_none() {
+        // With no lock, every field would be numbered afresh.
+        let dir = project("");
+        std::fs::write(dir.path().join(LOCK), b"{\xff}").unwrap();
+        let err = files(dir.path(), &ddl("CREATE TABLE t (id INT PRIMARY KEY);"), false).unwrap_err();
+        let path = dir.path().join(LOCK).display().to_string();
+        assert!(err.starts_with(&format!("cannot read {path}: ")), "{err}");
+    }
 }

@@ -15,7 +15,10 @@ use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 use super::detect::{classify, finish, Classified};
 use super::names::{field_name, module_name, pascal};
 use super::schema::{Auto, Column, Index, Schema, Table, Ty};
-use super::tokens::{attached_partition, computed_as_stored, unreadable_column, without_binary_attribute};
+use super::tokens::{
+    attached_partition, computed_as_stored, too_many_dimensions, unreadable_column, without_binary_attribute,
+    MAX_ARRAY_DIMENSIONS,
+};
 use super::{types, Dialect, Result};
 
 /// Reads `text` (the file `file`): the schema and warnings about what was
@@ -61,6 +64,16 @@ pub(crate) fn parse(file: &str, text: &str, dialect: Dialect) -> Result<(Schema,
                 reader.partitions.push(partition);
                 continue;
             }
+        }
+        if let Some(deep) = too_many_dimensions(statement) {
+            let (at, dimensions) = (deep.line, deep.dimensions);
+            let place = deep
+                .column
+                .map(|(table, column)| format!(" {}.{}:", shown(&table), shown(&column)))
+                .unwrap_or_default();
+            return Err(format!(
+                "{file}:{at}:{place} {dimensions} array dimensions, more than PostgreSQL's maximum of {MAX_ARRAY_DIMENSIONS}; nothing was written"
+            ));
         }
         let mut stream: Vec<TokenWithSpan> = match dialect {
             Dialect::Mysql => without_binary_attribute(statement),
@@ -156,6 +169,26 @@ fn ident(id: &Ident) -> String {
     }
 }
 
+/// Whether `name` can be written into the generated code: names go into its
+/// comments (`///`, `//!`, proto's `//`), where a newline would end the
+/// comment and make the rest of the name code.
+fn printable(name: &str) -> bool {
+    !name.chars().any(char::is_control)
+}
+
+/// `name` for an error message, its control characters escaped.
+fn shown(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_debug().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 fn object(name: &ObjectName) -> String {
     name.0
         .last()
@@ -187,6 +220,13 @@ impl Reader<'_> {
 
     fn create_table(&mut self, create: &CreateTable, line: u64) -> Result {
         let name = object(&create.name);
+        if !printable(&name) {
+            return Err(format!(
+                "{}:{line}: {}: names must not contain control characters",
+                self.file,
+                shown(&name)
+            ));
+        }
         if self.tables.iter().any(|(t, _)| t.name == name) {
             return Err(format!("{}:{line}: table `{name}` is created twice", self.file));
         }
@@ -208,7 +248,7 @@ impl Reader<'_> {
             self.column(&mut table, def, line)?;
         }
         for constraint in &create.constraints {
-            self.constraint(&mut table, constraint, line);
+            self.constraint(&mut table, constraint, line)?;
         }
         self.tables.push((table, line));
         Ok(())
@@ -220,8 +260,16 @@ impl Reader<'_> {
             0 => statement_line,
             l => l,
         };
-        let sql_type = def.data_type.to_string();
         let where_ = format!("{}:{line}: {}.{name}", self.file, table.name);
+        if !printable(&name) {
+            return Err(format!(
+                "{}:{line}: {}.{}: names must not contain control characters",
+                self.file,
+                table.name,
+                shown(&name)
+            ));
+        }
+        let sql_type = def.data_type.to_string();
         let alias = sql_type
             .rsplit('.')
             .next()
@@ -302,24 +350,24 @@ impl Reader<'_> {
         Ok(())
     }
 
-    fn constraint(&mut self, table: &mut Table, constraint: &TableConstraint, line: u64) {
+    fn constraint(&mut self, table: &mut Table, constraint: &TableConstraint, line: u64) -> Result {
         let (columns, unique, name) = match constraint {
             TableConstraint::PrimaryKey(pk) => {
                 if let Some(columns) = index_columns(&pk.columns) {
                     table.primary_key = columns;
                 }
-                return;
+                return Ok(());
             }
             TableConstraint::Unique(u) => (index_columns(&u.columns), true, u.name.clone().or(u.index_name.clone())),
             TableConstraint::Index(i) => (index_columns(&i.columns), false, i.name.clone()),
-            _ => return,
+            _ => return Ok(()),
         };
         let Some(columns) = columns else {
             self.warnings.push(format!(
                 "{}:{line}: an index of table `{}` on expressions is skipped",
                 self.file, table.name
             ));
-            return;
+            return Ok(());
         };
         let name = name.map(|n| ident(&n)).unwrap_or_else(|| {
             format!(
@@ -329,7 +377,22 @@ impl Reader<'_> {
                 if unique { "key" } else { "idx" }
             )
         });
+        self.index_name(&table.name, &name, line)?;
         table.indexes.push(Index { name, columns, unique });
+        Ok(())
+    }
+
+    /// Index names are written into doc comments too (`find_by_…`).
+    fn index_name(&self, table: &str, name: &str, line: u64) -> Result {
+        if printable(name) {
+            return Ok(());
+        }
+        Err(format!(
+            "{}:{line}: {}: index `{}`: names must not contain control characters",
+            self.file,
+            shown(table),
+            shown(name)
+        ))
     }
 
     fn create_index(&mut self, index: &CreateIndex, line: u64) -> Result {
@@ -346,6 +409,7 @@ impl Reader<'_> {
             .as_ref()
             .map(object)
             .unwrap_or_else(|| format!("{table_name}_{}_idx", columns.join("_")));
+        self.index_name(&table_name, &name, line)?;
         let unique = index.unique;
         match self.tables.iter_mut().find(|(t, _)| t.name == table_name) {
             Some((table, _)) => table.indexes.push(Index { name, columns, unique }),
@@ -365,7 +429,7 @@ impl Reader<'_> {
         match op {
             AlterTableOperation::AddConstraint { constraint, .. } => {
                 let mut table = self.table(&table_name, line)?.clone();
-                self.constraint(&mut table, constraint, line);
+                self.constraint(&mut table, constraint, line)?;
                 *self.table(&table_name, line)? = table;
             }
             AlterTableOperation::AddColumn { column_def, .. } => {

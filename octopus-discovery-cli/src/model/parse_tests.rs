@@ -126,3 +126,112 @@ fn postgres_only_types_are_carried_as_their_text() {
     assert_eq!(t.column("span").ty, Ty::PgText("INTERVAL".into()));
     assert!(!t.column("fulltext").nullable);
 }
+
+#[test]
+fn arrays_deeper_than_postgres_allows_are_refused_before_parsing() {
+    let pg = Dialect::Postgres;
+    let table = |dims: &str| format!("CREATE TABLE t (\n  id INT PRIMARY KEY,\n  x INT{dims}\n);");
+    // sqlparser nests one type per `[]`: 200 000 of them once overflowed the stack.
+    let err = parse("s.sql", &table(&"[]".repeat(200_000)), pg).unwrap_err();
+    assert!(
+        err.starts_with("s.sql:3: t.x: 200000 array dimensions"),
+        "{}",
+        &err[..err.len().min(300)]
+    );
+    let err = parse("s.sql", &table(&"[]".repeat(7)), pg).unwrap_err();
+    assert!(
+        err.starts_with("s.sql:3: t.x: 7 array dimensions, more than PostgreSQL's maximum of 6"),
+        "{err}"
+    );
+    // Sizes and spaces between the brackets count the same.
+    let err = parse("s.sql", &table("[3] [ ] [1][][] []\n  [2]"), pg).unwrap_err();
+    assert!(err.starts_with("s.sql:3: t.x: 7 array dimensions"), "{err}");
+    // On one line, in a quoted, schema-qualified table, and in ALTER TABLE … ADD COLUMN.
+    let one_line = format!(
+        "CREATE TABLE public.\"T\" (id INT PRIMARY KEY, y INT[] NOT NULL, x INT{});",
+        "[]".repeat(7)
+    );
+    let err = parse("s.sql", &one_line, pg).unwrap_err();
+    assert!(err.starts_with("s.sql:1: T.x: 7 array dimensions"), "{err}");
+    let alter = format!(
+        "CREATE TABLE t (id INT PRIMARY KEY);\nALTER TABLE ONLY t ADD COLUMN y INT, ADD COLUMN IF NOT EXISTS x INT{};",
+        "[]".repeat(7)
+    );
+    let err = parse("s.sql", &alter, pg).unwrap_err();
+    assert!(err.starts_with("s.sql:2: t.x: 7 array dimensions"), "{err}");
+    // Elsewhere than in a column, the place is still named.
+    let domain = format!(
+        "CREATE DOMAIN d AS INT{};\nCREATE TABLE t (id INT PRIMARY KEY);",
+        "[]".repeat(7)
+    );
+    let err = parse("s.sql", &domain, pg).unwrap_err();
+    assert!(err.starts_with("s.sql:1: 7 array dimensions"), "{err}");
+    // Up to 6 dimensions the columns read as before: one dimension is carried
+    // as text, arrays of arrays are not mapped.
+    let (schema, _) = parse("s.sql", &table("[]"), pg).unwrap();
+    assert_eq!(schema.tables[0].column("x").ty, Ty::PgText("INTEGER[]".into()));
+    for dims in [2, 6] {
+        let err = parse("s.sql", &table(&"[]".repeat(dims)), pg).unwrap_err();
+        assert!(err.starts_with("s.sql:3: t.x: type `INT[]"), "{err}");
+        assert!(err.contains("cannot be mapped"), "{err}");
+    }
+}
+
+#[test]
+fn names_with_control_characters_are_refused() {
+    let pg = Dialect::Postgres;
+    // Names go into the generated code's comments: a newline in one would end
+    // the comment and make the rest of the name code.
+    let err = parse(
+        "s.sql",
+        "CREATE TABLE t (\n  id INT PRIMARY KEY,\n  \"a\nb\" INT\n);",
+        pg,
+    )
+    .unwrap_err();
+    assert_eq!(err, "s.sql:3: t.a\\nb: names must not contain control characters");
+    let err = parse(
+        "s.sql",
+        "CREATE TABLE t (\n  id INT PRIMARY KEY,\n  \"x\npub fn pwned() {} //\" INT\n);",
+        pg,
+    )
+    .unwrap_err();
+    assert!(
+        err.starts_with("s.sql:3: t.x\\npub fn pwned() {} //: names must not"),
+        "{err}"
+    );
+    let err = parse("s.sql", "\nCREATE TABLE \"t\tab\" (id INT PRIMARY KEY);", pg).unwrap_err();
+    assert_eq!(err, "s.sql:2: t\\tab: names must not contain control characters");
+    let err = parse("s.sql", "CREATE TABLE `t\r` (id INT PRIMARY KEY);", Dialect::Mysql).unwrap_err();
+    assert_eq!(err, "s.sql:1: t\\r: names must not contain control characters");
+    // An index's name is written into a doc comment as well.
+    let err = parse(
+        "s.sql",
+        "CREATE TABLE t (id INT PRIMARY KEY, a INT);\nCREATE UNIQUE INDEX \"i\u{7}\" ON t (a);",
+        pg,
+    )
+    .unwrap_err();
+    assert_eq!(
+        err,
+        "s.sql:2: t: index `i\\u{7}`: names must not contain control characters"
+    );
+    let err = parse(
+        "s.sql",
+        "CREATE TABLE t (id INT PRIMARY KEY, a INT, CONSTRAINT \"k\n\" UNIQUE (a));",
+        pg,
+    )
+    .unwrap_err();
+    assert_eq!(
+        err,
+        "s.sql:1: t: index `k\\n`: names must not contain control characters"
+    );
+    let err = parse(
+        "s.sql",
+        "CREATE TABLE t (id INT PRIMARY KEY);\nALTER TABLE t ADD COLUMN \"b\n\" INT;",
+        pg,
+    )
+    .unwrap_err();
+    assert_eq!(err, "s.sql:2: t.b\\n: names must not contain control characters");
+    // Other characters stay allowed.
+    let (schema, _) = parse("s.sql", "CREATE TABLE \"Ünïcode t\" (\"id é\" INT PRIMARY KEY);", pg).unwrap();
+    assert_eq!(schema.tables[0].columns[0].name, "id é");
+}

@@ -116,15 +116,25 @@ const TEXT_FORM: &[&str] = &[
 
 fn postgres_text_form(sql: &str) -> Option<Ty> {
     let upper = sql.trim().to_ascii_uppercase();
-    let element = upper
-        .strip_suffix("[]")
-        .or_else(|| upper.strip_suffix(" ARRAY"))
-        .map(str::trim);
-    if let Some(element) = element {
-        return match map(element, Dialect::Postgres)? {
-            (Ty::PgText(_), _) => None,
-            (ty, _) => Some(Ty::PgText(format!("{}[]", ty.postgres()))),
-        };
+    // The dimensions are counted in a loop: recursing once per `[]` would
+    // put the stack at the mercy of the DDL.
+    let mut element = upper.as_str();
+    let mut dimensions = 0;
+    while let Some(inner) = element.strip_suffix("[]").or_else(|| element.strip_suffix(" ARRAY")) {
+        element = inner.trim();
+        dimensions += 1;
+    }
+    match dimensions {
+        0 => {}
+        // `element` has no dimension left: `map` goes no deeper than this.
+        1 => {
+            return match map(element, Dialect::Postgres)? {
+                (Ty::PgText(_), _) => None,
+                (ty, _) => Some(Ty::PgText(format!("{}[]", ty.postgres()))),
+            }
+        }
+        // Arrays of arrays stay unmapped.
+        _ => return None,
     }
     let (base, _, _) = split(&upper);
     TEXT_FORM
@@ -263,5 +273,17 @@ mod tests {
         // An array of what cannot be mapped, or of arrays, is still refused.
         assert_eq!(map("MONEY[]", pg), None);
         assert_eq!(map("TSVECTOR[]", pg), None);
+        assert_eq!(map("INT[][]", pg), None);
+        assert_eq!(map("INT[] ARRAY", pg), None);
+        assert_eq!(map("integer ARRAY", pg), text("INTEGER[]"));
+    }
+
+    #[test]
+    fn deep_array_spellings_do_not_recurse() {
+        // The parser refuses more than 6 dimensions; the mapping must not
+        // depend on that to stay off the stack.
+        let deep = format!("INT{}", "[]".repeat(200_000));
+        assert_eq!(map(&deep, Dialect::Postgres), None);
+        assert_eq!(map(&deep, Dialect::Mysql), None);
     }
 }
