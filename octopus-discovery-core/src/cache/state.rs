@@ -14,6 +14,9 @@ use crate::{
     Error, EventKind, Freshness, Header, KeyLayout, KeyValue, Revision, ServiceInstance, Snapshot, WatchMessage,
 };
 
+/// Keys whose decode errors a cache remembers having logged, at most.
+const LOGGED_MAX: usize = 1024;
+
 /// How a watch ended, as its sink tells the task.
 pub(super) enum Ended {
     /// Its start revision was compacted under it: read everything again.
@@ -171,10 +174,12 @@ impl CacheState {
         }
     }
 
-    /// Counts a value that does not decode, and logs it once per key.
+    /// Counts a value that does not decode, and logs it once per key (for the
+    /// first [`LOGGED_MAX`] keys: another writer churning junk under fresh
+    /// keys must not grow the set for ever; past that, the count alone).
     fn decode_failed(&mut self, kv: &KeyValue, e: &Error) {
         self.stats.decode_failed(&self.service);
-        if self.logged.insert(kv.key.clone()) {
+        if self.logged.len() < LOGGED_MAX && self.logged.insert(kv.key.clone()) {
             tracing::warn!(service = %self.service, error = %e, "skipping a value that does not decode");
         }
     }
@@ -237,4 +242,58 @@ impl CacheState {
 /// a prefix watch shares (the view stores and compares only what differs).
 fn relative<'k>(prefix: &str, key: &'k [u8]) -> &'k [u8] {
     key.strip_prefix(prefix.as_bytes()).unwrap_or(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Event, JsonLayout, LeaseId};
+
+    /// Another writer churning junk under ever new keys: every value is
+    /// counted, the set of keys logged stops growing at [`LOGGED_MAX`].
+    #[test]
+    fn junk_under_new_keys_is_counted_and_remembered_up_to_a_bound() {
+        let stats = Arc::new(DiscoveryStats::default());
+        let (tx, _rx) = latest::channel(None);
+        let mut state = CacheState {
+            layout: Arc::new(JsonLayout::new("/octopus").unwrap()),
+            stats: stats.clone(),
+            service: "svc".into(),
+            prefix: "/octopus/services/svc/".into(),
+            tx,
+            view: View::default(),
+            revision: 0,
+            cluster: None,
+            resyncs: 0,
+            stale_since: None,
+            logged: BTreeSet::new(),
+            cold: None,
+            series: crate::telemetry::CacheSeries::new("svc"),
+            held: None,
+            done: None,
+            generation: 0,
+        };
+        let (done, _ended) = oneshot::channel();
+        state.arm(done);
+        state.started();
+        let junk = 3 * LOGGED_MAX as i64;
+        for n in 1..=junk {
+            let kv = KeyValue {
+                key: format!("/octopus/services/svc/junk-{n}").into_bytes(),
+                value: b"not an instance".to_vec(),
+                create_revision: n,
+                mod_revision: n,
+                version: 1,
+                lease: LeaseId::NONE,
+            };
+            let events = vec![Event {
+                kind: EventKind::Put,
+                kv,
+                prev: None,
+            }];
+            state.apply(WatchMessage::Events { revision: n, events });
+        }
+        assert_eq!(stats.decode_errors(), junk as u64, "every junk value counted");
+        assert_eq!(state.logged.len(), LOGGED_MAX, "the keys logged, up to the bound");
+    }
 }
