@@ -189,9 +189,21 @@ async fn unwritable(shared: &Shared, service: &str, id: &str) -> Option<Response
         Ok(Some(_)) => None,
         Ok(None) => Some(refuse(StatusCode::NOT_FOUND, format!("no instance {id} of {service}"))),
         Err(e) => Some(refuse(
-            StatusCode::BAD_GATEWAY,
-            format!("cannot read the registry: {}", e.chain()),
+            failed(&e),
+            format!("cannot act on {service}/{id}: {}", e.chain()),
         )),
+    }
+}
+
+/// The status of a write that failed: `409` when the registry answered and the
+/// instance cannot take it as it stands (two keys claim the id, its value does
+/// not decode, its layout has no room for the mark, it kept changing), `502`
+/// when the registry failed.
+fn failed(e: &octopus::Error) -> StatusCode {
+    use octopus::ErrorKind::*;
+    match e.kind() {
+        InvalidInstance | InvalidOption | Decode | Conflict => StatusCode::CONFLICT,
+        _ => StatusCode::BAD_GATEWAY,
     }
 }
 
@@ -204,10 +216,7 @@ async fn mark(shared: Arc<Shared>, service: String, id: String, draining: bool) 
             tracing::info!(%service, %id, draining, "console: instance marked");
             Json(json!({ "ok": true, "instance": crate::model::InstanceRow::from_entry(&entry) })).into_response()
         }
-        Err(e) => refuse(
-            StatusCode::CONFLICT,
-            format!("cannot mark {service}/{id}: {}", e.chain()),
-        ),
+        Err(e) => refuse(failed(&e), format!("cannot mark {service}/{id}: {}", e.chain())),
     }
 }
 
@@ -228,9 +237,21 @@ async fn deregister(State(shared): State<Arc<Shared>>, Path((service, id)): Path
             tracing::info!(%service, %id, "console: instance deregistered");
             Json(json!({ "ok": true, "removed": removed })).into_response()
         }
-        Err(e) => refuse(
-            StatusCode::BAD_GATEWAY,
-            format!("cannot deregister {service}/{id}: {}", e.chain()),
-        ),
+        Err(e) => refuse(failed(&e), format!("cannot deregister {service}/{id}: {}", e.chain())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_write_is_a_conflict_and_a_failed_registry_a_bad_gateway() {
+        let refused = octopus::Error::invalid_option("instance", "users/u1", "two keys claim it");
+        assert_eq!(failed(&refused), StatusCode::CONFLICT);
+        let timed_out = octopus::Error::timeout("put", Duration::from_secs(5));
+        assert_eq!(failed(&timed_out), StatusCode::BAD_GATEWAY);
+        let broken = octopus::Error::backend("put", "connection reset");
+        assert_eq!(failed(&broken), StatusCode::BAD_GATEWAY);
     }
 }
