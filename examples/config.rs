@@ -20,7 +20,8 @@ async fn main() {
 async fn run(path: &str) -> octopus::Result<()> {
     let config = OctopusConfig::load(path)?;
     println!("loaded {path}");
-    println!("  registry: {}", config.registry);
+    // The URL may hold a password: printed as redact_url shows it.
+    println!("  registry: {}", octopus::redact_url(&config.registry));
     let options = config.register_options()?;
     println!("  lease TTL: {:?}", options.lease_ttl());
     let Some(instance) = config.instance()? else {

@@ -2,8 +2,10 @@
 //! (feature `config`).
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::Path;
 
+use figment::error::{Actual, Kind};
 use figment::providers::{Env, Format, Json, Toml, Yaml};
 use figment::Figment;
 use serde::Deserialize;
@@ -12,6 +14,7 @@ use crate::{parse_duration, BackoffPolicy, Error, RegisterOptions, Result, Servi
 
 mod substitute;
 pub use substitute::substitute;
+use substitute::{substitute_in, Syntax};
 
 /// Everything a service needs to register and discover with Octopus.
 ///
@@ -41,7 +44,10 @@ pub use substitute::substitute;
 /// [app]
 /// greeting = "hello"
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+///
+/// Its `Debug` shows the registry URL as [`redact_url`](crate::redact_url) does,
+/// and of the `[app]` section its keys alone.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OctopusConfig {
     /// The registry URL (see [`connect`](crate::connect)); default `mem://`.
@@ -80,9 +86,52 @@ pub struct OctopusConfig {
 /// The `[app]` section of a configuration, kept as it was read (after `${VAR}`
 /// substitution and `OCTOPUS_APP__*` overrides) until the service gives it a type
 /// with [`OctopusConfig::app`].
-#[derive(Clone, Debug, Default, Deserialize)]
+///
+/// Its `Debug` shows the keys alone (`{"db_password": ***}`): any value may be a secret.
+#[derive(Clone, Default, Deserialize)]
 #[serde(transparent)]
 pub struct AppSection(figment::value::Dict);
+
+impl fmt::Debug for AppSection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        struct Hidden;
+        impl fmt::Debug for Hidden {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("***")
+            }
+        }
+        f.write_str("AppSection ")?;
+        f.debug_map().entries(self.0.keys().map(|k| (k, Hidden))).finish()
+    }
+}
+
+impl fmt::Debug for OctopusConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Every field named, so that a new one is not shown by accident.
+        let OctopusConfig {
+            registry,
+            ttl,
+            retry_interval,
+            retry_cap,
+            max_retries,
+            metrics_addr,
+            zone,
+            service,
+            app,
+        } = self;
+        f.debug_struct("OctopusConfig")
+            .field("registry", &crate::redact_url(registry))
+            .field("ttl", ttl)
+            .field("retry_interval", retry_interval)
+            .field("retry_cap", retry_cap)
+            .field("max_retries", max_retries)
+            .field("metrics_addr", metrics_addr)
+            .field("zone", zone)
+            .field("service", service)
+            .field("app", app)
+            .finish()
+    }
+}
 
 impl PartialEq for AppSection {
     fn eq(&self, other: &Self) -> bool {
@@ -172,15 +221,18 @@ fn config_err(file: &str, reason: impl std::fmt::Display) -> Error {
 impl OctopusConfig {
     /// Loads `path` (TOML, YAML or JSON by extension) with variable substitution,
     /// then the `OCTOPUS_*` environment. Errors name the file, the key and the problem.
+    ///
+    /// A variable's value that goes inside a quoted string (`"..."`, and YAML's
+    /// `'...'`) is escaped for it: a quote or a backslash in a password stays in
+    /// the string. Errors show no value read, and no line of the file.
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let file = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| config_err(&file, format!("cannot read it: {e}")))?;
-        let text = substitute(&text, |var| std::env::var(var).ok()).map_err(|e| config_err(&file, e))?;
-        let figment = match path.extension().and_then(|e| e.to_str()) {
-            Some("toml") => Figment::from(Toml::string(&text)),
-            Some("yaml" | "yml") => Figment::from(Yaml::string(&text)),
-            Some("json") => Figment::from(Json::string(&text)),
+        let syntax = match path.extension().and_then(|e| e.to_str()) {
+            Some("toml") => Syntax::Toml,
+            Some("yaml" | "yml") => Syntax::Yaml,
+            Some("json") => Syntax::Json,
             other => {
                 return Err(config_err(
                     &file,
@@ -188,6 +240,7 @@ impl OctopusConfig {
                 ))
             }
         };
+        let figment = parse(&text, syntax, &file)?;
         Self::extract(figment.merge(env()), &file)
     }
 
@@ -210,8 +263,7 @@ impl OctopusConfig {
     /// Parses TOML text (no file, no environment; `${VAR}` substitution applies),
     /// e.g. for tests.
     pub fn from_toml_str(text: &str) -> Result<Self> {
-        let text = substitute(text, |var| std::env::var(var).ok()).map_err(|e| config_err("(text)", e))?;
-        Self::extract(Figment::from(Toml::string(&text)), "(text)")
+        Self::extract(parse(text, Syntax::Toml, "(text)")?, "(text)")
     }
 
     /// The `[app]` section as the service's own type: its settings live in the
@@ -307,7 +359,144 @@ impl OctopusConfig {
     }
 }
 
-/// A figment error as ours: the file, then each key (under `prefix`) and its problem.
+/// `text` with its variables substituted, parsed as `syntax` (`Plain` reads as TOML).
+///
+/// Parsed here first, to report a syntax error by its message and position
+/// alone: the parser's own error quotes the line, substituted values and all. A
+/// position inside a substituted value is its `${`, the variable named.
+fn parse(text: &str, syntax: Syntax, file: &str) -> Result<Figment> {
+    use figment::value::Value;
+
+    let substituted = substitute_in(text, syntax, |var| std::env::var(var).ok()).map_err(|e| config_err(file, e))?;
+    let out = substituted.text.as_str();
+    let at = |offset: usize| Some(substituted.position(text, offset));
+    let (format, parsed) = match syntax {
+        Syntax::Toml | Syntax::Plain => (
+            "TOML",
+            Toml::from_str::<Value>(out).map_err(|e| (e.message().to_owned(), e.span().and_then(|s| at(s.start)))),
+        ),
+        Syntax::Yaml => (
+            "YAML",
+            Yaml::from_str::<Value>(out).map_err(|e| match e.location() {
+                Some(l) => {
+                    let message =
+                        e.to_string()
+                            .replacen(&format!(" at line {} column {}", l.line(), l.column()), "", 1);
+                    (message, at(offset_of(out, l.line(), l.column(), true)))
+                }
+                None => (e.to_string(), None),
+            }),
+        ),
+        Syntax::Json => (
+            "JSON",
+            Json::from_str::<Value>(out).map_err(|e| {
+                let message = e.to_string();
+                let suffix = format!(" at line {} column {}", e.line(), e.column());
+                let message = message.strip_suffix(&suffix).map(str::to_owned).unwrap_or(message);
+                let position = (e.line() > 0).then(|| offset_of(out, e.line(), e.column(), false));
+                (message, position.and_then(at))
+            }),
+        ),
+    };
+    match parsed {
+        Err((message, position)) => {
+            let message = message.trim().replace('\n', "; ");
+            let reason = match position {
+                Some(p) => {
+                    let inside = p
+                        .var
+                        .map(|v| format!(" (in the value of `${{{v}}}`)"))
+                        .unwrap_or_default();
+                    format!(
+                        "not valid {format}: line {}, column {}{inside}: {message}",
+                        p.line, p.column
+                    )
+                }
+                None => format!("not valid {format}: {message}"),
+            };
+            Err(config_err(file, reason))
+        }
+        Ok(value) if value.as_dict().is_none() => Err(config_err(
+            file,
+            format!("the top level must be a table, not {}", actual(&value.to_actual())),
+        )),
+        Ok(_) => Ok(match syntax {
+            Syntax::Toml | Syntax::Plain => Figment::from(Toml::string(out)),
+            Syntax::Yaml => Figment::from(Yaml::string(out)),
+            Syntax::Json => Figment::from(Json::string(out)),
+        }),
+    }
+}
+
+/// The byte offset in `text` of 1-based `line` and `column` (in characters, or in
+/// bytes when not `chars`), or the nearest one within the text.
+fn offset_of(text: &str, line: usize, column: usize, chars: bool) -> usize {
+    let start = match line.checked_sub(2) {
+        None => 0,
+        Some(n) => text.match_indices('\n').nth(n).map_or(text.len(), |(i, _)| i + 1),
+    };
+    let skip = column.saturating_sub(1);
+    if chars {
+        text[start..]
+            .char_indices()
+            .nth(skip)
+            .map_or(text.len(), |(i, _)| start + i)
+    } else {
+        (start + skip).min(text.len())
+    }
+}
+
+/// What kind of value `a` is, without the value: `an integer`, `a string`.
+fn actual(a: &Actual) -> &'static str {
+    match a {
+        Actual::Bool(_) => "a boolean",
+        Actual::Unsigned(_) | Actual::Signed(_) => "an integer",
+        Actual::Float(_) => "a float",
+        Actual::Char(_) => "a character",
+        Actual::Str(_) => "a string",
+        Actual::Bytes(_) => "bytes",
+        Actual::Unit => "an empty value",
+        Actual::Option => "an option",
+        Actual::NewtypeStruct => "a newtype struct",
+        Actual::Seq => "an array",
+        Actual::Map => "a table",
+        Actual::Enum => "an enum",
+        Actual::UnitVariant => "a unit variant",
+        Actual::NewtypeVariant => "a newtype variant",
+        Actual::TupleVariant => "a tuple variant",
+        Actual::StructVariant => "a struct variant",
+        Actual::Other(_) => "another kind of value",
+    }
+}
+
+/// A figment error kind as a sentence that names the types involved, never a
+/// value read (a value may be a secret: a password that a number was expected
+/// in the place of, a token given as a variant name).
+fn kind_message(kind: &Kind) -> String {
+    let one_of = |names: &[&str]| names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ");
+    match kind {
+        Kind::Message(message) => message.clone(),
+        Kind::InvalidType(found, expected) => format!("invalid type: found {}, expected {expected}", actual(found)),
+        Kind::InvalidValue(found, expected) => format!("invalid value: found {}, expected {expected}", actual(found)),
+        Kind::InvalidLength(len, expected) => format!("invalid length {len}, expected {expected}"),
+        Kind::UnknownVariant(_, expected) => format!("unknown variant: expected one of {}", one_of(expected)),
+        Kind::UnknownField(field, []) => format!("unknown field `{field}`"),
+        Kind::UnknownField(field, expected) => {
+            format!("unknown field `{field}`, expected one of {}", one_of(expected))
+        }
+        Kind::MissingField(field) => format!("missing field `{field}`"),
+        Kind::DuplicateField(field) => format!("duplicate field `{field}`"),
+        Kind::ISizeOutOfRange(_) => "a signed integer out of range".to_owned(),
+        Kind::USizeOutOfRange(_) => "an unsigned integer out of range".to_owned(),
+        Kind::Unsupported(found) => format!("unsupported type: {}", actual(found)),
+        Kind::UnsupportedKey(found, expected) => {
+            format!("unsupported key type: {}, expected {expected}", actual(found))
+        }
+    }
+}
+
+/// A figment error as ours: the file, then each key (under `prefix`) and its
+/// problem, with the types involved but no value read.
 fn figment_err(file: &str, e: figment::Error, prefix: &str) -> Error {
     let errors: Vec<String> = e
         .into_iter()
@@ -321,7 +510,7 @@ fn figment_err(file: &str, e: figment::Error, prefix: &str) -> Error {
                 Some(m) if m.name.contains("environment") => " (from the environment)".to_owned(),
                 _ => String::new(),
             };
-            format!("key `{key}`{source}: {}", e.kind)
+            format!("key `{key}`{source}: {}", kind_message(&e.kind))
         })
         .collect();
     config_err(file, errors.join("; "))
@@ -379,3 +568,6 @@ mod tests {
         assert!(substitute("a\nb=${NOPE}", env).unwrap_err().starts_with("line 2:"));
     }
 }
+
+#[cfg(test)]
+mod secret_tests;
