@@ -345,7 +345,10 @@ mod tests {
                 "connect_timeout=\"18446744073709551615\" must be from 1ms to 1h",
             ),
             #[cfg(feature = "etcd")]
-            ("etcd://127.0.0.1:2379?request_timeout=0", "request_timeout=\"0\" must be from 1ms to 1h"),
+            (
+                "etcd://127.0.0.1:2379?request_timeout=0",
+                "request_timeout=\"0\" must be from 1ms to 1h",
+            ),
             #[cfg(feature = "etcd")]
             (
                 "etcd://127.0.0.1:2379?ca_file=/nonexistent/ca.pem",

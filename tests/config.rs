@@ -115,7 +115,10 @@ metadata = { zone = "a" }
         .unwrap_err()
         .to_string();
     // The key and the types, never the value (it may be a secret).
-    assert!(err.contains("app.limit") && err.contains("a string") && !err.contains("many"), "{err}");
+    assert!(
+        err.contains("app.limit") && err.contains("a string") && !err.contains("many"),
+        "{err}"
+    );
     std::env::remove_var("OCTOPUS_APP__LIMIT");
 
     // Without an id, each process gets its own: the host name and the port.

@@ -97,7 +97,12 @@ enum Command {
     /// told; see docs/CLI.md, "Console".
     Console {
         /// The registry URL, e.g. etcd://127.0.0.1:2379?namespace=/prod.
-        #[arg(long, env = "OCTOPUS_REGISTRY", hide_env_values = true, default_value = "etcd://127.0.0.1:2379")]
+        #[arg(
+            long,
+            env = "OCTOPUS_REGISTRY",
+            hide_env_values = true,
+            default_value = "etcd://127.0.0.1:2379"
+        )]
         registry: String,
         #[command(flatten)]
         console: console::ConsoleArgs,
@@ -188,7 +193,12 @@ enum Backend {
 #[derive(Debug, clap::Args)]
 struct RegistryArgs {
     /// The registry URL, e.g. etcd://127.0.0.1:2379?namespace=/prod.
-    #[arg(long, env = "OCTOPUS_REGISTRY", hide_env_values = true, default_value = "etcd://127.0.0.1:2379")]
+    #[arg(
+        long,
+        env = "OCTOPUS_REGISTRY",
+        hide_env_values = true,
+        default_value = "etcd://127.0.0.1:2379"
+    )]
     registry: String,
     /// Print JSON instead of a table.
     #[arg(long)]
