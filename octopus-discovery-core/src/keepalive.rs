@@ -34,6 +34,19 @@ pub(crate) enum Beat {
 /// The tick the default schedule rounds up to, as clientv3's keepalive loop does.
 const TICK: Duration = Duration::from_millis(500);
 
+/// The longest granted TTL taken from a server: etcd's own maximum lease TTL
+/// (9,000,000,000 s). The TTL is the server's answer; a misbehaving server's
+/// larger one (up to `i64::MAX` seconds) counts as this, so that the instants
+/// computed from it (the lease's deadline, the next keepalive) cannot overflow.
+pub(crate) const MAX_GRANTED: Duration = Duration::from_secs(9_000_000_000);
+
+/// `t + d`, or, should that overflow, the latest instant reachable from `t`
+/// within [`MAX_GRANTED`] (in practice: `t + d` always fits, since `d` is
+/// bounded by the TTL or a validated interval).
+fn later(t: Instant, d: Duration) -> Instant {
+    t.checked_add(d).or_else(|| t.checked_add(MAX_GRANTED)).unwrap_or(t)
+}
+
 /// The first instant after `t`, or `t` itself, on the 500 ms grid that starts
 /// at `epoch`.
 fn on_tick(t: Instant, epoch: Instant) -> Instant {
@@ -48,7 +61,7 @@ fn on_tick(t: Instant, epoch: Instant) -> Instant {
     } else {
         (epoch - t).as_nanos() % tick
     };
-    t + Duration::from_nanos(late as u64)
+    later(t, Duration::from_nanos(late as u64))
 }
 
 /// Refreshes a lease every `interval`. A failed attempt is retried until the
@@ -70,9 +83,11 @@ pub(crate) struct KeepAlive {
 
 impl KeepAlive {
     /// Keeps `lease` alive every interval `opts` set, or on the default
-    /// schedule, on the ticks that start at `epoch`.
+    /// schedule, on the ticks that start at `epoch`. `granted` is the server's
+    /// TTL, taken as at most [`MAX_GRANTED`].
     pub(crate) fn new(lease: LeaseId, granted: Duration, opts: &RegisterOptions, epoch: Instant) -> Self {
         let now = Instant::now();
+        let granted = granted.min(MAX_GRANTED);
         let mut ka = KeepAlive {
             lease,
             granted,
@@ -89,7 +104,7 @@ impl KeepAlive {
 
     /// When the beat after an answer at `answer` is due.
     fn after(&self, answer: Instant) -> Instant {
-        let due = answer + self.interval;
+        let due = later(answer, self.interval);
         if self.aligned {
             on_tick(due, self.epoch)
         } else {
@@ -125,14 +140,23 @@ impl KeepAlive {
                     std::future::pending::<()>().await;
                 }
                 self.keeper = None; // a failed stream is reopened on the next attempt
-                if now >= self.last_ok + self.granted {
+                if self.ttl_spent(now) {
                     return Beat::Lost(format!("keepalive failed for the whole ttl: {e}"));
                 }
                 tracing::debug!(error = %e, lease = %self.lease, "keepalive failed; retrying within the ttl");
-                self.next = now + (interval / 3).max(Duration::from_millis(1));
+                self.next = later(now, (interval / 3).max(Duration::from_millis(1)));
                 Beat::Retrying
             }
         }
+    }
+
+    /// Whether the lease's server-side deadline (last success + granted TTL) has
+    /// passed at `now`.
+    fn ttl_spent(&self, now: Instant) -> bool {
+        // Checked, though `granted` is clamped: a deadline past the end of time never comes.
+        self.last_ok
+            .checked_add(self.granted)
+            .is_some_and(|deadline| now >= deadline)
     }
 }
 
@@ -164,5 +188,79 @@ mod tests {
         let opts = RegisterOptions::default().keepalive_interval(Duration::from_millis(1234));
         let set = KeepAlive::new(LeaseId(3), granted, &opts, epoch);
         assert_eq!(set.next - set.last_ok, Duration::from_millis(1234));
+    }
+
+    /// A backend whose keepalives always fail (the server is unreachable).
+    struct Unreachable;
+
+    #[async_trait::async_trait]
+    impl KvBackend for Unreachable {
+        async fn grant(&self, _: Duration) -> crate::Result<crate::Lease> {
+            unreachable!()
+        }
+        async fn keeper(&self, _: LeaseId) -> crate::Result<Box<dyn LeaseKeeper>> {
+            Err(Error::backend_message("unreachable"))
+        }
+        async fn revoke(&self, _: LeaseId) -> crate::Result<()> {
+            unreachable!()
+        }
+        async fn create(&self, _: &str, _: Vec<u8>, _: LeaseId) -> crate::Result<crate::kv::Created> {
+            unreachable!()
+        }
+        async fn put_if_unchanged(
+            &self,
+            _: &str,
+            _: Vec<u8>,
+            _: LeaseId,
+            _: crate::Revision,
+        ) -> crate::Result<Option<crate::Revision>> {
+            unreachable!()
+        }
+        async fn delete_owned(&self, _: &str, _: LeaseId) -> crate::Result<bool> {
+            unreachable!()
+        }
+        async fn delete(&self, _: &str) -> crate::Result<bool> {
+            unreachable!()
+        }
+        async fn range_prefix(&self, _: &str) -> crate::Result<(crate::Header, Vec<crate::KeyValue>)> {
+            unreachable!()
+        }
+        async fn get(&self, _: &str) -> crate::Result<(crate::Header, Option<crate::KeyValue>)> {
+            unreachable!()
+        }
+        async fn header(&self) -> crate::Result<crate::Header> {
+            unreachable!()
+        }
+        async fn watch(&self, _: &str, _: bool, _: crate::Revision) -> crate::Result<crate::WatchStart> {
+            unreachable!()
+        }
+        async fn watch_with_prev(&self, _: &str, _: bool, _: crate::Revision) -> crate::Result<crate::WatchStart> {
+            unreachable!()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_huge_ttl_from_the_server_is_clamped_not_a_panic() {
+        // A misbehaving server grants (or answers) a TTL near i64::MAX seconds.
+        let epoch = Instant::now();
+        for granted in [Duration::from_secs(i64::MAX as u64), Duration::MAX] {
+            for opts in [
+                RegisterOptions::default(),
+                RegisterOptions::default().keepalive_interval(Duration::from_secs(1)),
+            ] {
+                let mut ka = KeepAlive::new(LeaseId(1), granted, &opts, epoch);
+                // A failed keepalive retries within that TTL (it has not passed).
+                assert!(matches!(ka.beat(&Unreachable).await, Beat::Retrying));
+                assert!(ka.next > Instant::now());
+                assert!(ka.granted <= MAX_GRANTED, "{:?}", ka.granted);
+                assert!(ka.next - ka.last_ok <= MAX_GRANTED / 3 + TICK);
+            }
+        }
+        // A sane TTL still runs out: failures past it lose the lease.
+        let opts = RegisterOptions::default().keepalive_interval(Duration::from_secs(1));
+        let mut ka = KeepAlive::new(LeaseId(2), Duration::from_secs(3), &opts, epoch);
+        assert!(matches!(ka.beat(&Unreachable).await, Beat::Retrying));
+        tokio::time::advance(Duration::from_secs(3)).await;
+        assert!(matches!(ka.beat(&Unreachable).await, Beat::Lost(_)));
     }
 }

@@ -160,7 +160,8 @@ impl RegisterOptions {
             if interval.is_zero() {
                 return Err(Error::option("keepalive_interval", interval, "must be positive"));
             }
-            if interval * 2 >= self.ttl {
+            // Checked: twice a huge interval (`Duration::MAX`) overflows, and is too long.
+            if interval.checked_mul(2).is_none_or(|twice| twice >= self.ttl) {
                 return Err(Error::option(
                     "keepalive_interval",
                     interval,
@@ -202,7 +203,12 @@ impl RegisterOptions {
     }
 
     /// The keepalive interval for a lease granted with `granted` TTL.
+    ///
+    /// `granted` comes from the server: a TTL above etcd's maximum (a misbehaving
+    /// server's answer) counts as that maximum, so that instants computed from the
+    /// interval cannot overflow.
     pub fn keepalive_for(&self, granted: Duration) -> Duration {
+        let granted = granted.min(crate::keepalive::MAX_GRANTED);
         self.keepalive.unwrap_or(granted / 3).max(Duration::from_millis(1))
     }
 }
@@ -395,5 +401,34 @@ mod tests {
             let err = RegisterOptions::default().ttl(ttl).validate().unwrap_err().to_string();
             assert!(err.contains("ttl") && err.contains("between 10ms and 1 day"), "{err}");
         }
+    }
+
+    #[test]
+    fn huge_durations_are_errors_naming_the_option_not_panics() {
+        // Twice `Duration::MAX` overflows: the rule is still an error, not a panic.
+        let huge = RegisterOptions::default().keepalive_interval(Duration::MAX);
+        let err = huge.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("keepalive_interval") && err.contains("half the ttl"),
+            "{err}"
+        );
+        // Just past the overflow point too, and with the largest TTL allowed.
+        let half = Duration::MAX / 2 + Duration::from_nanos(1);
+        let err = RegisterOptions::default()
+            .ttl(Duration::from_secs(86_400))
+            .keepalive_interval(half)
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("keepalive_interval"), "{err}");
+        let err = RegisterOptions::default()
+            .ttl(Duration::MAX)
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ttl") && err.contains("between 10ms and 1 day"), "{err}");
+        // A server's absurd TTL gives a keepalive interval a deadline can be computed from.
+        let interval = RegisterOptions::default().keepalive_for(Duration::MAX);
+        assert!(interval <= crate::keepalive::MAX_GRANTED / 3, "{interval:?}");
     }
 }

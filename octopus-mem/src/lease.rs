@@ -9,6 +9,14 @@ use tokio::time::Instant;
 
 use crate::Error;
 
+/// etcd's largest lease TTL (9,000,000,000 s): a longer one is refused, as etcd
+/// refuses it, and deadlines computed from the TTLs held stay far from overflow.
+const MAX_TTL: Duration = Duration::from_secs(9_000_000_000);
+
+/// The one id never handed out: [`Leases::next`] at this value means the ids
+/// above every lease granted are used up (ids count up, and never wrap).
+const EXHAUSTED: i64 = i64::MAX;
+
 #[derive(Debug)]
 struct LeaseState {
     ttl: Duration,
@@ -33,6 +41,7 @@ pub struct LeaseInfo {
 #[derive(Debug)]
 pub(crate) struct Leases {
     live: BTreeMap<i64, LeaseState>,
+    /// The next id to try, at most [`EXHAUSTED`].
     next: i64,
 }
 
@@ -53,11 +62,15 @@ impl Leases {
     }
 
     /// `leases` (id, TTL), each with its full TTL from `now` and no keys yet; ids
-    /// handed out later are above every one of them and at least `next`.
+    /// handed out later are above every one of them and at least `next`. The
+    /// image is data from a file (`octopus dev --data`): a TTL above etcd's
+    /// maximum is taken as that maximum, and a lease id of `i64::MAX` leaves no
+    /// id above it to hand out (a later grant of id 0 is then an error).
     pub(crate) fn restore(cluster_id: u64, leases: &[(i64, Duration)], next: i64, now: Instant) -> Self {
         let live: BTreeMap<i64, LeaseState> = leases
             .iter()
             .map(|&(id, ttl)| {
+                let ttl = ttl.min(MAX_TTL);
                 let state = LeaseState {
                     ttl,
                     deadline: now + ttl.max(Duration::from_millis(1)),
@@ -67,7 +80,12 @@ impl Leases {
             })
             .collect();
         let first = first_lease(cluster_id);
-        let next = live.keys().next_back().map_or(first, |id| id + 1).max(first).max(next);
+        let next = live
+            .keys()
+            .next_back()
+            .map_or(first, |id| id.saturating_add(1))
+            .max(first)
+            .max(next);
         Leases { live, next }
     }
 
@@ -77,6 +95,8 @@ impl Leases {
     }
 
     /// Grants a lease of `ttl` with id `id` (0: the next free id), due at `now + ttl`.
+    /// Ids count up and never wrap: `i64::MAX` is refused, and once a lease id
+    /// just below it was granted, a grant of id 0 finds none left (an error).
     pub(crate) fn grant(&mut self, id: i64, ttl: Duration, now: Instant) -> Result<i64, Error> {
         if ttl.is_zero() {
             return Err(Error::InvalidArgument {
@@ -84,17 +104,37 @@ impl Leases {
                 rule: "must be positive",
             });
         }
+        if ttl > MAX_TTL {
+            return Err(Error::InvalidArgument {
+                name: "ttl",
+                rule: "must be at most 9000000000s (etcd's maximum lease TTL)",
+            });
+        }
         let id = match id {
             0 => {
-                while self.live.contains_key(&self.next) {
+                while self.next < EXHAUSTED && self.live.contains_key(&self.next) {
                     self.next += 1;
                 }
+                if self.next == EXHAUSTED {
+                    return Err(Error::InvalidArgument {
+                        name: "id",
+                        rule: "is 0 (pick one), but every id above the highest lease granted is used up \
+                               (ids count up to i64::MAX and never wrap); give an id explicitly",
+                    });
+                }
                 self.next
+            }
+            EXHAUSTED => {
+                return Err(Error::InvalidArgument {
+                    name: "id",
+                    rule: "must be below i64::MAX (9223372036854775807)",
+                })
             }
             id if self.live.contains_key(&id) => return Err(Error::LeaseExists(id)),
             id => id,
         };
-        self.next = self.next.max(id) + 1;
+        // At most EXHAUSTED: `id` is below it, and `next` at it stays there.
+        self.next = self.next.max(id).saturating_add(1);
         let state = LeaseState {
             ttl,
             deadline: now + ttl,
@@ -163,5 +203,72 @@ impl Leases {
         if let Some(l) = self.live.get_mut(&id) {
             l.keys.remove(key);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TTL: Duration = Duration::from_secs(10);
+
+    #[tokio::test(start_paused = true)]
+    async fn lease_ids_near_i64_max_are_errors_never_wrapped() {
+        let now = Instant::now();
+        let mut leases = Leases::new(7);
+        // i64::MAX itself is refused, naming the id and the rule…
+        match leases.grant(i64::MAX, TTL, now) {
+            Err(Error::InvalidArgument { name: "id", rule }) => assert!(rule.contains("i64::MAX"), "{rule}"),
+            other => panic!("{other:?}"),
+        }
+        // …and the ids handed out after it are still positive.
+        let fresh = leases.grant(0, TTL, now).unwrap();
+        assert!(fresh > 0, "{fresh:#x}");
+
+        // The id just below: granted; then no id is left above it, and a grant
+        // of id 0 says so (ids never wrap to negative ones).
+        assert_eq!(leases.grant(i64::MAX - 1, TTL, now), Ok(i64::MAX - 1));
+        match leases.grant(0, TTL, now) {
+            Err(Error::InvalidArgument { name: "id", rule }) => assert!(rule.contains("used up"), "{rule}"),
+            other => panic!("{other:?}"),
+        }
+        // Explicit ids still work, and ids below the top are kept.
+        assert_eq!(leases.grant(42, TTL, now), Ok(42));
+        assert!(leases.ids().iter().all(|&id| id > 0), "{:?}", leases.ids());
+        assert_eq!(leases.image().1, i64::MAX);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_restored_lease_id_of_i64_max_is_no_panic() {
+        let now = Instant::now();
+        for next in [0, i64::MAX] {
+            let mut leases = Leases::restore(7, &[(i64::MAX, TTL)], next, now);
+            assert!(leases.contains(i64::MAX));
+            assert!(matches!(
+                leases.grant(0, TTL, now),
+                Err(Error::InvalidArgument { name: "id", .. })
+            ));
+            assert_eq!(leases.grant(5, TTL, now), Ok(5));
+        }
+        // Just below the top: the one id left is handed out, then none.
+        let mut leases = Leases::restore(7, &[(i64::MAX - 2, TTL)], 0, now);
+        assert_eq!(leases.grant(0, TTL, now), Ok(i64::MAX - 1));
+        assert!(leases.grant(0, TTL, now).is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ttls_past_etcds_maximum_are_refused_or_clamped() {
+        let now = Instant::now();
+        let mut leases = Leases::new(7);
+        match leases.grant(0, Duration::MAX, now) {
+            Err(Error::InvalidArgument { name: "ttl", rule }) => assert!(rule.contains("at most"), "{rule}"),
+            other => panic!("{other:?}"),
+        }
+        let id = leases.grant(0, MAX_TTL, now).unwrap();
+        assert_eq!(leases.refresh(id, now), Ok(MAX_TTL));
+        // From a --data file: taken as the maximum.
+        let mut leases = Leases::restore(7, &[(9, Duration::MAX)], 0, now);
+        assert_eq!(leases.refresh(9, now), Ok(MAX_TTL));
+        assert_eq!(leases.info(9, now).unwrap().remaining, MAX_TTL);
     }
 }
