@@ -1,6 +1,6 @@
 //! [`WatchDiscovery`]: one shared, self-healing watch cache per service, for every backend.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, Weak};
 
 use async_trait::async_trait;
@@ -159,24 +159,14 @@ impl<B: KvBackend> Discovery for WatchDiscovery<B> {
         let (tx, rx) = latest::channel(None);
         let rng = self.rng.lock().unwrap_or_else(|p| p.into_inner()).fork();
         let prefix = self.layout.prefix(service);
-        let state = state::CacheState {
-            layout: self.layout.clone(),
-            stats: self.stats.clone(),
-            service: service.to_owned(),
-            prefix: prefix.clone(),
+        let state = state::CacheState::new(
+            self.layout.clone(),
+            self.stats.clone(),
+            service,
+            prefix.clone(),
             tx,
-            view: View::default(),
-            revision: 0,
-            cluster: None,
-            resyncs: 0,
-            stale_since: None,
-            logged: BTreeSet::new(),
-            cold: self.cold.clone(),
-            series: crate::telemetry::CacheSeries::new(service),
-            held: None,
-            done: None,
-            generation: 0,
-        };
+            self.cold.clone(),
+        );
         let task = CacheTask {
             backend: self.backend.clone(),
             backoff: Backoff::new(self.retry, rng),

@@ -54,6 +54,36 @@ pub(super) struct CacheState {
 }
 
 impl CacheState {
+    /// The state of `service`'s cache before its first read: no view, no
+    /// revision, nothing followed; it publishes through `tx`.
+    pub(super) fn new(
+        layout: Arc<dyn KeyLayout>,
+        stats: Arc<DiscoveryStats>,
+        service: &str,
+        prefix: String,
+        tx: latest::Publisher<Option<Snapshot>>,
+        cold: Option<Arc<crate::cache_file::ColdCache>>,
+    ) -> Self {
+        CacheState {
+            layout,
+            stats,
+            service: service.to_owned(),
+            prefix,
+            tx,
+            view: View::default(),
+            revision: 0,
+            cluster: None,
+            resyncs: 0,
+            stale_since: None,
+            logged: BTreeSet::new(),
+            cold,
+            series: crate::telemetry::CacheSeries::new(service),
+            held: None,
+            done: None,
+            generation: 0,
+        }
+    }
+
     /// A new watch is being opened: hold its messages until it is known to have started.
     /// Its generation, for the new watch's sink.
     pub(super) fn arm(&mut self, done: oneshot::Sender<Ended>) -> u64 {
@@ -255,24 +285,8 @@ mod tests {
     fn junk_under_new_keys_is_counted_and_remembered_up_to_a_bound() {
         let stats = Arc::new(DiscoveryStats::default());
         let (tx, _rx) = latest::channel(None);
-        let mut state = CacheState {
-            layout: Arc::new(JsonLayout::new("/octopus").unwrap()),
-            stats: stats.clone(),
-            service: "svc".into(),
-            prefix: "/octopus/services/svc/".into(),
-            tx,
-            view: View::default(),
-            revision: 0,
-            cluster: None,
-            resyncs: 0,
-            stale_since: None,
-            logged: BTreeSet::new(),
-            cold: None,
-            series: crate::telemetry::CacheSeries::new("svc"),
-            held: None,
-            done: None,
-            generation: 0,
-        };
+        let layout = Arc::new(JsonLayout::new("/octopus").unwrap());
+        let mut state = CacheState::new(layout, stats.clone(), "svc", "/octopus/services/svc/".into(), tx, None);
         let (done, _ended) = oneshot::channel();
         state.arm(done);
         state.started();
