@@ -55,8 +55,7 @@ pub use inspect::{Entry, Inspector};
 pub use inspect_changes::{ChangeBatch, EntryChange, EntryChanges};
 #[cfg(feature = "grpc")]
 pub use octopus_grpc::shutdown_signal;
-pub use params::PASSWORD_ENV;
-pub use url::{parse_duration, RegistryUrl};
+pub use url::{parse_duration, RegistryUrl, PASSWORD_ENV};
 
 pub use octopus_discovery_core::{
     chain, redact_url, url_label, BackoffPolicy, Change, Diff, Discovery, Error, ErrorKind, Freshness, Instances,

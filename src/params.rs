@@ -4,6 +4,8 @@
 use std::sync::Arc;
 
 use crate::url::RegistryUrl;
+#[cfg(feature = "etcd")]
+use crate::url::PASSWORD_ENV;
 use crate::{Error, RegisterOptions, Result};
 
 /// Parameters every backend takes.
@@ -119,10 +121,6 @@ fn timeout(url: &RegistryUrl, name: &str) -> Result<Option<std::time::Duration>>
         d => Ok(d),
     }
 }
-
-/// The environment variable that holds the etcd password when the URL names a
-/// user but neither `password_file=` nor `password=`.
-pub const PASSWORD_ENV: &str = "OCTOPUS_ETCD_PASSWORD";
 
 /// The etcd user's password: from `password_file=PATH` (recommended: the file's
 /// first line), else `password=`, else the environment variable

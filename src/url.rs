@@ -5,7 +5,11 @@ use std::time::Duration;
 
 use percent_encoding::percent_decode_str;
 
-use crate::{Error, Result, PASSWORD_ENV};
+use crate::{Error, Result};
+
+/// The environment variable that holds the etcd password when the URL names a
+/// user but neither `password_file=` nor `password=`.
+pub const PASSWORD_ENV: &str = "OCTOPUS_ETCD_PASSWORD";
 
 /// A parsed registry URL. Its `Debug` and every error about it show it
 /// redacted ([`RegistryUrl::redacted`]): secrets such as `password=` print as `***`.

@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use tokio::time::{timeout, Instant};
 
+use crate::registry::MAX_GRANTED;
 use crate::{Error, KvBackend, LeaseId, LeaseKeeper, RegisterOptions};
 
 /// What one keepalive attempt found.
@@ -33,12 +34,6 @@ pub(crate) enum Beat {
 
 /// The tick the default schedule rounds up to, as clientv3's keepalive loop does.
 const TICK: Duration = Duration::from_millis(500);
-
-/// The longest granted TTL taken from a server: etcd's own maximum lease TTL
-/// (9,000,000,000 s). The TTL is the server's answer; a misbehaving server's
-/// larger one (up to `i64::MAX` seconds) counts as this, so that the instants
-/// computed from it (the lease's deadline, the next keepalive) cannot overflow.
-pub(crate) const MAX_GRANTED: Duration = Duration::from_secs(9_000_000_000);
 
 /// `t + d`, or, should that overflow, the latest instant reachable from `t`
 /// within [`MAX_GRANTED`] (in practice: `t + d` always fits, since `d` is

@@ -11,6 +11,12 @@ use crate::mailbox::{Command, Outbox};
 use crate::task::OwnedTask;
 use crate::{BackoffPolicy, Error, JitterRng, LeaseId, Result, ServiceInstance};
 
+/// The longest granted TTL taken from a server: etcd's own maximum lease TTL
+/// (9,000,000,000 s). The TTL is the server's answer; a misbehaving server's
+/// larger one (up to `i64::MAX` seconds) counts as this, so that the instants
+/// computed from it (the lease's deadline, the next keepalive) cannot overflow.
+pub(crate) const MAX_GRANTED: Duration = Duration::from_secs(9_000_000_000);
+
 /// Registers service instances under a lease that it keeps alive.
 #[async_trait]
 pub trait Registry: Send + Sync {
@@ -208,7 +214,7 @@ impl RegisterOptions {
     /// server's answer) counts as that maximum, so that instants computed from the
     /// interval cannot overflow.
     pub fn keepalive_for(&self, granted: Duration) -> Duration {
-        let granted = granted.min(crate::keepalive::MAX_GRANTED);
+        let granted = granted.min(MAX_GRANTED);
         self.keepalive.unwrap_or(granted / 3).max(Duration::from_millis(1))
     }
 }
@@ -429,6 +435,6 @@ mod tests {
         assert!(err.contains("ttl") && err.contains("between 10ms and 1 day"), "{err}");
         // A server's absurd TTL gives a keepalive interval a deadline can be computed from.
         let interval = RegisterOptions::default().keepalive_for(Duration::MAX);
-        assert!(interval <= crate::keepalive::MAX_GRANTED / 3, "{interval:?}");
+        assert!(interval <= MAX_GRANTED / 3, "{interval:?}");
     }
 }
