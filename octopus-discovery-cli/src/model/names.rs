@@ -1,5 +1,7 @@
 //! Names: SQL identifiers to Rust modules, types and fields, and proto names.
 
+use sqlparser::ast::{Expr, Ident, IndexColumn, ObjectName};
+
 /// snake_case, as prost names fields and modules: `CustomerID` → `customer_id`.
 pub(crate) fn snake(name: &str) -> String {
     let chars: Vec<char> = name.chars().collect();
@@ -147,4 +149,55 @@ mod tests {
         assert_eq!(module_name("type"), "type_table");
         assert_eq!(module_name("Orders"), "orders");
     }
+}
+
+/// An identifier as the database stores it: unquoted names fold to lowercase.
+pub(crate) fn ident(id: &Ident) -> String {
+    match id.quote_style {
+        Some(_) => id.value.clone(),
+        None => id.value.to_ascii_lowercase(),
+    }
+}
+
+/// Refuses a `name` that cannot be written into the generated code (the
+/// error starts with `at`): names go into its comments (`///`, `//!`, proto's
+/// `//`), where a newline would end the comment and make the rest of the name
+/// code.
+pub(crate) fn printable(at: &str, name: &str) -> Result<(), String> {
+    match name.chars().any(char::is_control) {
+        true => Err(format!("{at}: names must not contain control characters")),
+        false => Ok(()),
+    }
+}
+
+/// `name` for an error message, its control characters escaped.
+pub(crate) fn shown(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_debug().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+pub(crate) fn object(name: &ObjectName) -> String {
+    name.0
+        .last()
+        .and_then(|p| p.as_ident())
+        .map(ident)
+        .unwrap_or_else(|| name.to_string())
+}
+
+/// The plain column names of an index, or `None` if it indexes expressions.
+pub(crate) fn index_columns(columns: &[IndexColumn]) -> Option<Vec<String>> {
+    columns
+        .iter()
+        .map(|c| match &c.column.expr {
+            Expr::Identifier(id) => Some(ident(id)),
+            _ => None,
+        })
+        .collect()
 }

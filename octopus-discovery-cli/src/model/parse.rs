@@ -3,8 +3,8 @@
 //! statement (SET, CREATE EXTENSION, INSERT, views, functions…) is skipped.
 
 use sqlparser::ast::{
-    AlterColumnOperation, AlterTableOperation, ColumnDef, ColumnOption, CreateIndex, CreateTable, Expr, Ident,
-    IndexColumn, ObjectName, Spanned, Statement, TableConstraint, UserDefinedTypeRepresentation,
+    AlterColumnOperation, AlterTableOperation, ColumnDef, ColumnOption, CreateIndex, CreateTable, ObjectName, Spanned,
+    Statement, TableConstraint, UserDefinedTypeRepresentation,
 };
 use std::collections::BTreeMap;
 
@@ -13,11 +13,10 @@ use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 
 use super::detect::{classify, finish, Classified};
-use super::names::{field_name, module_name, pascal};
+use super::names::{field_name, ident, index_columns, module_name, object, pascal, printable, shown};
 use super::schema::{Auto, Column, Index, Schema, Table, Ty};
 use super::tokens::{
     attached_partition, computed_as_stored, too_many_dimensions, unreadable_column, without_binary_attribute,
-    MAX_ARRAY_DIMENSIONS,
 };
 use super::{types, Dialect, Result};
 
@@ -66,14 +65,7 @@ pub(crate) fn parse(file: &str, text: &str, dialect: Dialect) -> Result<(Schema,
             }
         }
         if let Some(deep) = too_many_dimensions(statement) {
-            let (at, dimensions) = (deep.line, deep.dimensions);
-            let place = deep
-                .column
-                .map(|(table, column)| format!(" {}.{}:", shown(&table), shown(&column)))
-                .unwrap_or_default();
-            return Err(format!(
-                "{file}:{at}:{place} {dimensions} array dimensions, more than PostgreSQL's maximum of {MAX_ARRAY_DIMENSIONS}; nothing was written"
-            ));
+            return Err(deep.error(file));
         }
         let mut stream: Vec<TokenWithSpan> = match dialect {
             Dialect::Mysql => without_binary_attribute(statement),
@@ -161,53 +153,6 @@ struct Reader<'a> {
     partitions: Vec<String>,
 }
 
-/// An identifier as the database stores it: unquoted names fold to lowercase.
-fn ident(id: &Ident) -> String {
-    match id.quote_style {
-        Some(_) => id.value.clone(),
-        None => id.value.to_ascii_lowercase(),
-    }
-}
-
-/// Whether `name` can be written into the generated code: names go into its
-/// comments (`///`, `//!`, proto's `//`), where a newline would end the
-/// comment and make the rest of the name code.
-fn printable(name: &str) -> bool {
-    !name.chars().any(char::is_control)
-}
-
-/// `name` for an error message, its control characters escaped.
-fn shown(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_control() {
-                c.escape_debug().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
-}
-
-fn object(name: &ObjectName) -> String {
-    name.0
-        .last()
-        .and_then(|p| p.as_ident())
-        .map(ident)
-        .unwrap_or_else(|| name.to_string())
-}
-
-/// The plain column names of an index, or `None` if it indexes expressions.
-fn index_columns(columns: &[IndexColumn]) -> Option<Vec<String>> {
-    columns
-        .iter()
-        .map(|c| match &c.column.expr {
-            Expr::Identifier(id) => Some(ident(id)),
-            _ => None,
-        })
-        .collect()
-}
-
 impl Reader<'_> {
     fn table(&mut self, name: &str, line: u64) -> Result<&mut Table> {
         let file = self.file;
@@ -220,13 +165,7 @@ impl Reader<'_> {
 
     fn create_table(&mut self, create: &CreateTable, line: u64) -> Result {
         let name = object(&create.name);
-        if !printable(&name) {
-            return Err(format!(
-                "{}:{line}: {}: names must not contain control characters",
-                self.file,
-                shown(&name)
-            ));
-        }
+        printable(&format!("{}:{line}: {}", self.file, shown(&name)), &name)?;
         if self.tables.iter().any(|(t, _)| t.name == name) {
             return Err(format!("{}:{line}: table `{name}` is created twice", self.file));
         }
@@ -261,14 +200,7 @@ impl Reader<'_> {
             l => l,
         };
         let where_ = format!("{}:{line}: {}.{name}", self.file, table.name);
-        if !printable(&name) {
-            return Err(format!(
-                "{}:{line}: {}.{}: names must not contain control characters",
-                self.file,
-                table.name,
-                shown(&name)
-            ));
-        }
+        printable(&format!("{}:{line}: {}.{}", self.file, table.name, shown(&name)), &name)?;
         let sql_type = def.data_type.to_string();
         let alias = sql_type
             .rsplit('.')
@@ -384,15 +316,10 @@ impl Reader<'_> {
 
     /// Index names are written into doc comments too (`find_by_…`).
     fn index_name(&self, table: &str, name: &str, line: u64) -> Result {
-        if printable(name) {
-            return Ok(());
-        }
-        Err(format!(
-            "{}:{line}: {}: index `{}`: names must not contain control characters",
-            self.file,
-            shown(table),
-            shown(name)
-        ))
+        printable(
+            &format!("{}:{line}: {}: index `{}`", self.file, shown(table), shown(name)),
+            name,
+        )
     }
 
     fn create_index(&mut self, index: &CreateIndex, line: u64) -> Result {

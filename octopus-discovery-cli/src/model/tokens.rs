@@ -3,6 +3,8 @@
 
 use sqlparser::tokenizer::{Token, TokenWithSpan};
 
+use super::names::shown;
+
 /// MySQL's old `VARCHAR(40) BINARY` (a binary collation, not a type), which
 /// sqlparser does not read: the attribute is dropped, the type kept.
 pub(crate) fn without_binary_attribute(statement: &[TokenWithSpan]) -> Vec<TokenWithSpan> {
@@ -127,6 +129,21 @@ pub(crate) struct TooDeep {
     pub(crate) dimensions: usize,
     /// Its table and column, when it is in a column's definition.
     pub(crate) column: Option<(String, String)>,
+}
+
+impl TooDeep {
+    /// The error that refuses it, in the file `file`.
+    pub(crate) fn error(&self, file: &str) -> String {
+        let place = self
+            .column
+            .as_ref()
+            .map(|(table, column)| format!(" {}.{}:", shown(table), shown(column)))
+            .unwrap_or_default();
+        format!(
+            "{file}:{}:{place} {} array dimensions, more than PostgreSQL's maximum of {MAX_ARRAY_DIMENSIONS}; nothing was written",
+            self.line, self.dimensions
+        )
+    }
 }
 
 /// The first run of more array dimensions (`[]` or `[n]`, one after another)
