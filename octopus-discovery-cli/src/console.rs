@@ -15,7 +15,7 @@ pub(crate) const DEFAULT_LISTEN: &str = "127.0.0.1:8470";
 /// other users see a process's arguments).
 pub(crate) const TOKEN_ENV: &str = "OCTOPUS_CONSOLE_TOKEN";
 
-#[derive(Debug, clap::Args)]
+#[derive(clap::Args)]
 pub(crate) struct ConsoleArgs {
     /// Where to listen. A non-loopback address needs writes off or a token.
     #[arg(long, default_value = DEFAULT_LISTEN)]

@@ -20,14 +20,16 @@ use clap::{Parser, Subcommand, ValueEnum};
 ///
 /// Exit codes: 0 success; 1 the command failed (registry unreachable, instance
 /// not found, directory exists…); 2 bad arguments.
-#[derive(Debug, Parser)]
+// No `Debug` here or on the arguments below: they hold the registry URL as
+// given, password and all.
+#[derive(Parser)]
 #[command(name = "octopus", version, about, long_about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Subcommand)]
 enum Command {
     /// Generate a ready gRPC service that registers itself with Octopus.
     New(NewArgs),
@@ -190,7 +192,7 @@ enum Backend {
     Mem,
 }
 
-#[derive(Debug, clap::Args)]
+#[derive(clap::Args)]
 struct RegistryArgs {
     /// The registry URL, e.g. etcd://127.0.0.1:2379?namespace=/prod.
     #[arg(
