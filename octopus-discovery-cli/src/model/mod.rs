@@ -117,6 +117,17 @@ impl Lock {
         let lock: Lock = serde_json::from_str(&text)
             .map_err(|e| format!("{}: not a lock file this version can read: {e}", path.display()))?;
         render_proto::check(&lock.fields, &lock.reserved).map_err(|e| format!("{}: {e}", path.display()))?;
+        // A stem becomes a path in the generated code (`include_str!`) and on
+        // disk: only what the generator writes, `{n:04}_` and a word.
+        if let Some((n, stem)) = lock.migrations.iter().find(|(n, stem)| {
+            let word = stem.strip_prefix(&format!("{n:04}_")).unwrap_or("");
+            word.is_empty() || !word.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+        }) {
+            return Err(format!(
+                "{}: migration {n} has the file stem {stem:?}, not one this generator writes ({n:04}_ and a lower-case word)",
+                path.display()
+            ));
+        }
         if let Some((n, _)) = lock.migrations.iter().find(|m| m.0 == u32::MAX) {
             return Err(format!(
                 "{}: migration {n} leaves no number for the next one (the last can be at most {})",
@@ -196,7 +207,8 @@ fn files(dir: &Path, ddl: &Ddl, force: bool) -> Result<Vec<File>> {
                 path: format!("migrations/{dir}/{stem}.sql"),
                 text: format!(
                     "-- Migration {n} ({dir}), generated from {} by `octopus model`, once: it is never rewritten.\n{sql}",
-                    ddl.name
+                    // Escaped: a newline in the file's name would end the comment.
+                    names::shown(&ddl.name)
                 ),
                 kind: Kind::Once,
             });
@@ -340,6 +352,21 @@ mod tests {
             "{:?}",
             out.iter().map(|f| &f.path).collect::<Vec<_>>()
         );
+    }
+
+    #[test]
+    fn migration_stems_must_be_ones_the_generator_writes() {
+        for stem in [
+            "0002_../../../etc/x",
+            "0002_init\")); pwned(); (\"",
+            "0003_init",
+            "0002_",
+            "0002_Init",
+        ] {
+            let text = lock(r#"{"id": 1}"#, "[]", &format!(r#"[[1, "0001_init"], [2, {stem:?}]]"#));
+            let err = error(&text);
+            assert!(err.starts_with("migration 2 has the file stem"), "{stem}: {err}");
+        }
     }
 
     #[test]

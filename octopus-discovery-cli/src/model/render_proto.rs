@@ -35,9 +35,24 @@ fn unusable(n: u32) -> Option<String> {
 /// `u32`, and the proto written from it must be one `protoc` accepts.
 pub(crate) fn check(numbers: &Numbers, reserved: &BTreeMap<String, Vec<u32>>) -> Result {
     for (table, fields) in numbers {
+        let mut taken = BTreeMap::new();
         for (column, &n) in fields {
             if let Some(why) = unusable(n) {
                 return Err(format!("{table}.{column}: proto field number {n} {why}"));
+            }
+            // Two fields of one message on one number: protoc refuses it, and
+            // a client decoding by the old layout would read one as the other.
+            if let Some(other) = taken.insert(n, column) {
+                return Err(format!(
+                    "{table}.{column}: proto field number {n} is {table}.{other}'s too"
+                ));
+            }
+        }
+        for &n in reserved.get(table).into_iter().flatten() {
+            if let Some(column) = taken.get(&n) {
+                return Err(format!(
+                    "{table}.{column}: proto field number {n} is reserved (a dropped column's)"
+                ));
             }
         }
     }
@@ -226,5 +241,16 @@ mod tests {
             let err = check(&numbers, &reserved).unwrap_err();
             assert!(err.starts_with(&format!("t.a: proto field number {bad} is ")), "{err}");
         }
+        // One number for two fields, or a field on a dropped column's number.
+        numbers.insert("t".into(), [("a".to_string(), 7), ("b".to_string(), 7)].into());
+        assert_eq!(
+            check(&numbers, &reserved).unwrap_err(),
+            "t.b: proto field number 7 is t.a's too"
+        );
+        numbers.insert("t".into(), [("a".to_string(), 3)].into());
+        assert_eq!(
+            check(&numbers, &reserved).unwrap_err(),
+            "t.a: proto field number 3 is reserved (a dropped column's)"
+        );
     }
 }
