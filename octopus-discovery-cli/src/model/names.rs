@@ -129,28 +129,6 @@ pub(crate) fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn identifiers_convert_between_cases_and_escape_keywords() {
-        assert_eq!(snake("CustomerID"), "customer_id");
-        assert_eq!(snake("order_items"), "order_items");
-        assert_eq!(snake("HTTPServer"), "http_server");
-        assert_eq!(snake("address2"), "address2");
-        assert_eq!(snake("2fa"), "t_2fa");
-        assert_eq!(pascal("order_items"), "OrderItems");
-        assert_eq!(pascal("film_actor"), "FilmActor");
-        assert_eq!(rust("type"), "r#type");
-        assert_eq!(rust("self"), "self_");
-        assert_eq!(quote("a\"b"), "\"a\"\"b\"");
-        assert_eq!(module_name("migrations"), "migrations_table");
-        assert_eq!(module_name("type"), "type_table");
-        assert_eq!(module_name("Orders"), "orders");
-    }
-}
-
 /// An identifier as the database stores it: unquoted names fold to lowercase.
 pub(crate) fn ident(id: &Ident) -> String {
     match id.quote_style {
@@ -200,4 +178,26 @@ pub(crate) fn index_columns(columns: &[IndexColumn]) -> Option<Vec<String>> {
             _ => None,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_convert_between_cases_and_escape_keywords() {
+        assert_eq!(snake("CustomerID"), "customer_id");
+        assert_eq!(snake("order_items"), "order_items");
+        assert_eq!(snake("HTTPServer"), "http_server");
+        assert_eq!(snake("address2"), "address2");
+        assert_eq!(snake("2fa"), "t_2fa");
+        assert_eq!(pascal("order_items"), "OrderItems");
+        assert_eq!(pascal("film_actor"), "FilmActor");
+        assert_eq!(rust("type"), "r#type");
+        assert_eq!(rust("self"), "self_");
+        assert_eq!(quote("a\"b"), "\"a\"\"b\"");
+        assert_eq!(module_name("migrations"), "migrations_table");
+        assert_eq!(module_name("type"), "type_table");
+        assert_eq!(module_name("Orders"), "orders");
+    }
 }
