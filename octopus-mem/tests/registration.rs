@@ -44,13 +44,13 @@ async fn a_key_deleted_under_a_live_lease_is_put_back() {
     assert_eq!(reg.current(), RegistrationStatus::Registered { lease });
 }
 
-/// Another writer puts what is not our instance under our own lease (junk, or
-/// another address): the registration puts its value back, as it does a
-/// deletion, rather than leave watchers without the instance, or calling the
-/// wrong address, until its next write. A draining mark alone is adopted and
-/// kept (tests/drain.rs in the facade).
+/// Another writer puts what does not decode under our own lease: the
+/// registration puts its value back, as it does a deletion, rather than leave
+/// watchers without the instance until its next write. (A value that decodes is
+/// left to the next write: it may be one of our own earlier writes; a draining
+/// mark in it is adopted, tests/drain.rs in the facade.)
 #[tokio::test(flavor = "current_thread", start_paused = true)]
-async fn a_foreign_value_under_our_lease_is_put_back() {
+async fn junk_under_our_lease_is_put_back() {
     let store = Store::new();
     let backend = MemBackend::new(store.clone());
     let instance = ServiceInstance::new("svc", "a", "127.0.0.1", 1).unwrap();
@@ -62,18 +62,14 @@ async fn a_foreign_value_under_our_lease_is_put_back() {
     // Past the first keepalive: the registration follows its key from here.
     sleep(Duration::from_secs(2)).await;
     let key = "/octopus/services/svc/a";
-    let elsewhere = instance.clone().with_metadata("zone", "b");
-    let layout = octopus_discovery_core::JsonLayout::new("/octopus").unwrap();
-    let elsewhere =
-        octopus_discovery_core::KeyLayout::encode(&layout, &ServiceInstance { port: 2, ..elsewhere }).unwrap();
-    for (what, value) in [("junk", b"not an instance".to_vec()), ("another port", elsewhere)] {
-        let (written, _) = store.put(key.as_bytes(), &value, lease.0).unwrap();
+    for junk in [&b"not an instance"[..], b"{}", b""] {
+        let (written, _) = store.put(key.as_bytes(), junk, lease.0).unwrap();
         timeout(
             Duration::from_secs(2),
             w.wait_for(|s| s.revision > written.revision && s.get("a") == Some(&instance)),
         )
         .await
-        .unwrap_or_else(|_| panic!("{what} under our lease is put back"))
+        .unwrap_or_else(|_| panic!("{:?} under our lease is put back", String::from_utf8_lossy(junk)))
         .unwrap();
         let (_, kvs, _) = store.range(&KeyRange::key(key), 0, 0).unwrap();
         assert_eq!(kvs[0].lease, lease, "under the same live lease");

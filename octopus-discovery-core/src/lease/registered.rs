@@ -124,7 +124,7 @@ impl<B: KvBackend> Task<B> {
     }
 
     /// Events on our own key: a deletion, a write under a lease that is not ours,
-    /// or one under ours that is not our instance (mark aside), is put right (unless a newer owner holds the key: then `Some(exit)`).
+    /// or one under ours that does not decode, is put right (unless a newer owner holds the key: then `Some(exit)`).
     async fn on_key_events(&mut self, lease: LeaseId, events: Vec<Event>, revision: &mut Revision) -> Option<Exit> {
         for ev in events {
             *revision = (*revision).max(ev.kv.mod_revision);
@@ -134,7 +134,7 @@ impl<B: KvBackend> Task<B> {
                 continue;
             }
             // Deleted, written under a lease that is not ours, or written under
-            // ours with a value that is not our instance: put it right.
+            // ours with a value that does not decode: put it right.
             match self.heal(lease).await {
                 Ok(rev) => *revision = (*revision).max(rev),
                 Err(e) if e.kind() == ErrorKind::Conflict => {
@@ -153,7 +153,7 @@ impl<B: KvBackend> Task<B> {
         let (header, kv) = self.backend.get(&self.key(lease)).await?;
         let mut revision = header.revision;
         let mut known = kv.as_ref().map_or(0, |kv| kv.mod_revision);
-        // Marked while our watch was down, or (`adopt` says) not ours to keep.
+        // Marked while our watch was down, or (`adopt` says) undecodable.
         let repair = kv
             .as_ref()
             .filter(|kv| kv.lease == lease)
@@ -192,10 +192,13 @@ impl<B: KvBackend> Task<B> {
     /// Our key's value as someone else wrote it under our lease: its draining mark
     /// (the one thing an operator changes from outside) becomes ours, so that a
     /// re-registration or an update writes it again. Anything else in it is ours
-    /// to state: true when the value, mark aside, is not our instance (it does not
-    /// decode, or says another address), and must be put back now, or every
-    /// watcher would miss the instance, or call the wrong address, until our
-    /// next write.
+    /// to state, and the next write puts our value back. True when the value
+    /// does not decode at all: then no watcher sees the instance, and it must be
+    /// put back now. (A value that decodes is left to the next write: it may be
+    /// one of our own earlier writes whose event arrives after a newer one, or,
+    /// with a layout whose key is not the id, another registration of this
+    /// process sharing the key; rewriting it would undo a newer write or start
+    /// the two rewriting each other.)
     fn adopt(&mut self, key: &[u8], value: &[u8]) -> bool {
         if value == self.value.as_slice() {
             return false;
@@ -204,15 +207,8 @@ impl<B: KvBackend> Task<B> {
             return true;
         };
         let draining = seen.is_draining();
-        // Compared as the layout carries it: a layout without metadata or
-        // version decodes ours without them too.
-        let repair = self
-            .layout
-            .encode(&self.instance.clone().with_draining(draining))
-            .and_then(|ours| self.layout.decode(&self.instance.service, key, &ours))
-            .is_ok_and(|ours| ours != seen);
         if draining == self.instance.is_draining() {
-            return repair;
+            return false;
         }
         let instance = self.instance.clone().with_draining(draining);
         match self.layout.encode(&instance) {
@@ -224,7 +220,7 @@ impl<B: KvBackend> Task<B> {
             }
             Err(e) => log_err("adopt draining mark", &e),
         }
-        repair
+        false
     }
 
     /// Handles one command; `lease` is the lease that holds our key now, if any.
