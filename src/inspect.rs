@@ -97,11 +97,13 @@ impl Inspector {
     }
 
     /// The key of instance `id` of `service`, if registered: the key whose value
-    /// decodes to that instance; failing that, the one key whose value does not
-    /// decode and whose last segment is `id` (a key that does not decode has no
-    /// id but its key's). Two keys that claim `id` either way are an error
-    /// naming both: acting on either could be acting on the wrong one (a stray
-    /// `…/users/0/u1` beside the live `…/users/u1`).
+    /// decodes to that instance (of several, as a layout whose key is the
+    /// address has while an old address's key outlives a move, the newest);
+    /// failing that, the one key whose value does not decode and whose last
+    /// segment is `id` (a key that does not decode has no id but its key's).
+    /// Several such keys are an error naming them: a stray `…/users/0/u1` beside
+    /// a `…/users/u1` whose value is broken, and acting on either could be
+    /// acting on the wrong one.
     pub async fn entry(&self, service: &str, id: &str) -> Result<Option<Entry>> {
         octopus_discovery_core::validate_name("id", id)?;
         let (_, entries) = self.entries(service).await?;
@@ -109,22 +111,22 @@ impl Inspector {
             .into_iter()
             .filter(|e| e.id() == id)
             .partition(|e| e.instance.is_ok());
-        let claims = if decoded.is_empty() { undecoded } else { decoded };
-        match <[Entry; 2]>::try_from(claims) {
-            Ok([a, b]) => Err(Error::invalid_option(
+        if !decoded.is_empty() {
+            return Ok(decoded.into_iter().max_by_key(|e| e.create_revision));
+        }
+        match &undecoded[..] {
+            [a, b, ..] => Err(Error::invalid_option(
                 "instance",
                 format!("{service}/{id}"),
                 format!(
-                    "two keys claim it ({} and {}): remove the wrong one with etcdctl",
-                    a.key, b.key
+                    "{} keys that do not decode claim it ({} and {}{}): remove the wrong ones with etcdctl",
+                    undecoded.len(),
+                    a.key,
+                    b.key,
+                    if undecoded.len() > 2 { ", …" } else { "" }
                 ),
             )),
-            Err(claims) if claims.len() > 2 => Err(Error::invalid_option(
-                "instance",
-                format!("{service}/{id}"),
-                format!("{} keys claim it: remove the wrong ones with etcdctl", claims.len()),
-            )),
-            Err(claims) => Ok(claims.into_iter().next()),
+            _ => Ok(undecoded.into_iter().next()),
         }
     }
 
@@ -217,6 +219,30 @@ mod tests {
             // Now the stray alone ends in `a`: it is the one an operator removes.
             assert_eq!(inspector.entry("svc", "a").await.unwrap().unwrap().key, stray);
         }
+    }
+
+    /// Two keys whose values decode to one id (in etcd's naming layout, where
+    /// the key is the address, an old address's key outlives a move): the
+    /// newest is the instance.
+    #[tokio::test(flavor = "current_thread")]
+    async fn of_two_decoded_claims_the_newest_is_the_instance() {
+        let store = octopus_mem::Store::new();
+        let layout: Arc<dyn KeyLayout> = Arc::new(octopus_discovery_core::EtcdNamingLayout::new("/n").unwrap());
+        for addr in ["127.0.0.1", "127.0.0.2"] {
+            let instance = ServiceInstance::new("svc", "a", addr, 7001).unwrap();
+            let key = layout.key(&instance, crate::LeaseId::NONE);
+            store
+                .put(key.as_bytes(), &layout.encode(&instance).unwrap(), 0)
+                .unwrap();
+        }
+        let backend = Arc::new(octopus_mem::MemBackend::new(store));
+        let inspector = Inspector::new(backend, layout);
+        let entry = inspector.entry("svc", "a").await.unwrap().unwrap();
+        assert_eq!(
+            entry.instance.unwrap().addr,
+            "127.0.0.2",
+            "the later of the two, though second by key"
+        );
     }
 
     /// Two keys that claim an id, neither decoding: an error naming both.
