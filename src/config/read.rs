@@ -71,7 +71,8 @@ pub(super) fn parse(text: &str, syntax: Syntax, file: &str) -> Result<Figment> {
             };
             Err(config_err(file, reason))
         }
-        Ok(value) if value.as_dict().is_none() => Err(config_err(
+        // An empty file, or one of comments alone, is an empty table: every default applies.
+        Ok(value) if value.as_dict().is_none() && !matches!(value, Value::Empty(..)) => Err(config_err(
             file,
             format!("the top level must be a table, not {}", actual(&value.to_actual())),
         )),

@@ -330,3 +330,54 @@ fn a_parse_error_in_a_value_points_at_its_reference() {
         }
     );
 }
+
+/// What a TOML literal string can hold goes in as it is: a multi-line one takes
+/// line breaks and `'` (a PEM key, a name like O'Brien); only what it cannot
+/// hold is refused, by the variable's name.
+#[test]
+fn literal_strings_take_what_toml_lets_them_hold() {
+    std::env::set_var(
+        "OCTOPUS_SECRET_TEST_PEM",
+        "-----BEGIN KEY-----\nabc\ndef\n-----END KEY-----",
+    );
+    std::env::set_var("OCTOPUS_SECRET_TEST_NAME", "O'Brien");
+    let config = OctopusConfig::from_toml_str(
+        "[app]\n\
+         pem = '''\n${OCTOPUS_SECRET_TEST_PEM}'''\n\
+         name = '''${OCTOPUS_SECRET_TEST_NAME}'''\n",
+    )
+    .unwrap();
+    #[derive(Debug, Deserialize, PartialEq)]
+    struct App {
+        pem: String,
+        name: String,
+    }
+    let app: App = config.app().unwrap();
+    assert_eq!(app.pem, "-----BEGIN KEY-----\nabc\ndef\n-----END KEY-----");
+    assert_eq!(app.name, "O'Brien");
+    for (text, var) in [
+        (
+            "[app]\nname = '${OCTOPUS_SECRET_TEST_NAME}'\n",
+            "OCTOPUS_SECRET_TEST_NAME",
+        ),
+        ("[app]\npem = '${OCTOPUS_SECRET_TEST_PEM}'\n", "OCTOPUS_SECRET_TEST_PEM"),
+    ] {
+        let err = OctopusConfig::from_toml_str(text).unwrap_err().to_string();
+        assert!(
+            err.contains(var) && !err.contains("Brien") && !err.contains("abc"),
+            "{err}"
+        );
+    }
+}
+
+/// An empty YAML file, or one of comments alone, is an empty table: every
+/// default applies.
+#[test]
+fn an_empty_yaml_file_is_all_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    for body in ["", "# nothing set here\n", "---\n"] {
+        let path = write(&dir, "octopus.yaml", body);
+        let config = OctopusConfig::load(&path).unwrap_or_else(|e| panic!("{body:?}: {e}"));
+        assert_eq!(config.registry, default_registry(), "{body:?}");
+    }
+}

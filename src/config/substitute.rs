@@ -164,11 +164,23 @@ pub(super) fn substitute_in(
                 Value::Default(d) => out.push_str(d),
                 Value::Set(v) => match scan.state {
                     State::Escaped { .. } => escape_into(&v, &mut out),
-                    State::Literal { .. } => {
-                        if v.contains('\'') || v.chars().any(|c| c.is_control() && c != '\t') {
+                    State::Literal { multiline } => {
+                        // TOML's literal strings have no escapes: a value goes in as
+                        // it is, or not at all. A '''...''' string takes anything
+                        // but `'''` and control characters other than tab and line
+                        // breaks; a '...' string, anything but `'` and those but tab.
+                        let fits = match multiline {
+                            true => {
+                                !v.contains("'''")
+                                    && !v.chars().any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+                            }
+                            false => !v.contains('\'') && !v.chars().any(|c| c.is_control() && c != '\t'),
+                        };
+                        if !fits {
                             return Err(format!(
-                                "line {line_no}: the value of `${{{}}}` holds a `'` or a control character, which \
-                                 cannot go inside a '...' string: use a \"...\" string, where values are escaped",
+                                "line {line_no}: the value of `${{{}}}` holds what cannot go inside this TOML \
+                                 literal string (a `'`, or a control character): use a \"...\" string, where \
+                                 values are escaped",
                                 reference.var
                             ));
                         }
