@@ -108,12 +108,27 @@ impl RegistryUrl {
         Error::invalid_url(&self.raw, reason)
     }
 
-    /// Refuses parameters other than `known`, naming the first unknown one.
+    /// Refuses parameters other than `known`, naming the first unknown one,
+    /// unless a parameter whose value prints hidden comes before it: then it
+    /// may be that value's tail, cut off by a stray `&` (`password=Xy7&abc=def`),
+    /// and it is not named.
     pub fn only(&self, known: &[&str]) -> Result<()> {
-        match self.params.keys().find(|k| !known.contains(&k.as_str())) {
-            Some(k) => Err(self.error(format!("unknown parameter {k:?} (known: {})", known.join(", ")))),
-            None => Ok(()),
+        let query = self.raw.split_once('?').map_or("", |(_, q)| q);
+        let mut after_hidden = false;
+        for name in query.split('&').filter_map(|p| p.split_once('=')).map(|(k, _)| k) {
+            if !known.contains(&name) {
+                let known = known.join(", ");
+                return Err(self.error(match after_hidden {
+                    false => format!("unknown parameter {name:?} (known: {known})"),
+                    true => format!(
+                        "an unknown parameter after a hidden value (not named: it may be the value's tail; \
+                         a & inside a value must be written %26; known: {known})"
+                    ),
+                }));
+            }
+            after_hidden |= !octopus_discovery_core::is_shown_param(name);
         }
+        Ok(())
     }
 
     /// A duration parameter: `500ms`, `10s`, `2m`, or bare seconds (`10`).
@@ -130,12 +145,12 @@ impl RegistryUrl {
 }
 
 impl std::fmt::Debug for RegistryUrl {
-    /// The scheme, the hosts and the URL redacted (the parameters' values
-    /// only where [`redact_url`](crate::redact_url) shows them).
+    /// The scheme and the URL redacted: hosts and parameters only where
+    /// [`redact_url`](crate::redact_url) shows them (a host may be a password's
+    /// head that a `?` in it cut off: `root:123?b=c@h:2379`).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RegistryUrl")
             .field("scheme", &self.scheme)
-            .field("hosts", &self.hosts)
             .field("url", &self.redacted())
             .finish_non_exhaustive()
     }
@@ -209,6 +224,25 @@ mod tests {
             assert!(!e.contains("hunter2"), "{e}");
             assert!(!format!("{u:?} {}", u.redacted()).contains("hunter2"));
         }
+    }
+
+    /// A lower-case parameter after a password may be the password's tail: it
+    /// is refused without its name.
+    #[test]
+    fn a_parameter_after_a_password_is_not_named() {
+        let u = RegistryUrl::parse("etcd://127.0.0.1:2379?user=root&password=Xy7&planted=ok").unwrap();
+        let e = u.only(&["user", "password"]).unwrap_err();
+        let text = format!("{e} {e:?} {u:?}");
+        assert!(text.contains("%26") && !text.contains("planted"), "{text}");
+        // Before any hidden value, a typo is named.
+        let u = RegistryUrl::parse("etcd://127.0.0.1:2379?namespce=/p&password=x").unwrap();
+        let e = u.only(&["namespace", "password"]).unwrap_err().to_string();
+        assert!(e.contains("unknown parameter \"namespce\""), "{e}");
+        // A `?` in a password before the host: the part before its `@` is hidden.
+        let u = RegistryUrl::parse("etcd://root:123?b=Pla@127.0.0.1:2379").unwrap();
+        let e = u.only(&["user", "password"]).unwrap_err();
+        let text = format!("{e} {e:?} {u:?}");
+        assert!(!text.contains("Pla") && !text.contains("123"), "{text}");
     }
 
     /// A secret where the URL's grammar does not expect it (before the host,

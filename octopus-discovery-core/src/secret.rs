@@ -151,18 +151,30 @@ impl<'a> Shown<'a> {
         };
         let hosts = match authority {
             "" => Vec::new(),
-            authority => authority.split(',').map(|h| shown(h).then_some(h)).collect(),
+            authority => authority
+                .split(',')
+                .filter(|h| !h.is_empty())
+                .map(|h| shown(h).then_some(h))
+                .collect(),
         };
+        // After a parameter whose value is hidden, what follows may be that
+        // value's tail, cut off by a stray `&` (`password=Xy7&abc=def`): a
+        // parameter nobody defines then prints as `***`, name and all.
+        let mut after_hidden = false;
         let params = query
             .split('&')
             .filter(|p| !p.is_empty())
-            .map(|pair| match pair.split_once('=') {
-                Some((k, v)) if is_shown_param(k) => (Some(k), Some(v)),
-                // The name of a parameter nobody defines prints only when it reads
-                // as one (lower case), so a typo shows; a password's tail after a
-                // stray `&` (`password=Xy7&Qz9`) does not.
-                Some((k, _)) if lower_name(k) => (Some(k), None),
-                _ => (None, None),
+            .map(|pair| {
+                let shown = match pair.split_once('=') {
+                    Some((k, v)) if is_shown_param(k) => (Some(k), Some(v)),
+                    // The name of a parameter nobody defines prints only when it
+                    // reads as one (lower case) and no hidden value comes before
+                    // it, so a typo shows and a password's tail does not.
+                    Some((k, _)) if lower_name(k) && !after_hidden => (Some(k), None),
+                    _ => (None, None),
+                };
+                after_hidden |= shown.1.is_none();
+                shown
             })
             .collect();
         Shown {
@@ -224,20 +236,17 @@ fn userinfo_end(rest: &str) -> Option<usize> {
         let Some(q) = before.find('?') else {
             return true; // before the query: in the authority
         };
+        // In the value of a parameter that prints (`user=svc@corp`), an `@` is
+        // the value's own; anywhere else it may end a `user:password@` part
+        // that a `?` in the password cut short (`root:123?b=c@h:2379`), and
+        // what stands before it is hidden (the value is hidden anyway).
         let segment = &before[before.rfind('&').map_or(q, |a| a.max(q)) + 1..];
-        !matches!(segment.split_once('='), Some((name, _)) if plausible_name(name))
+        !matches!(segment.split_once('='), Some((name, _)) if is_shown_param(name))
     })
 }
 
 fn plausible_scheme(s: &str) -> bool {
     !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '+')
-}
-
-/// A parameter's name: letters, digits, `_`, `-` and `.`.
-fn plausible_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }
 
 /// A name as the registries write theirs: lower-case letters, digits and `_`.
@@ -295,7 +304,7 @@ mod tests {
         );
         assert_eq!(
             redact_url("etcd://h?passwd=a&Pwd=b&api_key=c&credentials=d&key_file=/k&namespace=/n"),
-            "etcd://h?passwd=***&***&api_key=***&credentials=***&key_file=/k&namespace=/n"
+            "etcd://h?passwd=***&***&***&***&key_file=/k&namespace=/n"
         );
         assert_eq!(redact_url("mem://"), "mem://");
         assert_eq!(
@@ -330,6 +339,7 @@ mod tests {
             "etcd://h:2379?password=Pl@nted",
             "etcd://h:2379?password=Xy7&Planted",
             "etcd://h:2379?password=Xy7&Planted=1",
+            "etcd://h:2379?password=Xy7&planted=1",
             "etcd://h:2379?pasword=Planted",
             "etcd://h:2379?pw=Planted",
             "etcd://h:2379?p%61ssword=Planted",
@@ -344,7 +354,13 @@ mod tests {
             }
         }
         // The hosts and the parameters that say where and how still print.
-        assert_eq!(redact_url("etcd://root:Pla?n=ted@h:2379"), "etcd://***?n=***");
+        assert_eq!(redact_url("etcd://root:Pla?n=ted@h:2379"), "etcd://***@h:2379");
+        assert_eq!(redact_url("etcd://root:123?b=c@h:2379"), "etcd://***@h:2379");
+        assert_eq!(
+            redact_url("etcd://h:2379?password=Xy7&abc=def&ttl=5s"),
+            "etcd://h:2379?password=***&***&ttl=5s"
+        );
+        assert_eq!(redact_url("etcd://h1:2379,,h2:2379,"), "etcd://h1:2379,h2:2379");
         assert_eq!(
             redact_url("etcd://root:Pla,nted@h:2379?ttl=5s"),
             "etcd://***@h:2379?ttl=5s"
