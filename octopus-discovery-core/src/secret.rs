@@ -66,6 +66,10 @@ pub const SHOWN_PARAMS: [&str; 15] = [
     "tls_domain",
 ];
 
+/// The parameters the registries define whose values are secrets: a printed
+/// URL names them, with `***` for the value.
+pub const HIDDEN_PARAMS: [&str; 1] = ["password"];
+
 /// Whether a printed URL shows the value of parameter `name` ([`SHOWN_PARAMS`]).
 pub fn is_shown_param(name: &str) -> bool {
     SHOWN_PARAMS.contains(&name)
@@ -167,6 +171,7 @@ impl<'a> Shown<'a> {
             .map(|pair| {
                 let shown = match pair.split_once('=') {
                     Some((k, v)) if is_shown_param(k) => (Some(k), Some(v)),
+                    Some((k, _)) if HIDDEN_PARAMS.contains(&k) => (Some(k), None),
                     // The name of a parameter nobody defines prints only when it
                     // reads as one (lower case) and no hidden value comes before
                     // it, so a typo shows and a password's tail does not.
@@ -361,6 +366,10 @@ mod tests {
             "etcd://h:2379?password=***&***&ttl=5s"
         );
         assert_eq!(redact_url("etcd://h1:2379,,h2:2379,"), "etcd://h1:2379,h2:2379");
+        assert_eq!(
+            redact_url("etcd://h:2379?bogus=1&password=x"),
+            "etcd://h:2379?bogus=***&password=***"
+        );
         assert_eq!(
             redact_url("etcd://root:Pla,nted@h:2379?ttl=5s"),
             "etcd://***@h:2379?ttl=5s"
