@@ -14,6 +14,14 @@ use crate::model::{diff, lease_of, put_kind, ChangeKind, InstanceRow, ServiceSum
 /// How many timeline entries a service keeps (the oldest go first).
 pub(crate) const TIMELINE_LEN: usize = 200;
 
+/// Ids a service remembers as gone (to tell a re-registration), at most: another
+/// writer churning fresh ids must not grow the console for ever.
+const GONE_KEPT: usize = 1024;
+
+/// Services without instances the console keeps listing, at most (the ones that
+/// changed longest ago go first): the same for churned service names.
+const EMPTY_KEPT: usize = 256;
+
 /// A delete counts as an expiry when it comes this close to (or after) the time
 /// the lease was last seen to run out.
 const EXPIRY_SLACK: Duration = Duration::from_millis(500);
@@ -183,15 +191,37 @@ impl Mirror {
                 state.instances.insert(key.to_owned(), row);
             }
             None => {
+                if state.gone.len() >= GONE_KEPT {
+                    state.gone.pop_first();
+                }
                 state.gone.insert(id);
                 state.instances.remove(key);
             }
         }
-        if state.instances.is_empty() && !record {
+        let emptied = state.instances.is_empty();
+        if emptied && !record {
             self.services.remove(service);
         }
         if let Some(b) = before {
             self.forget_lease_if_unused(lease_of(&b));
+        }
+        if emptied {
+            self.forget_old_empty_services();
+        }
+    }
+
+    /// Keeps at most [`EMPTY_KEPT`] services without instances (listed with
+    /// their timeline): past that, the one that changed longest ago goes.
+    fn forget_old_empty_services(&mut self) {
+        loop {
+            let empty = self.services.iter().filter(|(_, s)| s.instances.is_empty());
+            if empty.clone().count() <= EMPTY_KEPT {
+                return;
+            }
+            let Some(oldest) = empty.min_by_key(|(_, s)| s.changed_at).map(|(name, _)| name.clone()) else {
+                return;
+            };
+            self.services.remove(&oldest);
         }
     }
 
@@ -305,5 +335,53 @@ impl Mirror {
     /// The timeline entries recorded since the last call, oldest first.
     pub(crate) fn take_new_events(&mut self) -> Vec<TimelineEvent> {
         std::mem::take(&mut self.new_events)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(service: &str, id: &str, revision: Revision) -> InstanceRow {
+        let entry = Entry {
+            service: service.to_owned(),
+            key: format!("/octopus/services/{service}/{id}"),
+            lease: LeaseId::NONE,
+            create_revision: revision,
+            mod_revision: revision,
+            instance: Ok(octopus::ServiceInstance::new(service, id, "127.0.0.1", 1).unwrap()),
+        };
+        InstanceRow::from_entry(&entry)
+    }
+
+    /// Another writer registering and removing fresh ids under fresh service
+    /// names: what the console remembers stops growing at its bounds.
+    #[test]
+    fn churned_ids_and_services_are_remembered_up_to_a_bound() {
+        let mut mirror = Mirror::default();
+        let mut revision = 0;
+        let start = Instant::now();
+        for n in 0..2 * GONE_KEPT {
+            let now = start + Duration::from_millis(n as u64);
+            for (service, id) in [("churn".to_owned(), format!("i{n}")), (format!("s{n}"), "x".to_owned())] {
+                let key = format!("/octopus/services/{service}/{id}");
+                revision += 1;
+                mirror.set(
+                    &service,
+                    &key,
+                    None,
+                    Some(row(&service, &id, revision)),
+                    revision,
+                    now,
+                    true,
+                );
+                revision += 1;
+                let before = Some(row(&service, &id, revision - 1));
+                mirror.set(&service, &key, before, None, revision, now, true);
+            }
+        }
+        assert_eq!(mirror.services.get("churn").map(|s| s.gone.len()), Some(GONE_KEPT));
+        assert_eq!(mirror.services.len(), EMPTY_KEPT, "empty services, the newest kept");
+        assert!(mirror.services.contains_key(&format!("s{}", 2 * GONE_KEPT - 1)));
     }
 }
