@@ -15,8 +15,8 @@ use super::{status, AuditEvent, MemEtcd};
 
 type KeepAliveStream = Pin<Box<dyn futures_util::Stream<Item = Result<PbLeaseKeepAliveResponse, Status>> + Send>>;
 
-/// etcd's largest lease TTL (9,000,000,000 s).
-const MAX_TTL: i64 = 9_000_000_000;
+/// etcd's largest lease TTL, in seconds, as a grant request gives its TTL.
+const MAX_TTL: i64 = octopus_discovery_core::MAX_LEASE_TTL.as_secs() as i64;
 
 #[tonic::async_trait]
 impl PbLeaseService for MemEtcd {

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use tokio::time::{timeout, Instant};
 
-use crate::registry::MAX_GRANTED;
+use crate::registry::MAX_LEASE_TTL;
 use crate::{Error, KvBackend, LeaseId, LeaseKeeper, RegisterOptions};
 
 /// What one keepalive attempt found.
@@ -36,10 +36,10 @@ pub(crate) enum Beat {
 const TICK: Duration = Duration::from_millis(500);
 
 /// `t + d`, or, should that overflow, the latest instant reachable from `t`
-/// within [`MAX_GRANTED`] (in practice: `t + d` always fits, since `d` is
+/// within [`MAX_LEASE_TTL`] (in practice: `t + d` always fits, since `d` is
 /// bounded by the TTL or a validated interval).
 fn later(t: Instant, d: Duration) -> Instant {
-    t.checked_add(d).or_else(|| t.checked_add(MAX_GRANTED)).unwrap_or(t)
+    t.checked_add(d).or_else(|| t.checked_add(MAX_LEASE_TTL)).unwrap_or(t)
 }
 
 /// The first instant after `t`, or `t` itself, on the 500 ms grid that starts
@@ -79,10 +79,10 @@ pub(crate) struct KeepAlive {
 impl KeepAlive {
     /// Keeps `lease` alive every interval `opts` set, or on the default
     /// schedule, on the ticks that start at `epoch`. `granted` is the server's
-    /// TTL, taken as at most [`MAX_GRANTED`].
+    /// TTL, taken as at most [`MAX_LEASE_TTL`].
     pub(crate) fn new(lease: LeaseId, granted: Duration, opts: &RegisterOptions, epoch: Instant) -> Self {
         let now = Instant::now();
-        let granted = granted.min(MAX_GRANTED);
+        let granted = granted.min(MAX_LEASE_TTL);
         let mut ka = KeepAlive {
             lease,
             granted,
@@ -247,8 +247,8 @@ mod tests {
                 // A failed keepalive retries within that TTL (it has not passed).
                 assert!(matches!(ka.beat(&Unreachable).await, Beat::Retrying));
                 assert!(ka.next > Instant::now());
-                assert!(ka.granted <= MAX_GRANTED, "{:?}", ka.granted);
-                assert!(ka.next - ka.last_ok <= MAX_GRANTED / 3 + TICK);
+                assert!(ka.granted <= MAX_LEASE_TTL, "{:?}", ka.granted);
+                assert!(ka.next - ka.last_ok <= MAX_LEASE_TTL / 3 + TICK);
             }
         }
         // A sane TTL still runs out: failures past it lose the lease.

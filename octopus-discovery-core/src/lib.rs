@@ -105,7 +105,7 @@ pub use target::{IntoTarget, Target};
 
 // The traits a user calls, and their handles.
 pub use discovery::{Change, Discovery, ServiceWatch};
-pub use registry::{RegisterOptions, Registration, RegistrationStatus, Registry};
+pub use registry::{RegisterOptions, Registration, RegistrationStatus, Registry, MAX_LEASE_TTL};
 pub use resolver::{DiscoveryResolver, Resolver, Resolvers};
 
 // The engine a backend plugs into: the `KvBackend` seam, the lease registry

@@ -11,11 +11,12 @@ use crate::mailbox::{Command, Outbox};
 use crate::task::OwnedTask;
 use crate::{BackoffPolicy, Error, JitterRng, LeaseId, Result, ServiceInstance};
 
-/// The longest granted TTL taken from a server: etcd's own maximum lease TTL
-/// (9,000,000,000 s). The TTL is the server's answer; a misbehaving server's
-/// larger one (up to `i64::MAX` seconds) counts as this, so that the instants
-/// computed from it (the lease's deadline, the next keepalive) cannot overflow.
-pub(crate) const MAX_GRANTED: Duration = Duration::from_secs(9_000_000_000);
+/// etcd's largest lease TTL (`MaxLeaseTTL`, 9,000,000,000 s). Every backend
+/// holds TTLs to it: etcd and the mem store refuse a longer grant, and a longer
+/// TTL in a server's answer (a misbehaving server's, up to `i64::MAX` seconds)
+/// counts as this, so that the instants computed from it (a lease's deadline,
+/// the next keepalive) cannot overflow.
+pub const MAX_LEASE_TTL: Duration = Duration::from_secs(9_000_000_000);
 
 /// Registers service instances under a lease that it keeps alive.
 #[async_trait]
@@ -214,7 +215,7 @@ impl RegisterOptions {
     /// server's answer) counts as that maximum, so that instants computed from the
     /// interval cannot overflow.
     pub fn keepalive_for(&self, granted: Duration) -> Duration {
-        let granted = granted.min(MAX_GRANTED);
+        let granted = granted.min(MAX_LEASE_TTL);
         self.keepalive.unwrap_or(granted / 3).max(Duration::from_millis(1))
     }
 }
@@ -435,6 +436,6 @@ mod tests {
         assert!(err.contains("ttl") && err.contains("between 10ms and 1 day"), "{err}");
         // A server's absurd TTL gives a keepalive interval a deadline can be computed from.
         let interval = RegisterOptions::default().keepalive_for(Duration::MAX);
-        assert!(interval <= MAX_GRANTED / 3, "{interval:?}");
+        assert!(interval <= MAX_LEASE_TTL / 3, "{interval:?}");
     }
 }

@@ -8,15 +8,12 @@ use octopus_discovery_core::{Lease, LeaseId, LeaseTtl, Result};
 use crate::call::{bounded, within};
 use crate::convert::etcd_err;
 
-/// etcd's largest lease TTL, in seconds (`MaxLeaseTTL`): no honest server
-/// answers more.
-const MAX_TTL_SECS: i64 = 9_000_000_000;
-
 /// A TTL in seconds as the server answered it, as a duration: at least `floor`
 /// seconds, and at most etcd's maximum, since a misbehaving server's answer (up
 /// to `i64::MAX` seconds) would overflow the deadlines computed from it.
 fn server_ttl(secs: i64, floor: i64) -> Duration {
-    Duration::from_secs(secs.clamp(floor, MAX_TTL_SECS) as u64)
+    let max = octopus_discovery_core::MAX_LEASE_TTL.as_secs() as i64;
+    Duration::from_secs(secs.clamp(floor, max) as u64)
 }
 
 /// Grants a lease of `ttl`, rounded up to whole seconds (etcd's grain).

@@ -9,9 +9,9 @@ use tokio::time::Instant;
 
 use crate::Error;
 
-/// etcd's largest lease TTL (9,000,000,000 s): a longer one is refused, as etcd
-/// refuses it, and deadlines computed from the TTLs held stay far from overflow.
-const MAX_TTL: Duration = Duration::from_secs(9_000_000_000);
+/// etcd's largest lease TTL: a longer one is refused, as etcd refuses it, and
+/// deadlines computed from the TTLs held stay far from overflow.
+const MAX_TTL: Duration = octopus_discovery_core::MAX_LEASE_TTL;
 
 /// The one id never handed out: [`Leases::next`] at this value means the ids
 /// above every lease granted are used up (ids count up, and never wrap).
