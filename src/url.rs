@@ -31,7 +31,7 @@ impl RegistryUrl {
         let (scheme, rest) = url
             .split_once("://")
             .ok_or_else(|| err("expected scheme://hosts, e.g. mem:// or etcd://127.0.0.1:2379".into()))?;
-        if scheme.is_empty() || !scheme.chars().all(|c| c.is_ascii_alphanumeric() || c == '+') {
+        if !octopus_discovery_core::plausible_scheme(scheme) {
             return Err(err(format!("scheme {scheme:?} must be letters and digits")));
         }
         let (authority, query) = rest.split_once('?').unwrap_or((rest, ""));

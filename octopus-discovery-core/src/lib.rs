@@ -124,6 +124,7 @@ pub use lease::LeaseRegistry;
 // Helpers the backends and the facade share.
 pub use backoff::{Backoff, BackoffPolicy, JitterRng};
 pub use secret::{
-    is_shown_param, lower_name, plausible_host, redact_url, url_label, Secret, HIDDEN_PARAMS, SHOWN_PARAMS,
+    is_shown_param, lower_name, plausible_host, plausible_scheme, redact_url, url_label, Secret, HIDDEN_PARAMS,
+    SHOWN_PARAMS,
 };
 pub use task::OwnedTask;

@@ -250,7 +250,8 @@ fn userinfo_end(rest: &str) -> Option<usize> {
     })
 }
 
-fn plausible_scheme(s: &str) -> bool {
+/// A URL scheme: letters, digits and `+` (`etcd`, `mem`).
+pub fn plausible_scheme(s: &str) -> bool {
     !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '+')
 }
 
